@@ -1,0 +1,82 @@
+# slurmpy_plugins - see README.md.  Run as root on Debian 12.
+SHELL      := /bin/bash
+PYTHON3    ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+BUILD      := build
+PLUGINS    := $(BUILD)/plugins
+CORE       := $(PLUGINS)/slurmpy
+PLUGINDIR  ?= /usr/lib/x86_64-linux-gnu/slurm-wlm
+SLURM_SRC  ?= $(shell test -x scripts/slurm-src.sh && dpkg-query -W slurmctld >/dev/null 2>&1 && scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src 2>/dev/null)
+CFLAGS     ?= -O2 -g
+PYTEST_ARGS ?=
+
+APT_PKGS := slurmctld slurmd slurm-client libslurm-dev dpkg-dev gcc make \
+            python3-dev python3-venv
+
+CSRC_CORE := csrc/runtime.c csrc/pool.c csrc/calls.c csrc/snapshot.c \
+             csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
+
+.PHONY: all deps build install test unit integration demo bench asan clean
+
+all: build
+
+## deps: Debian packages, the matching Slurm source, a venv with cffi/pytest/hypothesis
+deps: $(VENV)/.deps-ok
+	@test -n "$(SLURM_SRC)" || scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src
+
+$(VENV)/.deps-ok: pyproject.toml
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing $$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check 'cffi>=1.16' 'setuptools>=65' 'pytest>=7' 'hypothesis>=6'
+	scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src >/dev/null
+	touch $@
+
+## build: libslurmpy.so (cffi embedding) + the two plugins + the staged Python dir
+build: $(VENV)/.deps-ok $(PLUGINS)/prep_python.so $(PLUGINS)/site_factor_python.so $(CORE)/python/.staged
+
+$(CORE)/libslurmpy.so: $(CSRC_CORE) $(VENV)/.deps-ok
+	SLURM_SRC=$(SLURM_SRC) SPM_CFLAGS="$(SPM_CFLAGS)" SPM_LDFLAGS="$(SPM_LDFLAGS)" $(PY) build_ffi.py $(CORE)
+
+$(PLUGINS)/%.so: csrc/%.c csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/plugin.map $(CORE)/libslurmpy.so
+	gcc $(CFLAGS) $(SPM_CFLAGS) -Wall -fPIC -shared -I csrc -I $(SLURM_SRC) -o $@.tmp $< \
+	  -L $(CORE) -l:libslurmpy.so -Wl,-rpath,'$$ORIGIN/slurmpy' \
+	  -Wl,--version-script=csrc/plugin.map -Wl,-z,nodelete $(SPM_LDFLAGS)
+	mv -f $@.tmp $@
+
+# The embedded interpreter imports slurmpy_plugins and _cffi_backend from
+# <dir of libslurmpy.so>/python, whatever the daemon's environment.
+$(CORE)/python/.staged: $(VENV)/.deps-ok
+	mkdir -p $(CORE)/python
+	ln -sfn $(CURDIR)/slurmpy_plugins $(CORE)/python/slurmpy_plugins
+	cp -f $$($(PY) -c 'import _cffi_backend; print(_cffi_backend.__file__)') $(CORE)/python/
+	touch $@
+
+## install: into Slurm's PluginDir, atomically (rename), idempotent
+install: build
+	$(PY) scripts/install.py $(PLUGINS) $(PLUGINDIR)
+
+## test: unit tests (C host, no daemons) + integration tests (real slurmctld/slurmd)
+test: build
+	$(PY) -m pytest -ra $(PYTEST_ARGS) tests
+
+unit: build
+	$(PY) -m pytest -ra $(PYTEST_ARGS) tests/unit
+
+integration: build
+	$(PY) -m pytest -ra $(PYTEST_ARGS) tests/integration
+
+## demo: a throwaway single-node cluster on loopback running the example handlers
+demo: install
+	$(PY) examples/demo.py
+
+## bench: speed and memory figures (bench/results/)
+bench: build
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(BUILD)/plugins $(BUILD)/host $(BUILD)/asan

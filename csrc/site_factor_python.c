@@ -1,0 +1,46 @@
+/*
+ * site_factor_python.c - site_factor/python: routes Slurm's site_factor API
+ * to the shared dispatch path (calls.c).  Nothing else happens here.
+ */
+#include "config.h"
+#include "slurm/slurm.h"
+#include "slurm/slurm_errno.h"
+#include "src/common/site_factor.h"
+
+#include "spm.h"
+
+const char plugin_name[] = "Site factor plugin for Python handlers (slurmpy_plugins)";
+const char plugin_type[] = "site_factor/python";
+const uint32_t plugin_version = SLURM_VERSION_NUMBER;
+
+/* slurmctld loads this at start-up, with no locks held: load the handler
+ * now rather than under the job write lock of the first set(). */
+extern int init(void)
+{
+	spm_ctx_init(SPM_CTX_SITE_FACTOR);
+	(void)spm_ctx_boot(SPM_CTX_SITE_FACTOR);
+	return SLURM_SUCCESS;
+}
+
+extern void fini(void)
+{
+	spm_ctx_fini(SPM_CTX_SITE_FACTOR);
+}
+
+extern void site_factor_p_reconfig(void)
+{
+	/* Re-read PrioritySiteFactorParameters; reload if they changed. */
+	spm_ctx_init(SPM_CTX_SITE_FACTOR);
+	(void)spm_ctx_boot(SPM_CTX_SITE_FACTOR);
+	spm_sf_reconfig();
+}
+
+extern void site_factor_p_set(job_record_t *job_ptr)
+{
+	spm_sf_set(job_ptr);
+}
+
+extern void site_factor_p_update(void)
+{
+	spm_sf_update();
+}

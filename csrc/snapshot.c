@@ -1,0 +1,315 @@
+/*
+ * snapshot.c - the only file that reads Slurm's job_record_t and job_env_t.
+ * It copies what handlers may see into flat spm_* records in an arena (see
+ * spm_types.h), and writes site factors back.  Called with the daemon's
+ * locks held: it only copies, never calls Python and never blocks.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "config.h"
+#include "slurm/slurm.h"
+#include "src/common/list.h"
+#include "src/slurmctld/slurmctld.h"
+#include "src/slurmd/slurmd/slurmd.h"
+
+#include "spm.h"
+
+#define FACTOR_MIN (-(int64_t)NICE_OFFSET)
+#define FACTOR_MAX ((int64_t)UINT32_MAX - (int64_t)NICE_OFFSET)
+
+/* slurmctld-only symbols, looked up when first needed so that this library
+ * also loads in slurmd (a data reference would fail there at load time). */
+static List *_job_list(void)
+{
+	return (List *)dlsym(RTLD_DEFAULT, "job_list");
+}
+
+static job_record_t *(*_find_job(void))(uint32_t)
+{
+	return (job_record_t *(*)(uint32_t))dlsym(RTLD_DEFAULT,
+						  "find_job_record");
+}
+
+static char **_copy_strv(spm_arena_t *a, char **v, uint32_t n, int *oom)
+{
+	char **out;
+
+	if (!v || !n)
+		return NULL;
+	if (!(out = spm_arena_alloc(a, (n + 1) * sizeof(char *)))) {
+		*oom = 1;
+		return NULL;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (v[i] && !(out[i] = spm_arena_strdup(a, v[i])))
+			*oom = 1;
+	}
+	return out;
+}
+
+/* Count a NULL-terminated array (gres_job_env has no size field). */
+static uint32_t _strv_len(char **v)
+{
+	uint32_t n = 0;
+
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+#define S(f, v) do { if ((v) && !(out->f = spm_arena_strdup(a, (v)))) \
+			     oom = 1; } while (0)
+
+/* Fill *out from *job; returns 0 or -1 on OOM. */
+static int _copy_job(spm_arena_t *a, spm_job_t *out, job_record_t *job)
+{
+	struct job_details *d = job->details;
+	int oom = 0;
+
+	out->job_id = job->job_id;
+	out->array_job_id = job->array_job_id;
+	out->array_task_id = job->array_task_id;
+	out->het_job_id = job->het_job_id;
+	out->het_job_offset = job->het_job_offset;
+	out->user_id = job->user_id;
+	out->group_id = job->group_id;
+	out->job_state = job->job_state;
+	out->state_reason = job->state_reason;
+	out->exit_code = job->exit_code;
+	out->derived_ec = job->derived_ec;
+	out->priority = job->priority;
+	out->time_limit = job->time_limit;
+	out->time_min = job->time_min;
+	out->restart_cnt = job->restart_cnt;
+	out->qos_id = job->qos_id;
+	out->assoc_id = job->assoc_id;
+	out->resv_id = job->resv_id;
+	out->batch_flag = job->batch_flag;
+	out->bit_flags = job->bit_flags;
+	out->site_factor = (int64_t)job->site_factor - (int64_t)NICE_OFFSET;
+	out->start_time = job->start_time;
+	out->end_time = job->end_time;
+	out->deadline = job->deadline;
+	out->num_nodes = job->node_cnt;
+	out->num_cpus = job->total_cpus;
+	if (d) {
+		out->min_nodes = d->min_nodes;
+		out->max_nodes = d->max_nodes;
+		out->min_cpus = d->min_cpus;
+		out->requeue = d->requeue;
+		out->nice = (int64_t)d->nice - (int64_t)NICE_OFFSET;
+		out->pn_min_memory = d->pn_min_memory;
+		out->submit_time = d->submit_time;
+		out->eligible_time = d->begin_time;
+		if (!out->num_nodes)
+			out->num_nodes = d->min_nodes;
+		if (!out->num_cpus)
+			out->num_cpus = d->min_cpus;
+		S(features, d->features);
+		S(std_err, d->std_err);
+		S(std_in, d->std_in);
+		S(std_out, d->std_out);
+		S(work_dir, d->work_dir);
+	}
+	S(account, job->account);
+	S(admin_comment, job->admin_comment);
+	S(alloc_node, job->alloc_node);
+	S(batch_host, job->batch_host);
+	S(burst_buffer, job->burst_buffer);
+	S(comment, job->comment);
+	S(licenses, job->licenses);
+	S(mcs_label, job->mcs_label);
+	S(name, job->name);
+	S(nodes, job->nodes);
+	S(partition, job->partition);
+	if (job->qos_ptr)
+		S(qos, job->qos_ptr->name);
+	S(resv_name, job->resv_name);
+	S(state_desc, job->state_desc);
+	S(system_comment, job->system_comment);
+	S(tres_alloc_str, job->tres_alloc_str);
+	S(tres_req_str, job->tres_req_str);
+	S(tres_per_job, job->tres_per_job);
+	S(tres_per_node, job->tres_per_node);
+	S(tres_per_task, job->tres_per_task);
+	S(user_name, job->user_name);
+	S(wckey, job->wckey);
+	out->spank_job_env = _copy_strv(a, job->spank_job_env,
+					job->spank_job_env_size, &oom);
+	out->spank_job_env_size = out->spank_job_env ?
+		job->spank_job_env_size : 0;
+	return oom ? -1 : 0;
+}
+
+spm_job_t *spm_snapshot_job(struct job_record *job_ptr,
+			    spm_arena_t **arena_out)
+{
+	spm_arena_t *a = spm_arena_new(4096);
+	spm_job_t *out;
+
+	*arena_out = NULL;
+	if (!a)
+		return NULL;
+	if (!(out = spm_arena_alloc(a, sizeof(*out))) ||
+	    _copy_job(a, out, job_ptr)) {
+		spm_arena_unref(a);
+		return NULL;
+	}
+	*arena_out = a;
+	return out;
+}
+
+spm_env_t *spm_snapshot_env(void *job_env, spm_arena_t **arena_out)
+{
+	job_env_t *e = job_env;
+	spm_arena_t *a = spm_arena_new(4096);
+	spm_env_t *out;
+	int oom = 0;
+
+	*arena_out = NULL;
+	if (!a)
+		return NULL;
+	if (!(out = spm_arena_alloc(a, sizeof(*out)))) {
+		spm_arena_unref(a);
+		return NULL;
+	}
+	out->job_id = e->jobid;
+	out->step_id = e->step_id;
+	out->uid = e->uid;
+	out->gid = e->gid;
+	out->het_job_id = e->het_job_id;
+	out->exit_code = e->exit_code;
+	out->derived_ec = e->derived_ec;
+	S(user_name, e->user_name);
+	S(partition, e->partition);
+	S(node_list, e->node_list);
+	S(node_aliases, e->node_aliases);
+	S(work_dir, e->work_dir);
+	out->spank_job_env = _copy_strv(a, e->spank_job_env,
+					e->spank_job_env_size, &oom);
+	out->spank_job_env_size = out->spank_job_env ?
+		e->spank_job_env_size : 0;
+	out->gres_job_env_size = _strv_len(e->gres_job_env);
+	out->gres_job_env = _copy_strv(a, e->gres_job_env,
+				       out->gres_job_env_size, &oom);
+	if (oom) {
+		spm_arena_unref(a);
+		return NULL;
+	}
+	*arena_out = a;
+	return out;
+}
+#undef S
+
+struct collect {
+	spm_arena_t *arena;
+	spm_batch_t *batch;
+	uint32_t cap;
+	int oom;
+};
+
+static int _collect_one(void *x, void *arg)
+{
+	job_record_t *job = x;
+	struct collect *c = arg;
+
+	if (!IS_JOB_PENDING(job) || c->batch->count >= c->cap)
+		return 0;
+	if (_copy_job(c->arena, &c->batch->jobs[c->batch->count], job)) {
+		c->oom = 1;
+		return -1;
+	}
+	c->batch->count++;
+	return 0;
+}
+
+spm_batch_t *spm_snapshot_pending(spm_arena_t **arena_out)
+{
+	List *jl = _job_list();
+	struct collect c = { 0 };
+	uint32_t total;
+
+	*arena_out = NULL;
+	if (!jl || !*jl)
+		return NULL;
+	total = list_count(*jl);
+	/* One chunk for the records, strings packed behind them. */
+	if (!(c.arena = spm_arena_new((size_t)total * (sizeof(spm_job_t) + 96)
+				      + 4096)))
+		return NULL;
+	c.cap = total;
+	if (!(c.batch = spm_arena_alloc(c.arena, sizeof(*c.batch))) ||
+	    (total && !(c.batch->jobs = spm_arena_alloc(
+				c.arena, (size_t)total * sizeof(spm_job_t))))) {
+		spm_arena_unref(c.arena);
+		return NULL;
+	}
+	if (total)
+		(void)list_for_each(*jl, _collect_one, &c);
+	if (c.oom) {
+		spm_arena_unref(c.arena);
+		return NULL;
+	}
+	*arena_out = c.arena;
+	return c.batch;
+}
+
+uint32_t spm_job_id(struct job_record *job_ptr)
+{
+	return job_ptr->job_id;
+}
+
+void spm_apply_factor(struct job_record *job_ptr, int64_t factor)
+{
+	if (factor < FACTOR_MIN || factor > FACTOR_MAX) {
+		int64_t clamped = factor < FACTOR_MIN ? FACTOR_MIN : FACTOR_MAX;
+
+		spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_INFO,
+			 "warning: JobId=%u: site factor %lld is out of range [%lld, %lld]; using %lld",
+			 job_ptr->job_id, (long long)factor,
+			 (long long)FACTOR_MIN, (long long)FACTOR_MAX,
+			 (long long)clamped);
+		factor = clamped;
+	}
+	job_ptr->site_factor = (uint32_t)(factor + (int64_t)NICE_OFFSET);
+}
+
+void spm_apply_factors(const uint32_t *ids, const int64_t *factors,
+		       uint32_t n)
+{
+	job_record_t *(*find)(uint32_t) = _find_job();
+
+	if (!find) {
+		spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_ERROR,
+			 "find_job_record() not found: not running in slurmctld?");
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		job_record_t *job = find(ids[i]);
+
+		if (!job || !IS_JOB_PENDING(job)) {
+			spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_INFO,
+				 "warning: update() returned a factor for JobId=%u, which is %s; ignored",
+				 ids[i], job ? "no longer pending" :
+				 "not a known job");
+			continue;
+		}
+		spm_apply_factor(job, factors[i]);
+	}
+}
+
+void spm_read_conf(int ctx, spm_conf_t *out)
+{
+	uint16_t t = slurm_conf.prolog_epilog_timeout;
+
+	out->params = ctx == SPM_CTX_SITE_FACTOR ?
+		slurm_conf.site_factor_params : slurm_conf.prep_params;
+	out->conf_path = slurm_conf.slurm_conf;
+	out->prolog_epilog_timeout =
+		(t == NO_VAL16 || t == INFINITE16) ? 0 : t;
+	out->slurm_user_id = slurm_conf.slurm_user_id;
+	out->epilog_set = slurm_conf.epilog && slurm_conf.epilog[0];
+}

@@ -1,0 +1,34 @@
+/*
+ * spm_bridge.h - the Python entry points ("extern Python" in cffi terms),
+ * implemented in slurmpy_plugins/_bridge.py with @ffi.def_extern(error=-1).
+ * Read by cffi's embedding_api() and by the C compiler; same C subset rules
+ * as spm_types.h.  All return SPM_PY_* codes; SPM_PY_UNATTACHED (0) means
+ * Python never attached the function and is treated as failure.
+ *
+ * Every call must come from a thread that does NOT hold any slurmctld lock
+ * the handler could wait on: in practice only the shim's worker threads
+ * call these (see pool.c).
+ */
+
+/* Parse the context's parameters and load its handler.  Fills the out
+ * fields of *boot.  SPM_PY_FAILED: handler unusable (already logged). */
+int spm_py_boot(spm_boot_t *boot);
+
+/* Run a prep hook.  Exactly one of job/env is non-NULL.  The arena holds
+ * the record; Python takes its own reference if it keeps anything. */
+int spm_py_prep(int hook, spm_arena_t *arena, spm_job_t *job, spm_env_t *env);
+
+/* site_factor set(): on SPM_PY_OK *factor holds the signed factor (before
+ * NICE_OFFSET) and *have is 1, or *have is 0 when the handler returned
+ * None. */
+int spm_py_sf_set(spm_arena_t *arena, spm_job_t *job, int64_t *factor,
+		  int *have);
+
+/* site_factor update(): writes up to cap (job id, signed factor) pairs
+ * into the two arrays and sets *n. */
+int spm_py_sf_update(spm_arena_t *arena, spm_batch_t *batch,
+		     uint32_t *job_ids, int64_t *factors, uint32_t cap,
+		     uint32_t *n);
+
+/* site_factor reconfig(), and a check for a changed handler file. */
+int spm_py_sf_reconfig(void);

@@ -1,0 +1,172 @@
+/*
+ * spm_types.h - the flat records and C services shared by the C shim and
+ * Python.  This file is read twice: by the C compiler (through spm.h) and by
+ * cffi's cdef() in build_ffi.py, so it must stay inside cffi's C subset: no
+ * #include, no #if, no function-like macros.
+ *
+ * Ownership: every record handed to Python lives in an spm_arena_t.  An
+ * arena starts with one reference held by the C side; Python takes its own
+ * with spm_arena_ref() and drops it with spm_arena_unref() from a cffi gc
+ * hook, so a Job kept by a handler never dangles.  No Slurm pointer is ever
+ * stored in these records: strings are copies.
+ */
+
+typedef struct spm_arena spm_arena_t;
+
+/* A copy of the fields of job_record_t a site handler may read.
+ * Strings are NUL-terminated copies (NULL where Slurm has NULL).
+ * Signed factors (nice, site_factor) already have NICE_OFFSET removed. */
+typedef struct spm_job {
+	uint32_t job_id;
+	uint32_t array_job_id;
+	uint32_t array_task_id;
+	uint32_t het_job_id;
+	uint32_t het_job_offset;
+	uint32_t user_id;
+	uint32_t group_id;
+	uint32_t job_state;
+	uint32_t state_reason;
+	uint32_t exit_code;
+	uint32_t derived_ec;
+	uint32_t priority;
+	uint32_t time_limit;
+	uint32_t time_min;
+	uint32_t num_nodes;
+	uint32_t num_cpus;
+	uint32_t min_nodes;
+	uint32_t max_nodes;
+	uint32_t min_cpus;
+	uint32_t restart_cnt;
+	uint32_t qos_id;
+	uint32_t assoc_id;
+	uint32_t resv_id;
+	uint32_t batch_flag;
+	uint32_t requeue;
+	uint32_t spank_job_env_size;
+	int64_t nice;
+	int64_t site_factor;
+	uint64_t pn_min_memory;
+	uint64_t bit_flags;
+	int64_t submit_time;
+	int64_t eligible_time;
+	int64_t start_time;
+	int64_t end_time;
+	int64_t deadline;
+	char *account;
+	char *admin_comment;
+	char *alloc_node;
+	char *batch_host;
+	char *burst_buffer;
+	char *comment;
+	char *features;
+	char *licenses;
+	char *mcs_label;
+	char *name;
+	char *nodes;
+	char *partition;
+	char *qos;
+	char *resv_name;
+	char *state_desc;
+	char *std_err;
+	char *std_in;
+	char *std_out;
+	char *system_comment;
+	char *tres_alloc_str;
+	char *tres_req_str;
+	char *tres_per_job;
+	char *tres_per_node;
+	char *tres_per_task;
+	char *user_name;
+	char *wckey;
+	char *work_dir;
+	char **spank_job_env;
+} spm_job_t;
+
+/* A copy of slurmd's job_env_t (prolog/epilog). */
+typedef struct spm_env {
+	uint32_t job_id;
+	uint32_t step_id;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t het_job_id;
+	uint32_t exit_code;
+	uint32_t derived_ec;
+	uint32_t spank_job_env_size;
+	uint32_t gres_job_env_size;
+	char *user_name;
+	char *partition;
+	char *node_list;
+	char *node_aliases;
+	char *work_dir;
+	char **spank_job_env;
+	char **gres_job_env;
+} spm_env_t;
+
+/* A batch of pending jobs for site_factor update(). */
+typedef struct spm_batch {
+	uint32_t count;
+	spm_job_t *jobs;
+} spm_batch_t;
+
+/* Boot request for one plugin context (in), and what Python decided (out). */
+typedef struct spm_boot {
+	int ctx;                 /* in: SPM_CTX_PREP or SPM_CTX_SITE_FACTOR */
+	int daemon;              /* in: SPM_DAEMON_* */
+	const char *params;      /* in: PrEpParameters / ...SiteFactorParameters */
+	const char *conf_path;   /* in: slurm.conf path (default handler path) */
+	uint32_t default_timeout;/* in: PrologEpilogTimeout seconds (0: none) */
+	uint32_t slurm_user_id;  /* in: SlurmUser uid (trusted file owner) */
+	uint32_t hooks;          /* out: bit (1 << SPM_HOOK_*) per override */
+	uint32_t timeout_ms;     /* out: per-call limit in ms (0: unlimited) */
+	uint32_t workers;        /* out: worker threads wanted */
+} spm_boot_t;
+
+#define SPM_CTX_PREP 0
+#define SPM_CTX_SITE_FACTOR 1
+
+#define SPM_DAEMON_OTHER 0
+#define SPM_DAEMON_SLURMCTLD 1
+#define SPM_DAEMON_SLURMD 2
+
+#define SPM_HOOK_PROLOG 0
+#define SPM_HOOK_EPILOG 1
+#define SPM_HOOK_PROLOG_SLURMCTLD 2
+#define SPM_HOOK_EPILOG_SLURMCTLD 3
+#define SPM_HOOK_SF_SET 4
+#define SPM_HOOK_SF_UPDATE 5
+#define SPM_HOOK_SF_RECONFIG 6
+
+/* Results of the Python entry points.  0 is never success: cffi returns 0
+ * from an extern "Python" function that has no code attached (for instance
+ * when the embedding init code failed), and that must fail closed. */
+#define SPM_PY_UNATTACHED 0
+#define SPM_PY_OK 1
+#define SPM_PY_FAILED 2
+#define SPM_PY_EXCEPTION -1
+
+/* Slurm log levels used by spm_log() (log_level_t values of 22.05). */
+#define SPM_LOG_ERROR 2
+#define SPM_LOG_INFO 3
+#define SPM_LOG_VERBOSE 4
+#define SPM_LOG_DEBUG 5
+#define SPM_LOG_DEBUG2 6
+
+/* C services Python may call. */
+
+/* Log one message through the daemon's own log at a SPM_LOG_* level.  The
+ * message is copied; prefix is "prep/python" or "site_factor/python". */
+void spm_log(int level, const char *prefix, const char *msg);
+
+/* The daemon's current highest log level (SPM_LOG_*-compatible). */
+int spm_log_level(void);
+
+/* Arena references (see top of file). */
+void spm_arena_ref(spm_arena_t *arena);
+void spm_arena_unref(spm_arena_t *arena);
+
+/* Python-side boot failed before its entry points could be attached:
+ * report the formatted traceback through the daemon log. */
+void spm_boot_failure(const char *text);
+
+/* Python reloaded a context's handler: publish the hooks it overrides. */
+void spm_set_hooks(int ctx, uint32_t hooks);

@@ -1,0 +1,116 @@
+"""Parsing of PrEpParameters / PrioritySiteFactorParameters.
+
+Grammar: comma-separated ``key=value`` items::
+
+    handler=<module>:<Class>[,path=<dir>[:<dir>...]][,venv=<dir>]
+    [,timeout=<seconds>][,workers=<n>][,reload=<seconds>]
+
+Every mistake raises :class:`ConfigError` naming the slurm.conf key and the
+offending item; nothing is ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+
+__all__ = ["ConfigError", "Config", "parse"]
+
+KEYS = ("handler", "path", "venv", "timeout", "workers", "reload")
+_MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_CLASS_RE = re.compile(r"^[A-Za-z_]\w*$")
+
+
+class ConfigError(ValueError):
+    """A plugin parameter string that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    conf_key: str                 # "PrEpParameters" or "PrioritySiteFactorParameters"
+    module: str
+    cls: str
+    path: tuple[str, ...]
+    venv: str | None = None
+    timeout: float | None = None  # seconds; None: the context's default
+    workers: int | None = None
+    reload: float = 2.0           # seconds between handler file checks; 0: off
+
+    @property
+    def handler(self) -> str:
+        return f"{self.module}:{self.cls}"
+
+
+def _seconds(conf_key: str, key: str, value: str, *, allow_zero: bool) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise ConfigError(f"{conf_key}: {key}={value!r} is not a number of seconds") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ConfigError(f"{conf_key}: {key}={value!r} must be a positive number of seconds")
+    return v
+
+
+def parse(params: str | None, *, conf_key: str, conf_path: str | None) -> Config:
+    """Parse a parameter string.  ``conf_path`` (slurm.conf) gives the
+    default ``path``: the directory that holds slurm.conf."""
+    if params is None or not params.strip():
+        raise ConfigError(f"{conf_key} is not set: it needs handler=<module>:<Class>")
+    seen: dict[str, str] = {}
+    for item in params.split(","):
+        item = item.strip()
+        if not item:
+            raise ConfigError(f"{conf_key}: empty item in {params!r}")
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            raise ConfigError(f"{conf_key}: {item!r} is not key=value")
+        if key not in KEYS:
+            raise ConfigError(
+                f"{conf_key}: unknown key {key!r} (known keys: {', '.join(KEYS)})")
+        if key in seen:
+            raise ConfigError(f"{conf_key}: key {key!r} given twice")
+        seen[key] = value.strip()
+
+    if "handler" not in seen:
+        raise ConfigError(f"{conf_key}: handler=<module>:<Class> is required")
+    module, sep, cls = seen["handler"].partition(":")
+    if not sep or not _MODULE_RE.match(module) or not _CLASS_RE.match(cls):
+        raise ConfigError(
+            f"{conf_key}: handler={seen['handler']!r} must be <module>:<Class>, "
+            "for example handler=site_prep:Handler")
+
+    if "path" in seen:
+        dirs = tuple(seen["path"].split(":"))
+        for d in dirs:
+            if not d or not os.path.isabs(d):
+                raise ConfigError(f"{conf_key}: path entry {d!r} must be an absolute directory")
+    elif conf_path:
+        dirs = (os.path.dirname(os.path.abspath(conf_path)),)
+    else:
+        raise ConfigError(f"{conf_key}: no path= given and the slurm.conf location is unknown")
+
+    venv = seen.get("venv")
+    if venv is not None and not os.path.isabs(venv):
+        raise ConfigError(f"{conf_key}: venv={venv!r} must be an absolute directory")
+
+    timeout = None
+    if "timeout" in seen:
+        timeout = _seconds(conf_key, "timeout", seen["timeout"], allow_zero=False)
+
+    workers = None
+    if "workers" in seen:
+        try:
+            workers = int(seen["workers"])
+        except ValueError:
+            workers = -1
+        if not 1 <= workers <= 64:
+            raise ConfigError(f"{conf_key}: workers={seen['workers']!r} must be an integer from 1 to 64")
+
+    reload = 2.0
+    if "reload" in seen:
+        reload = _seconds(conf_key, "reload", seen["reload"], allow_zero=True)
+
+    return Config(conf_key=conf_key, module=module, cls=cls, path=dirs, venv=venv,
+                  timeout=timeout, workers=workers, reload=reload)

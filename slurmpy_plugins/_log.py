@@ -1,0 +1,104 @@
+"""Python ``logging`` (and stray ``print``) into the daemon's own log."""
+from __future__ import annotations
+
+import io
+import logging
+import threading
+
+__all__ = ["SlurmLogHandler", "install", "prefix", "set_prefix"]
+
+_tls = threading.local()
+_DEFAULT_PREFIX = "slurmpy"
+
+# Slurm log_level_t values (spm_types.h SPM_LOG_*).
+ERROR, INFO, VERBOSE, DEBUG, DEBUG2 = 2, 3, 4, 5, 6
+
+
+def prefix() -> str:
+    return getattr(_tls, "prefix", _DEFAULT_PREFIX)
+
+
+def set_prefix(p: str | None) -> None:
+    _tls.prefix = p or _DEFAULT_PREFIX
+
+
+def slurm_level(levelno: int) -> int:
+    if levelno >= logging.ERROR:
+        return ERROR
+    if levelno >= logging.INFO:   # WARNING is tagged in the text, as Slurm's warning() does
+        return INFO
+    if levelno >= logging.DEBUG:
+        return DEBUG
+    return DEBUG2
+
+
+def python_level(slurm: int) -> int:
+    """The lowest Python level that the daemon's log level would show."""
+    if slurm >= DEBUG2:
+        return 1
+    if slurm >= DEBUG:
+        return logging.DEBUG
+    if slurm >= INFO:
+        return logging.INFO
+    return logging.ERROR
+
+
+class SlurmLogHandler(logging.Handler):
+    """Sends records to Slurm's log_var() with the plugin prefix; a
+    ``warning: `` tag marks WARNING records (Slurm has no such level)."""
+
+    def __init__(self, ffi, lib) -> None:
+        super().__init__()
+        self._ffi, self._lib = ffi, lib
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record)
+            if record.levelno == logging.WARNING:
+                msg = "warning: " + msg
+            for line in msg.splitlines() or [""]:
+                self._lib.spm_log(slurm_level(record.levelno), prefix().encode(),
+                                  line.encode("utf-8", "backslashreplace"))
+        except Exception:  # logging must never raise into a handler
+            self.handleError(record)
+
+
+class _LogWriter(io.TextIOBase):
+    """sys.stdout/sys.stderr replacement: one log line per text line."""
+
+    def __init__(self, lib, level: int) -> None:
+        self._lib, self._level, self._buf = lib, level, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self._buf += s
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._lib.spm_log(self._level, prefix().encode(),
+                              line.encode("utf-8", "backslashreplace"))
+        return len(s)
+
+    def flush(self) -> None:
+        if self._buf:
+            line, self._buf = self._buf, ""
+            self._lib.spm_log(self._level, prefix().encode(),
+                              line.encode("utf-8", "backslashreplace"))
+
+
+def install(ffi, lib) -> None:
+    import sys
+    root = logging.getLogger()
+    if not any(isinstance(h, SlurmLogHandler) for h in root.handlers):
+        h = SlurmLogHandler(ffi, lib)
+        h.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        root.addHandler(h)
+    sync_level(lib)
+    sys.stdout = _LogWriter(lib, INFO)
+    sys.stderr = _LogWriter(lib, ERROR)
+
+
+def sync_level(lib) -> None:
+    """Follow the daemon's log level (it changes with scontrol setdebug)."""
+    logging.getLogger().setLevel(python_level(lib.spm_log_level()))
