@@ -10,7 +10,9 @@ Records are copies: they stay valid for as long as a handler keeps them.
 """
 from __future__ import annotations
 
+import functools
 import operator
+import pwd
 from collections.abc import Sequence
 from typing import Any, Iterator
 
@@ -167,7 +169,23 @@ def _install_one(ffi, cls: type, ctype: str) -> None:
         names.append(public)
     if cls is Job:
         names += ["state", "state_flags"]
+        # slurmctld leaves job_record_t.user_name NULL until something needs
+        # it; resolve it here, on the worker thread, not under its locks.
+        raw = cls.user_name.fget
+
+        def user_name(self):
+            return raw(self) or _user_name(self._c.user_id)
+        cls.user_name = property(user_name, doc="user_name (str or None): the "
+                                 "job's user, looked up from user_id if Slurm has no name")
     cls._fields = tuple(names)
+
+
+@functools.lru_cache(maxsize=4096)
+def _user_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
 
 
 _installed = False

@@ -1,0 +1,927 @@
+"""A throw-away, single-node, real Slurm cluster for integration tests.
+
+``Cluster`` writes a self-contained slurm.conf into its own work directory
+(state, spool, pid files, logs all live there), starts a real ``slurmctld``
+and ``slurmd`` (foreground, ``-D``, so the pid we hold is the daemon's), and
+offers small helpers around the real client commands (sbatch, scontrol,
+squeue, sprio).  Everything has a timeout; failures raise ``ClusterError``
+with the tail of the daemon logs attached.
+
+Processes are only ever stopped by pid: the two daemons we spawned, plus any
+leftover process (slurmstepd, job tasks, prolog scripts, slurmscriptd...) whose
+environment carries this cluster's unique tag / SLURM_CONF path or whose
+command line mentions this cluster's work directory.
+
+Designed for the Debian 12 packages (Slurm 22.05.8), running as root in a
+container without munge: auth/none + cred/none.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pathlib
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+import uuid
+import weakref
+from typing import Callable, Iterable, Mapping, Sequence
+
+SLURM_PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
+SLURMCTLD = "/usr/sbin/slurmctld"
+SLURMD = "/usr/sbin/slurmd"
+
+#: JobState values after which a job will not change state on its own.
+TERMINAL_JOB_STATES = frozenset({
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+    "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "REVOKED",
+})
+
+#: Environment variable put into the daemons' environment to recognise
+#: every process that belongs to one cluster (slurmstepd inherits it).
+TAG_ENV = "SLURMCLUSTER_TAG"
+
+_DEFAULT_TIMEOUT = 30.0
+
+
+class ClusterError(RuntimeError):
+    """Something went wrong with the test cluster (message has log tails)."""
+
+
+class JobStateError(ClusterError):
+    """A job reached an unexpected terminal state, or never got there."""
+
+    def __init__(self, msg: str, job: dict | None = None):
+        super().__init__(msg)
+        self.job = job
+
+
+# --------------------------------------------------------------------------
+# "Key=Value Key=Value" parsing (scontrol show -o)
+# --------------------------------------------------------------------------
+
+# Keys whose values are free text (may contain spaces and even "X=Y").
+_FREE_TEXT_KEYS = frozenset({
+    "JobName", "Comment", "AdminComment", "SystemComment", "Command",
+    "WorkDir", "StdOut", "StdErr", "StdIn", "Reason", "OS", "Extra",
+    "Features", "MailUser", "Dependency",
+})
+
+# Keys scontrol 22.05 prints for jobs and nodes.  Inside a free-text value
+# only one of these starts a new field.
+_KNOWN_KEYS = frozenset("""
+Account AccrueTime AdminComment AllocNode:Sid ArrayJobId ArrayTaskId
+ArrayTaskThrottle BatchFeatures BatchFlag BatchHost BurstBuffer
+BurstBufferState CPUs/Task CPU_IDs ClusterFeatures Command Comment Container
+Contiguous CoreSpec CpusPerTres CronJob CrontabSpec Deadline DelayBoot
+Dependency DerivedExitCode EligibleTime EndTime ExcNodeList ExitCode Features
+FedActiveSiblings FedActiveSiblingsRaw FedOrigin FedOriginRaw
+FedViableSiblings FedViableSiblingsRaw GRES GresEnforceBind GroupId HetJobId
+HetJobIdSet HetJobOffset JOB_GRES JobId JobName JobState
+KillOInInvalidDependent LastSchedEval Licenses MCS_label MailType MailUser Mem
+MemPerTres MinCPUsNode MinMemoryCPU MinMemoryNode MinTmpDiskNode Network Nice
+NodeList Nodes NtasksPerN:B:S:C NtasksPerTRES NumCPUs NumNodes NumTasks
+OverSubscribe Partition Power PreemptEligibleTime PreemptTime Prefer Priority
+Profile QOS Reason Reboot ReqB:S:C:T ReqNodeList Requeue Reservation
+ResizeTime Restarts RunTime SELinuxContext Scheduler SecsPreSuspend
+Socks/Node SpreadJob StartTime StdErr StdIn StdOut SubmitTime SuspendTime
+Switches SystemComment TRES ThreadSpec TimeLimit TimeMin TresBind TresFreq
+TresPerJob TresPerNode TresPerSocket TresPerTask UserId WCKey WorkDir
+ActiveFeatures AllocMem AllocTRES Arch AvailableFeatures AveWatts BcastAddr
+Boards BootTime CPUAlloc CPUEfctv CPULoad CPUSpecList CPUTot CapWatts CfgTRES
+CoreSpecCount CoresPerSocket CpuBind CurrentWatts ExtSensorsJoules
+ExtSensorsTemp ExtSensorsWatts Extra FreeMem Gres GresDrain GresUsed
+LastBusyTime MemSpecLimit NextState NodeAddr NodeHostName NodeName OS Owner
+Partitions Port RealMemory ResumeAfter Sockets SlurmdStartTime State
+ThreadsPerCore TmpDisk Version Weight
+""".split())
+
+_KEY_RE = re.compile(r"(?:(?<=\s)|^)([A-Za-z][A-Za-z0-9_/:]*)=")
+
+
+def parse_kv_line(line: str) -> dict[str, str]:
+    """Parse one ``scontrol show <entity> -o`` line into a dict.
+
+    Values may contain spaces.  A `` Key=`` sequence starts a new field when
+    ``Key`` is a known scontrol key, or -- outside free-text values such as
+    JobName/Comment/Command/Reason -- when it merely looks like one.
+    Values are stripped; repeated keys (e.g. ``Nodes`` with ``-d``) keep the
+    first occurrence.
+    """
+    line = line.rstrip("\n")
+    fields: list[tuple[str, int, int]] = []  # key, key start, value start
+    current: str | None = None
+    for m in _KEY_RE.finditer(line):
+        key = m.group(1)
+        if current is not None and current in _FREE_TEXT_KEYS \
+                and key not in _KNOWN_KEYS:
+            continue
+        fields.append((key, m.start(), m.end()))
+        current = key
+    out: dict[str, str] = {}
+    for i, (key, _kstart, vstart) in enumerate(fields):
+        vend = fields[i + 1][1] if i + 1 < len(fields) else len(line)
+        out.setdefault(key, line[vstart:vend].strip())
+    return out
+
+
+def _free_port_pair() -> tuple[int, int]:
+    socks = []
+    try:
+        for _ in range(2):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return socks[0].getsockname()[1], socks[1].getsockname()[1]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _tail(path: pathlib.Path, lines: int = 40) -> str:
+    try:
+        data = path.read_text(errors="replace").splitlines()
+    except OSError as e:
+        return f"<{path}: {e}>"
+    return "\n".join(data[-lines:])
+
+
+# Clusters alive in this interpreter, stopped at exit as a last resort.
+_LIVE: "weakref.WeakSet[Cluster]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    for c in list(_LIVE):
+        try:
+            c.stop()
+        except Exception:
+            pass
+
+
+class Cluster:
+    """One slurmctld + one slurmd (NodeName ``node1``) on 127.0.0.1."""
+
+    NODE = "node1"
+    PARTITION = "debug"
+
+    def __init__(self, workdir: pathlib.Path | str, *,
+                 conf_extra: Sequence[str] = (),
+                 plugin_dirs: Sequence[str] = (),
+                 cpus: int = 64,
+                 epilog: str | None = None,
+                 env: Mapping[str, str] | None = None,
+                 debug: str = "debug",
+                 start_timeout: float = _DEFAULT_TIMEOUT):
+        self.workdir = pathlib.Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.conf_extra = list(conf_extra)
+        self.plugin_dirs = [str(d) for d in plugin_dirs]
+        self.cpus = int(cpus)
+        self.debug = debug
+        self.start_timeout = start_timeout
+        self.extra_env = dict(env or {})
+        self.tag = uuid.uuid4().hex[:10]
+        self.name = f"t{self.tag[:8]}"          # ClusterName: lowercase
+        self.hostname = socket.gethostname().split(".")[0]
+        self.ctld_port, self.slurmd_port = _free_port_pair()
+
+        self.conf_path = self.workdir / "slurm.conf"
+        self.state_dir = self.workdir / "state"
+        self.spool_dir = self.workdir / "spool"
+        self.ctld_log_path = self.workdir / "slurmctld.log"
+        self.slurmd_log_path = self.workdir / "slurmd.log"
+        self.ctld_out_path = self.workdir / "slurmctld.stdout"
+        self.slurmd_out_path = self.workdir / "slurmd.stdout"
+
+        if epilog is not None and epilog.startswith("#!"):
+            p = self.workdir / "epilog.sh"
+            p.write_text(epilog)
+            p.chmod(0o755)
+            epilog = str(p)
+        self.epilog = epilog
+
+        self._ctld: subprocess.Popen | None = None
+        self._slurmd: subprocess.Popen | None = None
+        self._ctld_started_once = False
+        self._slurmd_started_once = False
+        self.write_conf()
+        _LIVE.add(self)
+
+    # ------------------------------------------------------------------ conf
+    def default_conf(self) -> list[str]:
+        """The harness's own slurm.conf lines (before conf_extra)."""
+        w = self.workdir
+        plugin_dir = ":".join([SLURM_PLUGIN_DIR, *self.plugin_dirs])
+        lines = [
+            f"ClusterName={self.name}",
+            f"SlurmctldHost={self.hostname}(127.0.0.1)",
+            f"SlurmctldPort={self.ctld_port}",
+            f"SlurmdPort={self.slurmd_port}",
+            "AuthType=auth/none",
+            "CredType=cred/none",
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            f"StateSaveLocation={self.state_dir}",
+            f"SlurmdSpoolDir={self.spool_dir}",
+            f"SlurmctldPidFile={w / 'slurmctld.pid'}",
+            f"SlurmdPidFile={w / 'slurmd.pid'}",
+            f"SlurmctldLogFile={self.ctld_log_path}",
+            f"SlurmdLogFile={self.slurmd_log_path}",
+            f"SlurmctldDebug={self.debug}",
+            f"SlurmdDebug={self.debug}",
+            "LogTimeFormat=iso8601_ms",
+            f"PluginDir={plugin_dir}",
+            f"PlugStackConfig={w / 'plugstack.conf'}",
+            "MailProg=/bin/true",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "JobCompType=jobcomp/none",
+            "MpiDefault=none",
+            "SwitchType=switch/none",
+            "SchedulerType=sched/backfill",
+            "SchedulerParameters=bf_interval=1",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_CPU",
+            "PriorityType=priority/multifactor",
+            "SlurmdParameters=config_overrides",
+            "ReturnToService=2",
+            "MessageTimeout=10",
+            "KillWait=1",
+            "MinJobAge=300",
+            "InactiveLimit=0",
+            "Waittime=0",
+        ]
+        if self.epilog:
+            lines.append(f"Epilog={self.epilog}")
+        lines += [
+            f"NodeName={self.NODE} NodeAddr=127.0.0.1 "
+            f"NodeHostname={self.hostname} CPUs={self.cpus} State=UNKNOWN",
+            f"PartitionName={self.PARTITION} Nodes={self.NODE} Default=YES "
+            f"MaxTime=INFINITE State=UP",
+        ]
+        return lines
+
+    @staticmethod
+    def _conf_key(line: str) -> str | None:
+        s = line.strip()
+        if not s or s.startswith("#") or "=" not in s:
+            return None
+        return s.split("=", 1)[0].strip().lower()
+
+    def conf_lines(self) -> list[str]:
+        """Final slurm.conf: defaults minus keys overridden by conf_extra.
+
+        NodeName/PartitionName lines are only dropped if conf_extra defines
+        the same node / partition name.
+        """
+        def ident(line: str):
+            k = self._conf_key(line)
+            if k in ("nodename", "partitionname"):
+                first = line.strip().split()[0]
+                return (k, first.split("=", 1)[1].strip().lower())
+            return k
+
+        overridden = {ident(l) for l in self.conf_extra} - {None}
+        out = [l for l in self.default_conf() if ident(l) not in overridden]
+        return out + list(self.conf_extra)
+
+    def write_conf(self) -> None:
+        for d in (self.state_dir, self.spool_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        plugstack = self.workdir / "plugstack.conf"
+        if not plugstack.exists():
+            plugstack.write_text("")
+        self.conf_path.write_text(
+            "# generated by tests/slurmcluster.py\n"
+            + "\n".join(self.conf_lines()) + "\n")
+
+    def rewrite_conf(self, conf_extra: Sequence[str] | None = None, *,
+                     reconfigure: bool = True) -> None:
+        """Replace conf_extra, rewrite slurm.conf, optionally reconfigure."""
+        if conf_extra is not None:
+            self.conf_extra = list(conf_extra)
+        self.write_conf()
+        if reconfigure and self.ctld_running():
+            self.reconfigure()
+
+    # ------------------------------------------------------------- env/paths
+    def daemon_env(self) -> dict[str, str]:
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            "SLURM_CONF": str(self.conf_path),
+            TAG_ENV: self.tag,
+        }
+        env.update(self.extra_env)
+        return env
+
+    def client_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SLURM_", "SBATCH_", "SQUEUE_", "SPRIO_",
+                                    "SRUN_", "SALLOC_", "SINFO_"))}
+        env["SLURM_CONF"] = str(self.conf_path)
+        env[TAG_ENV] = self.tag
+        return env
+
+    # ------------------------------------------------------------- lifecycle
+    def __enter__(self) -> "Cluster":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (f"<Cluster {self.name} ctld={self.ctld_pid} "
+                f"slurmd={self.slurmd_pid} {self.workdir}>")
+
+    @property
+    def ctld_pid(self) -> int | None:
+        return self._ctld.pid if self._ctld else None
+
+    @property
+    def slurmd_pid(self) -> int | None:
+        return self._slurmd.pid if self._slurmd else None
+
+    def ctld_running(self) -> bool:
+        return self._ctld is not None and self._ctld.poll() is None
+
+    def slurmd_running(self) -> bool:
+        return self._slurmd is not None and self._slurmd.poll() is None
+
+    def start(self, timeout: float | None = None) -> "Cluster":
+        """Start slurmctld then slurmd; wait for ping UP and node IDLE."""
+        timeout = self.start_timeout if timeout is None else timeout
+        for attempt in range(3):
+            deadline = time.monotonic() + timeout
+            try:
+                self.start_ctld(timeout=timeout)
+                self.start_slurmd(
+                    timeout=max(1.0, deadline - time.monotonic()))
+                return self
+            except BaseException as e:
+                self.stop()
+                # the free ports we picked were taken in the meantime:
+                # pick new ones and retry from a clean state
+                if (isinstance(e, ClusterError) and attempt < 2
+                        and "Address already in use" in str(e)):
+                    self.ctld_port, self.slurmd_port = _free_port_pair()
+                    self._ctld_started_once = False
+                    self._slurmd_started_once = False
+                    self.write_conf()
+                    continue
+                raise
+        return self
+
+    def start_ctld(self, *, clean: bool | None = None,
+                   timeout: float | None = None) -> None:
+        """Start slurmctld -D; wait until ``scontrol ping`` says UP.
+
+        ``clean`` (default: True on first start only) passes ``-c`` to drop
+        any saved state; a restart with clean=False recovers jobs.
+        """
+        if self.ctld_running():
+            raise ClusterError("slurmctld already running")
+        timeout = self.start_timeout if timeout is None else timeout
+        if clean is None:
+            clean = not self._ctld_started_once
+        argv = [SLURMCTLD, "-D", "-i", "-f", str(self.conf_path)]
+        if clean:
+            argv.insert(2, "-c")
+        since = self.log_offset("slurmd")
+        self._ctld = self._spawn(argv, self.ctld_out_path)
+        self._ctld_started_once = True
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.ctld_running():
+                raise ClusterError(
+                    f"slurmctld exited with {self._ctld.returncode}\n"
+                    + self.log_tails())
+            if self._ping_up():
+                if self.slurmd_running():
+                    # restart under a live slurmd: wait until the node has
+                    # re-registered (it is UNKNOWN for ~5 s otherwise)
+                    self._wait_registered(
+                        since, max(1.0, deadline - time.monotonic()))
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"slurmctld not UP after {timeout}s\n" + self.log_tails())
+            time.sleep(0.1)
+
+    def start_slurmd(self, *, timeout: float | None = None,
+                     wait_idle: bool = True) -> None:
+        """Start slurmd -D -N node1.  First start: wait for the node to be
+        IDLE; restart: wait until slurmctld saw it register again."""
+        if self.slurmd_running():
+            raise ClusterError("slurmd already running")
+        timeout = self.start_timeout if timeout is None else timeout
+        argv = [SLURMD, "-D", "-N", self.NODE, "-f", str(self.conf_path)]
+        since = self.log_offset("slurmd")
+        first = not self._slurmd_started_once
+        self._slurmd = self._spawn(argv, self.slurmd_out_path)
+        self._slurmd_started_once = True
+        if wait_idle and first:
+            self.wait_node(("IDLE",), timeout=timeout)
+        elif wait_idle:
+            self._wait_registered(since, timeout)
+
+    _REGISTERED_LOG_LEVELS = frozenset(
+        {"debug", "debug2", "debug3", "debug4", "debug5"})
+
+    def _wait_registered(self, since: int, timeout: float) -> dict:
+        """Wait until slurmd got slurmctld's answer to a registration made
+        after slurmd-log offset ``since`` (seen in the slurmd log when
+        SlurmdDebug>=debug) and the node is neither UNKNOWN, DOWN nor
+        NOT_RESPONDING."""
+        deadline = time.monotonic() + timeout
+        if self._conf_value("SlurmdDebug", self.debug) \
+                in self._REGISTERED_LOG_LEVELS:
+            self.wait_for_log(r"_handle_node_reg_resp: slurmctld sent back",
+                              "slurmd", since=since, timeout=timeout)
+
+        def registered(rec: dict) -> bool:
+            st = rec.get("State", "").split("+")
+            return (st[0] not in ("UNKNOWN", "DOWN")
+                    and "NOT_RESPONDING" not in st)
+        return self.wait_node(predicate=registered,
+                              timeout=max(1.0, deadline - time.monotonic()))
+
+    def _conf_value(self, key: str, default: str | None = None) -> str | None:
+        """Value of a simple key in the generated slurm.conf (last wins)."""
+        val = default
+        for line in self.conf_lines():
+            if self._conf_key(line) == key.lower():
+                val = line.split("=", 1)[1].strip()
+        return val
+
+    def _spawn(self, argv: list[str], out: pathlib.Path) -> subprocess.Popen:
+        _LIVE.add(self)
+        with open(out, "ab") as fh:
+            return subprocess.Popen(
+                argv, env=self.daemon_env(), cwd=self.workdir,
+                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop everything this cluster started (by pid). Idempotent."""
+        self.stop_slurmd(timeout=timeout)
+        self.stop_ctld(timeout=timeout)
+        self.kill_leftovers()
+        _LIVE.discard(self)
+
+    def stop_slurmd(self, timeout: float = 15.0, *,
+                    kill_jobs: bool = True) -> None:
+        """Stop slurmd.  With kill_jobs (default) also kill every
+        slurmstepd/job/script process of this cluster left behind (except
+        a running slurmctld's own tree); kill_jobs=False leaves running
+        jobs' slurmstepds alone, as a real slurmd restart would."""
+        self._terminate(self._slurmd, timeout, scan=kill_jobs)
+
+    def stop_ctld(self, timeout: float = 15.0) -> None:
+        """Stop slurmctld and whatever of its process tree survives it
+        (running jobs are only killed if slurmd is down too)."""
+        self._terminate(self._ctld, timeout,
+                        scan=not self.slurmd_running())
+
+    def _terminate(self, proc: subprocess.Popen | None, timeout: float,
+                   scan: bool = True) -> None:
+        if proc is None or proc.poll() is not None:
+            if scan:
+                self.kill_leftovers()
+            return
+        tree = _snapshot(_descendants([proc.pid]) - {proc.pid})
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        self.kill_leftovers(extra=tree, scan=scan)
+
+    def kill_leftovers(self, timeout: float = 5.0,
+                       extra: Mapping[int, str] | None = None, *,
+                       scan: bool = True) -> list[int]:
+        """SIGKILL processes that belong to this cluster but are not one of
+        our running daemons (or their children): slurmstepd, job tasks,
+        prolog/epilog scripts, an orphaned slurmscriptd...  See
+        leftover_pids().  ``extra`` is a {pid: start time} snapshot of more
+        processes to kill if still the same process.  Returns pids that
+        could not be killed within ``timeout``.  scan=False: only
+        ``extra``."""
+        pids = set(self.leftover_pids()) if scan else set()
+        if extra:
+            now = _snapshot(extra)
+            mine = self._protected()
+            pids |= {p for p, st in extra.items()
+                     if now.get(p) == st and p not in mine}
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + timeout
+        left = sorted(pids)
+        while left and time.monotonic() < deadline:
+            left = [p for p in left if _pid_alive(p)]
+            if left:
+                time.sleep(0.05)
+        return left
+
+    def _protected(self) -> set[int]:
+        """Ourselves, our ancestors, running daemons and their children."""
+        mine = {os.getpid(), *_ancestors()}
+        running = [p.pid for p in (self._ctld, self._slurmd)
+                   if p is not None and p.poll() is None]
+        if running:
+            # slurmstepd is re-parented away from slurmd, so this never
+            # protects job processes; it protects slurmscriptd & co.
+            mine |= _descendants(running)
+        return mine
+
+    def leftover_pids(self) -> list[int]:
+        """Live (non-zombie) processes that belong to this cluster: those
+        whose environment has this cluster's tag (daemons and the client
+        commands export it, so slurmstepd, jobs, scripts inherit it) or its
+        SLURM_CONF, or whose command line mentions the workdir -- plus all
+        their descendants.  Excludes _protected()."""
+        mine = self._protected()
+        tag = f"{TAG_ENV}={self.tag}".encode()
+        conf = f"SLURM_CONF={self.conf_path}".encode()
+        wd = str(self.workdir).encode() + b"/"
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            if pid in mine:
+                continue
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if tag in env or conf in env or wd in cmd:
+                found.append(pid)
+        if not found:
+            return []
+        return sorted(p for p in _descendants(found)
+                      if p not in mine and _pid_alive(p))
+
+    # ---------------------------------------------------------------- client
+    def run(self, *argv: str, check: bool = True,
+            timeout: float = _DEFAULT_TIMEOUT, input: str | None = None,
+            cwd: str | os.PathLike | None = None,
+            env: Mapping[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
+        """Run a Slurm client command against this cluster (text mode)."""
+        e = self.client_env()
+        if env:
+            e.update(env)
+        try:
+            cp = subprocess.run(
+                list(argv), env=e, cwd=cwd or self.workdir, input=input,
+                capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as ex:
+            raise ClusterError(f"{shlex.join(argv)} timed out after "
+                               f"{timeout}s\n" + self.log_tails()) from ex
+        if check and cp.returncode != 0:
+            raise ClusterError(
+                f"{shlex.join(argv)} failed rc={cp.returncode}\n"
+                f"stdout: {cp.stdout}\nstderr: {cp.stderr}\n"
+                + self.log_tails())
+        return cp
+
+    def scontrol(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run("scontrol", *args, **kw)
+
+    def sbatch(self, *args: str, wrap: str | None = "true",
+               timeout: float = _DEFAULT_TIMEOUT) -> int:
+        """Submit with ``sbatch --parsable``; returns the job id.
+
+        ``wrap`` adds ``--wrap=<wrap>``; pass wrap=None to submit a script
+        given in ``args``.  Runs in the workdir, so default output files
+        (slurm-%j.out) land there.
+        """
+        argv = ["sbatch", "--parsable", *args]
+        if wrap is not None:
+            argv.append(f"--wrap={wrap}")
+        cp = self.run(*argv, timeout=timeout)
+        out = cp.stdout.strip().splitlines()
+        if not out:
+            raise ClusterError(f"sbatch printed nothing: {cp.stderr}")
+        return int(out[-1].split(";")[0])
+
+    def job(self, job_id: int | str) -> dict[str, str]:
+        """``scontrol show job -o <id>`` as a dict (first record)."""
+        cp = self.run("scontrol", "show", "job", "-o", str(job_id))
+        for line in cp.stdout.splitlines():
+            if line.strip():
+                return parse_kv_line(line)
+        raise ClusterError(f"no record for job {job_id}: {cp.stderr}")
+
+    def jobs(self) -> dict[int, dict[str, str]]:
+        """All jobs slurmctld still knows about, {job_id: record}."""
+        cp = self.run("scontrol", "show", "job", "-o", check=False)
+        if cp.returncode != 0:
+            if "No jobs in the system" in cp.stdout + cp.stderr:
+                return {}
+            raise ClusterError(f"scontrol show job failed: {cp.stderr}")
+        out = {}
+        for line in cp.stdout.splitlines():
+            if line.startswith("JobId="):
+                rec = parse_kv_line(line)
+                out[int(rec["JobId"])] = rec
+        return out
+
+    def job_output(self, job_id: int | str) -> str:
+        """Contents of the job's StdOut file."""
+        path = self.job(job_id)["StdOut"]
+        return pathlib.Path(path).read_text()
+
+    def wait_job(self, job_id: int | str,
+                 states: Iterable[str] = ("COMPLETED",), *,
+                 timeout: float = 60.0, poll: float = 0.2,
+                 reason: str | None = None) -> dict[str, str]:
+        """Poll until JobState is in ``states`` (and Reason matches the regex
+        ``reason`` if given); returns the job record.  Raises JobStateError
+        if the job reaches a terminal state not in ``states`` or on timeout.
+        """
+        return self.wait_jobs([job_id], states, timeout=timeout, poll=poll,
+                              reason=reason)[int(job_id)]
+
+    def wait_jobs(self, job_ids: Iterable[int | str],
+                  states: Iterable[str] = ("COMPLETED",), *,
+                  timeout: float = 120.0, poll: float = 0.2,
+                  reason: str | None = None) -> dict[int, dict[str, str]]:
+        """wait_job for many jobs with one ``scontrol show job`` per poll."""
+        want = {int(j) for j in job_ids}
+        states = frozenset(states)
+        deadline = time.monotonic() + timeout
+        last: dict[int, dict[str, str]] = {}
+        while True:
+            recs = self.jobs()
+            for jid in want:
+                if jid in recs:
+                    last[jid] = recs[jid]
+            done = {}
+            for jid in want:
+                rec = recs.get(jid)
+                if rec is None:
+                    continue
+                st = rec.get("JobState", "")
+                ok = st in states and (
+                    reason is None or re.search(reason, rec.get("Reason", "")))
+                if ok:
+                    done[jid] = rec
+                elif st in TERMINAL_JOB_STATES and st not in states:
+                    raise JobStateError(
+                        f"job {jid} reached {st} (Reason={rec.get('Reason')}"
+                        f", ExitCode={rec.get('ExitCode')}), wanted "
+                        f"{sorted(states)}\n{rec}\n" + self.log_tails(), rec)
+            if len(done) == len(want):
+                return done
+            if time.monotonic() > deadline:
+                pending = {j: (last.get(j, {}).get("JobState", "<unknown>"),
+                               last.get(j, {}).get("Reason"))
+                           for j in sorted(want - set(done))}
+                raise JobStateError(
+                    f"timeout after {timeout}s waiting for {sorted(states)}; "
+                    f"not there: {pending}\n" + self.log_tails())
+            time.sleep(poll)
+
+    def node(self, name: str | None = None) -> dict[str, str]:
+        cp = self.run("scontrol", "show", "node", "-o", name or self.NODE)
+        return parse_kv_line(cp.stdout.strip().splitlines()[0])
+
+    def node_states(self, name: str | None = None) -> set[str]:
+        """The node's State split on '+', e.g. {'IDLE', 'DRAIN'}."""
+        return set(self.node(name)["State"].split("+"))
+
+    def wait_node(self, states: Iterable[str] = ("IDLE",), *,
+                  timeout: float = _DEFAULT_TIMEOUT,
+                  predicate: Callable[[dict], bool] | None = None
+                  ) -> dict[str, str]:
+        """Wait until the node's full State string (e.g. 'IDLE',
+        'IDLE+DRAIN') is one of ``states`` (or ``predicate(node)``)."""
+        states = set(states)
+        deadline = time.monotonic() + timeout
+        rec: dict = {}
+        while True:
+            if self._slurmd is not None and self._slurmd.poll() is not None:
+                raise ClusterError(
+                    f"slurmd exited with {self._slurmd.returncode}\n"
+                    + self.log_tails())
+            cp = self.run("scontrol", "show", "node", "-o", self.NODE,
+                          check=False)
+            if cp.returncode == 0 and cp.stdout.strip():
+                rec = parse_kv_line(cp.stdout.strip().splitlines()[0])
+                ok = (predicate(rec) if predicate
+                      else rec.get("State") in states)
+                if ok:
+                    return rec
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"node not in {sorted(states)} after {timeout}s: "
+                    f"State={rec.get('State')} Reason={rec.get('Reason')}\n"
+                    + self.log_tails())
+            time.sleep(0.1)
+
+    def drain(self, reason: str = "test drain") -> None:
+        self.run("scontrol", "update", f"NodeName={self.NODE}",
+                 "State=DRAIN", f"Reason={reason}")
+
+    def resume(self) -> None:
+        self.run("scontrol", "update", f"NodeName={self.NODE}",
+                 "State=RESUME")
+
+    def _ping_up(self) -> bool:
+        try:
+            cp = self.run("scontrol", "ping", check=False, timeout=15)
+        except ClusterError:
+            return False
+        return cp.returncode == 0 and " is UP" in cp.stdout
+
+    def ping(self) -> bool:
+        """True if ``scontrol ping`` reports the controller UP."""
+        return self._ping_up()
+
+    def ping_seconds(self) -> float:
+        """Wall time of one ``scontrol ping`` (must report UP)."""
+        t0 = time.monotonic()
+        cp = self.run("scontrol", "ping", check=False)
+        dt = time.monotonic() - t0
+        if " is UP" not in cp.stdout:
+            raise ClusterError(f"scontrol ping: {cp.stdout}{cp.stderr}")
+        return dt
+
+    def reconfigure(self) -> None:
+        self.run("scontrol", "reconfigure")
+
+    def sprio(self, fmt: str = "%i|%Y|%S|%A|%F|%J|%P|%Q|%N",
+              jobs: Iterable[int] | None = None
+              ) -> dict[int, dict[str, str]]:
+        """Parse sprio (pending jobs only) into {job_id: {HEADER: value}}.
+
+        ``fmt`` fields must be '|'-separated and include %i (JOBID).  sprio
+        letters: %Y PRIORITY (weighted), %S SITE, %A AGE, %F FAIRSHARE,
+        %J JOBSIZE, %P PARTITION, %Q QOS, %N NICE, %y/%a/... normalized.
+        Values are stripped strings ('' if blank).
+        """
+        argv = ["sprio", "-o", fmt]
+        if jobs is not None:
+            argv += ["-j", ",".join(str(j) for j in jobs)]
+        cp = self.run(*argv, check=False)
+        lines = [l for l in cp.stdout.splitlines() if l.strip()]
+        if cp.returncode != 0 and not lines:
+            raise ClusterError(f"sprio failed: {cp.stdout}{cp.stderr}")
+        if not lines:
+            return {}
+        header = [h.strip() for h in lines[0].split("|")]
+        out: dict[int, dict[str, str]] = {}
+        for line in lines[1:]:
+            vals = [v.strip() for v in line.split("|")]
+            if len(vals) != len(header):
+                continue
+            rec = dict(zip(header, vals))
+            try:
+                out[int(rec["JOBID"])] = rec
+            except (KeyError, ValueError):
+                continue
+        return out
+
+    # ------------------------------------------------------------------ logs
+    def ctld_log(self) -> str:
+        return _read(self.ctld_log_path)
+
+    def slurmd_log(self) -> str:
+        return _read(self.slurmd_log_path)
+
+    def _log_path(self, which: str) -> pathlib.Path:
+        if which == "ctld":
+            return self.ctld_log_path
+        if which == "slurmd":
+            return self.slurmd_log_path
+        raise ValueError(f"which must be 'ctld' or 'slurmd', not {which!r}")
+
+    def log_offset(self, which: str = "ctld") -> int:
+        """Current size of a log; pass as ``since=`` to wait_for_log to only
+        match lines written after this point."""
+        try:
+            return self._log_path(which).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def wait_for_log(self, pattern: str, which: str = "ctld", *,
+                     timeout: float = _DEFAULT_TIMEOUT, since: int = 0,
+                     flags: int = re.MULTILINE) -> re.Match:
+        """Wait until regex ``pattern`` matches the log (from byte ``since``);
+        returns the match object."""
+        path = self._log_path(which)
+        rx = re.compile(pattern, flags)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(since)
+                    text = f.read().decode(errors="replace")
+            except FileNotFoundError:
+                text = ""
+            m = rx.search(text)
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"pattern {pattern!r} not in {which} log after "
+                    f"{timeout}s\n" + self.log_tails())
+            time.sleep(0.1)
+
+    def log_tails(self, lines: int = 40) -> str:
+        # *.stdout mostly duplicates the log, but holds fatal errors from
+        # before the log file was opened (e.g. a bad slurm.conf)
+        parts = []
+        for label, p, n in (
+                ("slurmctld.log", self.ctld_log_path, lines),
+                ("slurmctld.stdout", self.ctld_out_path, min(lines, 10)),
+                ("slurmd.log", self.slurmd_log_path, lines),
+                ("slurmd.stdout", self.slurmd_out_path, min(lines, 10))):
+            if p.exists():
+                parts.append(f"----- {label} (tail) -----\n{_tail(p, n)}")
+        return "\n".join(parts)
+
+
+def _read(path: pathlib.Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # state is the field after "(comm)"; Z = zombie = gone for us
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _snapshot(pids: Iterable[int]) -> dict[int, str]:
+    """{pid: start time} for live pids (to detect pid reuse)."""
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                out[pid] = f.read().rsplit(")", 1)[1].split()[19]
+        except (OSError, IndexError):
+            pass
+    return out
+
+
+def _descendants(roots: Iterable[int]) -> set[int]:
+    """roots plus all their live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in out:
+            continue
+        out.add(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def _ancestors() -> list[int]:
+    out, pid = [], os.getpid()
+    for _ in range(64):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+        if ppid <= 1:
+            break
+        out.append(ppid)
+        pid = ppid
+    return out
