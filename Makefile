@@ -12,7 +12,7 @@ CFLAGS     ?= -O2 -g
 PYTEST_ARGS ?=
 
 APT_PKGS := slurmctld slurmd slurm-client libslurm-dev dpkg-dev gcc make \
-            python3-dev python3-venv
+            python3-dev python3-venv slurmdbd mariadb-server
 
 CSRC_CORE := csrc/runtime.c csrc/pool.c csrc/calls.c csrc/snapshot.c \
              csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
@@ -25,7 +25,7 @@ all: build
 deps: $(VENV)/.deps-ok
 	@test -n "$(SLURM_SRC)" || scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src
 
-$(VENV)/.deps-ok: pyproject.toml
+$(VENV)/.deps-ok: pyproject.toml Makefile
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing $$missing"; \

@@ -82,6 +82,7 @@ class Context:
         except _config.ConfigError as e:
             self._fail(str(e))
             self.cfg = None
+            self.loaded = None   # fail closed: no handler from older params
             boot.hooks = ALL_HOOKS
             return FAILED
         self.cfg = cfg
@@ -165,7 +166,6 @@ class Context:
     # -- calling --------------------------------------------------------
     def handler(self, what: str):
         """The loaded handler, or None (logged) when failing closed."""
-        self.maybe_reload()
         if self.loaded is None:
             _say(self.ctx, _log.ERROR, f"{what} failed: no usable handler ({self.error})")
             return None
@@ -176,6 +176,20 @@ class Context:
              f"{what} failed at {_loader.where(exc)}: {type(exc).__name__}: {exc}")
         _say(self.ctx, _log.ERROR,
              "".join(traceback.format_exception(exc)).rstrip())
+
+
+def _reload_loop() -> None:
+    """Notice changed handler files within `reload=` seconds, calls or not
+    (a prep plugin gets no call on `scontrol reconfigure` in 22.05)."""
+    while True:
+        waits = [c.cfg.reload for c in list(_contexts.values()) if c.cfg and c.cfg.reload]
+        time.sleep(min(waits) if waits else 1.0)
+        for c in list(_contexts.values()):
+            _log.set_prefix(PREFIX[c.ctx])
+            try:
+                c.maybe_reload()
+            except Exception:
+                _onerror(*sys.exc_info())
 
 
 def _onerror(exc_type, exc, tb):
@@ -212,6 +226,7 @@ def attach(ffi_, lib_) -> None:
     _records.install(ffi)
     _log.install(ffi, lib)
     sys.argv = ["slurmpy"]
+    threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
 
     @ffi.def_extern(error=EXCEPTION, onerror=_onerror)
     def spm_py_boot(boot):

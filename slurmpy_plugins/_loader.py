@@ -111,6 +111,23 @@ def load(cfg: Config, base: type, trusted_uids: set[int]) -> Loaded:
     check_safe(origin, trusted_uids, "handler file")
     signature = file_signature(origin)
     module = importlib.util.module_from_spec(spec)
+    # As in a normal import, the module is in sys.modules while it runs
+    # (dataclasses, typing.get_type_hints, pickle look it up there); a
+    # refused module gives the previous one its place back.
+    previous = sys.modules.get(spec.name)
+    sys.modules[spec.name] = module
+    try:
+        instance = _instantiate(cfg, base, spec, module, origin)
+    except BaseException:
+        if previous is None:
+            sys.modules.pop(spec.name, None)
+        else:
+            sys.modules[spec.name] = previous
+        raise
+    return Loaded(instance=instance, module_file=origin, signature=signature)
+
+
+def _instantiate(cfg: Config, base: type, spec, module, origin: str):
     try:
         spec.loader.exec_module(module)
     except SyntaxError as e:
@@ -125,8 +142,6 @@ def load(cfg: Config, base: type, trusted_uids: set[int]) -> Loaded:
         raise HandlerError(
             f"{origin}: {cfg.handler} is not a subclass of slurmpy_plugins.{base.__name__}")
     try:
-        instance = cls()
+        return cls()
     except BaseException as e:
         raise HandlerError(f"{where(e)}: {cfg.handler}() failed: {type(e).__name__}: {e}") from e
-    sys.modules[spec.name] = module
-    return Loaded(instance=instance, module_file=origin, signature=signature)

@@ -174,7 +174,8 @@ def _install_one(ffi, cls: type, ctype: str) -> None:
         raw = cls.user_name.fget
 
         def user_name(self):
-            return raw(self) or _user_name(self._c.user_id)
+            name = raw(self)   # "" is a name Slurm set: only NULL is looked up
+            return name if name is not None else _user_name(self._c.user_id)
         cls.user_name = property(user_name, doc="user_name (str or None): the "
                                  "job's user, looked up from user_id if Slurm has no name")
     cls._fields = tuple(names)

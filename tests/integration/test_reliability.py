@@ -1,0 +1,145 @@
+"""Hung, broken and changing handlers inside real daemons (issue: reliability)."""
+from __future__ import annotations
+
+import collections
+import re
+import threading
+import time
+
+import pytest
+
+from .conftest import read_calls, write_handler, RECORDING_HANDLER, ALL_HOOKS_BODY
+
+pytestmark = pytest.mark.integration
+
+
+def test_hung_prolog_slurmctld_times_out_and_pool_keeps_flowing(prep_cluster, tmp_path):
+    body = '''
+    def prolog_slurmctld(self, job):
+        record("prolog_slurmctld", job)
+        if job.name == "hang":
+            while True:          # a pure-Python hang: TimeoutError can stop it
+                time.sleep(0.01)
+'''
+    # two workers: hangs must not starve the pool (replacement threads)
+    c, calls = prep_cluster(body, params=",timeout=1,workers=2")
+    hung = [c.sbatch("-J", "hang", "--no-requeue", "-o", "/dev/null", wrap="true")
+            for _ in range(3)]
+    pings = []
+    ok = [c.sbatch("-J", "fine", "-o", "/dev/null", wrap="true") for _ in range(10)]
+    deadline = time.monotonic() + 60
+    done = {}
+    while time.monotonic() < deadline and len(done) < len(hung) + len(ok):
+        pings.append(c.ping_seconds())
+        for j, rec in c.jobs().items():
+            if rec["JobState"] in ("COMPLETED", "CANCELLED", "FAILED"):
+                done[j] = rec["JobState"]
+        time.sleep(0.2)
+    assert all(done.get(j) == "COMPLETED" for j in ok), done
+    assert all(done.get(j) in ("CANCELLED", "FAILED") for j in hung), done
+    log = c.ctld_log()
+    for j in hung:
+        assert f"prolog_slurmctld JobId={j} failed due to timing out" in log
+    assert "handler exceeded its time limit of 1000 ms" in log
+    assert max(pings) < 1.0, pings
+
+
+def test_hung_slurmd_prolog_is_bounded(prep_cluster, tmp_path):
+    body = '''
+    def prolog(self, env):
+        record("prolog", env)
+        time.sleep(3600)
+'''
+    c, calls = prep_cluster(body, params=",timeout=2")
+    c.sbatch("-o", "/dev/null", wrap="true")
+    node = c.wait_node(predicate=lambda n: "DRAIN" in n.get("State", ""), timeout=60)
+    assert node.get("Reason")
+    assert "prolog for JobId=1 timed out" in c.slurmd_log()
+
+
+def test_changed_handler_is_picked_up_broken_one_refused(prep_cluster, tmp_path):
+    v1 = ALL_HOOKS_BODY.replace('record("prolog_slurmctld", job)',
+                                'record("prolog_slurmctld", job, version=1)')
+    c, calls = prep_cluster(v1, params=",reload=0.5")
+    j1 = c.sbatch("-o", "/dev/null", wrap="true")
+    c.wait_job(j1)
+    # a broken version: refused, v1 keeps running
+    since = c.log_offset()
+    write_handler(c.handler_dir, "site_prep", "class Handler(:\n")
+    c.wait_for_log(r"changed handler refused, the previous one keeps running: .*site_prep.py:1: syntax error",
+                   since=since, timeout=30)
+    j2 = c.sbatch("-o", "/dev/null", wrap="true")
+    c.wait_job(j2)
+    # the fixed version takes over
+    v2 = v1.replace("version=1", "version=2")
+    write_handler(c.handler_dir, "site_prep",
+                  RECORDING_HANDLER.format(calls=str(calls), body=v2))
+    c.wait_for_log(r"prep/python: reloaded handler site_prep:Handler", since=since, timeout=30)
+    j3 = c.sbatch("-o", "/dev/null", wrap="true")
+    c.wait_job(j3)
+    time.sleep(1)
+    versions = {r["job_id"]: r.get("version") for r in read_calls(calls) if r["hook"] == "prolog_slurmctld"}
+    assert versions[j1] == 1 and versions[j2] == 1 and versions[j3] == 2, versions
+
+
+def test_reconfigure_under_load(prep_cluster):
+    body = '''
+    def prolog_slurmctld(self, job):
+        record("prolog_slurmctld", job)
+        time.sleep(0.05)
+    def epilog_slurmctld(self, job):
+        record("epilog_slurmctld", job)
+'''
+    c, calls = prep_cluster(body)
+    base = list(c.conf_extra)
+    alt = [l.replace("PrEpPlugins=prep/python", "PrEpPlugins=prep/script,prep/python") for l in base]
+    ids: list[int] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def submit():
+        # sbatch may be turned away while slurmctld reconfigures ("Slurm
+        # temporarily unable to accept job"): that is Slurm's, retry it.
+        while len(ids) < 300 and not stop.is_set():
+            for attempt in range(10):
+                try:
+                    ids.append(c.sbatch("-o", "/dev/null", wrap="true"))
+                    break
+                except Exception as e:
+                    if attempt == 9:
+                        errors.append(str(e)[:500])
+                        return
+                    time.sleep(0.5)
+
+    t = threading.Thread(target=submit)
+    t.start()
+    try:
+        for i in range(10):
+            # every other reconfigure changes PrEpPlugins: 22.05 then unloads
+            # and re-inits prep/python without callbacks
+            c.rewrite_conf(alt if i % 2 == 0 else base)
+            assert c.ping_seconds() < 1.0
+            time.sleep(0.5)
+    finally:
+        t.join(timeout=300)
+        stop.set()
+    assert not errors, errors
+    assert len(ids) == 300
+    c.wait_jobs(ids, timeout=600)
+    deadline = time.monotonic() + 60
+    while True:
+        recs = read_calls(calls)
+        ep = collections.Counter(r["job_id"] for r in recs if r["hook"] == "epilog_slurmctld")
+        if all(ep[j] >= 1 for j in ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    pro = collections.Counter(r["job_id"] for r in recs if r["hook"] == "prolog_slurmctld")
+    assert {j: pro[j] for j in ids} == {j: 1 for j in ids}
+    # Slurm itself calls epilog_slurmctld again on reconfigure for a job that
+    # is still completing (read_config.c _sync_nodes_to_comp_job, logged):
+    # one handler call per Slurm call, no more, no less.
+    reruns = collections.Counter(
+        int(m) for m in re.findall(r"_sync_nodes_to_comp_job: JobId=(\d+) in completing state",
+                                   c.ctld_log()))
+    assert {j: ep[j] for j in ids} == {j: 1 + reruns[j] for j in ids}
+    assert c.ctld_running() and c.slurmd_running()
