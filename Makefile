@@ -53,7 +53,10 @@ $(PLUGINS)/%.so: csrc/%.c csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/plu
 $(CORE)/python/.staged: $(VENV)/.deps-ok
 	mkdir -p $(CORE)/python
 	ln -sfn $(CURDIR)/slurmpy_plugins $(CORE)/python/slurmpy_plugins
-	cp -f $$($(PY) -c 'import _cffi_backend; print(_cffi_backend.__file__)') $(CORE)/python/
+	@# never write over a .so in place: a daemon that has it mapped would crash
+	src=$$($(PY) -c 'import _cffi_backend; print(_cffi_backend.__file__)'); \
+	dst=$(CORE)/python/$$(basename $$src); \
+	cmp -s $$src $$dst || { cp $$src $$dst.tmp && mv -f $$dst.tmp $$dst; }
 	touch $@
 
 ## install: into Slurm's PluginDir, atomically (rename), idempotent

@@ -8,6 +8,8 @@ import textwrap
 
 import pytest
 
+from slurmdbd import APT_PACKAGES, SlurmDBD
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD_PLUGINS = ROOT / "build" / "plugins"
 
@@ -91,3 +93,19 @@ def prep_cluster(cluster_factory, tmp_path):
         return c, calls
 
     return make
+
+
+@pytest.fixture(scope="session")
+def dbd(tmp_path_factory):
+    """One throwaway slurmdbd + MariaDB for the session (site_factor
+    update() needs SlurmDBD accounting in 22.05, see test_site_factor.py)."""
+    missing = SlurmDBD.missing()
+    if missing:
+        pytest.fail(f"slurmdbd tests need {', '.join(missing)}: "
+                    f"apt-get install {' '.join(APT_PACKAGES)}")
+    d = SlurmDBD(tmp_path_factory.mktemp("dbd"))
+    try:
+        d.start()
+        yield d
+    finally:
+        d.stop()

@@ -24,8 +24,6 @@ import time
 
 import pytest
 
-from slurmdbd import APT_PACKAGES, SlurmDBD
-
 from .conftest import BUILD_PLUGINS, write_handler
 
 pytestmark = pytest.mark.integration
@@ -38,21 +36,6 @@ from slurmpy_plugins import SiteFactorHandler
 
 log = logging.getLogger("sftest")
 '''
-
-
-@pytest.fixture(scope="module")
-def dbd(tmp_path_factory):
-    """One slurmdbd + MariaDB for the whole module."""
-    missing = SlurmDBD.missing()
-    if missing:
-        pytest.fail(f"slurmdbd tests need {', '.join(missing)}: "
-                    f"apt-get install {' '.join(APT_PACKAGES)}")
-    d = SlurmDBD(tmp_path_factory.mktemp("dbd"))
-    try:
-        d.start()
-        yield d
-    finally:
-        d.stop()
 
 
 @pytest.fixture
