@@ -69,8 +69,8 @@ static int _ctld_hook(int hook, job_record_t *job_ptr, bool *async)
 		return SLURM_SUCCESS;
 	if (!spm_prep_ctld_async(hook, job_ptr)) {
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
-			 "no slurmctld callback registered: cannot run the handler for %pJ",
-			 job_ptr);
+			 "no slurmctld callback registered: cannot run the handler for JobId=%u",
+			 job_ptr->job_id);
 		return SLURM_ERROR;
 	}
 	*async = true;

@@ -1,0 +1,612 @@
+"""site_factor/python (build/plugins/site_factor_python.so) driven by the C
+test host acting as slurmctld: set(), update() and reconfig(), with the
+factor the host finds in the job record afterwards as the oracle.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .conftest import (JOB_FIELDS, NICE_OFFSET, compare_record,
+                       expected_job, wait_for)
+
+FMIN, FMAX = -(2**31), 2**31 - 1
+
+# set() returns eval(job.comment) (None when the comment is NULL), so each
+# call chooses its own return value; update() returns eval() of the file
+# out/update.py with `jobs` in scope (None when absent).  Both dump what
+# they saw.  reconfig() counts its calls and raises if out/reconfig_raise
+# exists.
+HANDLER = """\
+import os
+import spmtest_rec as R
+from slurmpy_plugins import SiteFactorHandler
+
+VERSION = "v1"
+
+class H(SiteFactorHandler):
+    def set(self, job):
+        R.dump("{out}/set.%d.json" % job.job_id, R.plain(job))
+        R.append("{out}/calls.jsonl", ["set", job.job_id, VERSION])
+        if job.comment is None:
+            return None
+        return eval(job.comment)
+
+    def update(self, jobs):
+        R.dump("{out}/update.json", [R.plain(j) for j in jobs])
+        R.append("{out}/calls.jsonl", ["update", len(jobs), VERSION])
+        try:
+            with open("{out}/update.py") as f:
+                expr = f.read()
+        except FileNotFoundError:
+            return None
+        return eval(expr, {"jobs": jobs})
+
+    def reconfig(self):
+        R.append("{out}/calls.jsonl", ["reconfig", 0, VERSION])
+        if os.path.exists("{out}/reconfig_raise"):
+            raise RuntimeError("reconfig refused")
+"""
+LINE_SET_RETURN = 13       # `return eval(job.comment)` in HANDLER
+LINE_UPDATE_DEF = 15       # `def update(self, jobs):`
+LINE_RECONFIG_RAISE = 28   # `raise RuntimeError("reconfig refused")`
+
+
+def start(make_host, handlers, source=HANDLER, module="sf", cls="H",
+          **keys):
+    handlers.write(module, source)
+    h = make_host("sf")
+    h.conf(site_factor_params=handlers.params("%s:%s" % (module, cls),
+                                              **keys))
+    h.load()
+    return h
+
+
+def set_factor(h, job_id, ret, **job):
+    """site_set with a comment that makes set() return `ret` (a Python
+    expression); returns the host's answer."""
+    res = h.site_set(job_id=job_id, comment=ret, **job)
+    assert res["job_id"] == job_id and res["lock_bypassed"] == 0
+    return res
+
+
+def update_returns(handlers, expr):
+    if expr is None:
+        (handlers.out / "update.py").unlink(missing_ok=True)
+    else:
+        (handlers.out / "update.py").write_text(expr)
+
+
+# ---------------------------------------------------------------------------
+# set()
+# ---------------------------------------------------------------------------
+
+def test_set_int_is_stored_with_nice_offset(make_host, handlers):
+    h = start(make_host, handlers)
+    for i, v in enumerate([0, 1, -1, 12345, -777, FMIN, FMAX]):
+        res = set_factor(h, 100 + i, repr(v))
+        assert res["before"] == NICE_OFFSET
+        assert res["site_factor"] == v + NICE_OFFSET, (v, res)
+        assert res["slurm_warn"] == 0
+    # an int subclass (e.g. an IntEnum) counts as an int
+    res = set_factor(h, 200, "__import__('enum').IntEnum('E', 'A B').B")
+    assert res["site_factor"] == NICE_OFFSET + 2
+    assert "out of range" not in h.log() and "error:" not in h.log()
+
+
+def test_set_sees_the_job(make_host, handlers):
+    h = start(make_host, handlers)
+    job = dict(job_id=7, account="ü", name=b"\xff", user_id=0, nice=5,
+               site_factor=NICE_OFFSET + 3, job_state="PENDING",
+               qos="high", spank_job_env=["A=B"], partition="",
+               submit_time=1, begin_time=2, pn_min_memory=2**64 - 1)
+    res = set_factor(h, ret="job.site_factor * 2 + job.nice", **job)
+    job["comment"] = "job.site_factor * 2 + job.nice"
+    seen = handlers.read("set.7.json")
+    compare_record(seen, expected_job(job), JOB_FIELDS)
+    assert seen["site_factor"] == 3 and seen["nice"] == 5 - NICE_OFFSET
+    assert res["site_factor"] == NICE_OFFSET + 6 + 5 - NICE_OFFSET
+
+
+def test_set_none_leaves_the_factor_unchanged(make_host, handlers):
+    h = start(make_host, handlers)
+    res = set_factor(h, 1, "None", site_factor=NICE_OFFSET + 7)
+    assert res["site_factor"] == res["before"] == NICE_OFFSET + 7
+    res = set_factor(h, 2, None, site_factor=5)       # comment NULL
+    assert res["site_factor"] == 5
+    assert [c[:2] for c in handlers.lines("calls.jsonl")] == [
+        ["set", 1], ["set", 2]]
+    assert "error:" not in h.log()
+
+
+@pytest.mark.parametrize("ret,shown", [
+    ("'12'", "'12' (str)"),
+    ("12.0", "12.0 (float)"),
+    ("True", "True (bool)"),
+    ("False", "False (bool)"),
+    ("[1]", "[1] (list)"),
+    ("b'1'", "b'1' (bytes)"),
+])
+def test_set_wrong_type_leaves_the_factor_unchanged(make_host, handlers,
+                                                    ret, shown):
+    h = start(make_host, handlers)
+    path = handlers.path / "sf.py"
+    res = set_factor(h, 3, ret, site_factor=NICE_OFFSET + 9)
+    assert res["site_factor"] == NICE_OFFSET + 9
+    assert ("error: site_factor/python: set() for JobId=3: %s:8: set() "
+            "returned %s; expected an int or None; factor left unchanged"
+            % (path, shown)) in h.log()
+    # and the next job is fine
+    assert set_factor(h, 4, "4")["site_factor"] == NICE_OFFSET + 4
+
+
+@pytest.mark.parametrize("ret,stored,shown", [
+    ("2**31", NICE_OFFSET + FMAX, "2147483648"),
+    ("-2**31 - 1", 0, "-2147483649"),
+    ("10**30", NICE_OFFSET + FMAX, str(10**30)),
+    ("-10**30", 0, str(-10**30)),
+    ("2**63", NICE_OFFSET + FMAX, str(2**63)),
+])
+def test_set_out_of_range_is_clamped_with_a_warning(make_host, handlers,
+                                                    ret, stored, shown):
+    h = start(make_host, handlers)
+    res = set_factor(h, 5, ret)
+    assert res["site_factor"] == stored
+    clamped = FMAX if stored else FMIN
+    assert ("site_factor/python: warning: JobId=5: site factor %s is out of "
+            "range [%d, %d]; using %d" % (shown, FMIN, FMAX, clamped)
+            ) in h.log()
+
+
+def test_set_exception_leaves_the_factor_unchanged(make_host, handlers):
+    h = start(make_host, handlers)
+    path = handlers.path / "sf.py"
+    res = set_factor(h, 6, "1 // 0", site_factor=NICE_OFFSET + 1)
+    assert res["site_factor"] == NICE_OFFSET + 1
+    log = h.log()
+    assert ("error: site_factor/python: set() for JobId=6 failed at "
+            "<string>:1: ZeroDivisionError: integer division or modulo by "
+            "zero") in log
+    assert 'site_factor/python:   File "%s", line %d, in set' % (
+        path, LINE_SET_RETURN) in log
+    # even SystemExit / KeyboardInterrupt do not take the daemon down
+    for i, exc in enumerate(["SystemExit(3)", "KeyboardInterrupt()"]):
+        ret = "(_ for _ in ()).throw(%s)" % exc
+        res = set_factor(h, 10 + i, ret, site_factor=NICE_OFFSET + 2)
+        assert res["site_factor"] == NICE_OFFSET + 2
+    log = h.log()
+    assert "set() for JobId=10 failed at" in log and "SystemExit: 3" in log
+    assert "set() for JobId=11 failed at" in log and \
+        "KeyboardInterrupt" in log
+    assert h.ping() == {}
+    assert set_factor(h, 12, "-12")["site_factor"] == NICE_OFFSET - 12
+
+
+def test_set_from_another_thread(make_host, handlers):
+    h = start(make_host, handlers)
+    res = h.site_set(job_id=1, comment="99", _thread=True)
+    assert res["site_factor"] == NICE_OFFSET + 99
+
+
+def test_set_not_overridden_is_not_called(make_host, handlers):
+    h = start(make_host, handlers, source="""\
+        import spmtest_rec as R
+        from slurmpy_plugins import SiteFactorHandler
+        class H(SiteFactorHandler):
+            def update(self, jobs):
+                R.append("{out}/calls.jsonl", ["update", len(jobs)])
+                return {j.job_id: 1 for j in jobs}
+        """)
+    res = set_factor(h, 1, "5", site_factor=NICE_OFFSET + 3)
+    assert res["site_factor"] == NICE_OFFSET + 3
+    h.jobs_add(job_id=2)
+    assert h.site_update() == {2: NICE_OFFSET + 1}
+    assert handlers.lines("calls.jsonl") == [["update", 1]]
+    assert "(hooks: update)" in h.log()
+
+
+# ---------------------------------------------------------------------------
+# update()
+# ---------------------------------------------------------------------------
+
+def _add_jobs(h):
+    jobs = {
+        1: dict(job_id=1, name="one", site_factor=NICE_OFFSET + 1),
+        2: dict(job_id=2, name="two", account="ü", site_factor=NICE_OFFSET),
+        3: dict(job_id=3, comment=b"\xfe", spank_job_env=["X=1"]),
+        4: dict(job_id=4, job_state="RUNNING", site_factor=44),
+        5: dict(job_id=5, user_id=0, site_factor=55, nice=0),
+        6: dict(job_id=6, job_state="COMPLETE", site_factor=66),
+    }
+    for j in jobs.values():
+        h.jobs_add(**j)
+    return jobs
+
+
+def test_update_applies_factors_to_pending_jobs_only(make_host, handlers):
+    h = start(make_host, handlers)
+    jobs = _add_jobs(h)
+    # as many factors as pending jobs, two of them for other jobs
+    update_returns(handlers, "{1: 10, 3: -5, 4: 7, 99: 1}")
+    got = h.site_update()
+    assert got == {1: NICE_OFFSET + 10, 2: NICE_OFFSET, 3: NICE_OFFSET - 5,
+                   4: 44, 5: 55, 6: 66}
+    seen = handlers.read("update.json")
+    assert [j["job_id"] for j in seen] == [1, 2, 3, 5]
+    for s in seen:
+        compare_record(s, expected_job(jobs[s["job_id"]]), JOB_FIELDS)
+    log = h.log()
+    assert ("site_factor/python: warning: update() returned a factor for "
+            "JobId=4, which is no longer pending; ignored") in log
+    assert ("warning: update() returned a factor for JobId=99, which is not "
+            "a known job; ignored") in log
+
+
+def test_update_none_or_empty_changes_nothing(make_host, handlers):
+    h = start(make_host, handlers)
+    _add_jobs(h)
+    before = {1: NICE_OFFSET + 1, 2: NICE_OFFSET, 3: NICE_OFFSET, 4: 44,
+              5: 55, 6: 66}
+    assert h.site_update() == before                   # no update.py: None
+    update_returns(handlers, "{}")
+    assert h.site_update() == before
+    update_returns(handlers, "dict()")
+    assert h.site_update() == before
+    assert [c[0] for c in handlers.lines("calls.jsonl")] == ["update"] * 3
+    assert "error:" not in h.log()
+
+
+def test_update_accepts_any_mapping(make_host, handlers):
+    h = start(make_host, handlers)
+    _add_jobs(h)
+    update_returns(handlers, "__import__('types').MappingProxyType("
+                   "{j.job_id: j.job_id * 100 for j in jobs})")
+    got = h.site_update()
+    assert got == {1: NICE_OFFSET + 100, 2: NICE_OFFSET + 200,
+                   3: NICE_OFFSET + 300, 4: 44, 5: NICE_OFFSET + 500, 6: 66}
+
+
+def test_update_out_of_range_is_clamped(make_host, handlers):
+    h = start(make_host, handlers)
+    _add_jobs(h)
+    update_returns(handlers, "{1: 2**40, 2: -2**40, 3: 2**31 - 1}")
+    got = h.site_update()
+    assert got[1] == NICE_OFFSET + FMAX and got[2] == 0
+    assert got[3] == NICE_OFFSET + FMAX and got[5] == 55
+    log = h.log()
+    assert ("warning: JobId=1: site factor %d is out of range [%d, %d]; "
+            "using %d" % (2**40, FMIN, FMAX, FMAX)) in log
+    assert "JobId=2: site factor %d is out of range" % -2**40 in log
+    assert "JobId=3: site factor" not in log
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: _bridge.spm_py_sf_update packs "
+                   "factors into array('q') before clamping: a factor beyond "
+                   "int64 raises OverflowError and the whole batch is dropped")
+def test_update_out_of_int64_range_is_clamped_too(make_host, handlers):
+    """set() clamps any int; update() must clamp the same values rather
+    than drop every factor of the batch."""
+    h = start(make_host, handlers)
+    _add_jobs(h)
+    update_returns(handlers, "{1: 2**70, 2: 3}")
+    got = h.site_update()
+    assert got[1] == NICE_OFFSET + FMAX and got[2] == NICE_OFFSET + 3
+
+
+@pytest.mark.parametrize("expr,fragment", [
+    ("{1: 'x'}", "first bad entry 1 (int): 'x' (str)"),
+    ("{1: 2.5}", "first bad entry 1 (int): 2.5 (float)"),
+    ("{'1': 2}", "first bad entry '1' (str): 2 (int)"),
+    ("[1, 2]", "[1, 2] (list)"),
+    ("42", "42 (int)"),
+    ("{1: 5, 2: None}", "first bad entry 2 (int): None (NoneType)"),
+])
+def test_update_wrong_types_change_nothing(make_host, handlers, expr,
+                                           fragment):
+    h = start(make_host, handlers)
+    _add_jobs(h)
+    update_returns(handlers, expr)
+    got = h.site_update()
+    assert got == {1: NICE_OFFSET + 1, 2: NICE_OFFSET, 3: NICE_OFFSET,
+                   4: 44, 5: 55, 6: 66}
+    path = handlers.path / "sf.py"
+    log = h.log()
+    assert ("error: site_factor/python: update() over 4 pending jobs: %s:%d: "
+            "update() must return a mapping of int job id to int factor; "
+            % (path, LINE_UPDATE_DEF)) in log
+    assert fragment in log and "factors left unchanged" in log
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: _bridge.spm_py_sf_update lets "
+                   "array('q') convert bool factors (True -> 1) while set() "
+                   "refuses bool")
+def test_update_bool_factor_is_refused_like_in_set(make_host, handlers):
+    """set() refuses bool (True is not a factor); update() must too."""
+    h = start(make_host, handlers)
+    _add_jobs(h)
+    update_returns(handlers, "{2: True, 3: 4}")
+    got = h.site_update()
+    assert got[2] == NICE_OFFSET, "bool True applied as factor 1"
+    assert got[3] == NICE_OFFSET          # the batch is refused as a whole
+    assert "first bad entry 2 (int): True (bool)" in h.log()
+
+
+def test_update_more_factors_than_pending_jobs(make_host, handlers):
+    h = start(make_host, handlers)
+    _add_jobs(h)
+    update_returns(handlers, "{i: 1 for i in range(1, 10)}")
+    got = h.site_update()
+    assert got[1] == NICE_OFFSET + 1 and got[2] == NICE_OFFSET
+    assert ("update() returned 9 factors for 4 pending jobs; factors left "
+            "unchanged") in h.log()
+
+
+def test_update_exception_changes_nothing(make_host, handlers):
+    h = start(make_host, handlers)
+    _add_jobs(h)
+    update_returns(handlers, "{j.job_id: 1 // 0 for j in jobs}")
+    got = h.site_update()
+    assert got == {1: NICE_OFFSET + 1, 2: NICE_OFFSET, 3: NICE_OFFSET,
+                   4: 44, 5: 55, 6: 66}
+    log = h.log()
+    assert ("error: site_factor/python: update() over 4 pending jobs failed "
+            "at <string>:1: ZeroDivisionError") in log
+    assert "Traceback (most recent call last):" in log
+    assert h.ping() == {}
+    update_returns(handlers, "{2: 2}")
+    assert h.site_update()[2] == NICE_OFFSET + 2
+
+
+def test_update_with_many_jobs(make_host, handlers):
+    h = start(make_host, handlers)
+    n = 3000
+    b = h.bench_update(n, keep=True, timeout=60)
+    assert b["n"] == n
+    update_returns(handlers, "{j.job_id: j.job_id % 1000 - 500 for j in jobs}")
+    got = h.site_update()
+    assert len(got) == n
+    assert all(v == NICE_OFFSET + k % 1000 - 500 for k, v in got.items())
+    assert handlers.lines("calls.jsonl")[-1][:2] == ["update", n]
+
+
+def test_update_with_no_jobs(make_host, handlers):
+    h = start(make_host, handlers)
+    update_returns(handlers, "{}")
+    assert h.site_update() == {}
+    assert handlers.read("update.json") == []
+
+
+# ---------------------------------------------------------------------------
+# reconfig()
+# ---------------------------------------------------------------------------
+
+def test_reconfig_calls_the_handler(make_host, handlers):
+    h = start(make_host, handlers)
+    h.site_reconfig()
+    h.site_reconfig(_thread=True)
+    assert handlers.lines("calls.jsonl") == [["reconfig", 0, "v1"]] * 2
+    (handlers.out / "reconfig_raise").touch()
+    h.site_reconfig()
+    log = h.log()
+    assert ("error: site_factor/python: reconfig() failed at %s:%d: "
+            "RuntimeError: reconfig refused" % (handlers.path / "sf.py",
+                                                 LINE_RECONFIG_RAISE)
+            ) in log
+    assert h.ping() == {}
+    assert set_factor(h, 1, "1")["site_factor"] == NICE_OFFSET + 1
+
+
+def test_reconfig_reloads_a_changed_file_even_with_reload_off(make_host,
+                                                              handlers):
+    h = start(make_host, handlers, reload="0")
+    assert set_factor(h, 1, "int(VERSION == 'v1')")["site_factor"] == \
+        NICE_OFFSET + 1
+    handlers.write("sf", HANDLER.replace('"v1"', '"v2"'))
+    time.sleep(0.3)
+    assert set_factor(h, 2, "len(VERSION)")["site_factor"] == NICE_OFFSET + 2
+    assert handlers.lines("calls.jsonl")[-1] == ["set", 2, "v1"]
+    h.site_reconfig()
+    assert handlers.lines("calls.jsonl")[-1] == ["reconfig", 0, "v2"]
+    set_factor(h, 3, "0")
+    assert handlers.lines("calls.jsonl")[-1] == ["set", 3, "v2"]
+    assert "site_factor/python: reloaded handler sf:H" in h.log()
+
+
+def test_reconfig_with_new_params_switches_handler(make_host, handlers):
+    h = start(make_host, handlers)
+    handlers.write("other", HANDLER.replace('"v1"', '"other"'))
+    h.conf(site_factor_params=handlers.params("other:H"))
+    h.site_reconfig()
+    set_factor(h, 1, "1")
+    assert handlers.lines("calls.jsonl")[-1] == ["set", 1, "other"]
+
+
+def test_reconfig_with_broken_params_fails_closed(make_host, handlers):
+    """As with PrEpParameters: unusable parameters after a reconfigure must
+    not leave the previous handler running."""
+    h = start(make_host, handlers)
+    assert set_factor(h, 1, "1")["site_factor"] == NICE_OFFSET + 1
+    h.conf(site_factor_params=handlers.params("sf:H", workers="0"))
+    h.site_reconfig()
+    assert "workers='0' must be an integer from 1 to 64" in h.log()
+    res = set_factor(h, 2, "2", site_factor=NICE_OFFSET + 5)
+    assert res["site_factor"] == NICE_OFFSET + 5
+    assert handlers.lines("calls.jsonl")[-1][:2] != ["set", 2]
+
+
+def test_hot_reload_site_factor(make_host, handlers):
+    h = start(make_host, handlers, reload="0.2")
+    set_factor(h, 1, "0")
+    handlers.write("sf", HANDLER.replace('"v1"', '"v2"'))
+    job = 2
+    t0 = time.monotonic()
+    while handlers.lines("calls.jsonl")[-1][2] != "v2":
+        assert time.monotonic() - t0 < 3
+        time.sleep(0.05)
+        set_factor(h, job, "0")
+        job += 1
+    handlers.write("sf", "this is not python\n")
+    wait_for(lambda: set_factor(h, 500, "7")["site_factor"] == NICE_OFFSET + 7
+             and "changed handler refused" in h.log(), 3)
+    assert set_factor(h, 501, "8")["site_factor"] == NICE_OFFSET + 8
+    assert handlers.lines("calls.jsonl")[-1] == ["set", 501, "v2"]
+
+
+# ---------------------------------------------------------------------------
+# fail closed, timeouts
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["no_params", "syntax", "prep_class",
+                                  "group_writable"])
+def test_unusable_handler_changes_nothing(make_host, handlers, case):
+    h = make_host("sf")
+    path = handlers.path / "sf.py"
+    if case == "no_params":
+        want = "PrioritySiteFactorParameters is not set"
+    elif case == "syntax":
+        handlers.write("sf", "x = (\n")
+        want = "%s:1: syntax error" % path
+    elif case == "prep_class":
+        handlers.write("sf", "from slurmpy_plugins import PrEpHandler\n"
+                       "class H(PrEpHandler):\n    pass\n")
+        want = ("%s: sf:H is not a subclass of "
+                "slurmpy_plugins.SiteFactorHandler" % path)
+    else:
+        handlers.write("sf", HANDLER, mode=0o620)
+        want = "refusing handler file %s: writable by group" % path
+    if case != "no_params":
+        h.conf(site_factor_params=handlers.params("sf:H"))
+    h.load()
+    res = set_factor(h, 1, "1", site_factor=NICE_OFFSET + 4)
+    assert res["site_factor"] == NICE_OFFSET + 4
+    h.jobs_add(job_id=2, site_factor=22)
+    assert h.site_update() == {2: 22}
+    h.site_reconfig()
+    log = h.log()
+    assert "error: site_factor/python: handler not loaded: " + want in log
+    assert ("site_factor/python: set() for JobId=1 failed: no usable handler"
+            in log)
+    assert handlers.lines("calls.jsonl") == []
+
+
+def test_set_and_update_timeouts(make_host, handlers):
+    h = start(make_host, handlers, timeout="0.5", workers=1, source="""\
+        import time
+        import spmtest_rec as R
+        from slurmpy_plugins import SiteFactorHandler
+        def hang():
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 20:
+                time.sleep(0.02)
+        class H(SiteFactorHandler):
+            def set(self, job):
+                if job.comment == "hang":
+                    hang()
+                return job.job_id
+            def update(self, jobs):
+                if len(jobs) == 1:
+                    hang()
+                return {j.job_id: -j.job_id for j in jobs}
+        """)
+    res = set_factor(h, 1, "hang", site_factor=NICE_OFFSET + 9)
+    assert res["site_factor"] == NICE_OFFSET + 9
+    assert 400000 <= res["us"] < 3000000
+    # the single worker is stuck; a replacement answers the next call
+    res = set_factor(h, 2, "fine")
+    assert res["site_factor"] == NICE_OFFSET + 2 and res["us"] < 400000
+    h.jobs_add(job_id=3)
+    t0 = time.monotonic()
+    assert h.site_update() == {3: NICE_OFFSET}
+    assert 0.4 <= time.monotonic() - t0 < 3
+    h.jobs_add(job_id=4)
+    assert h.site_update() == {3: NICE_OFFSET - 3, 4: NICE_OFFSET - 4}
+    log = h.log()
+    assert "set() took more than 500 ms; factors left unchanged" in log
+    assert "update() took more than 500 ms; factors left unchanged" in log
+    wait_for(lambda: h.log().count("its result was discarded") == 2, 10,
+             what="the stuck handlers to return")
+
+
+def test_joblist_api_and_records_kept_across_calls(make_host, handlers):
+    """update() gets a JobList (len, indexing, slices, iteration); records
+    are read-only copies that stay valid after the call that made them."""
+    h = start(make_host, handlers, source="""\
+        import spmtest_rec as R
+        from slurmpy_plugins import SiteFactorHandler, Job
+        KEPT = []
+        class H(SiteFactorHandler):
+            def update(self, jobs):
+                out = {"len": len(jobs), "ids": [j.job_id for j in jobs],
+                       "again": [j.job_id for j in jobs],
+                       "last": jobs[-1].job_id if jobs else None,
+                       "slice": [j.job_id for j in jobs[1:3]],
+                       "types": sorted({type(j).__name__ for j in jobs})}
+                try:
+                    jobs[len(jobs)]
+                except IndexError:
+                    out["index_error"] = True
+                for attr, value in (("name", "x"), ("nope", 1)):
+                    try:
+                        setattr(jobs[0], attr, value)
+                    except AttributeError:
+                        out.setdefault("readonly", []).append(attr)
+                try:
+                    jobs[0].no_such_field
+                except AttributeError:
+                    out["unknown_attr"] = True
+                KEPT.extend(jobs)
+                out["kept"] = [[j.job_id, j.name, j.spank_env] for j in KEPT]
+                R.dump("{out}/api.%d.json" % len(KEPT), out)
+                return {}
+        """)
+    for j in (1, 2, 3):
+        h.jobs_add(job_id=j, name="job%d" % j, spank_job_env=["N=%d" % j])
+    h.site_update()
+    h.jobs_clear()          # the host frees (and scribbles over) the records
+    h.jobs_add(job_id=4, name="job4")
+    h.site_update()
+    out = handlers.read("api.3.json")
+    assert out["len"] == 3 and out["ids"] == out["again"] == [1, 2, 3]
+    assert out["last"] == 3 and out["slice"] == [2, 3]
+    out = handlers.read("api.4.json")
+    assert out["len"] == 1 and out["ids"] == [4] and out["last"] == 4
+    assert out["types"] == ["Job"] and out["index_error"] is True
+    assert out["readonly"] == ["name", "nope"] and out["unknown_attr"]
+    assert out["kept"] == [[j, "job%d" % j, {"N": str(j)}] for j in (1, 2, 3)
+                           ] + [[4, "job4", {}]]
+
+
+def test_handler_logs_with_the_site_factor_prefix(make_host, handlers):
+    h = start(make_host, handlers, source="""\
+        import logging
+        from slurmpy_plugins import SiteFactorHandler
+        class H(SiteFactorHandler):
+            def set(self, job):
+                logging.getLogger("sf").info("set %d", job.job_id)
+                print("hello from set")
+                return 1
+        """)
+    set_factor(h, 3, None)
+    log = h.log()
+    assert "site_factor/python: sf: set 3" in log
+    assert "site_factor/python: hello from set" in log
+
+
+def test_bridge_that_never_attaches_changes_nothing(make_host, handlers,
+                                                    broken_bridge_plugins):
+    handlers.write("sf", HANDLER)
+    h = make_host("sf", so=str(broken_bridge_plugins /
+                               "site_factor_python.so"))
+    h.conf(site_factor_params=handlers.params("sf:H"))
+    h.load()
+    res = set_factor(h, 1, "1", site_factor=NICE_OFFSET + 4)
+    assert res["site_factor"] == NICE_OFFSET + 4
+    h.jobs_add(job_id=2, site_factor=22)
+    assert h.site_update() == {2: 22}
+    h.site_reconfig()
+    log = h.log()
+    assert "slurmpy: Python bridge failed to start" in log
+    assert ("site_factor/python: set(): the Python bridge is not attached; "
+            "factors left unchanged") in log
+    assert handlers.lines("calls.jsonl") == []
