@@ -65,10 +65,10 @@ install: build
 
 ## test: unit tests (C host, no daemons) + integration tests (real slurmctld/slurmd)
 test: build
-	$(PY) -m pytest -ra $(PYTEST_ARGS) tests
+	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) tests
 
 unit: build
-	$(PY) -m pytest -ra $(PYTEST_ARGS) tests/unit
+	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) tests/unit
 
 integration: build
 	$(PY) -m pytest -ra $(PYTEST_ARGS) tests/integration
@@ -76,6 +76,14 @@ integration: build
 ## demo: a throwaway single-node cluster on loopback running the example handlers
 demo: install
 	$(PY) examples/demo.py
+
+## asan: the shim and the C test host under AddressSanitizer+UBSan, unit tests
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+asan: $(VENV)/.deps-ok
+	$(MAKE) build BUILD=$(BUILD)/asan SLURM_SRC=$(SLURM_SRC) \
+	  SPM_CFLAGS="$(ASAN_FLAGS)" SPM_LDFLAGS="-fsanitize=address,undefined"
+	SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(BUILD)/asan/plugins SPM_TEST_ASAN=1 \
+	  $(PY) -m pytest -ra $(PYTEST_ARGS) tests/unit
 
 ## bench: speed and memory figures (bench/results/)
 bench: build

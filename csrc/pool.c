@@ -40,6 +40,10 @@ struct pool {
 	uint32_t target, live, written_off;
 	bool watchdog_started;
 	struct owner_note *owner_notes;
+	/* Python idents of written-off workers still inside a handler: an
+	 * interrupt is only sent to a thread listed here (a finished thread's
+	 * ident may be reused by a new worker). */
+	unsigned long stuck[MAX_WRITTEN_OFF + 1];
 	int ctx;
 };
 
@@ -125,9 +129,20 @@ static void _spawn_locked(struct pool *p)
 	pthread_attr_destroy(&attr);
 }
 
-/* A worker overran: write it off and keep the pool's size.  p->mu held. */
-static void _write_off_locked(struct pool *p)
+static void _stuck_set(struct pool *p, unsigned long from, unsigned long to)
 {
+	for (int i = 0; i <= MAX_WRITTEN_OFF; i++) {
+		if (p->stuck[i] == from) {
+			p->stuck[i] = to;
+			return;
+		}
+	}
+}
+
+/* A worker overran: write it off and keep the pool's size.  p->mu held. */
+static void _write_off_locked(struct pool *p, unsigned long ident)
+{
+	_stuck_set(p, 0, ident);
 	p->live--;
 	p->written_off++;
 	if (p->written_off > MAX_WRITTEN_OFF) {
@@ -145,28 +160,46 @@ static void _write_off_locked(struct pool *p)
 	}
 }
 
+struct interrupt { struct pool *p; unsigned long ident; };
+
 static void *_interrupt(void *arg)
 {
-	unsigned long ident = (unsigned long)(uintptr_t)arg;
-	PyGILState_STATE g = PyGILState_Ensure();
+	struct interrupt *in = arg;
+	struct pool *p = in->p;
+	PyGILState_STATE g;
 
-	PyThreadState_SetAsyncExc(ident, PyExc_TimeoutError);
+	/* Lock order: GIL, then p->mu (no thread holds p->mu while waiting
+	 * for the GIL).  Only a thread still stuck in its handler is hit. */
+	g = PyGILState_Ensure();
+	pthread_mutex_lock(&p->mu);
+	for (int i = 0; i <= MAX_WRITTEN_OFF; i++) {
+		if (p->stuck[i] == in->ident) {
+			PyThreadState_SetAsyncExc(in->ident, PyExc_TimeoutError);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
 	PyGILState_Release(g);
+	free(in);
 	return NULL;
 }
 
 /* Ask a stuck Python thread to raise TimeoutError, from a throw-away thread
  * (it needs the GIL, which the stuck thread may be hogging). */
-static void _interrupt_later(unsigned long ident)
+static void _interrupt_later(struct pool *p, unsigned long ident)
 {
 	pthread_t tid;
 	pthread_attr_t attr;
+	struct interrupt *in;
 
-	if (!ident)
+	if (!ident || !(in = malloc(sizeof(*in))))
 		return;
+	in->p = p;
+	in->ident = ident;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	(void)pthread_create(&tid, &attr, _interrupt, (void *)(uintptr_t)ident);
+	if (pthread_create(&tid, &attr, _interrupt, in))
+		free(in);
 	pthread_attr_destroy(&attr);
 }
 
@@ -224,6 +257,7 @@ static void *_worker(void *arg)
 			bool release = task->waited || _drop_owner(p, task);
 			int ctx = task->ctx;
 
+			_stuck_set(p, ident, 0);
 			p->written_off--;
 			pthread_mutex_unlock(&p->mu);
 			if (release)
@@ -279,7 +313,7 @@ static void *_watchdog(void *arg)
 			note->next = p->owner_notes;
 			p->owner_notes = note;
 			expired[n++] = t;
-			_write_off_locked(p);
+			_write_off_locked(p, t->py_ident);
 		}
 		pthread_mutex_unlock(&p->mu);
 
@@ -291,7 +325,7 @@ static void *_watchdog(void *arg)
 				 "handler exceeded its time limit of %u ms; failing the call and replacing its worker thread",
 				 t->timeout_ms);
 			t->done(t, SPM_PY_EXCEPTION, true);
-			_interrupt_later(t->py_ident);
+			_interrupt_later(p, t->py_ident);
 			pthread_mutex_lock(&p->mu);
 			release = _drop_owner(p, t);
 			pthread_mutex_unlock(&p->mu);
@@ -398,9 +432,9 @@ int spm_pool_call(spm_task_t *task, bool *timed_out)
 		unsigned long ident = task->py_ident;
 
 		task->state = T_ABANDONED;
-		_write_off_locked(p);
+		_write_off_locked(p, ident);
 		pthread_mutex_unlock(&p->mu);
-		_interrupt_later(ident);
+		_interrupt_later(p, ident);
 	} else {
 		task->state = T_ABANDONED;   /* still queued: worker frees */
 		pthread_mutex_unlock(&p->mu);

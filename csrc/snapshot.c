@@ -147,7 +147,7 @@ static int _copy_job(spm_arena_t *a, spm_job_t *out, job_record_t *job)
 spm_job_t *spm_snapshot_job(struct job_record *job_ptr,
 			    spm_arena_t **arena_out)
 {
-	spm_arena_t *a = spm_arena_new(4096);
+	spm_arena_t *a = spm_arena_new(2048);
 	spm_job_t *out;
 
 	*arena_out = NULL;
@@ -165,7 +165,7 @@ spm_job_t *spm_snapshot_job(struct job_record *job_ptr,
 spm_env_t *spm_snapshot_env(void *job_env, spm_arena_t **arena_out)
 {
 	job_env_t *e = job_env;
-	spm_arena_t *a = spm_arena_new(4096);
+	spm_arena_t *a = spm_arena_new(1024);
 	spm_env_t *out;
 	int oom = 0;
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import array
 import inspect
-import logging
 import sys
 import threading
 import time
@@ -95,20 +94,29 @@ class Context:
         boot.hooks = self.hooks()
         return OK if ok else FAILED
 
-    def _fail(self, msg: str) -> None:
+    def _fail(self, msg: str, cause: BaseException | None = None) -> None:
         if msg != self.error:
             _say(self.ctx, _log.ERROR, f"handler not loaded: {msg}")
+            self._traceback(cause)
         self.error = msg
+
+    def _traceback(self, cause: BaseException | None) -> None:
+        # the handler's own code raised (at import or in __init__): show
+        # where; a SyntaxError or a refusal is fully said in one line
+        if cause is not None and not isinstance(cause, SyntaxError):
+            _say(self.ctx, _log.ERROR, _loader.format_tb(cause))
 
     def _try_load(self, initial: bool) -> bool:
         try:
             loaded = _loader.load(self.cfg, BASE[self.ctx], self.trusted)
         except _loader.HandlerError as e:
             if self.loaded is None:
-                self._fail(f"{e}; every {PREFIX[self.ctx]} hook fails until it is fixed")
+                self._fail(f"{e}; every {PREFIX[self.ctx]} hook fails until it is fixed",
+                           e.__cause__)
             else:
                 _say(self.ctx, _log.ERROR,
                      f"changed handler refused, the previous one keeps running: {e}")
+                self._traceback(e.__cause__)
             return False
         self.loaded = loaded
         self.error = None
@@ -172,10 +180,10 @@ class Context:
         return self.loaded.instance
 
     def report(self, what: str, exc: BaseException) -> None:
+        roots = self.cfg.path if self.cfg else ()
         _say(self.ctx, _log.ERROR,
-             f"{what} failed at {_loader.where(exc)}: {type(exc).__name__}: {exc}")
-        _say(self.ctx, _log.ERROR,
-             "".join(traceback.format_exception(exc)).rstrip())
+             f"{what} failed at {_loader.where(exc, roots)}: {type(exc).__name__}: {exc}")
+        _say(self.ctx, _log.ERROR, _loader.format_tb(exc))
 
 
 def _reload_loop() -> None:
@@ -301,20 +309,22 @@ def attach(ffi_, lib_) -> None:
         if result is None:
             return OK
         site = _method_site(h.update)
-        try:
-            ids = array.array("I", result.keys())
-            vals = array.array("q", result.values())
-        except (AttributeError, TypeError, OverflowError) as e:
-            bad = _first_bad(result)
+        bad = _check_mapping(result)
+        if bad:
             _say(SITE_FACTOR, _log.ERROR,
                  f"{what}: {site}: update() must return a mapping of int job id "
-                 f"to int factor; {bad or _describe(result)} ({e}); factors left unchanged")
+                 f"to int factor; {bad}; factors left unchanged")
             return FAILED
-        if len(ids) > cap:
+        if len(result) > cap:
             _say(SITE_FACTOR, _log.ERROR,
-                 f"{what}: {site}: update() returned {len(ids)} factors for "
+                 f"{what}: {site}: update() returned {len(result)} factors for "
                  f"{cap} pending jobs; factors left unchanged")
             return FAILED
+        ids = array.array("I", result.keys())
+        try:
+            vals = array.array("q", result.values())
+        except OverflowError:       # beyond int64: clamp item by item
+            vals = array.array("q", (_clamp_one(j, v) for j, v in result.items()))
         if vals and (min(vals) < FACTOR_MIN or max(vals) > FACTOR_MAX):
             vals = array.array("q", (_clamp_one(j, v) for j, v in zip(ids, vals)))
         k = len(ids)
@@ -351,11 +361,21 @@ def _clamp_one(job_id: int, value: int) -> int:
     return clamped
 
 
-def _first_bad(result) -> str | None:
+def _check_mapping(result) -> str | None:
+    """None if result maps int job ids to int factors (bool is not a
+    factor); else what is wrong.  Type checks run at C speed (map/set)."""
     try:
-        for k, v in result.items():
-            if type(k) is not int or not isinstance(v, int) or type(v) is bool:
-                return f"first bad entry {_describe(k)}: {_describe(v)}"
-    except Exception:
+        keys, values = result.keys(), result.values()
+        ktypes, vtypes = set(map(type, keys)), set(map(type, values))
+    except (AttributeError, TypeError):
+        return f"got {_describe(result)}"
+    def ok(types):
+        return all(issubclass(t, int) and not issubclass(t, bool) for t in types)
+    if ok(ktypes) and ok(vtypes):
+        if any(k < 0 or k > 0xFFFFFFFF for k in (min(keys, default=0), max(keys, default=0))):
+            return "a job id is out of range"
         return None
-    return None
+    for k, v in result.items():
+        if not ok({type(k)}) or not ok({type(v)}):
+            return f"first bad entry {_describe(k)}: {_describe(v)}"
+    return "bad entry"

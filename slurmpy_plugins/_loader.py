@@ -27,15 +27,22 @@ class Loaded:
     signature: tuple
 
 
-def where(exc: BaseException) -> str:
-    """``file:line`` of the innermost frame of an exception (or of the
-    offending source line for a SyntaxError)."""
+def where(exc: BaseException, roots: tuple[str, ...] = ()) -> str:
+    """``file:line`` where an exception came from: the innermost frame in a
+    file under one of ``roots`` (the site's handler directories) if there
+    is one, else the innermost frame; for a SyntaxError, the offending
+    source line."""
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}"
     tb = traceback.extract_tb(exc.__traceback__)
-    if tb:
-        return f"{tb[-1].filename}:{tb[-1].lineno}"
-    return "?"
+    dirs = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
+    mine = [f for f in tb if dirs and os.path.abspath(f.filename).startswith(dirs)]
+    frame = (mine or tb or [None])[-1]
+    return f"{frame.filename}:{frame.lineno}" if frame else "?"
+
+
+def format_tb(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)).rstrip()
 
 
 def file_signature(path: str) -> tuple:
@@ -133,7 +140,7 @@ def _instantiate(cfg: Config, base: type, spec, module, origin: str):
     except SyntaxError as e:
         raise HandlerError(f"{where(e)}: syntax error: {e.msg}") from e
     except BaseException as e:  # any import-time failure, even SystemExit
-        raise HandlerError(f"{where(e)}: importing {cfg.module} failed: "
+        raise HandlerError(f"{where(e, cfg.path)}: importing {cfg.module} failed: "
                            f"{type(e).__name__}: {e}") from e
     cls = getattr(module, cfg.cls, None)
     if cls is None:
@@ -144,4 +151,5 @@ def _instantiate(cfg: Config, base: type, spec, module, origin: str):
     try:
         return cls()
     except BaseException as e:
-        raise HandlerError(f"{where(e)}: {cfg.handler}() failed: {type(e).__name__}: {e}") from e
+        raise HandlerError(f"{where(e, cfg.path)}: {cfg.handler}() failed: "
+                           f"{type(e).__name__}: {e}") from e

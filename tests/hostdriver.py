@@ -31,7 +31,15 @@ HOST_SRC = os.path.join(HOST_DIR, "spm_host.c")
 BUILD_SH = os.path.join(HOST_DIR, "build.sh")
 SLURM_LIBDIR = os.environ.get("SLURM_LIBDIR",
                               "/usr/lib/x86_64-linux-gnu/slurm-wlm")
-SLURM_SRC = os.environ.get("SLURM_SRC", "/tmp/setup/slurm-wlm-22.05.8")
+def _default_slurm_src() -> str:
+    """The configured Slurm tree `make deps` made (build/slurm-src/...)."""
+    import glob
+    found = sorted(glob.glob(os.path.join(os.path.dirname(HERE), "build",
+                                          "slurm-src", "slurm-wlm-*", "config.h")))
+    return os.path.dirname(found[-1]) if found else ""
+
+
+SLURM_SRC = os.environ.get("SLURM_SRC") or _default_slurm_src()
 SLURM_VERSION_NUMBER = 0x160508
 
 NO_VAL = 0xFFFFFFFE

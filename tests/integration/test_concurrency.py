@@ -102,7 +102,6 @@ def test_500_jobs_async_prep_and_site_factor_update(cluster_factory, tmp_path, d
     assert {j: pro[j] for j in ids} == {j: 1 for j in ids}
     assert {j: ep[j] for j in ids} == {j: 1 for j in ids}
     ups = read_calls(updates)
-    first, last = min(ids), max(ids)
     during = [u for u in ups if u["n"] > 0]
     assert during, f"update() never ran while jobs were pending: {ups}"
     log = c.ctld_log()

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import collections
 import pwd
-import threading
 import time
 
 import pytest
 
-from .conftest import ALL_HOOKS_BODY, read_calls, write_handler, RECORDING_HANDLER
+from .conftest import read_calls, write_handler
 
 pytestmark = pytest.mark.integration
 

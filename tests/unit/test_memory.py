@@ -3,7 +3,13 @@
 Python; this catches a reference that is never dropped."""
 from __future__ import annotations
 
-import collections
+import pytest
+
+from .conftest import ASAN
+
+# AddressSanitizer keeps freed memory in quarantine (256 MiB by default), so
+# RSS grows by design there; this runs in the plain build (make test).
+pytestmark = pytest.mark.skipif(ASAN, reason="RSS is meaningless under ASan's quarantine")
 
 HANDLER = '''
 import collections
@@ -49,9 +55,10 @@ def test_rss_flat_over_100k_async_calls(handlers, make_host):
     h.callbacks()
     assert h.required()["prolog_slurmctld"]
     sizes = _run(h, "prolog_slurmctld")
-    growth = sizes[-1] - sizes[0]
-    # generous: 100k records of ~1 KiB each would be ~100 MiB if leaked
-    assert growth < 16 * 1024, sizes
+    # 20k queued async calls raise RSS for a while, and glibc keeps the
+    # freed memory: after the first batch RSS must stop growing.  (With
+    # the arenas leaked it grows by ~100 MiB a batch.)
+    assert sizes[-1] - max(sizes[:2]) < 24 * 1024, sizes
 
 
 def test_rss_flat_over_100k_sync_calls(handlers, make_host):
@@ -61,4 +68,4 @@ def test_rss_flat_over_100k_sync_calls(handlers, make_host):
     h.load()
     assert h.required()["prolog"]
     sizes = _run(h, "prolog")
-    assert sizes[-1] - sizes[0] < 16 * 1024, sizes
+    assert sizes[-1] - max(sizes[:2]) < 24 * 1024, sizes

@@ -585,22 +585,26 @@ def test_async_calls_back_exactly_once_from_another_thread(make_host,
 
 
 def test_async_hook_returns_before_the_handler_finishes(make_host,
-                                                       handlers):
-    h = start(make_host, handlers, source="""\
-        import time
+                                                       handlers, tmp_path):
+    # Ordering, not timing: the handler cannot finish until the test
+    # releases it, which the test only does after the hook call returned.
+    gate = tmp_path / "release"
+    h = start(make_host, handlers, source=f"""\
+        import os, time
         from slurmpy_plugins import PrEpHandler
         class H(PrEpHandler):
             def prolog_slurmctld(self, job):
-                time.sleep(1.0)
+                for _ in range(3000):
+                    if os.path.exists({str(gate)!r}):
+                        return
+                    time.sleep(0.01)
+                raise RuntimeError("never released")
         """)
-    t0 = time.monotonic()
     res = h.prolog_slurmctld(job_id=77)
-    returned = time.monotonic() - t0
     assert_async_ok(res)
-    assert res["us"] < 200000 and returned < 0.8
-    assert h.callback_events == []
-    cb = h.wait_callbacks(1, timeout=10)[0]
-    assert time.monotonic() - t0 >= 0.95
+    assert h.callback_events == []   # the handler is still waiting
+    gate.touch()
+    cb = h.wait_callbacks(1, timeout=60)[0]
     assert cb["rc"] == 0 and cb["thread"] == "other" and cb["expected"] == 1
 
 
@@ -696,7 +700,7 @@ def test_slurmd_prolog_timeout_fails_and_next_call_works(make_host,
     assert res["rc"] == -1
     assert 400000 <= res["us"] < 3000000, res
     res = h.prolog(jobid=2)
-    assert res["rc"] == 0 and res["us"] < 2000000
+    assert res["rc"] == 0          # a replacement worker answered
     assert ["ran", 2] in handlers.lines("calls.jsonl")
     log = h.log()
     assert "prolog for JobId=1 timed out" in log
@@ -934,9 +938,6 @@ def test_handler_module_is_in_sys_modules_while_it_runs(make_host,
         job, "v1", "v1", 3, ["limit", "name", "shared"]]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _loader.where() names the "
-                   "innermost frame (a library file), not the handler's "
-                   "line, and no traceback is logged for import failures")
 def test_import_failure_inside_a_library_names_the_handler_line(
         make_host, handlers):
     p = handlers.write("hh", "import json\n\nCONF = json.loads('{')\n")
