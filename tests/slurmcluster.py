@@ -10,7 +10,8 @@ with the tail of the daemon logs attached.
 Processes are only ever stopped by pid: the two daemons we spawned, plus any
 leftover process (slurmstepd, job tasks, prolog scripts, slurmscriptd...) whose
 environment carries this cluster's unique tag / SLURM_CONF path or whose
-command line mentions this cluster's work directory.
+command line mentions this cluster's work directory.  The process and log
+plumbing shared with tests/slurmdbd.py lives in tests/daemonproc.py.
 
 Designed for the Debian 12 packages (Slurm 22.05.8), running as root in a
 container without munge: auth/none + cred/none.
@@ -18,18 +19,19 @@ container without munge: auth/none + cred/none.
 
 from __future__ import annotations
 
-import atexit
 import os
 import pathlib
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import time
 import uuid
-import weakref
 from typing import Callable, Iterable, Mapping, Sequence
+
+from daemonproc import (DaemonHarness, descendants, format_tails, free_ports,
+                        is_running, kill_pids, log_size, pid_alive, pid_of,
+                        survivors, terminate)
 
 SLURM_PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
 SLURMCTLD = "/usr/sbin/slurmctld"
@@ -129,43 +131,13 @@ def parse_kv_line(line: str) -> dict[str, str]:
     return out
 
 
-def _free_port_pair() -> tuple[int, int]:
-    socks = []
-    try:
-        for _ in range(2):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return socks[0].getsockname()[1], socks[1].getsockname()[1]
-    finally:
-        for s in socks:
-            s.close()
+class Cluster(DaemonHarness):
+    """One slurmctld + one slurmd (NodeName ``node1``) on 127.0.0.1.
 
+    A context manager (start/stop); a cluster not stopped is stopped at
+    interpreter exit as a last resort."""
 
-def _tail(path: pathlib.Path, lines: int = 40) -> str:
-    try:
-        data = path.read_text(errors="replace").splitlines()
-    except OSError as e:
-        return f"<{path}: {e}>"
-    return "\n".join(data[-lines:])
-
-
-# Clusters alive in this interpreter, stopped at exit as a last resort.
-_LIVE: "weakref.WeakSet[Cluster]" = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all_at_exit() -> None:
-    for c in list(_LIVE):
-        try:
-            c.stop()
-        except Exception:
-            pass
-
-
-class Cluster:
-    """One slurmctld + one slurmd (NodeName ``node1``) on 127.0.0.1."""
-
+    error = ClusterError
     NODE = "node1"
     PARTITION = "debug"
 
@@ -188,7 +160,7 @@ class Cluster:
         self.tag = uuid.uuid4().hex[:10]
         self.name = f"t{self.tag[:8]}"          # ClusterName: lowercase
         self.hostname = socket.gethostname().split(".")[0]
-        self.ctld_port, self.slurmd_port = _free_port_pair()
+        self.ctld_port, self.slurmd_port = free_ports(2)
 
         self.conf_path = self.workdir / "slurm.conf"
         self.state_dir = self.workdir / "state"
@@ -210,7 +182,7 @@ class Cluster:
         self._ctld_started_once = False
         self._slurmd_started_once = False
         self.write_conf()
-        _LIVE.add(self)
+        self._remember()
 
     # ------------------------------------------------------------------ conf
     def default_conf(self) -> list[str]:
@@ -335,30 +307,23 @@ class Cluster:
         return env
 
     # ------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "Cluster":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return (f"<Cluster {self.name} ctld={self.ctld_pid} "
                 f"slurmd={self.slurmd_pid} {self.workdir}>")
 
     @property
     def ctld_pid(self) -> int | None:
-        return self._ctld.pid if self._ctld else None
+        return pid_of(self._ctld)
 
     @property
     def slurmd_pid(self) -> int | None:
-        return self._slurmd.pid if self._slurmd else None
+        return pid_of(self._slurmd)
 
     def ctld_running(self) -> bool:
-        return self._ctld is not None and self._ctld.poll() is None
+        return is_running(self._ctld)
 
     def slurmd_running(self) -> bool:
-        return self._slurmd is not None and self._slurmd.poll() is None
+        return is_running(self._slurmd)
 
     def start(self, timeout: float | None = None) -> "Cluster":
         """Start slurmctld then slurmd; wait for ping UP and node IDLE."""
@@ -376,7 +341,7 @@ class Cluster:
                 # pick new ones and retry from a clean state
                 if (isinstance(e, ClusterError) and attempt < 2
                         and "Address already in use" in str(e)):
-                    self.ctld_port, self.slurmd_port = _free_port_pair()
+                    self.ctld_port, self.slurmd_port = free_ports(2)
                     self._ctld_started_once = False
                     self._slurmd_started_once = False
                     self.write_conf()
@@ -400,25 +365,17 @@ class Cluster:
         if clean:
             argv.insert(2, "-c")
         since = self.log_offset("slurmd")
-        self._ctld = self._spawn(argv, self.ctld_out_path)
+        self._ctld = self._spawn(argv, self.ctld_out_path,
+                                 env=self.daemon_env(), cwd=self.workdir)
         self._ctld_started_once = True
         deadline = time.monotonic() + timeout
-        while True:
-            if not self.ctld_running():
-                raise ClusterError(
-                    f"slurmctld exited with {self._ctld.returncode}\n"
-                    + self.log_tails())
-            if self._ping_up():
-                if self.slurmd_running():
-                    # restart under a live slurmd: wait until the node has
-                    # re-registered (it is UNKNOWN for ~5 s otherwise)
-                    self._wait_registered(
-                        since, max(1.0, deadline - time.monotonic()))
-                return
-            if time.monotonic() > deadline:
-                raise ClusterError(
-                    f"slurmctld not UP after {timeout}s\n" + self.log_tails())
-            time.sleep(0.1)
+        self._await_daemon(self._ctld, "slurmctld", self._ping_up, timeout,
+                           waiting_for="UP")
+        if self.slurmd_running():
+            # restart under a live slurmd: wait until the node has
+            # re-registered (it is UNKNOWN for ~5 s otherwise)
+            self._wait_registered(
+                since, max(1.0, deadline - time.monotonic()))
 
     def start_slurmd(self, *, timeout: float | None = None,
                      wait_idle: bool = True) -> None:
@@ -430,7 +387,8 @@ class Cluster:
         argv = [SLURMD, "-D", "-N", self.NODE, "-f", str(self.conf_path)]
         since = self.log_offset("slurmd")
         first = not self._slurmd_started_once
-        self._slurmd = self._spawn(argv, self.slurmd_out_path)
+        self._slurmd = self._spawn(argv, self.slurmd_out_path,
+                                   env=self.daemon_env(), cwd=self.workdir)
         self._slurmd_started_once = True
         if wait_idle and first:
             self.wait_node(("IDLE",), timeout=timeout)
@@ -466,20 +424,12 @@ class Cluster:
                 val = line.split("=", 1)[1].strip()
         return val
 
-    def _spawn(self, argv: list[str], out: pathlib.Path) -> subprocess.Popen:
-        _LIVE.add(self)
-        with open(out, "ab") as fh:
-            return subprocess.Popen(
-                argv, env=self.daemon_env(), cwd=self.workdir,
-                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True)
-
     def stop(self, timeout: float = 15.0) -> None:
         """Stop everything this cluster started (by pid). Idempotent."""
         self.stop_slurmd(timeout=timeout)
         self.stop_ctld(timeout=timeout)
         self.kill_leftovers()
-        _LIVE.discard(self)
+        self._forget()
 
     def stop_slurmd(self, timeout: float = 15.0, *,
                     kill_jobs: bool = True) -> None:
@@ -497,19 +447,8 @@ class Cluster:
 
     def _terminate(self, proc: subprocess.Popen | None, timeout: float,
                    scan: bool = True) -> None:
-        if proc is None or proc.poll() is not None:
-            if scan:
-                self.kill_leftovers()
-            return
-        tree = _snapshot(_descendants([proc.pid]) - {proc.pid})
-        try:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        # tree is {} if proc was not running: then only the scan (if any)
+        tree = terminate(proc, timeout)
         self.kill_leftovers(extra=tree, scan=scan)
 
     def kill_leftovers(self, timeout: float = 5.0,
@@ -524,32 +463,19 @@ class Cluster:
         ``extra``."""
         pids = set(self.leftover_pids()) if scan else set()
         if extra:
-            now = _snapshot(extra)
             mine = self._protected()
-            pids |= {p for p, st in extra.items()
-                     if now.get(p) == st and p not in mine}
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.monotonic() + timeout
-        left = sorted(pids)
-        while left and time.monotonic() < deadline:
-            left = [p for p in left if _pid_alive(p)]
-            if left:
-                time.sleep(0.05)
-        return left
+            pids |= {p for p in survivors(extra) if p not in mine}
+        return kill_pids(pids, timeout)
 
     def _protected(self) -> set[int]:
         """Ourselves, our ancestors, running daemons and their children."""
         mine = {os.getpid(), *_ancestors()}
         running = [p.pid for p in (self._ctld, self._slurmd)
-                   if p is not None and p.poll() is None]
+                   if is_running(p)]
         if running:
             # slurmstepd is re-parented away from slurmd, so this never
             # protects job processes; it protects slurmscriptd & co.
-            mine |= _descendants(running)
+            mine |= descendants(running)
         return mine
 
     def leftover_pids(self) -> list[int]:
@@ -580,8 +506,8 @@ class Cluster:
                 found.append(pid)
         if not found:
             return []
-        return sorted(p for p in _descendants(found)
-                      if p not in mine and _pid_alive(p))
+        return sorted(p for p in descendants(found)
+                      if p not in mine and pid_alive(p))
 
     # ---------------------------------------------------------------- client
     def run(self, *argv: str, check: bool = True,
@@ -822,47 +748,24 @@ class Cluster:
     def log_offset(self, which: str = "ctld") -> int:
         """Current size of a log; pass as ``since=`` to wait_for_log to only
         match lines written after this point."""
-        try:
-            return self._log_path(which).stat().st_size
-        except FileNotFoundError:
-            return 0
+        return log_size(self._log_path(which))
 
     def wait_for_log(self, pattern: str, which: str = "ctld", *,
                      timeout: float = _DEFAULT_TIMEOUT, since: int = 0,
                      flags: int = re.MULTILINE) -> re.Match:
         """Wait until regex ``pattern`` matches the log (from byte ``since``);
         returns the match object."""
-        path = self._log_path(which)
-        rx = re.compile(pattern, flags)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with open(path, "rb") as f:
-                    f.seek(since)
-                    text = f.read().decode(errors="replace")
-            except FileNotFoundError:
-                text = ""
-            m = rx.search(text)
-            if m:
-                return m
-            if time.monotonic() > deadline:
-                raise ClusterError(
-                    f"pattern {pattern!r} not in {which} log after "
-                    f"{timeout}s\n" + self.log_tails())
-            time.sleep(0.1)
+        return self._wait_for_log(self._log_path(which), which, pattern,
+                                  timeout=timeout, since=since, flags=flags)
 
     def log_tails(self, lines: int = 40) -> str:
         # *.stdout mostly duplicates the log, but holds fatal errors from
         # before the log file was opened (e.g. a bad slurm.conf)
-        parts = []
-        for label, p, n in (
-                ("slurmctld.log", self.ctld_log_path, lines),
-                ("slurmctld.stdout", self.ctld_out_path, min(lines, 10)),
-                ("slurmd.log", self.slurmd_log_path, lines),
-                ("slurmd.stdout", self.slurmd_out_path, min(lines, 10))):
-            if p.exists():
-                parts.append(f"----- {label} (tail) -----\n{_tail(p, n)}")
-        return "\n".join(parts)
+        return format_tails((
+            ("slurmctld.log", self.ctld_log_path, lines),
+            ("slurmctld.stdout", self.ctld_out_path, min(lines, 10)),
+            ("slurmd.log", self.slurmd_log_path, lines),
+            ("slurmd.stdout", self.slurmd_out_path, min(lines, 10))))
 
 
 def _read(path: pathlib.Path) -> str:
@@ -870,49 +773,6 @@ def _read(path: pathlib.Path) -> str:
         return path.read_text(errors="replace")
     except FileNotFoundError:
         return ""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            # state is the field after "(comm)"; Z = zombie = gone for us
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _snapshot(pids: Iterable[int]) -> dict[int, str]:
-    """{pid: start time} for live pids (to detect pid reuse)."""
-    out = {}
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                out[pid] = f.read().rsplit(")", 1)[1].split()[19]
-        except (OSError, IndexError):
-            pass
-    return out
-
-
-def _descendants(roots: Iterable[int]) -> set[int]:
-    """roots plus all their live descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = set(), list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid in out:
-            continue
-        out.add(pid)
-        todo.extend(children.get(pid, ()))
-    return out
 
 
 def _ancestors() -> list[int]:

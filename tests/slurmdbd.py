@@ -5,7 +5,8 @@ directory, starts ``mariadbd`` on a unix socket there (``--skip-networking``:
 no TCP port, so it can never collide with, or touch, a system MariaDB),
 creates the accounting database and a storage user, writes a
 ``slurmdbd.conf`` (mode 0600) and starts ``slurmdbd -D`` on a free TCP port.
-Processes are only ever stopped by the pids we spawned.
+Processes are only ever stopped by the pids we spawned (process and log
+plumbing shared with tests/slurmcluster.py: tests/daemonproc.py).
 
 Point a test cluster at it with ``conf_extra=dbd.accounting_conf()``::
 
@@ -31,19 +32,18 @@ Runs as root (mariadbd gets ``--user=root``).
 
 from __future__ import annotations
 
-import atexit
 import os
 import pathlib
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
-import weakref
 from typing import Mapping, Sequence
+
+from daemonproc import (DaemonHarness, descendants, format_tails, free_ports,
+                        is_running, kill_pids, log_size, pid_of, read_log,
+                        spawn, survivors, tail, terminate)
 
 SLURMDBD = "/usr/sbin/slurmdbd"
 SACCTMGR = "/usr/bin/sacctmgr"
@@ -54,6 +54,8 @@ MYSQL_PLUGIN = f"{SLURM_PLUGIN_DIR}/accounting_storage_mysql.so"
 APT_PACKAGES = ("slurmdbd", "mariadb-server")
 
 _DEFAULT_TIMEOUT = 60.0
+# lines of each log in error messages
+_TAIL_LINES = 30
 # sun_path is 108 bytes; keep a margin.
 _MAX_SOCKET_PATH = 100
 
@@ -84,77 +86,18 @@ def _which(*names: str) -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: pathlib.Path, lines: int = 30) -> str:
-    try:
-        data = path.read_text(errors="replace").splitlines()
-    except OSError as e:
-        return f"<{path}: {e}>"
-    return "\n".join(data[-lines:])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _tree(root: int) -> list[int]:
-    """root's live descendants (not root itself)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], list(children.get(root, ()))
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, ()))
-    return out
-
-
-def _kill_pids(pids: Sequence[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-_LIVE: "weakref.WeakSet[SlurmDBD]" = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all_at_exit() -> None:
-    for d in list(_LIVE):
-        try:
-            d.stop()
-        except Exception:
-            pass
-
-
-class SlurmDBD:
+class SlurmDBD(DaemonHarness):
     """mariadbd (unix socket only) + slurmdbd (127.0.0.1:``port``), all
-    files under ``workdir``.
+    files under ``workdir``.  A context manager (start/stop); one not
+    stopped is stopped at interpreter exit as a last resort.
 
     Attributes: ``workdir``, ``port`` (DbdPort), ``socket_path`` (MariaDB
     socket), ``conf_path`` (slurmdbd.conf), ``log_path`` (slurmdbd.log),
     ``mariadb_log_path``, ``client_conf_path`` (a minimal slurm.conf for
     sacctmgr), ``db_name``, ``storage_user``, ``storage_pass``.
     """
+
+    error = SlurmDBDError
 
     def __init__(self, workdir: pathlib.Path | str, *,
                  debug: str = "info",
@@ -172,7 +115,7 @@ class SlurmDBD:
         self.storage_user = storage_user
         self.storage_pass = secrets.token_hex(12)
         self.start_timeout = start_timeout
-        self.port = _free_port()
+        self.port = free_ports(1)[0]
 
         self.db_dir = self.workdir / "mariadb"
         self.data_dir = self.db_dir / "data"
@@ -197,7 +140,7 @@ class SlurmDBD:
 
         self._mariadb: subprocess.Popen | None = None
         self._dbd: subprocess.Popen | None = None
-        _LIVE.add(self)
+        self._remember()
 
     # ------------------------------------------------------------ checks
     @staticmethod
@@ -264,30 +207,23 @@ class SlurmDBD:
             + "\n".join(self.accounting_conf()) + "\n")
 
     # ----------------------------------------------------------- lifecycle
-    def __enter__(self) -> "SlurmDBD":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return (f"<SlurmDBD port={self.port} slurmdbd={self.dbd_pid} "
                 f"mariadbd={self.mariadb_pid} {self.workdir}>")
 
     @property
     def dbd_pid(self) -> int | None:
-        return self._dbd.pid if self._dbd else None
+        return pid_of(self._dbd)
 
     @property
     def mariadb_pid(self) -> int | None:
-        return self._mariadb.pid if self._mariadb else None
+        return pid_of(self._mariadb)
 
     def dbd_running(self) -> bool:
-        return self._dbd is not None and self._dbd.poll() is None
+        return is_running(self._dbd)
 
     def mariadb_running(self) -> bool:
-        return self._mariadb is not None and self._mariadb.poll() is None
+        return is_running(self._mariadb)
 
     def start(self, timeout: float | None = None) -> "SlurmDBD":
         """Initialise + start MariaDB, create the database and user, start
@@ -324,20 +260,17 @@ class SlurmDBD:
                 "--skip-test-db", "--skip-name-resolve",
                 *_INNODB_ARGS, *self.mariadb_args]
         log = self.db_dir / "install-db.log"
-        with open(log, "ab") as fh:
-            proc = subprocess.Popen(
-                argv, env=self._env(), cwd=self.db_dir,
-                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                start_new_session=True)
+        proc = spawn(argv, log, env=self._env(), cwd=self.db_dir)
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_pids([*_tree(proc.pid), proc.pid])
+            kill_pids([*(descendants([proc.pid]) - {proc.pid}), proc.pid])
             proc.wait(timeout=10)
             raise SlurmDBDError(f"{install} timed out after {timeout}s\n"
-                                + _tail(log))
+                                + tail(log, _TAIL_LINES))
         if rc != 0:
-            raise SlurmDBDError(f"{install} failed rc={rc}\n" + _tail(log))
+            raise SlurmDBDError(f"{install} failed rc={rc}\n"
+                                + tail(log, _TAIL_LINES))
 
     def start_mariadb(self, *, timeout: float | None = None) -> None:
         """Start mariadbd on ``socket_path`` (no networking); wait until it
@@ -353,22 +286,13 @@ class SlurmDBD:
                 f"--tmpdir={self.db_dir}",
                 "--skip-networking", "--skip-name-resolve", "--user=root",
                 *_INNODB_ARGS, *self.mariadb_args]
-        self._mariadb = self._spawn(argv, self.mariadb_out_path, self.db_dir)
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.mariadb_running():
-                raise SlurmDBDError(
-                    f"mariadbd exited with {self._mariadb.returncode}\n"
-                    + self.log_tails())
-            if self.socket_path.exists():
-                cp = self._client("SELECT 1", check=False, timeout=10)
-                if cp.returncode == 0:
-                    return
-            if time.monotonic() > deadline:
-                raise SlurmDBDError(
-                    f"mariadbd not answering after {timeout}s\n"
-                    + self.log_tails())
-            time.sleep(0.1)
+        self._mariadb = self._spawn(argv, self.mariadb_out_path,
+                                    env=self._env(), cwd=self.db_dir)
+
+        def answering() -> bool:
+            return (self.socket_path.exists() and self._client(
+                "SELECT 1", check=False, timeout=10).returncode == 0)
+        self._await_daemon(self._mariadb, "mariadbd", answering, timeout)
 
     def _create_db(self) -> None:
         u, p, db = self.storage_user, self.storage_pass, self.db_name
@@ -392,7 +316,7 @@ class SlurmDBD:
             except SlurmDBDError as e:
                 self.stop_slurmdbd()
                 if attempt < 2 and "Address already in use" in str(e):
-                    self.port = _free_port()
+                    self.port = free_ports(1)[0]
                     continue
                 raise
 
@@ -400,33 +324,15 @@ class SlurmDBD:
         self.write_conf()
         since = self.log_offset()
         self._dbd = self._spawn([SLURMDBD, "-D"], self.out_path,
-                                self.workdir)
-        deadline = time.monotonic() + timeout
+                                env=self._env(), cwd=self.workdir)
         started = re.compile(r"slurmdbd version \S+ started")
-        while True:
-            if not self.dbd_running():
-                raise SlurmDBDError(
-                    f"slurmdbd exited with {self._dbd.returncode}\n"
-                    + self.log_tails())
-            if started.search(self._read_log(since)):
-                cp = self.sacctmgr("-n", "-P", "show", "cluster",
-                                   "format=cluster", check=False, timeout=10)
-                if cp.returncode == 0:
-                    return
-            if time.monotonic() > deadline:
-                raise SlurmDBDError(
-                    f"slurmdbd not answering after {timeout}s\n"
-                    + self.log_tails())
-            time.sleep(0.1)
 
-    def _spawn(self, argv: list[str], out: pathlib.Path,
-               cwd: pathlib.Path) -> subprocess.Popen:
-        _LIVE.add(self)
-        with open(out, "ab") as fh:
-            return subprocess.Popen(
-                argv, env=self._env(), cwd=cwd, stdin=subprocess.DEVNULL,
-                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                close_fds=True)
+        def answering() -> bool:
+            return bool(started.search(read_log(self.log_path, since))
+                        and self.sacctmgr(
+                            "-n", "-P", "show", "cluster", "format=cluster",
+                            check=False, timeout=10).returncode == 0)
+        self._await_daemon(self._dbd, "slurmdbd", answering, timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop slurmdbd, then mariadbd (by pid).  Idempotent."""
@@ -436,7 +342,7 @@ class SlurmDBD:
             self.stop_mariadb(timeout=timeout)
             if self._short_dir is not None:
                 shutil.rmtree(self._short_dir, ignore_errors=True)
-            _LIVE.discard(self)
+            self._forget()
 
     def stop_slurmdbd(self, timeout: float = 30.0) -> None:
         self._terminate(self._dbd, timeout)
@@ -446,21 +352,9 @@ class SlurmDBD:
 
     @staticmethod
     def _terminate(proc: subprocess.Popen | None, timeout: float) -> None:
-        if proc is None:
-            return
-        if proc.poll() is None:
-            kids = _tree(proc.pid)
-            try:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                kids = _tree(proc.pid) or kids
-                proc.kill()
-                proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-            # anything it left behind (neither daemon normally forks)
-            _kill_pids([p for p in kids if _alive(p)])
+        kids = terminate(proc, timeout, rescan_before_kill=True)
+        # anything it left behind (neither daemon normally forks)
+        kill_pids(survivors(kids))
 
     # -------------------------------------------------------------- clients
     def _client(self, query: str, *, database: str | None = None,
@@ -512,43 +406,20 @@ class SlurmDBD:
         return [l.strip() for l in cp.stdout.splitlines() if l.strip()]
 
     # ----------------------------------------------------------------- logs
-    def _read_log(self, since: int = 0) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(since)
-                return f.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def log(self) -> str:
-        return self._read_log()
+        return read_log(self.log_path)
 
     def log_offset(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except FileNotFoundError:
-            return 0
+        return log_size(self.log_path)
 
     def wait_for_log(self, pattern: str, *, timeout: float = 30.0,
                      since: int = 0) -> re.Match:
-        rx = re.compile(pattern, re.MULTILINE)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self._read_log(since))
-            if m:
-                return m
-            if time.monotonic() > deadline:
-                raise SlurmDBDError(f"pattern {pattern!r} not in slurmdbd "
-                                    f"log after {timeout}s\n"
-                                    + self.log_tails())
-            time.sleep(0.1)
+        return self._wait_for_log(self.log_path, "slurmdbd", pattern,
+                                  timeout=timeout, since=since)
 
-    def log_tails(self, lines: int = 30) -> str:
-        parts = []
-        for label, p in (("slurmdbd.log", self.log_path),
-                         ("slurmdbd.stdout", self.out_path),
-                         ("mariadb.err", self.mariadb_log_path),
-                         ("mariadbd.stdout", self.mariadb_out_path)):
-            if p.exists():
-                parts.append(f"----- {label} (tail) -----\n{_tail(p, lines)}")
-        return "\n".join(parts)
+    def log_tails(self, lines: int = _TAIL_LINES) -> str:
+        return format_tails((
+            ("slurmdbd.log", self.log_path, lines),
+            ("slurmdbd.stdout", self.out_path, lines),
+            ("mariadb.err", self.mariadb_log_path, lines),
+            ("mariadbd.stdout", self.mariadb_out_path, lines)))
