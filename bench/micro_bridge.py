@@ -55,7 +55,7 @@ def main() -> None:
     import ctypes
     ctypes.CDLL("/usr/lib/x86_64-linux-gnu/slurm-wlm/libslurmfull.so", mode=ctypes.RTLD_GLOBAL)
     lib = ffi.dlopen(str(ROOT / "build" / "plugins" / "slurmpy" / "libslurmpy.so"))
-    _records.install(ffi)
+    _records.install(ffi, lib)
 
     arena = lib.spm_arena_new(4096)
     job = ffi.cast("spm_job_t *", lib.spm_arena_alloc(arena, ffi.sizeof("spm_job_t")))

@@ -462,6 +462,7 @@ SPM_EXPORT void spm_sf_update(void)
 	spm_arena_t *arena;
 	spm_batch_t *batch;
 	struct sf_call *s;
+	enum sf_outcome outcome;
 
 	if (!_sf_wanted(SPM_HOOK_SF_UPDATE))
 		return;
@@ -474,17 +475,20 @@ SPM_EXPORT void spm_sf_update(void)
 		spm_arena_unref(arena);
 		return;
 	}
+	/* Our own reference: the batch must outlive a timed-out task, so
+	 * that we can close it before slurmctld releases its job lock. */
+	spm_arena_ref(arena);
 	s->arena = arena;
 	s->batch = batch;
-	switch (_sf_call(s)) {
-	case SF_GONE:
-		return;
-	case SF_OK:
-		spm_apply_factors(s->ids, s->factors, s->n);
-		/* fall through */
-	case SF_FAILED:
+	outcome = _sf_call(s);
+	/* From here on Python reads nothing more from Slurm's records. */
+	spm_lazy_close(batch->lazy);
+	if (outcome != SF_GONE) {
+		if (outcome == SF_OK)
+			spm_apply_factors(s->ids, s->factors, s->n);
 		_release_sf(&s->task);
 	}
+	spm_arena_unref(arena);
 }
 
 SPM_EXPORT void spm_sf_reconfig(void)

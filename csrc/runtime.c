@@ -207,8 +207,22 @@ struct spm_chunk {
 
 struct spm_arena {
 	int refs;
-	struct spm_chunk *head;
+	bool pooled;               /* header + first chunk are one block */
+	struct spm_chunk *head;    /* newest chunk first */
+	spm_arena_t *next_free;    /* while in the free list */
 };
+
+/* Small arenas (one per hook call) are recycled: the daemon thread takes
+ * one, a worker gives it back, and neither reaches malloc/free (whose
+ * cross-thread frees of 2 KiB blocks contend on glibc's main arena). */
+#define SMALL_CHUNK 2048
+#define POOL_MAX 1024
+#define ARENA_HDR ((sizeof(struct spm_arena) + sizeof(max_align_t) - 1) & \
+		   ~(sizeof(max_align_t) - 1))
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static spm_arena_t *pool_head;
+static int pool_count;
 
 static struct spm_chunk *_chunk_new(size_t size)
 {
@@ -222,18 +236,42 @@ static struct spm_chunk *_chunk_new(size_t size)
 	return c;
 }
 
+static spm_arena_t *_small_arena(void)
+{
+	spm_arena_t *a;
+	struct spm_chunk *c;
+
+	pthread_mutex_lock(&pool_mu);
+	if ((a = pool_head)) {
+		pool_head = a->next_free;
+		pool_count--;
+	}
+	pthread_mutex_unlock(&pool_mu);
+	if (!a && !(a = malloc(ARENA_HDR + sizeof(*c) + SMALL_CHUNK)))
+		return NULL;
+	c = (struct spm_chunk *)((char *)a + ARENA_HDR);
+	c->next = NULL;
+	c->used = 0;
+	c->size = SMALL_CHUNK;
+	a->head = c;
+	a->pooled = true;
+	a->refs = 1;
+	return a;
+}
+
 spm_arena_t *spm_arena_new(size_t first_chunk)
 {
-	spm_arena_t *a = malloc(sizeof(*a));
+	spm_arena_t *a;
 
-	if (!a)
+	if (first_chunk <= SMALL_CHUNK)
+		return _small_arena();
+	if (!(a = malloc(sizeof(*a))))
 		return NULL;
-	if (first_chunk < 256)
-		first_chunk = 256;
 	if (!(a->head = _chunk_new(first_chunk))) {
 		free(a);
 		return NULL;
 	}
+	a->pooled = false;
 	a->refs = 1;
 	return a;
 }
@@ -289,13 +327,26 @@ void spm_arena_ref(spm_arena_t *a)
 
 void spm_arena_unref(spm_arena_t *a)
 {
-	struct spm_chunk *c, *next;
+	struct spm_chunk *c, *next, *embedded;
 
 	if (!a || __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL))
 		return;
+	embedded = a->pooled ?
+		(struct spm_chunk *)((char *)a + ARENA_HDR) : NULL;
 	for (c = a->head; c; c = next) {
 		next = c->next;
-		free(c);
+		if (c != embedded)
+			free(c);
+	}
+	if (a->pooled) {
+		pthread_mutex_lock(&pool_mu);
+		if (pool_count < POOL_MAX) {
+			a->next_free = pool_head;
+			pool_head = a;
+			pool_count++;
+			a = NULL;
+		}
+		pthread_mutex_unlock(&pool_mu);
 	}
 	free(a);
 }

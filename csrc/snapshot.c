@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -63,11 +64,10 @@ static uint32_t _strv_len(char **v)
 #define S(f, v) do { if ((v) && !(out->f = spm_arena_strdup(a, (v)))) \
 			     oom = 1; } while (0)
 
-/* Fill *out from *job; returns 0 or -1 on OOM. */
-static int _copy_job(spm_arena_t *a, spm_job_t *out, job_record_t *job)
+/* The numeric fields of *job (cheap: no allocation). */
+static void _copy_job_numbers(spm_job_t *out, job_record_t *job)
 {
 	struct job_details *d = job->details;
-	int oom = 0;
 
 	out->job_id = job->job_id;
 	out->array_job_id = job->array_job_id;
@@ -108,6 +108,16 @@ static int _copy_job(spm_arena_t *a, spm_job_t *out, job_record_t *job)
 			out->num_nodes = d->min_nodes;
 		if (!out->num_cpus)
 			out->num_cpus = d->min_cpus;
+	}
+}
+
+/* The string fields of *job into arena a; returns 0 or -1 on OOM. */
+static int _copy_job_strings(spm_arena_t *a, spm_job_t *out, job_record_t *job)
+{
+	struct job_details *d = job->details;
+	int oom = 0;
+
+	if (d) {
 		S(features, d->features);
 		S(std_err, d->std_err);
 		S(std_in, d->std_in);
@@ -141,7 +151,15 @@ static int _copy_job(spm_arena_t *a, spm_job_t *out, job_record_t *job)
 					job->spank_job_env_size, &oom);
 	out->spank_job_env_size = out->spank_job_env ?
 		job->spank_job_env_size : 0;
+	out->strings_loaded = 1;
 	return oom ? -1 : 0;
+}
+
+/* A full copy of *job; returns 0 or -1 on OOM. */
+static int _copy_job(spm_arena_t *a, spm_job_t *out, job_record_t *job)
+{
+	_copy_job_numbers(out, job);
+	return _copy_job_strings(a, out, job);
 }
 
 spm_job_t *spm_snapshot_job(struct job_record *job_ptr,
@@ -204,25 +222,43 @@ spm_env_t *spm_snapshot_env(void *job_env, spm_arena_t **arena_out)
 }
 #undef S
 
+/*
+ * update() batches.  Copying every string of 100,000 pending jobs costs more
+ * than the whole 50 ms budget, and a handler typically reads a few fields.
+ * update() runs while slurmctld holds its job write lock and waits for the
+ * answer, so Slurm's records cannot change or go away until the waiting
+ * thread calls spm_lazy_close(): until then, the strings of a job are
+ * copied on its first string access.  Afterwards nothing is read from
+ * Slurm's memory again; numbers stay readable, strings already copied too.
+ */
+struct spm_lazy {
+	pthread_mutex_t mu;
+	bool open;
+	spm_arena_t *arena;        /* the batch's arena (this struct lives in it) */
+	spm_job_t *jobs;
+	job_record_t **recs;       /* recs[i] is jobs[i]'s record (C only) */
+	uint32_t count;
+};
+
 struct collect {
-	spm_arena_t *arena;
 	spm_batch_t *batch;
+	job_record_t **recs;
+	spm_lazy_t *lazy;
 	uint32_t cap;
-	int oom;
 };
 
 static int _collect_one(void *x, void *arg)
 {
 	job_record_t *job = x;
 	struct collect *c = arg;
+	spm_job_t *out;
 
 	if (!IS_JOB_PENDING(job) || c->batch->count >= c->cap)
 		return 0;
-	if (_copy_job(c->arena, &c->batch->jobs[c->batch->count], job)) {
-		c->oom = 1;
-		return -1;
-	}
-	c->batch->count++;
+	out = &c->batch->jobs[c->batch->count];
+	_copy_job_numbers(out, job);
+	out->lazy = c->lazy;
+	c->recs[c->batch->count++] = job;
 	return 0;
 }
 
@@ -230,31 +266,68 @@ spm_batch_t *spm_snapshot_pending(spm_arena_t **arena_out)
 {
 	List *jl = _job_list();
 	struct collect c = { 0 };
+	spm_arena_t *arena;
 	uint32_t total;
 
 	*arena_out = NULL;
 	if (!jl || !*jl)
 		return NULL;
 	total = list_count(*jl);
-	/* One chunk for the records, strings packed behind them. */
-	if (!(c.arena = spm_arena_new((size_t)total * (sizeof(spm_job_t) + 96)
-				      + 4096)))
+	/* One chunk for the records; strings come later, if asked for. */
+	if (!(arena = spm_arena_new((size_t)total *
+				    (sizeof(spm_job_t) + sizeof(void *)) + 4096)))
 		return NULL;
 	c.cap = total;
-	if (!(c.batch = spm_arena_alloc(c.arena, sizeof(*c.batch))) ||
+	if (!(c.batch = spm_arena_alloc(arena, sizeof(*c.batch))) ||
+	    !(c.lazy = spm_arena_alloc(arena, sizeof(*c.lazy))) ||
 	    (total && !(c.batch->jobs = spm_arena_alloc(
-				c.arena, (size_t)total * sizeof(spm_job_t))))) {
-		spm_arena_unref(c.arena);
+				arena, (size_t)total * sizeof(spm_job_t)))) ||
+	    (total && !(c.recs = spm_arena_alloc(
+				arena, (size_t)total * sizeof(*c.recs))))) {
+		spm_arena_unref(arena);
 		return NULL;
 	}
+	pthread_mutex_init(&c.lazy->mu, NULL);
+	c.lazy->open = true;
+	c.lazy->arena = arena;
+	c.batch->lazy = c.lazy;
 	if (total)
 		(void)list_for_each(*jl, _collect_one, &c);
-	if (c.oom) {
-		spm_arena_unref(c.arena);
-		return NULL;
-	}
-	*arena_out = c.arena;
+	c.lazy->jobs = c.batch->jobs;
+	c.lazy->recs = c.recs;
+	c.lazy->count = c.batch->count;
+	*arena_out = arena;
 	return c.batch;
+}
+
+int spm_lazy_load(spm_lazy_t *lz, spm_job_t *job)
+{
+	int rc = 0;
+
+	if (!lz)
+		return 0;   /* a full copy */
+	pthread_mutex_lock(&lz->mu);
+	if (job->strings_loaded) {
+		rc = 0;
+	} else if (!lz->open) {
+		rc = -1;
+	} else if (job < lz->jobs || job >= lz->jobs + lz->count) {
+		rc = -1;    /* not one of ours: never read Slurm memory */
+	} else if (_copy_job_strings(lz->arena, job,
+				     lz->recs[job - lz->jobs])) {
+		rc = -2;
+	}
+	pthread_mutex_unlock(&lz->mu);
+	return rc;
+}
+
+void spm_lazy_close(spm_lazy_t *lz)
+{
+	if (!lz)
+		return;
+	pthread_mutex_lock(&lz->mu);
+	lz->open = false;
+	pthread_mutex_unlock(&lz->mu);
 }
 
 uint32_t spm_job_id(struct job_record *job_ptr)

@@ -107,9 +107,13 @@ spm_job_t *spm_snapshot_job(struct job_record *job_ptr,
 /* Copy a slurmd job_env_t the same way. */
 spm_env_t *spm_snapshot_env(void *job_env, spm_arena_t **arena_out);
 
-/* Copy every pending job of slurmctld's job_list into one batch.
- * Returns NULL on OOM or when job_list is not reachable (not slurmctld). */
+/* Copy every pending job of slurmctld's job_list into one batch: numbers
+ * now, string fields lazily (spm_lazy_load) while the caller still holds
+ * the job write lock.  The caller must call spm_lazy_close(batch->lazy)
+ * before releasing that lock, whatever happened to the call.  Returns NULL
+ * on OOM or when job_list is not reachable (not slurmctld). */
 spm_batch_t *spm_snapshot_pending(spm_arena_t **arena_out);
+void spm_lazy_close(spm_lazy_t *lazy);
 
 /* Store factors (NICE_OFFSET added, clamped with a warning) into the job
  * records.  spm_apply_factor() writes to job_ptr; spm_apply_factors()

@@ -13,6 +13,11 @@
 
 typedef struct spm_arena spm_arena_t;
 
+/* The lazy part of an update() batch: string fields are copied from
+ * Slurm's records on first access, and only while slurmctld still holds
+ * its job write lock for the update() call (see snapshot.c). */
+typedef struct spm_lazy spm_lazy_t;
+
 /* A copy of the fields of job_record_t a site handler may read.
  * Strings are NUL-terminated copies (NULL where Slurm has NULL).
  * Signed factors (nice, site_factor) already have NICE_OFFSET removed. */
@@ -43,6 +48,7 @@ typedef struct spm_job {
 	uint32_t batch_flag;
 	uint32_t requeue;
 	uint32_t spank_job_env_size;
+	uint32_t strings_loaded; /* 0: strings not copied yet (lazy != NULL) */
 	int64_t nice;
 	int64_t site_factor;
 	uint64_t pn_min_memory;
@@ -80,6 +86,7 @@ typedef struct spm_job {
 	char *wckey;
 	char *work_dir;
 	char **spank_job_env;
+	spm_lazy_t *lazy;        /* NULL: a full copy */
 } spm_job_t;
 
 /* A copy of slurmd's job_env_t (prolog/epilog). */
@@ -106,6 +113,7 @@ typedef struct spm_env {
 typedef struct spm_batch {
 	uint32_t count;
 	spm_job_t *jobs;
+	spm_lazy_t *lazy;
 } spm_batch_t;
 
 /* Boot request for one plugin context (in), and what Python decided (out). */
@@ -167,6 +175,11 @@ void spm_arena_unref(spm_arena_t *arena);
 /* Python-side boot failed before its entry points could be attached:
  * report the formatted traceback through the daemon log. */
 void spm_boot_failure(const char *text);
+
+/* Copy the string fields of one job of an update() batch (if not done
+ * yet).  Returns 0, -1 if update() has returned (Slurm's records may be
+ * gone: nothing is read), or -2 on OOM. */
+int spm_lazy_load(spm_lazy_t *lazy, spm_job_t *job);
 
 /* Python reloaded a context's handler: publish the hooks it overrides. */
 void spm_set_hooks(int ctx, uint32_t hooks);

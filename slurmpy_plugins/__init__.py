@@ -5,8 +5,8 @@ Sites subclass :class:`PrEpHandler` (``PrEpPlugins=prep/python``) or
 """
 from ._config import ConfigError
 from ._handlers import PrEpHandler, SiteFactorHandler
-from ._records import JOB_STATES, Job, JobEnv, JobList
+from ._records import JOB_STATES, Job, JobEnv, JobList, SnapshotClosed
 
 __all__ = ["PrEpHandler", "SiteFactorHandler", "Job", "JobEnv", "JobList",
-           "JOB_STATES", "ConfigError"]
+           "JOB_STATES", "ConfigError", "SnapshotClosed"]
 __version__ = "0.1.0"

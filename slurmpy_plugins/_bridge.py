@@ -214,6 +214,15 @@ def _own(arena):
     return ffi.gc(arena, lib.spm_arena_unref)
 
 
+def _keep_if_escaped(rec, arena) -> None:
+    """A record reads its arena, which C releases after the call.  If the
+    handler kept the record (stored it, or a traceback holds it), give it a
+    reference of its own; if not, skip the ref + ffi.gc (most calls).
+    References here: `rec` in the caller, the argument, getrefcount's own."""
+    if sys.getrefcount(rec) > 3:
+        rec._owner = _own(arena)
+
+
 def _ctx(n: int) -> Context:
     c = _contexts.get(n)
     if c is None:
@@ -231,7 +240,7 @@ def _describe(value) -> str:
 def attach(ffi_, lib_) -> None:
     global ffi, lib
     ffi, lib = ffi_, lib_
-    _records.install(ffi)
+    _records.install(ffi, lib)
     _log.install(ffi, lib)
     sys.argv = ["slurmpy"]
     threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
@@ -246,22 +255,24 @@ def attach(ffi_, lib_) -> None:
         _log.set_prefix(PREFIX[PREP])
         c = _contexts[PREP]
         name = PREP_HOOKS[hook]
-        rec = (_records.Job(job, _own(arena)) if job
-               else _records.JobEnv(env, _own(arena)))
-        what = f"{name} for JobId={rec.job_id}"
-        h = c.handler(what)
-        if h is None:
+        loaded = c.loaded
+        if loaded is None:
+            jid = job.job_id if job else env.job_id
+            _say(PREP, _log.ERROR, f"{name} for JobId={jid} failed: no usable handler ({c.error})")
             return FAILED
-        method = getattr(h, name)
+        rec = _records.Job(job, None) if job else _records.JobEnv(env, None)
+        method = getattr(loaded.instance, name)
         try:
             result = method(rec)
         except BaseException as e:  # even SystemExit must not leave the hook
-            c.report(what, e)
+            _keep_if_escaped(rec, arena)
+            c.report(f"{name} for JobId={rec.job_id}", e)
             return FAILED
+        _keep_if_escaped(rec, arena)
         if result is not None:
             _say(PREP, _log.ERROR,
-                 f"{what} failed: {_method_site(method)}: {name}() returned "
-                 f"{_describe(result)}; a hook returns None to succeed and raises to fail")
+                 f"{name} for JobId={rec.job_id} failed: {_method_site(method)}: {name}() "
+                 f"returned {_describe(result)}; a hook returns None to succeed and raises to fail")
             return FAILED
         return OK
 
@@ -270,7 +281,7 @@ def attach(ffi_, lib_) -> None:
         _log.set_prefix(PREFIX[SITE_FACTOR])
         c = _contexts[SITE_FACTOR]
         have[0] = 0
-        rec = _records.Job(job, _own(arena))
+        rec = _records.Job(job, None)
         what = f"set() for JobId={rec.job_id}"
         h = c.handler(what)
         if h is None:
@@ -278,8 +289,10 @@ def attach(ffi_, lib_) -> None:
         try:
             value = h.set(rec)
         except BaseException as e:
+            _keep_if_escaped(rec, arena)
             c.report(what, e)
             return FAILED
+        _keep_if_escaped(rec, arena)
         if value is None:
             return OK
         if type(value) is bool or not isinstance(value, int):

@@ -7,6 +7,11 @@ the one list of fields: integer fields read as ``int``, ``char *`` fields as
 A misspelled attribute raises ``AttributeError``; setting one raises too.
 
 Records are copies: they stay valid for as long as a handler keeps them.
+One exception, for speed: the jobs given to ``SiteFactorHandler.update()``
+copy their string fields on first access, during the call (slurmctld holds
+its job lock until update() returns).  After update() has returned, a string
+field of such a job that was never read raises :class:`SnapshotClosed`;
+numbers and strings already read stay available.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import pwd
 from collections.abc import Sequence
 from typing import Any, Iterator
 
-__all__ = ["Job", "JobEnv", "JobList", "JOB_STATES", "install"]
+__all__ = ["Job", "JobEnv", "JobList", "JOB_STATES", "SnapshotClosed", "install"]
 
 # enum job_states of slurm.h (22.05), indexed by job_state & JOB_STATE_BASE.
 JOB_STATES = ("PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "CANCELLED", "FAILED",
@@ -30,8 +35,12 @@ JOB_STATE_FLAGS = {
     "COMPLETING": 1 << 15, "STOPPED": 1 << 16,
 }
 
-# Count fields that only size an array: not attributes of their own.
-_SIZE_FIELDS = {"spank_job_env_size", "gres_job_env_size"}
+# Fields that only size an array or drive lazy copying: not attributes.
+_INTERNAL_FIELDS = {"spank_job_env_size", "gres_job_env_size", "strings_loaded", "lazy"}
+
+
+class SnapshotClosed(RuntimeError):
+    """A string field of an update() job read after update() returned."""
 # Array fields are exposed under friendlier names.
 _RENAMED = {"spank_job_env": "spank_env", "gres_job_env": "gres_env"}
 
@@ -97,17 +106,17 @@ class JobList(Sequence):
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
-            return [Job(self._arr[k], self._owner) for k in range(*i.indices(self._n))]
+            return [Job(self._arr + k, self._owner) for k in range(*i.indices(self._n))]
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError("job index out of range")
-        return Job(self._arr[i], self._owner)
+        return Job(self._arr + i, self._owner)
 
     def __iter__(self) -> Iterator[Job]:
         arr, owner = self._arr, self._owner
         for k in range(self._n):
-            yield Job(arr[k], owner)
+            yield Job(arr + k, owner)
 
     def __repr__(self) -> str:
         return f"<JobList of {self._n} pending jobs>"
@@ -117,11 +126,29 @@ def _int_prop(name: str) -> property:
     return property(operator.attrgetter(f"_c.{name}"), doc=f"{name} (int)")
 
 
-def _str_prop(ffi, name: str) -> property:
+_lib = None
+
+
+def _load_strings(c) -> None:
+    """Copy the string fields of a lazy (update()) record, once."""
+    rc = _lib.spm_lazy_load(c.lazy, c)
+    if rc == -1:
+        raise SnapshotClosed(
+            f"JobId={c.job_id}: string fields of a job given to update() can only be "
+            "read during update() (slurmctld holds its job lock only until then); "
+            "read them in update() to keep them")
+    if rc:
+        raise MemoryError(f"JobId={c.job_id}: cannot copy the job's string fields")
+
+
+def _str_prop(ffi, name: str, lazy: bool) -> property:
     string = ffi.string
 
     def get(self):
-        p = getattr(self._c, name)
+        c = self._c
+        if lazy and not c.strings_loaded:
+            _load_strings(c)
+        p = getattr(c, name)
         if not p:
             return None
         return string(p).decode("utf-8", "surrogateescape")
@@ -129,10 +156,12 @@ def _str_prop(ffi, name: str) -> property:
     return property(get, doc=f"{name} (str or None)")
 
 
-def _strv_prop(ffi, name: str, size: str | None) -> property:
+def _strv_prop(ffi, name: str, size: str | None, lazy: bool) -> property:
     string = ffi.string
 
     def get(self):
+        if lazy and not self._c.strings_loaded:
+            _load_strings(self._c)
         v = getattr(self._c, name)
         out: dict[str, str] = {}
         if not v:
@@ -151,8 +180,10 @@ def _strv_prop(ffi, name: str, size: str | None) -> property:
 
 def _install_one(ffi, cls: type, ctype: str) -> None:
     names = []
-    for name, field in ffi.typeof(ctype).fields:
-        if name in _SIZE_FIELDS:
+    fields = ffi.typeof(ctype).fields
+    lazy = any(name == "strings_loaded" for name, _ in fields)
+    for name, field in fields:
+        if name in _INTERNAL_FIELDS:
             continue
         kind = field.type.kind
         cname = field.type.cname
@@ -160,9 +191,9 @@ def _install_one(ffi, cls: type, ctype: str) -> None:
         if kind == "primitive":
             prop = _int_prop(name)
         elif cname == "char *":
-            prop = _str_prop(ffi, name)
+            prop = _str_prop(ffi, name, lazy)
         elif cname == "char * *":
-            prop = _strv_prop(ffi, name, f"{name}_size")
+            prop = _strv_prop(ffi, name, f"{name}_size", lazy)
         else:  # a new field kind in the header must be mapped here first
             raise TypeError(f"{ctype}.{name}: no Python mapping for {cname}")
         setattr(cls, public, prop)
@@ -192,11 +223,12 @@ def _user_name(uid: int) -> str | None:
 _installed = False
 
 
-def install(ffi) -> None:
+def install(ffi, lib) -> None:
     """Generate the attributes from the cffi types (once)."""
-    global _installed
+    global _installed, _lib
     if _installed:
         return
+    _lib = lib
     _install_one(ffi, Job, "spm_job_t")
     _install_one(ffi, JobEnv, "spm_env_t")
     _installed = True

@@ -125,21 +125,36 @@ def test_reconfigure_under_load(prep_cluster):
         stop.set()
     assert not errors, errors
     assert len(ids) == 300
-    c.wait_jobs(ids, timeout=600)
+    # slurmd 22.05 can lose a batch launch that races its own reconfigure
+    # ("Unable to send "ok" to slurmd"): Slurm requeues the job held, as it
+    # would with any PrEp plugin.  Release those, as an admin would; each
+    # restart is one more prolog_slurmctld call from Slurm.
+    deadline = time.monotonic() + 600
+    while True:
+        jobs = c.jobs()
+        states = {j: jobs.get(j, {}).get("JobState") for j in ids}
+        if all(st == "COMPLETED" for st in states.values()):
+            break
+        held = [j for j in ids if jobs.get(j, {}).get("Reason") == "launch_failed_requeued_held"]
+        if held:
+            c.run("scontrol", "release", ",".join(map(str, held)))
+        assert time.monotonic() < deadline, {j: st for j, st in states.items() if st != "COMPLETED"}
+        time.sleep(1)
+    restarts = {j: int(jobs[j].get("Restarts", 0)) for j in ids}
     deadline = time.monotonic() + 60
     while True:
         recs = read_calls(calls)
         ep = collections.Counter(r["job_id"] for r in recs if r["hook"] == "epilog_slurmctld")
-        if all(ep[j] >= 1 for j in ids) or time.monotonic() > deadline:
+        if all(ep[j] >= 1 + restarts[j] for j in ids) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     pro = collections.Counter(r["job_id"] for r in recs if r["hook"] == "prolog_slurmctld")
-    assert {j: pro[j] for j in ids} == {j: 1 for j in ids}
+    assert {j: pro[j] for j in ids} == {j: 1 + restarts[j] for j in ids}
     # Slurm itself calls epilog_slurmctld again on reconfigure for a job that
     # is still completing (read_config.c _sync_nodes_to_comp_job, logged):
     # one handler call per Slurm call, no more, no less.
     reruns = collections.Counter(
         int(m) for m in re.findall(r"_sync_nodes_to_comp_job: JobId=(\d+) in completing state",
                                    c.ctld_log()))
-    assert {j: ep[j] for j in ids} == {j: 1 + reruns[j] for j in ids}
+    assert {j: ep[j] for j in ids} == {j: 1 + restarts[j] + reruns[j] for j in ids}
     assert c.ctld_running() and c.slurmd_running()

@@ -608,3 +608,44 @@ def test_bridge_that_never_attaches_changes_nothing(make_host, handlers,
     assert ("site_factor/python: set(): the Python bridge is not attached; "
             "factors left unchanged") in log
     assert handlers.lines("calls.jsonl") == []
+
+
+def test_update_strings_are_lazy_and_closed_after_the_call(make_host, handlers):
+    """update() jobs copy their string fields on first access during the
+    call; afterwards an unread job's strings raise SnapshotClosed (Slurm's
+    records are only guaranteed while slurmctld holds its job lock), while
+    numbers and strings read in time stay available."""
+    handlers.write("lz", """\
+        import json
+        from slurmpy_plugins import SiteFactorHandler, SnapshotClosed
+        class F(SiteFactorHandler):
+            def update(self, jobs):
+                self.kept = list(jobs)
+                self.read_name = self.kept[0].name       # job 0: strings copied
+                return {}
+            def set(self, job):
+                if not hasattr(self, "kept"):
+                    return None
+                out = {"numbers": [k.job_id for k in self.kept],
+                       "name0": self.kept[0].name, "account0": self.kept[0].account}
+                try:
+                    self.kept[1].account
+                    out["late"] = "no error"
+                except SnapshotClosed as e:
+                    out["late"] = str(e)
+                with open("{out}/late.json", "w") as f:
+                    json.dump(out, f)
+                return None
+        """)
+    h = make_host("sf")
+    h.conf(site_factor_params=handlers.params("lz:F"))
+    h.load()
+    h.jobs_add(job_id=11, name="first", account="acct1", job_state="PENDING")
+    h.jobs_add(job_id=12, name="second", account="acct2", job_state="PENDING")
+    h.site_update()
+    h.site_set(job_id=13)
+    late = handlers.read("late.json")
+    assert late["numbers"] == [11, 12]
+    assert late["name0"] == "first" and late["account0"] == "acct1"
+    assert late["late"].startswith("JobId=12: string fields of a job given to update() "
+                                   "can only be read during update()")
