@@ -166,13 +166,21 @@ def make_host():
         kw.setdefault("asan", ASAN)
         if kw["asan"]:
             kw["timeout"] = max(kw.get("timeout", 30.0), 60.0)
-            # The interpreter is never finalized, so LeakSanitizer would only
-            # list Python's own allocations (and its tracer crashes on the
-            # embedded interpreter's threads): leaks are off, errors abort.
+            # LeakSanitizer runs with tests/host/lsan.supp: the interpreter
+            # is never finalized, so what CPython holds at exit is listed
+            # there.  use_tls=0: LSan's tracer crashes reading the TLS of
+            # the embedded interpreter's threads (it only means TLS is not
+            # scanned for roots: more reports, never fewer).
             env = dict(kw.pop("env", None) or {})
             env.setdefault("ASAN_OPTIONS", os.environ.get(
-                "ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0:exitcode=23:"
+                "ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23:"
                 "halt_on_error=1:detect_odr_violation=0"))
+            # Python objects on the C heap, so LSan can follow what the
+            # interpreter still references (pymalloc arenas are mmap'd)
+            env.setdefault("SPM_PYTHONMALLOC", "malloc")
+            env.setdefault("LSAN_OPTIONS", os.environ.get(
+                "LSAN_OPTIONS", "suppressions=%s:print_suppressions=0:use_tls=0"
+                % (TESTS / "host" / "lsan.supp")))
             kw["env"] = env
         h = Host(str(so), daemon=daemon, **kw)
         made.append(h)
