@@ -3,7 +3,9 @@ prep hook call, in this (venv) interpreter on one thread, with no pool, no
 GIL hand-off and no cffi callback entry.
 
 It replays what slurmpy_plugins/_bridge.py's spm_py_prep() does for a
-no-op handler, step by step, with the real modules (_records, _log,
+no-op handler (a copy of its body as of commit d4b1dfe, and of the body
+before that commit, for comparison: keep the copy in step with _bridge.py),
+step by step, with the real modules (_records, _log,
 _bridge.Context) and a real C record: an spm_job_t in a real arena from
 build/plugins/slurmpy/libslurmpy.so (loaded with cffi in ABI mode, only its
 plain C arena functions are called).  It also times update()'s Python side
@@ -79,15 +81,39 @@ def main() -> None:
         return ffi.gc(arena, lib.spm_arena_unref)
 
     def full():
-        # spm_py_prep's body for a no-op handler (success path)
+        # spm_py_prep's body for a no-op handler, success path, as of
+        # d4b1dfe: no arena ref/ffi.gc unless the record escaped, no log
+        # strings unless something failed
+        _log.set_prefix(_bridge.PREFIX[_bridge.PREP])
+        c = ctx
+        nm = _bridge.PREP_HOOKS[2]
+        loaded = c.loaded
+        if loaded is None:
+            return 2
+        rec = _records.Job(job, None)
+        method = getattr(loaded.instance, nm)
+        try:
+            result = method(rec)
+        except BaseException:
+            return 2
+        if sys.getrefcount(rec) > 3:       # _bridge._keep_if_escaped
+            rec._owner = own()
+        if result is not None:
+            return 2
+        return 1
+
+    def full_before():
+        # the same body before d4b1dfe: arena ref + ffi.gc and the log
+        # string on every call
         _log.set_prefix(_bridge.PREFIX[_bridge.PREP])
         c = ctx
         nm = _bridge.PREP_HOOKS[2]
         rec = _records.Job(job, own())
         what = f"{nm} for JobId={rec.job_id}"
-        hh = c.handler(what)
-        if hh is None:
+        if c.loaded is None:
             return 2
+        hh = c.loaded.instance
+        del what
         method = getattr(hh, nm)
         try:
             result = method(rec)
@@ -106,9 +132,11 @@ def main() -> None:
         "job_id_attr": (lambda r: (lambda: r.job_id))(_records.Job(job, None)),
         "what_fstring": (lambda r: (lambda: f"{name} for JobId={r.job_id}"))(
             _records.Job(job, None)),
-        "ctx.handler(maybe_reload)": lambda: ctx.handler("x"),
         "getattr+call": lambda: getattr(h, name)(None),
+        "getrefcount_check": (lambda r: (lambda: sys.getrefcount(r) > 3))(
+            _records.Job(job, None)),
         "spm_py_prep_body": full,
+        "spm_py_prep_body_before_d4b1dfe": full_before,
     }
     for k, fn in steps.items():
         print(f"{k} ns={per_call(fn, n):.0f}")
