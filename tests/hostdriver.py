@@ -208,6 +208,7 @@ class Host:
 
     def __init__(self, plugin_path, daemon="slurmctld", log_path=None,
                  env=None, asan=False, debug=5, deadlock_ms=3000,
+                 clean_env=False,
                  timeout=30.0, binary=None, build=True,
                  fail_on_deadlock=True, strict_callbacks=True):
         if daemon not in ("slurmctld", "slurmd"):
@@ -225,7 +226,9 @@ class Host:
             binary = ensure_built(asan) if build else host_binary(asan)
         self.binary = binary
 
-        penv = dict(os.environ)
+        # clean_env: start with what systemd gives a daemon, nothing more
+        penv = ({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"} if clean_env
+                else dict(os.environ))
         if asan:
             penv.setdefault("ASAN_OPTIONS",
                             "detect_leaks=1:abort_on_error=0:exitcode=23:"

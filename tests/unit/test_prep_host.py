@@ -9,6 +9,7 @@ called back without an outstanding async call.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import pytest
@@ -1056,3 +1057,50 @@ def test_bridge_that_never_attaches_fails_closed(make_host, handlers,
     assert ("prep/python: the Python bridge did not attach (see the "
             "slurmpy errors above); every hook will fail") in log
     assert handlers.lines("calls.jsonl") == []
+
+
+def test_venv_packages_importable_from_a_bare_environment(make_host, handlers, tmp_path):
+    """venv= adds a virtualenv's site-packages; the interpreter finds its
+    stdlib, our package and the handler with systemd's bare environment."""
+    import subprocess
+    import sysconfig
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    for d in [venv, *venv.rglob("*")]:
+        if d.is_dir():
+            d.chmod(0o755)
+    ver = "python%d.%d" % sys.version_info[:2]
+    site = venv / "lib" / ver / "site-packages"
+    (site / "site_only_pkg.py").write_text("VALUE = 'from the venv'\n")
+    (site / "site_only_pkg.py").chmod(0o644)
+    handlers.write("vh", """\
+        import json, os, sys
+        import site_only_pkg
+        from slurmpy_plugins import PrEpHandler
+        class H(PrEpHandler):
+            def prolog_slurmctld(self, job):
+                with open("{out}/venv.json", "w") as f:
+                    json.dump({"value": site_only_pkg.VALUE,
+                               "environ": sorted(os.environ)}, f)
+        """)
+    h = make_host("prep", clean_env=True)
+    h.conf(prep_params=handlers.params("vh:H", venv=str(venv)))
+    h.load()
+    h.callbacks()
+    assert h.required()["prolog_slurmctld"]
+    assert_async_ok(h.prolog_slurmctld(job_id=5))
+    assert h.wait_callbacks(1)[0]["rc"] == 0
+    got = handlers.read("venv.json")
+    assert got["value"] == "from the venv"
+    assert not any(k.startswith("PYTHON") for k in got["environ"]), got["environ"]
+
+
+def test_venv_that_is_not_a_venv_of_this_python_fails_closed(make_host, handlers, tmp_path):
+    bogus = tmp_path / "notavenv"
+    bogus.mkdir(mode=0o755)
+    bogus.chmod(0o755)
+    h = start(make_host, handlers, venv=str(bogus))
+    assert h.required()["prolog_slurmctld"]      # fail closed: every hook
+    assert_async_ok(h.prolog_slurmctld(job_id=6))
+    assert h.wait_callbacks(1)[0]["rc"] == WAIT_FAILED
+    assert "venv %s has no lib/python%d.%d/site-packages" % ((bogus,) + sys.version_info[:2]) in h.log()
