@@ -191,7 +191,8 @@ def _reload_loop() -> None:
     (a prep plugin gets no call on `scontrol reconfigure` in 22.05)."""
     while True:
         waits = [c.cfg.reload for c in list(_contexts.values()) if c.cfg and c.cfg.reload]
-        time.sleep(min(waits) if waits else 1.0)
+        time.sleep(min(waits + [1.0]))
+        _log.sync_level(lib)     # follow scontrol setdebug, reload= or not
         for c in list(_contexts.values()):
             _log.set_prefix(PREFIX[c.ctx])
             try:
