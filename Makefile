@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 APT_PKGS := slurmctld slurmd slurm-client libslurm-dev dpkg-dev gcc make \
             python3-dev python3-venv slurmdbd mariadb-server
 
-CSRC_CORE := csrc/runtime.c csrc/pool.c csrc/calls.c csrc/snapshot.c \
+CSRC_CORE := $(wildcard csrc/*.c) \
              csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
 .PHONY: all deps build install test unit integration demo bench asan clean

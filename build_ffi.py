@@ -17,11 +17,14 @@ import cffi
 HERE = pathlib.Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 
+# libslurmpy.so: one concern per file (see csrc/spm.h).
+SOURCES = ("log.c", "arena.c", "runtime.c", "pool.c", "ctx.c", "dispatch_prep.c",
+           "dispatch_site_factor.c", "conf.c", "snapshot.c", "factors.c")
+
 INIT_CODE = """
 from _slurmpy import ffi, lib
 try:
-    from slurmpy_plugins import _bridge
-    _bridge.attach(ffi, lib)
+    from slurmpy_plugins import _bridge  # defines the entry points
 except BaseException:
     import traceback
     lib.spm_boot_failure(traceback.format_exc().encode("utf-8", "backslashreplace"))
@@ -42,7 +45,7 @@ def main(outdir: str) -> None:
     ffi.embedding_init_code(INIT_CODE)
     ffi.set_source(
         "_slurmpy", '#include "spm.h"',
-        sources=[str(CSRC / f) for f in ("runtime.c", "pool.c", "calls.c", "snapshot.c")],
+        sources=[str(CSRC / f) for f in SOURCES],
         include_dirs=[str(CSRC), str(src)],
         define_macros=[("SPM_PYTHON_HOME", f'"{sys.base_prefix}"'),
                        ("SPM_PYTHON_EXECUTABLE", f'"{sys.executable}"')],

@@ -1,13 +1,21 @@
 /*
- * pool.c - worker threads that run Python, with deadlines.
+ * pool.c - worker threads that run Python, with deadlines counted from
+ * submission, and a reaper thread that answers every task no worker can.
  *
  * Every Python call goes through here, so no daemon thread (which may hold
- * slurmctld's job/node locks) ever waits for the GIL.  A task that overruns
- * its deadline is given up: its completion is delivered at once (async:
- * done(timed_out=true) from the watchdog; sync: the waiter returns), the
- * stuck worker is written off and a replacement started so the pool keeps
- * its size, and TimeoutError is raised asynchronously in the stuck Python
- * thread (which takes effect only when it next runs Python bytecode).
+ * slurmctld's job/node locks) ever waits for the GIL.  The rules:
+ *
+ *  - Each task is answered exactly once: by the worker that ran it, or by
+ *    the reaper when its deadline (submission + timeout_ms) passed first,
+ *    or at once when the pool cannot run it (closed, or every worker stuck).
+ *    An async answer (task->done) is always delivered from a pool thread,
+ *    never from the submitting thread and never with a pool mutex held.
+ *  - A worker whose task overran is written off (a replacement starts) and
+ *    TimeoutError is raised in its Python thread (effective at its next
+ *    bytecode).  At most SPM_POOL_MAX_STUCK are written off per pool; a
+ *    stuck worker that returns rejoins the pool while it is short.
+ *  - Tasks are reference counted (spm_task_ref/unref); release() runs once,
+ *    when the last reference goes, on whichever thread drops it.
  */
 #define _GNU_SOURCE
 #include <Python.h>
@@ -18,36 +26,44 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "spm.h"
 
-enum { T_QUEUED = 1, T_RUNNING, T_DONE, T_ABANDONED };
+enum { T_NEW, T_QUEUED, T_RUNNING, T_FINISHED };
 
-#define MAX_WRITTEN_OFF 64
-#define WATCHDOG_MS 100
+#define REAPER_SLACK_MS 10
+#define REAPER_IDLE_MS 1000
+#define DEFER_RING 4096
 
-/* owners of an abandoned async task: the stuck worker and the watchdog. */
-struct owner_note { spm_task_t *task; int owners; struct owner_note *next; };
-
-/* One pool per context, so a slow prolog never queues a site_factor call
- * that slurmctld waits for under its job write lock. */
 struct pool {
 	pthread_mutex_t mu;
-	pthread_cond_t work_cv;
-	pthread_cond_t done_cv;
-	spm_task_t *q_head, *q_tail;     /* queued tasks */
-	spm_task_t *running;             /* tasks on a worker */
-	uint32_t target, live, written_off;
-	bool watchdog_started;
-	struct owner_note *owner_notes;
+	pthread_cond_t work_cv;     /* workers: a task was queued */
+	pthread_cond_t done_cv;     /* sync waiters: a task was answered */
+	pthread_cond_t reaper_cv;   /* reaper: something to look at */
+	spm_task_t *q_head, *q_tail;
+	spm_task_t *running;
+	uint32_t target, live, stuck_cnt;
+	uint32_t barriers;          /* barrier tasks queued or running, and
+				     * holds (spm_pool_hold) */
+	bool reaper_started, exhausted_logged;
+	uint64_t reaper_wake_ms;    /* when the sleeping reaper wakes */
+	const char *closed_why;     /* non-NULL: fail every task at once */
 	/* Python idents of written-off workers still inside a handler: an
-	 * interrupt is only sent to a thread listed here (a finished thread's
+	 * interrupt is sent only to a thread listed here (a finished thread's
 	 * ident may be reused by a new worker). */
-	unsigned long stuck[MAX_WRITTEN_OFF + 1];
+	unsigned long stuck[SPM_POOL_MAX_STUCK];
+	uint64_t stuck_since_ms[SPM_POOL_MAX_STUCK];
+	/* deferred calls (spm_pool_defer): a ring that needs no allocation */
+	struct { void (*fn)(uintptr_t); uintptr_t arg; } defer[DEFER_RING];
+	uint32_t defer_head, defer_cnt;
+	/* fail-fast calls refused since the last log line */
+	uint32_t refused_cnt;
+	uint64_t refused_logged_ms;
 	int ctx;
 };
 
-static struct pool pools[2];
+static struct pool pools[SPM_CTX_COUNT];
 static pthread_once_t pools_once = PTHREAD_ONCE_INIT;
 
 static void _init_pools(void)
@@ -56,10 +72,11 @@ static void _init_pools(void)
 
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < SPM_CTX_COUNT; i++) {
 		pthread_mutex_init(&pools[i].mu, NULL);
 		pthread_cond_init(&pools[i].work_cv, NULL);
 		pthread_cond_init(&pools[i].done_cv, &attr);
+		pthread_cond_init(&pools[i].reaper_cv, &attr);
 		pools[i].ctx = i;
 	}
 	pthread_condattr_destroy(&attr);
@@ -68,10 +85,10 @@ static void _init_pools(void)
 static struct pool *_pool(int ctx)
 {
 	pthread_once(&pools_once, _init_pools);
-	return &pools[ctx == SPM_CTX_SITE_FACTOR ? 1 : 0];
+	return &pools[spm_ctx_index(ctx)];
 }
 
-static uint64_t _now_ms(void)
+uint64_t spm_now_ms(void)
 {
 	struct timespec ts;
 
@@ -79,36 +96,65 @@ static uint64_t _now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void _unlink_running(struct pool *p, spm_task_t *task)
+static struct timespec _abs(uint64_t ms)
 {
-	spm_task_t **pp;
+	struct timespec ts = { .tv_sec = ms / 1000,
+			       .tv_nsec = (ms % 1000) * 1000000L };
+	return ts;
+}
 
-	for (pp = &p->running; *pp; pp = &(*pp)->next) {
-		if (*pp == task) {
-			*pp = task->next;
-			task->next = NULL;
+/* ---- tasks ---- */
+
+void spm_task_init(spm_task_t *task, int ctx, spm_run_fn run,
+		   spm_done_fn done, void (*release)(spm_task_t *),
+		   uint32_t timeout_ms)
+{
+	memset(task, 0, sizeof(*task));
+	task->ctx = ctx;
+	task->run = run;
+	task->done = done;
+	task->release = release;
+	task->timeout_ms = timeout_ms;
+	task->refs = 1;
+}
+
+void spm_task_ref(spm_task_t *task)
+{
+	__atomic_add_fetch(&task->refs, 1, __ATOMIC_RELAXED);
+}
+
+void spm_task_unref(spm_task_t *task)
+{
+	if (task && !__atomic_sub_fetch(&task->refs, 1, __ATOMIC_ACQ_REL))
+		task->release(task);
+}
+
+/* ---- stuck workers ---- */
+
+static void _stuck_add(struct pool *p, unsigned long ident)
+{
+	for (int i = 0; i < SPM_POOL_MAX_STUCK; i++) {
+		if (!p->stuck[i]) {
+			p->stuck[i] = ident;
+			p->stuck_since_ms[i] = spm_now_ms();
 			return;
 		}
 	}
 }
 
-/* Drop one owner of an abandoned async task; true if it must be released.
- * Called with mu held. */
-static bool _drop_owner(struct pool *p, spm_task_t *task)
+static void _stuck_remove(struct pool *p, unsigned long ident)
 {
-	struct owner_note **pp;
-
-	for (pp = &p->owner_notes; *pp; pp = &(*pp)->next) {
-		if ((*pp)->task == task) {
-			if (--(*pp)->owners)
-				return false;
-			struct owner_note *n = *pp;
-			*pp = n->next;
-			free(n);
-			return true;
+	for (int i = 0; i < SPM_POOL_MAX_STUCK; i++) {
+		if (p->stuck[i] == ident) {
+			p->stuck[i] = 0;
+			return;
 		}
 	}
-	return true;
+}
+
+static bool _exhausted(struct pool *p)
+{
+	return !p->live && p->stuck_cnt >= SPM_POOL_MAX_STUCK;
 }
 
 static void *_worker(void *arg);
@@ -121,42 +167,40 @@ static void _spawn_locked(struct pool *p)
 
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&tid, &attr, _worker, p) == 0)
+	if (spm_thread_create(&tid, &attr, _worker, p) == 0)
 		p->live++;
 	else
-		spm_logf(p->ctx, SPM_LOG_ERROR, "cannot start a worker thread: %s",
-			 strerror(errno));
+		spm_logf(p->ctx, SPM_LOG_ERROR,
+			 "cannot start a worker thread: %s", strerror(errno));
 	pthread_attr_destroy(&attr);
 }
 
-static void _stuck_set(struct pool *p, unsigned long from, unsigned long to)
+static void _fill_locked(struct pool *p)
 {
-	for (int i = 0; i <= MAX_WRITTEN_OFF; i++) {
-		if (p->stuck[i] == from) {
-			p->stuck[i] = to;
-			return;
-		}
-	}
-}
-
-/* A worker overran: write it off and keep the pool's size.  p->mu held. */
-static void _write_off_locked(struct pool *p, unsigned long ident)
-{
-	_stuck_set(p, 0, ident);
-	p->live--;
-	p->written_off++;
-	if (p->written_off > MAX_WRITTEN_OFF) {
-		spm_logf(p->ctx, SPM_LOG_ERROR,
-			 "%u worker threads are stuck in handlers; not starting more",
-			 p->written_off);
-		return;
-	}
-	while (p->live < p->target) {
+	while (p->live < p->target && !p->closed_why) {
 		uint32_t before = p->live;
 
 		_spawn_locked(p);
 		if (p->live == before)
 			break;
+	}
+}
+
+/* The worker running `task` overran: write it off, keep the pool's size
+ * while fewer than SPM_POOL_MAX_STUCK are stuck.  p->mu held. */
+static void _write_off_locked(struct pool *p, spm_task_t *task)
+{
+	task->worker_written_off = true;
+	_stuck_add(p, task->py_ident);
+	p->live--;
+	p->stuck_cnt++;
+	if (p->stuck_cnt < SPM_POOL_MAX_STUCK) {
+		_fill_locked(p);
+	} else if (!p->exhausted_logged && !p->live) {
+		p->exhausted_logged = true;
+		spm_logf(p->ctx, SPM_LOG_ERROR,
+			 "all worker threads are stuck in handlers (%u written off, the limit): every call fails at once until one of them returns",
+			 p->stuck_cnt);
 	}
 }
 
@@ -172,7 +216,7 @@ static void *_interrupt(void *arg)
 	 * for the GIL).  Only a thread still stuck in its handler is hit. */
 	g = PyGILState_Ensure();
 	pthread_mutex_lock(&p->mu);
-	for (int i = 0; i <= MAX_WRITTEN_OFF; i++) {
+	for (int i = 0; i < SPM_POOL_MAX_STUCK; i++) {
 		if (p->stuck[i] == in->ident) {
 			PyThreadState_SetAsyncExc(in->ident, PyExc_TimeoutError);
 			break;
@@ -198,9 +242,205 @@ static void _interrupt_later(struct pool *p, unsigned long ident)
 	in->ident = ident;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&tid, &attr, _interrupt, in))
+	if (spm_thread_create(&tid, &attr, _interrupt, in))
 		free(in);
 	pthread_attr_destroy(&attr);
+}
+
+/* ---- answering ---- */
+
+static void _unlink(spm_task_t **head, spm_task_t **tail, spm_task_t *task)
+{
+	spm_task_t *prev = NULL;
+
+	for (spm_task_t *t = *head; t; prev = t, t = t->next) {
+		if (t != task)
+			continue;
+		if (prev)
+			prev->next = t->next;
+		else
+			*head = t->next;
+		if (tail && *tail == t)
+			*tail = prev;
+		t->next = NULL;
+		return;
+	}
+}
+
+/* Mark `task` answered with (result, timed_out).  A sync waiter is woken
+ * here; an async task is put on *deliver, for done() outside p->mu.
+ * Returns false if it was answered already.  p->mu held. */
+static bool _answer_locked(struct pool *p, spm_task_t *task, int result,
+			   bool timed_out, const char *why,
+			   spm_task_t **deliver)
+{
+	if (task->answered)
+		return false;
+	task->answered = true;
+	task->result = result;
+	task->timed_out = timed_out;
+	task->why = why;
+	if (task->waited) {
+		pthread_cond_broadcast(&p->done_cv);
+	} else {
+		task->deliver_next = *deliver;
+		*deliver = task;
+	}
+	return true;
+}
+
+/* Deliver async answers; drops the pool's reference of those that have
+ * left the pool (queued tasks answered early).  No mutex held. */
+static void _deliver(struct pool *p, spm_task_t *list)
+{
+	while (list) {
+		spm_task_t *t = list;
+
+		list = t->deliver_next;
+		if (t->why)
+			spm_logf(p->ctx, SPM_LOG_ERROR, "%s", t->why);
+		t->done(t, t->result, t->timed_out);
+		if (t->left_pool)
+			spm_task_unref(t);
+	}
+}
+
+/* Answer what is due: queued tasks past their deadline (or all of them
+ * when the pool cannot run anything), running tasks past their deadline
+ * (their worker is written off).  Returns the next deadline (0: none).
+ * p->mu held; async answers go to *deliver. */
+static uint64_t _reap_locked(struct pool *p, uint64_t now,
+			     spm_task_t **deliver, spm_task_t **unref)
+{
+	uint64_t next = 0;
+	const char *fail_all = p->closed_why ? p->closed_why :
+		_exhausted(p) ? "no worker thread can run it: all are stuck in handlers" :
+		NULL;
+	spm_task_t *t, *nt;
+
+	for (t = p->q_head; t; t = nt) {
+		nt = t->next;
+		if (fail_all || (t->deadline_ms && now >= t->deadline_ms)) {
+			bool late = !fail_all;
+
+			_unlink(&p->q_head, &p->q_tail, t);
+			t->state = T_FINISHED;
+			if (t->barrier)
+				p->barriers--;
+			_answer_locked(p, t, late ? SPM_PY_EXCEPTION : SPM_PY_FAILED,
+				       late, late ? NULL : fail_all, deliver);
+			/* The pool's reference: dropped after delivery
+			 * (async) or now (sync: the waiter holds its own). */
+			if (t->waited) {
+				t->unref_next = *unref;
+				*unref = t;
+			} else {
+				t->left_pool = true;
+			}
+		} else if (t->deadline_ms && (!next || t->deadline_ms < next)) {
+			next = t->deadline_ms;
+		}
+	}
+	for (t = p->running; t; t = t->next) {
+		if (t->answered || !t->deadline_ms)
+			continue;
+		if (now >= t->deadline_ms) {
+			_answer_locked(p, t, SPM_PY_EXCEPTION, true, NULL, deliver);
+			_write_off_locked(p, t);
+			t->interrupt = true;
+		} else if (!next || t->deadline_ms < next) {
+			next = t->deadline_ms;
+		}
+	}
+	return next;
+}
+
+static void *_reaper(void *arg)
+{
+	struct pool *p = arg;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		spm_task_t *deliver = NULL, *unref = NULL;
+		uint64_t now = spm_now_ms(), next, wake;
+		unsigned long idents[SPM_POOL_MAX_STUCK];
+		int n_int = 0;
+		struct { void (*fn)(uintptr_t); uintptr_t arg; } deferred[64];
+		int n_def = 0;
+		struct timespec abs;
+
+		next = _reap_locked(p, now, &deliver, &unref);
+		for (spm_task_t *t = p->running; t; t = t->next) {
+			if (t->interrupt && n_int < SPM_POOL_MAX_STUCK) {
+				t->interrupt = false;
+				idents[n_int++] = t->py_ident;
+			}
+		}
+		while (p->defer_cnt && n_def < 64) {
+			deferred[n_def].fn = p->defer[p->defer_head].fn;
+			deferred[n_def++].arg = p->defer[p->defer_head].arg;
+			p->defer_head = (p->defer_head + 1) % DEFER_RING;
+			p->defer_cnt--;
+		}
+		if (deliver || unref || n_int || n_def) {
+			pthread_mutex_unlock(&p->mu);
+			_deliver(p, deliver);
+			while (unref) {
+				spm_task_t *t = unref;
+
+				unref = t->unref_next;
+				spm_task_unref(t);
+			}
+			for (int i = 0; i < n_int; i++)
+				_interrupt_later(p, idents[i]);
+			for (int i = 0; i < n_def; i++)
+				deferred[i].fn(deferred[i].arg);
+			pthread_mutex_lock(&p->mu);
+			continue;
+		}
+		wake = now + REAPER_IDLE_MS;
+		if (next && next + REAPER_SLACK_MS < wake)
+			wake = next < now + REAPER_SLACK_MS ?
+				now + REAPER_SLACK_MS : next;
+		abs = _abs(wake);
+		p->reaper_wake_ms = wake;
+		pthread_cond_timedwait(&p->reaper_cv, &p->mu, &abs);
+		p->reaper_wake_ms = 0;
+	}
+	return NULL;
+}
+
+/* p->mu held. */
+static void _ensure_reaper_locked(struct pool *p)
+{
+	pthread_t tid;
+	pthread_attr_t attr;
+
+	if (p->reaper_started)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (spm_thread_create(&tid, &attr, _reaper, p) == 0)
+		p->reaper_started = true;
+	else
+		spm_logf(p->ctx, SPM_LOG_ERROR,
+			 "cannot start the reaper thread: %s", strerror(errno));
+	pthread_attr_destroy(&attr);
+}
+
+/* ---- workers ---- */
+
+/* The task a worker takes next: the oldest, except that while a barrier
+ * task (a handler load) is queued or running only barriers are taken, so
+ * that no call runs against a half-loaded handler.  p->mu held. */
+static spm_task_t *_next_locked(struct pool *p)
+{
+	if (!p->barriers)
+		return p->q_head;
+	for (spm_task_t *t = p->q_head; t; t = t->next)
+		if (t->barrier)
+			return t;
+	return NULL;
 }
 
 static void *_worker(void *arg)
@@ -209,11 +449,10 @@ static void *_worker(void *arg)
 	PyGILState_STATE gil;
 	PyThreadState *ts;
 	unsigned long ident;
-	sigset_t set;
 
-	/* Signals belong to the daemon's own threads. */
-	sigfillset(&set);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* Signals belong to the daemon's own threads (a child started from a
+	 * handler gets a clean mask: see runtime.c). */
+	spm_worker_thread_enter();
 
 	/* Keep a Python thread state for the thread's whole life, so each
 	 * call only swaps the GIL instead of creating a thread state. */
@@ -223,163 +462,183 @@ static void *_worker(void *arg)
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		spm_task_t *task;
+		spm_task_t *task, *deliver = NULL;
+		bool leave;
 		int result;
 
-		while (!p->q_head)
+		while (!(task = _next_locked(p)) || p->closed_why) {
+			if (p->closed_why || p->live > p->target)
+				goto out;
 			pthread_cond_wait(&p->work_cv, &p->mu);
-		task = p->q_head;
-		if (!(p->q_head = task->next))
-			p->q_tail = NULL;
-		task->next = NULL;
-		if (task->state == T_ABANDONED) {
-			/* its waiter gave up before it started */
-			pthread_mutex_unlock(&p->mu);
-			task->release(task);
-			pthread_mutex_lock(&p->mu);
-			continue;
 		}
-		task->state = T_RUNNING;
-		task->py_ident = ident;
-		if (!task->waited)
-			task->deadline_ms = task->timeout_ms ?
-				_now_ms() + task->timeout_ms : 0;
+		_unlink(&p->q_head, &p->q_tail, task);
 		task->next = p->running;
 		p->running = task;
+		task->state = T_RUNNING;
+		task->py_ident = ident;
 		pthread_mutex_unlock(&p->mu);
 
 		result = task->run(task);
+		/* A handler that forked and returned in the child: the child
+		 * must never touch the pool or call into Slurm. */
+		if (spm_forked_child())
+			_exit(1);
 
 		pthread_mutex_lock(&p->mu);
-		_unlink_running(p, task);
-		if (task->state == T_ABANDONED) {
-			/* Written off while we ran: a replacement exists. */
-			bool release = task->waited || _drop_owner(p, task);
-			int ctx = task->ctx;
-
-			_stuck_set(p, ident, 0);
-			p->written_off--;
-			pthread_mutex_unlock(&p->mu);
-			if (release)
-				task->release(task);
-			spm_logf(ctx, SPM_LOG_INFO,
-				 "a handler that overran its time limit has returned; its result was discarded");
-			break;
-		}
-		task->state = T_DONE;
-		task->result = result;
-		if (task->waited) {
+		_unlink(&p->running, NULL, task);
+		task->state = T_FINISHED;
+		if (task->barrier && !--p->barriers)
+			pthread_cond_broadcast(&p->work_cv);
+		if (task->waited)
 			pthread_cond_broadcast(&p->done_cv);
-			continue;
+		(void)_answer_locked(p, task, result, false, NULL, &deliver);
+		leave = false;
+		if (task->worker_written_off) {
+			_stuck_remove(p, ident);
+			p->stuck_cnt--;
+			p->exhausted_logged = false;
+			/* Rejoin while the pool is short, else go. */
+			if (p->live < p->target && !p->closed_why)
+				p->live++;
+			else
+				leave = true;
+			spm_logf(p->ctx, SPM_LOG_INFO,
+				 "a handler that overran its time limit has returned; its result was discarded%s",
+				 leave ? "" : "; its thread rejoins the pool");
 		}
 		pthread_mutex_unlock(&p->mu);
-		task->done(task, result, false);
-		task->release(task);
+		if (deliver)
+			task->done(task, result, false);
+		spm_task_unref(task);    /* the pool's reference */
+		if (leave)
+			goto gone;
 		pthread_mutex_lock(&p->mu);
 	}
-
+out:
+	p->live--;
+	pthread_mutex_unlock(&p->mu);
+gone:
 	PyEval_RestoreThread(ts);
 	PyGILState_Release(gil);
 	return NULL;
 }
 
-static void *_watchdog(void *arg)
-{
-	struct pool *p = arg;
-	sigset_t set;
-
-	sigfillset(&set);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	for (;;) {
-		struct timespec nap = { 0, WATCHDOG_MS * 1000000L };
-		spm_task_t *expired[64];
-		int n = 0;
-		uint64_t now;
-
-		nanosleep(&nap, NULL);
-		now = _now_ms();
-		pthread_mutex_lock(&p->mu);
-		for (spm_task_t *t = p->running; t && n < 64; t = t->next) {
-			struct owner_note *note;
-
-			if (t->waited || t->state != T_RUNNING ||
-			    !t->deadline_ms || now < t->deadline_ms)
-				continue;
-			if (!(note = malloc(sizeof(*note))))
-				continue;  /* try again on the next tick */
-			t->state = T_ABANDONED;
-			note->task = t;
-			note->owners = 2;
-			note->next = p->owner_notes;
-			p->owner_notes = note;
-			expired[n++] = t;
-			_write_off_locked(p, t->py_ident);
-		}
-		pthread_mutex_unlock(&p->mu);
-
-		for (int i = 0; i < n; i++) {
-			spm_task_t *t = expired[i];
-			bool release;
-
-			spm_logf(t->ctx, SPM_LOG_ERROR,
-				 "handler exceeded its time limit of %u ms; failing the call and replacing its worker thread",
-				 t->timeout_ms);
-			t->done(t, SPM_PY_EXCEPTION, true);
-			_interrupt_later(p, t->py_ident);
-			pthread_mutex_lock(&p->mu);
-			release = _drop_owner(p, t);
-			pthread_mutex_unlock(&p->mu);
-			if (release)
-				t->release(t);
-		}
-	}
-	return NULL;
-}
+/* ---- API ---- */
 
 int spm_pool_start(int ctx, uint32_t workers)
 {
 	struct pool *p = _pool(ctx);
-	int rc = 0;
+	int rc;
 
 	if (!workers)
 		workers = 1;
 	pthread_mutex_lock(&p->mu);
-	if (workers > p->target)
-		p->target = workers;
-	while (p->live < p->target) {
-		uint32_t before = p->live;
-
-		_spawn_locked(p);
-		if (p->live == before) {
-			rc = p->live ? 0 : -1;
-			break;
-		}
-	}
-	if (!p->watchdog_started) {
-		pthread_t tid;
-		pthread_attr_t attr;
-
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&tid, &attr, _watchdog, p) == 0)
-			p->watchdog_started = true;
-		else
-			rc = -1;
-		pthread_attr_destroy(&attr);
-	}
+	_ensure_reaper_locked(p);
+	p->target = workers;
+	p->closed_why = NULL;
+	_fill_locked(p);
+	/* Extra workers (a lower workers=) leave when idle. */
+	pthread_cond_broadcast(&p->work_cv);
+	rc = (p->live || p->stuck_cnt) ? 0 : -1;
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
 
+void spm_pool_close(int ctx, const char *why)
+{
+	struct pool *p = _pool(ctx);
+
+	pthread_mutex_lock(&p->mu);
+	_ensure_reaper_locked(p);
+	p->closed_why = why;
+	pthread_cond_broadcast(&p->work_cv);
+	pthread_cond_signal(&p->reaper_cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void spm_pool_hold(int ctx)
+{
+	struct pool *p = _pool(ctx);
+
+	pthread_mutex_lock(&p->mu);
+	p->barriers++;
+	pthread_mutex_unlock(&p->mu);
+}
+
+void spm_pool_unhold(int ctx)
+{
+	struct pool *p = _pool(ctx);
+
+	pthread_mutex_lock(&p->mu);
+	if (!--p->barriers)
+		pthread_cond_broadcast(&p->work_cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void spm_pool_retime(int ctx, uint32_t timeout_ms)
+{
+	struct pool *p = _pool(ctx);
+	spm_task_t *lists[2];
+
+	pthread_mutex_lock(&p->mu);
+	lists[0] = p->q_head;
+	lists[1] = p->running;
+	for (int i = 0; i < 2; i++) {
+		for (spm_task_t *t = lists[i]; t; t = t->next) {
+			if (!t->ctx_timeout || t->answered)
+				continue;
+			t->timeout_ms = timeout_ms;
+			t->deadline_ms = timeout_ms ?
+				t->submitted_ms + timeout_ms : 0;
+		}
+	}
+	pthread_cond_signal(&p->reaper_cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+bool spm_pool_defer(int ctx, void (*fn)(uintptr_t), uintptr_t arg)
+{
+	struct pool *p = _pool(ctx);
+	bool ok;
+
+	pthread_mutex_lock(&p->mu);
+	_ensure_reaper_locked(p);
+	if ((ok = p->reaper_started && p->defer_cnt < DEFER_RING)) {
+		uint32_t i = (p->defer_head + p->defer_cnt++) % DEFER_RING;
+
+		p->defer[i].fn = fn;
+		p->defer[i].arg = arg;
+		pthread_cond_signal(&p->reaper_cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+/* Queue a task.  p->mu held. */
 static void _enqueue_locked(struct pool *p, spm_task_t *task)
 {
+	_ensure_reaper_locked(p);
 	task->state = T_QUEUED;
 	task->next = NULL;
-	if (p->q_tail)
-		p->q_tail->next = task;
-	else
+	if (task->barrier) {
+		p->barriers++;
+		task->next = p->q_head;
 		p->q_head = task;
-	p->q_tail = task;
+		if (!p->q_tail)
+			p->q_tail = task;
+	} else if (p->q_tail) {
+		p->q_tail->next = task;
+		p->q_tail = task;
+	} else {
+		p->q_head = p->q_tail = task;
+	}
+	if (p->closed_why || _exhausted(p)) {
+		pthread_cond_signal(&p->reaper_cv);
+		return;
+	}
+	/* A deadline before the reaper's next look: wake it to re-plan. */
+	if (task->deadline_ms && task->deadline_ms < p->reaper_wake_ms)
+		pthread_cond_signal(&p->reaper_cv);
 	pthread_cond_signal(&p->work_cv);
 }
 
@@ -388,56 +647,102 @@ void spm_pool_submit(spm_task_t *task)
 	struct pool *p = _pool(task->ctx);
 
 	task->waited = false;
+	task->submitted_ms = spm_now_ms();
+	task->deadline_ms = task->timeout_ms ?
+		task->submitted_ms + task->timeout_ms : 0;
 	pthread_mutex_lock(&p->mu);
-	_enqueue_locked(p, task);
+	_enqueue_locked(p, task);   /* takes over the caller's reference */
 	pthread_mutex_unlock(&p->mu);
+}
+
+/* A fail-fast call while an earlier call is stuck: one log line per
+ * second at most, with the count.  p->mu held. */
+static void _log_refused_locked(struct pool *p, uint64_t now)
+{
+	p->refused_cnt++;
+	if (now - p->refused_logged_ms < 1000)
+		return;
+	spm_logf(p->ctx, SPM_LOG_ERROR,
+		 "%u call(s) failed at once: an earlier call is still stuck in the handler",
+		 p->refused_cnt);
+	p->refused_cnt = 0;
+	p->refused_logged_ms = now;
+}
+
+/* The waiter's backstop, should the reaper not run: expire its own task.
+ * Returns the ident of a worker to interrupt (0: none).  p->mu held. */
+static unsigned long _expire_own_locked(struct pool *p, spm_task_t *task,
+					bool *drop_pool_ref)
+{
+	spm_task_t *none = NULL;
+
+	if (task->answered)
+		return 0;
+	if (task->state == T_QUEUED) {
+		_unlink(&p->q_head, &p->q_tail, task);
+		task->state = T_FINISHED;
+		if (task->barrier)
+			p->barriers--;
+		*drop_pool_ref = true;
+		(void)_answer_locked(p, task, SPM_PY_EXCEPTION, true, NULL, &none);
+		return 0;
+	}
+	(void)_answer_locked(p, task, SPM_PY_EXCEPTION, true, NULL, &none);
+	_write_off_locked(p, task);
+	return task->py_ident;
 }
 
 int spm_pool_call(spm_task_t *task, bool *timed_out)
 {
 	struct pool *p = _pool(task->ctx);
-	struct timespec abs;
-	uint64_t deadline;
+	uint64_t now = spm_now_ms();
+	unsigned long interrupt = 0;
+	bool drop_pool_ref = false;
 	int result;
 
 	*timed_out = false;
 	task->waited = true;
-	deadline = task->timeout_ms ? _now_ms() + task->timeout_ms : 0;
-	task->deadline_ms = deadline;
-	abs.tv_sec = deadline / 1000;
-	abs.tv_nsec = (deadline % 1000) * 1000000L;
+	task->submitted_ms = now;
+	task->deadline_ms = task->timeout_ms ? now + task->timeout_ms : 0;
 
 	pthread_mutex_lock(&p->mu);
+	if (task->fail_fast && p->stuck_cnt) {
+		_log_refused_locked(p, now);
+		pthread_mutex_unlock(&p->mu);
+		return SPM_PY_FAILED;
+	}
+	spm_task_ref(task);         /* the pool's reference */
 	_enqueue_locked(p, task);
-	while (task->state != T_DONE) {
-		if (!deadline) {
+	while (!task->answered) {
+		struct timespec abs;
+
+		if (!task->deadline_ms) {
 			pthread_cond_wait(&p->done_cv, &p->mu);
-		} else if (pthread_cond_timedwait(&p->done_cv, &p->mu, &abs) ==
-			   ETIMEDOUT && task->state != T_DONE) {
-			break;
+			continue;
 		}
+		/* The reaper answers at the deadline; this is the backstop. */
+		abs = _abs(task->deadline_ms + 5 * REAPER_SLACK_MS);
+		if (pthread_cond_timedwait(&p->done_cv, &p->mu, &abs) == ETIMEDOUT)
+			interrupt = _expire_own_locked(p, task, &drop_pool_ref);
 	}
-	if (task->state == T_DONE) {
-		result = task->result;
-		pthread_mutex_unlock(&p->mu);
-		return result;
-	}
+	result = task->result;
+	*timed_out = task->timed_out;
+	pthread_mutex_unlock(&p->mu);
+	if (task->why)
+		spm_logf(task->ctx, SPM_LOG_ERROR, "%s", task->why);
+	if (interrupt)
+		_interrupt_later(p, interrupt);
+	if (drop_pool_ref)
+		spm_task_unref(task);
+	return result;
+}
 
-	/* Give the task up; whoever holds it last releases it, so read what
-	 * we log before letting go. */
-	*timed_out = true;
-	spm_logf(task->ctx, SPM_LOG_ERROR,
-		 "handler exceeded its time limit of %u ms", task->timeout_ms);
-	if (task->state == T_RUNNING) {
-		unsigned long ident = task->py_ident;
+void spm_pool_wait(spm_task_t *task)
+{
+	struct pool *p = _pool(task->ctx);
 
-		task->state = T_ABANDONED;
-		_write_off_locked(p, ident);
-		pthread_mutex_unlock(&p->mu);
-		_interrupt_later(p, ident);
-	} else {
-		task->state = T_ABANDONED;   /* still queued: worker frees */
-		pthread_mutex_unlock(&p->mu);
-	}
-	return SPM_PY_EXCEPTION;
+	pthread_mutex_lock(&p->mu);
+	while (task->state != T_FINISHED)
+		pthread_cond_wait(&p->done_cv, &p->mu);
+	pthread_mutex_unlock(&p->mu);
 }

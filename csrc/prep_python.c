@@ -1,6 +1,6 @@
 /*
  * prep_python.c - prep/python: routes Slurm's PrEp API to the shared
- * dispatch path (calls.c).  Nothing else happens here.
+ * dispatch path (ctx.c, dispatch_prep.c).  Nothing else happens here.
  */
 #include "config.h"
 #include "slurm/slurm.h"
@@ -26,7 +26,8 @@ static bool _overridden(int hook)
 	return spm_ctx_hooks(SPM_CTX_PREP) & (1u << hook);
 }
 
-/* Cheap: Python starts at the first prep_p_required() or hook call. */
+/* Cheap: reads PrEpParameters; in slurmctld and slurmd the handler loads
+ * on a thread of its own (never in slurmstepd). */
 extern int init(void)
 {
 	return spm_ctx_init(SPM_CTX_PREP);
@@ -45,7 +46,6 @@ extern void prep_p_register_callbacks(prep_callbacks_t *callbacks)
 
 static int _slurmd_hook(int hook, job_env_t *job_env)
 {
-	(void)spm_ctx_boot(SPM_CTX_PREP);
 	if (!_overridden(hook))
 		return SLURM_SUCCESS;
 	return spm_prep_slurmd(hook, job_env);
@@ -64,12 +64,12 @@ extern int prep_p_epilog(job_env_t *job_env, slurm_cred_t *cred)
 static int _ctld_hook(int hook, job_record_t *job_ptr, bool *async)
 {
 	*async = false;
-	(void)spm_ctx_boot(SPM_CTX_PREP);
 	if (!_overridden(hook))
 		return SLURM_SUCCESS;
 	if (!spm_prep_ctld_async(hook, job_ptr)) {
+		/* Only outside slurmctld: it always exports the callbacks. */
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
-			 "no slurmctld callback registered: cannot run the handler for JobId=%u",
+			 "no slurmctld callback to answer through: cannot run the handler for JobId=%u",
 			 job_ptr->job_id);
 		return SLURM_ERROR;
 	}
@@ -87,20 +87,18 @@ extern int prep_p_epilog_slurmctld(job_record_t *job_ptr, bool *async)
 	return _ctld_hook(SPM_HOOK_EPILOG_SLURMCTLD, job_ptr, async);
 }
 
+/* Slurm asks this once, when the plugin loads, perhaps under slurmctld's
+ * locks: never wait for the handler.  While it loads every hook of this
+ * daemon is reported required; a call to a hook the handler turns out not
+ * to override then succeeds at once. */
 extern void prep_p_required(prep_call_type_t type, bool *required)
 {
 	int want = (type == PREP_PROLOG || type == PREP_EPILOG) ?
 		SPM_DAEMON_SLURMD : SPM_DAEMON_SLURMCTLD;
-	spm_conf_t conf;
 
 	*required = false;
 	if (type <= PREP_REGISTER_CALLBACKS || type >= PREP_CALL_CNT ||
 	    spm_daemon() != want)
 		return;
-	(void)spm_ctx_boot(SPM_CTX_PREP);
 	*required = _overridden(hook_of[type]);
-	spm_read_conf(SPM_CTX_PREP, &conf);
-	if (type == PREP_EPILOG && *required && !conf.epilog_set)
-		spm_logf(SPM_CTX_PREP, SPM_LOG_INFO,
-			 "warning: the handler defines epilog(), but slurm.conf has no Epilog=: slurmd in Slurm 22.05 then skips the epilog of a job that has no running steps. Set Epilog=/bin/true (it is only run if prep/script is also in PrEpPlugins)");
 }

@@ -1,6 +1,7 @@
 /*
  * runtime.c - the embedded interpreter: started lazily, once per process,
- * never finalized; plus logging into the daemon's log and record arenas.
+ * never finalized, in UTF-8 mode, its stderr into the daemon log; and the
+ * thread hygiene of the threads that run it (signal masks, fork).
  */
 #define _GNU_SOURCE
 #include <Python.h>
@@ -8,7 +9,7 @@
 #include <dlfcn.h>
 #include <libgen.h>
 #include <pthread.h>
-#include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,79 +18,131 @@
 
 /* From libslurmfull (resolved in the daemon's global scope). */
 extern void log_var(int level, const char *fmt, ...);
-extern int get_log_level(void);
-extern bool running_in_slurmctld(void);
-extern bool running_in_slurmd(void);
 
 #ifndef SPM_PYTHON_HOME
 #error "SPM_PYTHON_HOME must name the build interpreter's sys.base_prefix"
 #endif
 
-static const char *ctx_names[] = { "prep/python", "site_factor/python" };
+/* ---- threads ---- */
 
-SPM_EXPORT const char *spm_ctx_name(int ctx)
-{
-	if (ctx < 0 || ctx > SPM_CTX_SITE_FACTOR)
-		return "slurmpy";
-	return ctx_names[ctx];
-}
+static __thread bool in_worker;
+static bool forked_child;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-SPM_EXPORT int spm_daemon(void)
+/* In the child of a fork() made by a worker thread (a handler's
+ * subprocess, os.fork()): the worker's blocked signals must not reach the
+ * programs it starts, and the worker must never resume its loop there. */
+static void _atfork_child(void)
 {
-	if (running_in_slurmctld())
-		return SPM_DAEMON_SLURMCTLD;
-	if (running_in_slurmd())
-		return SPM_DAEMON_SLURMD;
-	return SPM_DAEMON_OTHER;
-}
+	sigset_t none;
 
-void spm_log(int level, const char *prefix, const char *msg)
-{
-	if (level < SPM_LOG_ERROR)
-		level = SPM_LOG_ERROR;
-	if (level > SPM_LOG_DEBUG2)
-		level = SPM_LOG_DEBUG2;
-	if (get_log_level() < level)
+	if (!in_worker)
 		return;
-	/* Slurm adds "error: " itself at LOG_LEVEL_ERROR. */
-	log_var(level, "%s: %s", prefix ? prefix : "slurmpy", msg ? msg : "");
+	forked_child = true;
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
 }
 
-int spm_log_level(void)
+static void _register_atfork(void)
 {
-	return get_log_level();
+	(void)pthread_atfork(NULL, NULL, _atfork_child);
 }
 
-SPM_EXPORT void spm_logf(int ctx, int level, const char *fmt, ...)
+int spm_thread_create(pthread_t *tid, const pthread_attr_t *attr,
+		      void *(*fn)(void *), void *arg)
 {
-	char buf[1024];
-	va_list ap;
+	sigset_t all, old;
+	int rc;
 
-	if (get_log_level() < level)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	spm_log(level, spm_ctx_name(ctx), buf);
+	/* The new thread inherits the mask: no window in which a signal
+	 * meant for the daemon's own threads could land in it. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(tid, attr, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
 }
 
-void spm_boot_failure(const char *text)
+void spm_worker_thread_enter(void)
 {
-	/* One log line per traceback line keeps the daemon log greppable. */
-	const char *p = text ? text : "(no traceback)";
+	sigset_t all;
 
-	while (*p) {
-		const char *nl = strchr(p, '\n');
-		int len = nl ? (int)(nl - p) : (int)strlen(p);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_once(&atfork_once, _register_atfork);
+	in_worker = true;
+}
 
-		if (len)
-			log_var(SPM_LOG_ERROR,
-				"slurmpy: Python bridge failed to start: %.*s",
-				len, p);
-		if (!nl)
-			break;
-		p = nl + 1;
+bool spm_forked_child(void)
+{
+	return __atomic_load_n(&forked_child, __ATOMIC_RELAXED);
+}
+
+/* ---- the interpreter's stderr, until the bridge installs its own ---- */
+
+static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
+static char err_buf[4096];
+static size_t err_len;
+
+static void _err_flush_locked(void)
+{
+	if (err_len)
+		log_var(SPM_LOG_ERROR, "slurmpy: %.*s", (int)err_len, err_buf);
+	err_len = 0;
+}
+
+static PyObject *_err_write(PyObject *self, PyObject *arg)
+{
+	Py_ssize_t n;
+	const char *s;
+
+	(void)self;
+	if (!(s = PyUnicode_AsUTF8AndSize(arg, &n)))
+		return NULL;
+	pthread_mutex_lock(&err_mu);
+	for (Py_ssize_t i = 0; i < n; i++) {
+		if (s[i] == '\n' || err_len == sizeof(err_buf) - 1)
+			_err_flush_locked();
+		if (s[i] != '\n')
+			err_buf[err_len++] = s[i];
 	}
+	pthread_mutex_unlock(&err_mu);
+	return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
+}
+
+static PyObject *_err_flush(PyObject *self, PyObject *unused)
+{
+	(void)self;
+	(void)unused;
+	pthread_mutex_lock(&err_mu);
+	_err_flush_locked();
+	pthread_mutex_unlock(&err_mu);
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef err_methods[] = {
+	{ "write", _err_write, METH_O, NULL },
+	{ "flush", _err_flush, METH_NOARGS, NULL },
+	{ NULL, NULL, 0, NULL },
+};
+
+static struct PyModuleDef err_module = {
+	PyModuleDef_HEAD_INIT, "_slurmpy_stderr",
+	"sys.stderr until slurmpy_plugins installs its own: into the daemon log",
+	-1, err_methods, NULL, NULL, NULL, NULL,
+};
+
+/* With the GIL: errors printed by cffi's embedding init (which writes to
+ * sys.stderr) reach the daemon log, not the daemon's /dev/null. */
+static void _stderr_to_log(void)
+{
+	PyObject *m = PyModule_Create(&err_module);
+
+	if (!m || PySys_SetObject("stderr", m) || PySys_SetObject("stdout", m)) {
+		PyErr_Clear();
+		log_var(SPM_LOG_ERROR, "slurmpy: cannot route Python's stderr to the log");
+	}
+	Py_XDECREF(m);
 }
 
 /* ---- interpreter start ---- */
@@ -150,6 +203,9 @@ static void _start_python(void)
 		const char *m = getenv("SPM_PYTHONMALLOC");
 
 		PyPreConfig_InitIsolatedConfig(&pre);
+		/* Slurm never calls setlocale(): without UTF-8 mode a
+		 * handler's open(), json and subprocess text would be ASCII. */
+		pre.utf8_mode = 1;
 		if (m && !strcmp(m, "malloc"))
 			pre.allocator = PYMEM_ALLOCATOR_MALLOC;
 		status = Py_PreInitialize(&pre);
@@ -189,6 +245,7 @@ static void _start_python(void)
 			status.err_msg ? status.err_msg : "unknown error");
 		return;
 	}
+	_stderr_to_log();
 	/* Our package dir goes first on sys.path (an isolated config ignores
 	 * pythonpath_env). */
 	{
@@ -216,156 +273,3 @@ int spm_runtime_start(void)
 	return py_status;
 }
 
-/* ---- arenas ---- */
-
-struct spm_chunk {
-	struct spm_chunk *next;
-	size_t used, size;
-	max_align_t data[];
-};
-
-struct spm_arena {
-	int refs;
-	bool pooled;               /* header + first chunk are one block */
-	struct spm_chunk *head;    /* newest chunk first */
-	spm_arena_t *next_free;    /* while in the free list */
-};
-
-/* Small arenas (one per hook call) are recycled: the daemon thread takes
- * one, a worker gives it back, and neither reaches malloc/free (whose
- * cross-thread frees of 2 KiB blocks contend on glibc's main arena). */
-#define SMALL_CHUNK 2048
-#define POOL_MAX 1024
-#define ARENA_HDR ((sizeof(struct spm_arena) + sizeof(max_align_t) - 1) & \
-		   ~(sizeof(max_align_t) - 1))
-
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static spm_arena_t *pool_head;
-static int pool_count;
-
-static struct spm_chunk *_chunk_new(size_t size)
-{
-	struct spm_chunk *c = malloc(sizeof(*c) + size);
-
-	if (!c)
-		return NULL;
-	c->next = NULL;
-	c->used = 0;
-	c->size = size;
-	return c;
-}
-
-static spm_arena_t *_small_arena(void)
-{
-	spm_arena_t *a;
-	struct spm_chunk *c;
-
-	pthread_mutex_lock(&pool_mu);
-	if ((a = pool_head)) {
-		pool_head = a->next_free;
-		pool_count--;
-	}
-	pthread_mutex_unlock(&pool_mu);
-	if (!a && !(a = malloc(ARENA_HDR + sizeof(*c) + SMALL_CHUNK)))
-		return NULL;
-	c = (struct spm_chunk *)((char *)a + ARENA_HDR);
-	c->next = NULL;
-	c->used = 0;
-	c->size = SMALL_CHUNK;
-	a->head = c;
-	a->pooled = true;
-	a->refs = 1;
-	return a;
-}
-
-spm_arena_t *spm_arena_new(size_t first_chunk)
-{
-	spm_arena_t *a;
-
-	if (first_chunk <= SMALL_CHUNK)
-		return _small_arena();
-	if (!(a = malloc(sizeof(*a))))
-		return NULL;
-	if (!(a->head = _chunk_new(first_chunk))) {
-		free(a);
-		return NULL;
-	}
-	a->pooled = false;
-	a->refs = 1;
-	return a;
-}
-
-void *spm_arena_alloc(spm_arena_t *a, size_t size)
-{
-	struct spm_chunk *c = a->head;
-	size_t align = sizeof(max_align_t);
-	size_t off = (c->used + align - 1) & ~(align - 1);
-	void *p;
-
-	if (off > c->size || c->size - off < size) {
-		size_t sz = c->size * 2;
-
-		if (sz < size)
-			sz = size;
-		if (!(c = _chunk_new(sz)))
-			return NULL;
-		c->next = a->head;
-		a->head = c;
-		off = 0;
-	}
-	p = (char *)c->data + off;
-	c->used = off + size;
-	memset(p, 0, size);
-	return p;
-}
-
-char *spm_arena_strdup(spm_arena_t *a, const char *s)
-{
-	size_t len;
-	char *p;
-
-	if (!s)
-		return NULL;
-	len = strlen(s);
-	/* strings need no alignment: pack them tightly */
-	if (a->head->size - a->head->used >= len + 1) {
-		p = (char *)a->head->data + a->head->used;
-		a->head->used += len + 1;
-	} else if (!(p = spm_arena_alloc(a, len + 1))) {
-		return NULL;
-	}
-	memcpy(p, s, len + 1);
-	return p;
-}
-
-void spm_arena_ref(spm_arena_t *a)
-{
-	if (a)
-		__atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
-}
-
-void spm_arena_unref(spm_arena_t *a)
-{
-	struct spm_chunk *c, *next, *embedded;
-
-	if (!a || __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL))
-		return;
-	embedded = a->pooled ?
-		(struct spm_chunk *)((char *)a + ARENA_HDR) : NULL;
-	for (c = a->head; c; c = next) {
-		next = c->next;
-		if (c != embedded)
-			free(c);
-	}
-	if (a->pooled) {
-		pthread_mutex_lock(&pool_mu);
-		if (pool_count < POOL_MAX) {
-			a->next_free = pool_head;
-			pool_head = a;
-			pool_count++;
-			a = NULL;
-		}
-		pthread_mutex_unlock(&pool_mu);
-	}
-	free(a);
-}

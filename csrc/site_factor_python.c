@@ -1,6 +1,6 @@
 /*
  * site_factor_python.c - site_factor/python: routes Slurm's site_factor API
- * to the shared dispatch path (calls.c).  Nothing else happens here.
+ * to the shared dispatch path (ctx.c, dispatch_site_factor.c).  Nothing else happens here.
  */
 #include "config.h"
 #include "slurm/slurm.h"
@@ -13,12 +13,12 @@ const char plugin_name[] = "Site factor plugin for Python handlers (slurmpy_plug
 const char plugin_type[] = "site_factor/python";
 const uint32_t plugin_version = SLURM_VERSION_NUMBER;
 
-/* slurmctld loads this at start-up, with no locks held: load the handler
- * now rather than under the job write lock of the first set(). */
+/* slurmctld loads this at start-up, with no locks held: wait (bounded)
+ * for the handler, so that the first set() has it. */
 extern int init(void)
 {
 	spm_ctx_init(SPM_CTX_SITE_FACTOR);
-	(void)spm_ctx_boot(SPM_CTX_SITE_FACTOR);
+	(void)spm_ctx_wait_ready(SPM_CTX_SITE_FACTOR, SPM_BOOT_TIMEOUT_MS);
 	return SLURM_SUCCESS;
 }
 
@@ -29,9 +29,9 @@ extern void fini(void)
 
 extern void site_factor_p_reconfig(void)
 {
-	/* Re-read PrioritySiteFactorParameters; reload if they changed. */
+	/* Re-read PrioritySiteFactorParameters: changed ones load on the boot
+	 * thread (never under the locks held here). */
 	spm_ctx_init(SPM_CTX_SITE_FACTOR);
-	(void)spm_ctx_boot(SPM_CTX_SITE_FACTOR);
 	spm_sf_reconfig();
 }
 

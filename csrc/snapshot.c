@@ -1,8 +1,8 @@
 /*
  * snapshot.c - the only file that reads Slurm's job_record_t and job_env_t.
  * It copies what handlers may see into flat spm_* records in an arena (see
- * spm_types.h), and writes site factors back.  Called with the daemon's
- * locks held: it only copies, never calls Python and never blocks.
+ * spm_types.h).  Called with the daemon's locks held: it only copies, never
+ * calls Python and never blocks.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -18,20 +18,11 @@
 
 #include "spm.h"
 
-#define FACTOR_MIN (-(int64_t)NICE_OFFSET)
-#define FACTOR_MAX ((int64_t)UINT32_MAX - (int64_t)NICE_OFFSET)
-
 /* slurmctld-only symbols, looked up when first needed so that this library
  * also loads in slurmd (a data reference would fail there at load time). */
 static List *_job_list(void)
 {
 	return (List *)dlsym(RTLD_DEFAULT, "job_list");
-}
-
-static job_record_t *(*_find_job(void))(uint32_t)
-{
-	return (job_record_t *(*)(uint32_t))dlsym(RTLD_DEFAULT,
-						  "find_job_record");
 }
 
 static char **_copy_strv(spm_arena_t *a, char **v, uint32_t n, int *oom)
@@ -151,8 +142,12 @@ static int _copy_job_strings(spm_arena_t *a, spm_job_t *out, job_record_t *job)
 					job->spank_job_env_size, &oom);
 	out->spank_job_env_size = out->spank_job_env ?
 		job->spank_job_env_size : 0;
+	/* A partial copy (OOM) stays "not loaded": the next access tries
+	 * again rather than showing NULL for fields Slurm has set. */
+	if (oom)
+		return -1;
 	out->strings_loaded = 1;
-	return oom ? -1 : 0;
+	return 0;
 }
 
 /* A full copy of *job; returns 0 or -1 on OOM. */
@@ -333,56 +328,4 @@ void spm_lazy_close(spm_lazy_t *lz)
 uint32_t spm_job_id(struct job_record *job_ptr)
 {
 	return job_ptr->job_id;
-}
-
-void spm_apply_factor(struct job_record *job_ptr, int64_t factor)
-{
-	if (factor < FACTOR_MIN || factor > FACTOR_MAX) {
-		int64_t clamped = factor < FACTOR_MIN ? FACTOR_MIN : FACTOR_MAX;
-
-		spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_INFO,
-			 "warning: JobId=%u: site factor %lld is out of range [%lld, %lld]; using %lld",
-			 job_ptr->job_id, (long long)factor,
-			 (long long)FACTOR_MIN, (long long)FACTOR_MAX,
-			 (long long)clamped);
-		factor = clamped;
-	}
-	job_ptr->site_factor = (uint32_t)(factor + (int64_t)NICE_OFFSET);
-}
-
-void spm_apply_factors(const uint32_t *ids, const int64_t *factors,
-		       uint32_t n)
-{
-	job_record_t *(*find)(uint32_t) = _find_job();
-
-	if (!find) {
-		spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_ERROR,
-			 "find_job_record() not found: not running in slurmctld?");
-		return;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		job_record_t *job = find(ids[i]);
-
-		if (!job || !IS_JOB_PENDING(job)) {
-			spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_INFO,
-				 "warning: update() returned a factor for JobId=%u, which is %s; ignored",
-				 ids[i], job ? "no longer pending" :
-				 "not a known job");
-			continue;
-		}
-		spm_apply_factor(job, factors[i]);
-	}
-}
-
-void spm_read_conf(int ctx, spm_conf_t *out)
-{
-	uint16_t t = slurm_conf.prolog_epilog_timeout;
-
-	out->params = ctx == SPM_CTX_SITE_FACTOR ?
-		slurm_conf.site_factor_params : slurm_conf.prep_params;
-	out->conf_path = slurm_conf.slurm_conf;
-	out->prolog_epilog_timeout =
-		(t == NO_VAL16 || t == INFINITE16) ? 0 : t;
-	out->slurm_user_id = slurm_conf.slurm_user_id;
-	out->epilog_set = slurm_conf.epilog && slurm_conf.epilog[0];
 }

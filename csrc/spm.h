@@ -1,18 +1,31 @@
 /*
- * spm.h - the shim's internal C API: libslurmpy.so (runtime.c, pool.c,
- * calls.c, snapshot.c) as seen by the two thin plugins (prep_python.c,
- * site_factor_python.c).  One libslurmpy.so is loaded per daemon, so both
- * plugins share one interpreter, one worker pool and one snapshot code path.
+ * spm.h - the shim's internal C API.  libslurmpy.so is built from
  *
- * Threading contract: no function here takes the GIL in the calling thread
- * once Python is running.  Python code runs only on the pool's worker
- * threads; daemon threads that hold slurmctld locks only copy records and
- * wait (bounded) for a worker.  Callbacks into Slurm are made from worker or
- * watchdog threads, never from inside a plugin hook, never with the GIL held.
+ *   log.c                 logging into the daemon's log
+ *   arena.c               record arenas (reference counted)
+ *   runtime.c             the interpreter: lazy start, UTF-8, fork hygiene
+ *   pool.c                worker threads, deadlines, the reaper
+ *   ctx.c                 per-plugin context: parameters, async boot
+ *   dispatch_prep.c       the PrEp API turned into pool tasks
+ *   dispatch_site_factor.c the site_factor API turned into pool tasks
+ *   conf.c                what the shim reads of slurm_conf, daemon identity
+ *   snapshot.c            copies of Slurm's records (the only reader)
+ *   factors.c             site factors written back (the only writer)
+ *
+ * and seen by the thin plugins (prep_python.c, site_factor_python.c).  One
+ * libslurmpy.so is loaded per daemon, so both plugins share one
+ * interpreter and one dispatch path.
+ *
+ * Threading contract: no function here takes the GIL in the calling
+ * thread.  Python runs only on pool workers; daemon threads that hold
+ * slurmctld locks only copy records and wait (bounded) for a worker.
+ * Callbacks into Slurm are made from pool threads, never from inside a
+ * plugin hook, never with the GIL or a pool mutex held.
  */
 #ifndef SPM_H
 #define SPM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,85 +35,239 @@
 
 #define SPM_EXPORT __attribute__((visibility("default")))
 
-/* Opaque Slurm types: only snapshot.c includes their definitions. */
+#ifndef SLURM_SUCCESS
+#define SLURM_SUCCESS 0
+#define SLURM_ERROR -1
+#endif
+
+/* Opaque Slurm types: only conf.c, snapshot.c and factors.c see them. */
 struct job_record;
-typedef struct spm_job_env spm_job_env_opaque_t;
 
 typedef void (*spm_slurm_cb_t)(int rc, uint32_t job_id, bool timed_out);
 
-/* ---- runtime.c ---- */
+/* ---- log.c ---- */
 
 /* Log through Slurm with the context's prefix ("prep/python: ...").
- * level is SPM_LOG_*; printf-style.  Safe from any thread. */
+ * level is SPM_LOG_*; printf-style; the text is cut at 1 KiB.  Safe from
+ * any thread, with or without the GIL. */
 SPM_EXPORT void spm_logf(int ctx, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* The plugin prefix of a context ("prep/python", "site_factor/python"). */
 SPM_EXPORT const char *spm_ctx_name(int ctx);
 
-/* Which daemon this process is (SPM_DAEMON_*), from Slurm's own test. */
-SPM_EXPORT int spm_daemon(void);
+/* A context number as an array index (0 for anything unknown). */
+int spm_ctx_index(int ctx);
 
-/* Start Python once per process (RTLD_GLOBAL promotion, fixed home, no
- * signal handlers, never finalized).  Returns 0, or -1 if Python cannot run
- * in this process (logged once; every later call returns -1 at once). */
-int spm_runtime_start(void);
+/* ---- arena.c ---- */
 
 /* Arena: a chain of malloc'd chunks, freed as one when its last reference
- * is dropped.  spm_arena_new() returns NULL on OOM; the new arena has one
- * reference (the caller's).  spm_arena_alloc() returns zeroed memory or
- * NULL; spm_arena_strdup(NULL) is NULL. */
+ * is dropped (spm_arena_ref/unref in spm_types.h).  spm_arena_new()
+ * returns NULL on OOM; the new arena has one reference (the caller's).
+ * spm_arena_alloc() returns zeroed memory or NULL; spm_arena_strdup(NULL)
+ * is NULL. */
 spm_arena_t *spm_arena_new(size_t first_chunk);
 void *spm_arena_alloc(spm_arena_t *arena, size_t size);
 char *spm_arena_strdup(spm_arena_t *arena, const char *s);
 
-/* ---- calls.c: the one dispatch path both plugins use ---- */
+/* ---- runtime.c ---- */
 
-/* init(): read the context's parameters from slurm_conf (cheap, no
- * Python).  Returns SLURM_SUCCESS.  Calling again with the same params
- * keeps the loaded handler; changed params make spm_ctx_boot() reload. */
+/* Start Python once per process (RTLD_GLOBAL promotion, fixed home, UTF-8
+ * mode, no signal handlers, stderr into the daemon log, never finalized).
+ * Returns 0, or -1 if Python cannot run in this process (logged once;
+ * every later call returns -1 at once).  May take seconds: never call it
+ * from a thread that holds slurmctld locks. */
+int spm_runtime_start(void);
+
+/* pthread_create() with every signal blocked in the new thread. */
+int spm_thread_create(pthread_t *tid, const pthread_attr_t *attr,
+		      void *(*fn)(void *), void *arg);
+
+/* Called first by each worker thread: blocks signals (they belong to the
+ * daemon's threads) and marks the thread, so that a process forked from
+ * it starts with an empty signal mask. */
+void spm_worker_thread_enter(void);
+
+/* True in a child forked from a worker thread (a handler that forked and
+ * returned in the child): the worker must _exit() at once. */
+bool spm_forked_child(void);
+
+/* ---- pool.c: workers that run Python, with deadlines ---- */
+
+/* Most worker threads a pool writes off (stuck in a handler past its
+ * deadline) before it stops replacing them. */
+#define SPM_POOL_MAX_STUCK 64
+
+typedef struct spm_task spm_task_t;
+typedef int (*spm_run_fn)(spm_task_t *task);        /* on a worker */
+typedef void (*spm_done_fn)(spm_task_t *task, int result, bool timed_out);
+
+/* A unit of work.  Embed it first in a call struct; set it up with
+ * spm_task_init().  Reference counted: release() runs once, when the last
+ * reference is dropped, on the thread that drops it. */
+struct spm_task {
+	int ctx;
+	spm_run_fn run;          /* calls one spm_py_* entry point */
+	spm_done_fn done;        /* async: the answer, exactly once */
+	void (*release)(spm_task_t *task); /* frees the call struct */
+	uint32_t timeout_ms;     /* counted from submission; 0: no limit */
+	bool fail_fast;          /* sync: fail at once while a worker of
+				  * this pool is stuck */
+	bool barrier;            /* runs first and alone: no other task of
+				  * the pool starts until it has returned */
+	bool ctx_timeout;        /* timeout_ms is the context's limit:
+				  * spm_pool_retime() changes it */
+	/* private to pool.c */
+	int refs;
+	int state;
+	int result;
+	bool answered, timed_out, waited, left_pool;
+	bool worker_written_off, interrupt;
+	const char *why;         /* static text: why it failed unrun */
+	uint64_t submitted_ms, deadline_ms;
+	unsigned long py_ident;
+	spm_task_t *next, *deliver_next, *unref_next;
+};
+
+/* Fill in a task with one reference (the caller's). */
+void spm_task_init(spm_task_t *task, int ctx, spm_run_fn run,
+		   spm_done_fn done, void (*release)(spm_task_t *),
+		   uint32_t timeout_ms);
+void spm_task_ref(spm_task_t *task);
+void spm_task_unref(spm_task_t *task);
+
+/* Make the context's pool run `workers` threads (Python must be up) and
+ * reopen it if closed.  Returns 0, or -1 if no thread could start. */
+int spm_pool_start(int ctx, uint32_t workers);
+
+/* Fail every queued task of the pool at once, and every task submitted
+ * until spm_pool_start() reopens it; `why` (static text) is logged for
+ * each.  Idle workers leave. */
+void spm_pool_close(int ctx, const char *why);
+
+/* The context's limit changed (a handler loaded with timeout=): tasks
+ * queued or running with ctx_timeout get it, still counted from their
+ * submission. */
+void spm_pool_retime(int ctx, uint32_t timeout_ms);
+
+/* Until the matching unhold, workers take only barrier tasks: calls queue
+ * (their deadlines running) while a handler loads. */
+void spm_pool_hold(int ctx);
+void spm_pool_unhold(int ctx);
+
+/* Async: queue the task, taking over the caller's reference.  done() is
+ * called exactly once, from a worker or the reaper (never from the calling
+ * thread): with the run function's result, or with timed_out=true when
+ * timeout_ms passed since submission first, or with SPM_PY_FAILED at once
+ * when the pool is closed or all its workers are stuck. */
+void spm_pool_submit(spm_task_t *task);
+
+/* Sync: queue the task and wait until it is answered, at most timeout_ms
+ * from now.  The caller keeps its reference (and drops it when done with
+ * the call struct, whatever happened).  Returns the run function's
+ * result; SPM_PY_EXCEPTION with *timed_out set when the deadline passed
+ * (the run function may still be running on a written-off worker: the
+ * caller must not read what it writes); SPM_PY_FAILED when the pool could
+ * not run it (or, for fail_fast, while a worker is stuck). */
+int spm_pool_call(spm_task_t *task, bool *timed_out);
+
+/* Wait, without limit, until the task's run function has returned (or
+ * the task was answered without running).  For the boot thread only. */
+void spm_pool_wait(spm_task_t *task);
+
+/* Run fn(arg) soon on the context's reaper thread, with no lock held.
+ * Needs no allocation (a fixed ring): the way to answer Slurm when memory
+ * ran out.  Returns false if the ring is full or no reaper runs. */
+bool spm_pool_defer(int ctx, void (*fn)(uintptr_t), uintptr_t arg);
+
+/* Monotonic milliseconds. */
+uint64_t spm_now_ms(void);
+
+/* ---- conf.c: what the shim reads from slurm_conf ---- */
+
+typedef struct {
+	const char *params;       /* PrEpParameters / ...SiteFactorParameters */
+	const char *conf_path;    /* slurm.conf */
+	uint32_t prolog_epilog_timeout; /* seconds, 0: not set */
+	uint32_t slurm_user_id;
+	bool epilog_set;          /* Epilog= is set (slurmd runs epilogs) */
+} spm_conf_t;
+
+/* Fill *out; its strings point into slurm_conf (valid until the next
+ * reconfigure: copy what you keep). */
+SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out);
+
+/* Which daemon this process is (SPM_DAEMON_*), from Slurm's own test. */
+SPM_EXPORT int spm_daemon(void);
+
+/* slurmctld's exported PrEp callbacks, looked up by name (NULL outside
+ * slurmctld).  22.05 re-inits a plugin with NULL callbacks. */
+spm_slurm_cb_t spm_slurmctld_callback(int hook);
+
+/* ---- ctx.c: one context per plugin ---- */
+
+/* init(): read the context's parameters (cheap, no Python).  In slurmctld
+ * and slurmd, start loading the handler on a thread of its own if it is
+ * not loaded with these parameters yet; elsewhere (slurmstepd) do nothing
+ * more.  Never waits. */
 SPM_EXPORT int spm_ctx_init(int ctx);
 
-/* Start Python and boot the context if not done yet.  Returns true if a
- * handler is loaded; false means fail closed (every hook fails). */
-SPM_EXPORT bool spm_ctx_boot(int ctx);
+/* fini(): nothing is torn down (the library stays loaded, Python keeps
+ * running); a later init() decides whether the handler is reloaded. */
+SPM_EXPORT void spm_ctx_fini(int ctx);
 
-/* Bit mask (1 << SPM_HOOK_*) of hooks the loaded handler overrides. */
+/* Wait up to max_ms for the boot started by init() to finish.  Returns
+ * true when the context is ready (a handler answered the boot, loaded or
+ * refused: see spm_ctx_hooks). */
+SPM_EXPORT bool spm_ctx_wait_ready(int ctx, uint32_t max_ms);
+
+/* Is the handler of the current parameters booted (not loading)? */
+SPM_EXPORT bool spm_ctx_ready(int ctx);
+
+/* Bit mask (1 << SPM_HOOK_*) of the hooks to call: those the loaded
+ * handler overrides; all of them while it is loading or unusable, so
+ * that the calls come and fail closed. */
 SPM_EXPORT uint32_t spm_ctx_hooks(int ctx);
 
-/* Is the context failing closed (no usable handler)? */
-SPM_EXPORT bool spm_ctx_failed(int ctx);
+/* The per-call limit in ms (0: none): the handler's timeout=, else the
+ * context's default from slurm.conf; always set, whatever the boot did. */
+uint32_t spm_ctx_timeout_ms(int ctx);
 
-/* Remember the slurmctld callbacks; NULL entries keep the cached ones
- * (22.05 re-inits a plugin without callbacks after a reconfigure). */
+/* The boot's upper limit. */
+#define SPM_BOOT_TIMEOUT_MS 60000
+
+/* ---- dispatch_prep.c ---- */
+
+/* Remember the slurmctld callbacks; NULL entries keep the cached ones. */
 SPM_EXPORT void spm_prep_set_callbacks(spm_slurm_cb_t prolog_cb,
 				       spm_slurm_cb_t epilog_cb);
 
 /* prolog/epilog_slurmctld: copy the job, queue it, return at once.  The
- * result always arrives through the cached callback, exactly once, from
- * another thread.  Returns false (and queues nothing) only when there is
- * no callback to call: the caller then reports a synchronous failure. */
+ * answer always arrives through the callback (cached, else slurmctld's
+ * exported one), exactly once, from another thread, within the timeout
+ * counted from now: even when memory runs out or no worker can run it.
+ * Returns false only when there is no callback to call at all (not in
+ * slurmctld): nothing was queued. */
 SPM_EXPORT bool spm_prep_ctld_async(int hook, struct job_record *job_ptr);
 
 /* slurmd prolog/epilog (job_env_t *): run on a worker, wait up to the
  * timeout.  Returns SLURM_SUCCESS or SLURM_ERROR. */
 SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env);
 
-/* site_factor: set one job's factor; update all pending jobs; reconfig.
- * Called under slurmctld's job write lock: they copy, hand off to a worker,
- * wait at most the context's timeout, then apply results. */
+/* ---- dispatch_site_factor.c ---- */
+
+/* set one job's factor; update all pending jobs; reconfig.  Called under
+ * slurmctld's job write lock: they copy, hand off to a worker, wait at
+ * most the context's timeout (not at all while an earlier call is stuck
+ * or the handler is still loading), then apply results. */
 SPM_EXPORT void spm_sf_set(struct job_record *job_ptr);
 SPM_EXPORT void spm_sf_update(void);
 SPM_EXPORT void spm_sf_reconfig(void);
 
-/* fini(): nothing is torn down (the library stays loaded, Python keeps
- * running); only marks the context as not initialised. */
-SPM_EXPORT void spm_ctx_fini(int ctx);
-
 /* ---- snapshot.c: the only file that reads Slurm's records ---- */
 
 /* Copy *job_ptr into a new arena.  Returns the copy (owned by *arena_out,
- * one reference) or NULL on OOM.  job_id_out gets the job id. */
+ * one reference) or NULL on OOM (*arena_out NULL). */
 spm_job_t *spm_snapshot_job(struct job_record *job_ptr,
 			    spm_arena_t **arena_out);
 
@@ -115,64 +282,18 @@ spm_env_t *spm_snapshot_env(void *job_env, spm_arena_t **arena_out);
 spm_batch_t *spm_snapshot_pending(spm_arena_t **arena_out);
 void spm_lazy_close(spm_lazy_t *lazy);
 
-/* Store factors (NICE_OFFSET added, clamped with a warning) into the job
- * records.  spm_apply_factor() writes to job_ptr; spm_apply_factors()
- * looks jobs up by id and logs ids that are unknown or no longer pending. */
-void spm_apply_factor(struct job_record *job_ptr, int64_t factor);
-void spm_apply_factors(const uint32_t *job_ids, const int64_t *factors,
-		       uint32_t n);
-
-/* The job id of a record (so calls.c needs no Slurm header). */
+/* The job id of a record (so the dispatch files need no Slurm header). */
 uint32_t spm_job_id(struct job_record *job_ptr);
 
-/* What the shim reads from slurm_conf for a context. */
-typedef struct {
-	const char *params;       /* PrEpParameters / ...SiteFactorParameters */
-	const char *conf_path;    /* slurm.conf */
-	uint32_t prolog_epilog_timeout; /* seconds, 0: not set */
-	uint32_t slurm_user_id;
-	bool epilog_set;          /* Epilog= is set (slurmd runs epilogs) */
-} spm_conf_t;
+/* ---- factors.c: the only file that writes into Slurm's records ---- */
 
-SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out);
+/* Store a factor (signed, within [SPM_FACTOR_MIN, SPM_FACTOR_MAX]: Python
+ * clamps) into the job record, NICE_OFFSET added. */
+void spm_apply_factor(struct job_record *job_ptr, int64_t factor);
 
-/* ---- pool.c: workers that run Python, with deadlines ---- */
-
-typedef struct spm_task spm_task_t;
-typedef int (*spm_run_fn)(spm_task_t *task);        /* on a worker */
-typedef void (*spm_done_fn)(spm_task_t *task, int result, bool timed_out);
-
-struct spm_task {
-	int ctx;
-	spm_run_fn run;          /* calls one spm_py_* function */
-	spm_done_fn done;        /* async: called exactly once, GIL not held */
-	uint32_t timeout_ms;     /* 0: no limit */
-	void *data;              /* the call's records and results */
-	void (*release)(spm_task_t *task); /* frees task and data */
-	/* private to pool.c */
-	int state;
-	int result;
-	bool waited;
-	uint64_t deadline_ms;
-	unsigned long py_ident;
-	struct spm_task *next;
-};
-
-/* Ensure the context's pool runs at least `workers` threads (Python must
- * be up).  Each context has its own pool.  Returns 0 or -1. */
-int spm_pool_start(int ctx, uint32_t workers);
-
-/* Async: queue the task; task->done(task, result, timed_out) is called
- * exactly once from a worker (or from the watchdog when the task overran
- * timeout_ms), then the pool calls task->release when nobody uses it. */
-void spm_pool_submit(spm_task_t *task);
-
-/* Sync: queue the task and wait until it ran or timeout_ms passed.
- * Returns the run function's result (the caller still owns the task and
- * calls task->release), or SPM_PY_EXCEPTION with *timed_out set: the task
- * is then given up and the pool calls task->release once the worker that
- * runs it returns (at once if it never started).  The stuck worker is
- * replaced so the pool keeps its size. */
-int spm_pool_call(spm_task_t *task, bool *timed_out);
+/* Look jobs up by id and store their factors; jobs unknown or no longer
+ * pending are skipped, with one log line for all of them. */
+void spm_apply_factors(const uint32_t *job_ids, const int64_t *factors,
+		       uint32_t n);
 
 #endif /* SPM_H */

@@ -122,15 +122,20 @@ typedef struct spm_boot {
 	int daemon;              /* in: SPM_DAEMON_* */
 	const char *params;      /* in: PrEpParameters / ...SiteFactorParameters */
 	const char *conf_path;   /* in: slurm.conf path (default handler path) */
-	uint32_t default_timeout;/* in: PrologEpilogTimeout seconds (0: none) */
+	uint32_t default_timeout_ms; /* in: the context's limit without timeout= (0: none) */
 	uint32_t slurm_user_id;  /* in: SlurmUser uid (trusted file owner) */
+	int epilog_set;          /* in: slurm.conf has Epilog= */
 	uint32_t hooks;          /* out: bit (1 << SPM_HOOK_*) per override */
 	uint32_t timeout_ms;     /* out: per-call limit in ms (0: unlimited) */
 	uint32_t workers;        /* out: worker threads wanted */
 } spm_boot_t;
 
+/* The one list of every constant the C side and Python share: Python
+ * reads them as lib.SPM_*. */
+
 #define SPM_CTX_PREP 0
 #define SPM_CTX_SITE_FACTOR 1
+#define SPM_CTX_COUNT 2
 
 #define SPM_DAEMON_OTHER 0
 #define SPM_DAEMON_SLURMCTLD 1
@@ -143,6 +148,20 @@ typedef struct spm_boot {
 #define SPM_HOOK_SF_SET 4
 #define SPM_HOOK_SF_UPDATE 5
 #define SPM_HOOK_SF_RECONFIG 6
+#define SPM_HOOK_COUNT 7
+
+/* Per context: its log prefix ("prep/python", "site_factor/python"). */
+extern const char *const spm_ctx_names[];
+
+/* Per hook: its method name, and the context it belongs to. */
+extern const char *const spm_hook_names[];
+extern const int spm_hook_ctx[];
+
+/* A site factor as sprio shows it: job_record_t.site_factor (uint32)
+ * minus NICE_OFFSET.  Python clamps to this range (once, with one log
+ * line per call); factors.c stores without clamping again. */
+#define SPM_FACTOR_MIN -2147483648
+#define SPM_FACTOR_MAX 2147483647
 
 /* Results of the Python entry points.  0 is never success: cffi returns 0
  * from an extern "Python" function that has no code attached (for instance
@@ -152,7 +171,8 @@ typedef struct spm_boot {
 #define SPM_PY_FAILED 2
 #define SPM_PY_EXCEPTION -1
 
-/* Slurm log levels used by spm_log() (log_level_t values of 22.05). */
+/* Slurm log levels used by spm_log() (log_level_t values, the same from
+ * 22.05 to 26.05). */
 #define SPM_LOG_ERROR 2
 #define SPM_LOG_INFO 3
 #define SPM_LOG_VERBOSE 4

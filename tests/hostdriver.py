@@ -412,6 +412,25 @@ class Host:
         return self._check_load("load", self.request("load", *toks,
                                                      timeout=timeout), check)
 
+    # What the boot thread logs when it is done (ctx.c, _context.py).
+    BOOT_DONE = ("prep/python: loaded handler", "prep/python: handler not loaded",
+                 "site_factor/python: loaded handler", "site_factor/python: handler not loaded",
+                 "Python is not available", "bridge did not attach")
+
+    def boots_done(self):
+        log = self.log()
+        return sum(log.count(m) for m in self.BOOT_DONE)
+
+    def wait_booted(self, count=1, timeout=15.0):
+        """Wait until `count` handler loads (init() starts them on a thread
+        of their own) have finished, loaded or refused."""
+        end = time.monotonic() + timeout
+        while self.boots_done() < count:
+            if time.monotonic() > end:
+                raise HostTimeout("wait_booted: %d of %d boots within %.1fs:\n%s"
+                                  % (self.boots_done(), count, timeout, self.log()[-2000:]))
+            time.sleep(0.01)
+
     def reload(self, check=True, timeout=None):
         """fini+dlclose then load again, without register_callbacks (like
         prep_g_reconfig() when PrEpPlugins changed)."""

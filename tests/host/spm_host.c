@@ -987,6 +987,21 @@ static void host_epilog_slurmctld_cb(int rc, uint32_t job_id, bool timed_out)
 
 static prep_callbacks_t host_callbacks;
 
+/* slurmctld exports its callbacks under these names (nm -D slurmctld): a
+ * plugin that was never given callbacks (22.05 re-inits a plugin added by
+ * a reconfigure with NULL) can still answer through them. */
+extern void prep_prolog_slurmctld_callback(int rc, uint32_t job_id,
+					   bool timed_out)
+{
+	host_prolog_slurmctld_cb(rc, job_id, timed_out);
+}
+
+extern void prep_epilog_slurmctld_callback(int rc, uint32_t job_id,
+					   bool timed_out)
+{
+	host_epilog_slurmctld_cb(rc, job_id, timed_out);
+}
+
 /* ------------------------------------------------------------------------ */
 /* slurmctld / slurmd internals that prep/script references                  */
 /* ------------------------------------------------------------------------ */

@@ -107,6 +107,7 @@ def start(make_host, handlers, daemon="slurmctld", source=RECORDING,
     h = make_host("prep", daemon)
     h.conf(prep_params=handlers.params("%s:%s" % (module, cls), **keys))
     h.load()
+    h.wait_booted()
     if callbacks and daemon == "slurmctld":
         h.callbacks()
     return h
@@ -288,6 +289,7 @@ def test_epilog_without_epilog_conf_warns(make_host, handlers):
     h2 = make_host("prep", "slurmd")
     h2.conf(prep_params=handlers.params("hh:H"), epilog="/bin/true")
     h2.load()
+    h2.wait_booted()
     assert h2.required()["epilog"] is True
     assert "no Epilog=" not in h2.log()
 
@@ -762,19 +764,24 @@ def test_reload_with_broken_params_fails_closed(make_host, handlers):
     assert cb["rc"] == WAIT_FAILED
 
 
-def test_no_callbacks_registered_fails_synchronously(make_host, handlers):
-    h = start(make_host, handlers, callbacks=False)
-    res = h.prolog_slurmctld(job_id=5)
-    assert res["rc"] == -1 and res["async"] == 0
-    assert ("prep/python: no slurmctld callback registered: cannot run the "
-            "handler for JobId=5") in h.log()
-    time.sleep(0.2)
-    assert h.callback_events == [] and handlers.lines("calls.jsonl") == []
-    # a NULL entry registers nothing for that hook
+def test_no_callbacks_registered_answers_through_slurmctlds_exports(
+        make_host, handlers):
+    """22.05 loads a plugin added by `scontrol reconfigure` with
+    prep_g_init(NULL): no callbacks.  A synchronous failure would be ignored
+    by Slurm (prep_g_prolog_slurmctld is void) and the job would run
+    unchecked: the plugin answers through the callbacks slurmctld exports
+    (prep_prolog_slurmctld_callback, as the host does)."""
+    h = start(make_host, handlers, callbacks=False, source=RAISING)
+    assert_async_ok(h.prolog_slurmctld(job_id=1))      # raises ValueError
+    cb = h.wait_callbacks(1)[0]
+    assert (cb["hook"], cb["job_id"], cb["rc"], cb["timed_out"]) == (
+        "prolog_slurmctld", 1, WAIT_FAILED, 0)
+    assert "no slurmctld callback" not in h.log()
+    # a NULL entry keeps the exported one for that hook
     h.callbacks(prolog=True, epilog=False)
-    assert h.epilog_slurmctld(job_id=6)["rc"] == -1
-    assert_async_ok(h.prolog_slurmctld(job_id=7))
-    assert h.wait_callbacks(1)[0]["job_id"] == 7
+    assert_async_ok(h.epilog_slurmctld(job_id=6))
+    cb = h.wait_callbacks(2)[-1]
+    assert (cb["hook"], cb["job_id"], cb["rc"]) == ("epilog_slurmctld", 6, WAIT_FAILED)
 
 
 # ---------------------------------------------------------------------------
@@ -945,7 +952,7 @@ def test_import_failure_inside_a_library_names_the_handler_line(
     h = make_host("prep")
     h.conf(prep_params=handlers.params("hh:H"))
     h.load()
-    h.required()
+    h.wait_booted()
     log = h.log()
     assert "importing hh failed: JSONDecodeError" in log
     assert "%s:3" % p in log
@@ -976,14 +983,18 @@ def test_many_overrunning_handlers_each_call_back_once(make_host, handlers):
         assert_async_ok(h.prolog_slurmctld(job_id=j))
     cbs = h.wait_callbacks(len(jobs), timeout=30)
     # late results of the overrunning handlers must not call back again
-    wait_for(lambda: h.log().count("its result was discarded") >= 20, 15,
+    wait_for(lambda: h.log().count("its result was discarded") >= 3, 15,
              what="the overrunning handlers to return")
-    time.sleep(0.3)
+    time.sleep(1.0)
     cbs = h.callback_events
     assert sorted(c["job_id"] for c in cbs) == jobs
     for c in cbs:
-        want = (0, 0) if c["job_id"] % 3 == 2 else (WAIT_KILLED, 1)
-        assert (c["rc"], c["timed_out"]) == want, c
+        # a deadline counts from submission: a quick job that waited in
+        # the queue behind overrunning ones past 0.3 s times out too
+        if c["job_id"] % 3 != 2:
+            assert (c["rc"], c["timed_out"]) == (WAIT_KILLED, 1), c
+        else:
+            assert (c["rc"], c["timed_out"]) in ((0, 0), (WAIT_KILLED, 1)), c
         assert c["expected"] == 1 and c["thread"] == "other"
     # the pool still works, promptly
     t0 = time.monotonic()

@@ -1,0 +1,46 @@
+/*
+ * conf.c - what the shim reads of the daemon itself: slurm_conf values,
+ * which daemon this is, and slurmctld's exported PrEp callbacks.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+
+#include "config.h"
+#include "slurm/slurm.h"
+#include "src/common/read_config.h"
+
+#include "spm.h"
+
+extern bool running_in_slurmctld(void);
+extern bool running_in_slurmd(void);
+
+SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out)
+{
+	uint16_t t = slurm_conf.prolog_epilog_timeout;
+
+	out->params = ctx == SPM_CTX_SITE_FACTOR ?
+		slurm_conf.site_factor_params : slurm_conf.prep_params;
+	out->conf_path = slurm_conf.slurm_conf;
+	out->prolog_epilog_timeout =
+		(t == NO_VAL16 || t == INFINITE16) ? 0 : t;
+	out->slurm_user_id = slurm_conf.slurm_user_id;
+	out->epilog_set = slurm_conf.epilog && slurm_conf.epilog[0];
+}
+
+SPM_EXPORT int spm_daemon(void)
+{
+	if (running_in_slurmctld())
+		return SPM_DAEMON_SLURMCTLD;
+	if (running_in_slurmd())
+		return SPM_DAEMON_SLURMD;
+	return SPM_DAEMON_OTHER;
+}
+
+spm_slurm_cb_t spm_slurmctld_callback(int hook)
+{
+	const char *name = hook == SPM_HOOK_PROLOG_SLURMCTLD ?
+		"prep_prolog_slurmctld_callback" :
+		"prep_epilog_slurmctld_callback";
+
+	return (spm_slurm_cb_t)dlsym(RTLD_DEFAULT, name);
+}

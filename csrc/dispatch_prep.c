@@ -1,0 +1,170 @@
+/*
+ * dispatch_prep.c - the PrEp API as pool tasks: slurmctld's hooks answer
+ * through Slurm's callback from a pool thread; slurmd's hooks wait,
+ * bounded, for their worker.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdlib.h>
+
+#include "spm.h"
+
+/* Wait statuses, as slurmctld's prep callbacks read them. */
+#define STATUS_OK 0
+#define STATUS_FAILED (1 << 8)        /* WIFEXITED, exit status 1 */
+#define STATUS_KILLED SIGKILL         /* WIFSIGNALED: with timed_out=true */
+
+/* Cached for the process lifetime: 22.05 re-inits the plugin after a
+ * reconfigure without registering callbacks again. */
+static spm_slurm_cb_t cached_cb[2];
+
+static spm_slurm_cb_t *_slot(int hook)
+{
+	return &cached_cb[hook == SPM_HOOK_PROLOG_SLURMCTLD ? 0 : 1];
+}
+
+SPM_EXPORT void spm_prep_set_callbacks(spm_slurm_cb_t p, spm_slurm_cb_t e)
+{
+	if (p)
+		__atomic_store_n(_slot(SPM_HOOK_PROLOG_SLURMCTLD), p, __ATOMIC_RELEASE);
+	if (e)
+		__atomic_store_n(_slot(SPM_HOOK_EPILOG_SLURMCTLD), e, __ATOMIC_RELEASE);
+}
+
+/* The registered callback, else the one slurmctld exports (a plugin first
+ * loaded by a reconfigure never had callbacks registered). */
+static spm_slurm_cb_t _callback(int hook)
+{
+	spm_slurm_cb_t cb = __atomic_load_n(_slot(hook), __ATOMIC_ACQUIRE);
+
+	if (!cb && (cb = spm_slurmctld_callback(hook)))
+		__atomic_store_n(_slot(hook), cb, __ATOMIC_RELEASE);
+	return cb;
+}
+
+struct prep_call {
+	spm_task_t task;           /* first: the pool's handle */
+	int hook;
+	spm_arena_t *arena;        /* owns job/env; NULL: the copy failed */
+	spm_job_t *job;
+	spm_env_t *env;
+	uint32_t job_id;
+	spm_slurm_cb_t cb;
+};
+
+static int _run_prep(spm_task_t *task)
+{
+	struct prep_call *p = (struct prep_call *)task;
+
+	if (!p->arena)
+		return SPM_PY_FAILED;   /* the copy failed (logged) */
+	return spm_py_prep(p->hook, p->arena, p->job, p->env);
+}
+
+static void _release_prep(spm_task_t *task)
+{
+	struct prep_call *p = (struct prep_call *)task;
+
+	spm_arena_unref(p->arena);
+	free(p);
+}
+
+static void _answer(int hook, spm_slurm_cb_t cb, uint32_t job_id,
+		    int result, bool timed_out, uint32_t timeout_ms)
+{
+	int status = timed_out ? STATUS_KILLED :
+		result == SPM_PY_OK ? STATUS_OK : STATUS_FAILED;
+
+	if (timed_out)
+		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
+			 "%s for JobId=%u timed out: the handler exceeded its time limit of %u ms",
+			 spm_hook_names[hook], job_id, timeout_ms);
+	else if (status != STATUS_OK)
+		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR, "%s for JobId=%u failed",
+			 spm_hook_names[hook], job_id);
+	/* Outside every lock and without the GIL: slurmctld's callback
+	 * takes the job and node write locks. */
+	cb(status, job_id, timed_out);
+}
+
+static void _done_ctld(spm_task_t *task, int result, bool timed_out)
+{
+	struct prep_call *p = (struct prep_call *)task;
+
+	_answer(p->hook, p->cb, p->job_id, result, timed_out,
+		p->task.timeout_ms);
+}
+
+/* The answer when not even a call struct could be allocated: (hook,
+ * job id) packed into the deferred call's argument. */
+static void _answer_unallocated(uintptr_t arg)
+{
+	int hook = (int)(arg >> 32);
+	uint32_t job_id = (uint32_t)arg;
+
+	spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
+		 "out of memory queueing JobId=%u", job_id);
+	_answer(hook, _callback(hook), job_id, SPM_PY_FAILED, false, 0);
+}
+
+SPM_EXPORT bool spm_prep_ctld_async(int hook, struct job_record *job_ptr)
+{
+	spm_slurm_cb_t cb = _callback(hook);
+	uint32_t job_id = spm_job_id(job_ptr);
+	struct prep_call *p;
+
+	if (!cb)
+		return false;
+	if (!(p = calloc(1, sizeof(*p)))) {
+		if (spm_pool_defer(SPM_CTX_PREP, _answer_unallocated,
+				   ((uintptr_t)hook << 32) | job_id))
+			return true;
+		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
+			 "out of memory: cannot answer JobId=%u", job_id);
+		return false;
+	}
+	spm_task_init(&p->task, SPM_CTX_PREP, _run_prep, _done_ctld,
+		      _release_prep, spm_ctx_timeout_ms(SPM_CTX_PREP));
+	p->task.ctx_timeout = true;
+	p->hook = hook;
+	p->cb = cb;
+	p->job_id = job_id;
+	/* A failed copy still gets its (failing) answer. */
+	if (!(p->job = spm_snapshot_job(job_ptr, &p->arena)))
+		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
+			 "out of memory copying JobId=%u", job_id);
+	spm_pool_submit(&p->task);
+	return true;
+}
+
+SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env)
+{
+	struct prep_call *p;
+	bool timed_out;
+	int rc;
+
+	if (!(p = calloc(1, sizeof(*p)))) {
+		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR, "out of memory for %s",
+			 spm_hook_names[hook]);
+		return SLURM_ERROR;
+	}
+	spm_task_init(&p->task, SPM_CTX_PREP, _run_prep, NULL, _release_prep,
+		      spm_ctx_timeout_ms(SPM_CTX_PREP));
+	p->task.ctx_timeout = true;
+	p->hook = hook;
+	if (!(p->env = spm_snapshot_env(job_env, &p->arena))) {
+		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
+			 "out of memory copying job_env");
+		spm_task_unref(&p->task);
+		return SLURM_ERROR;
+	}
+	p->job_id = p->env->job_id;
+	rc = spm_pool_call(&p->task, &timed_out);
+	/* Our reference keeps p valid, whatever the pool did with it. */
+	if (timed_out)
+		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
+			 "%s for JobId=%u timed out: the handler exceeded its time limit of %u ms",
+			 spm_hook_names[hook], p->job_id, p->task.timeout_ms);
+	spm_task_unref(&p->task);
+	return rc == SPM_PY_OK ? SLURM_SUCCESS : SLURM_ERROR;
+}

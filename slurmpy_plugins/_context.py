@@ -1,0 +1,224 @@
+"""One plugin's handler in this daemon: parameters, loading, hot reload.
+
+A Context is booted by the C side's boot thread (spm_py_boot) and then
+used by the entry points in _bridge.  install(ffi, lib) binds it to the
+embedded library; every constant comes from lib (csrc/spm_types.h).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from . import _config, _loader, _log
+from ._handlers import PrEpHandler, SiteFactorHandler
+
+__all__ = ["Context", "context", "install", "say"]
+
+ffi: Any = None
+lib: Any = None
+PREP = SITE_FACTOR = 0
+DAEMON_SLURMD = 0
+ALL_HOOKS = 0xFFFFFFFF
+HOOKS: dict[int, dict[int, str]] = {}   # ctx -> {hook number: method name}
+PREFIX: dict[int, str] = {}
+CONF_KEY: dict[int, str] = {}
+BASE: dict[int, type] = {}
+DEFAULT_WORKERS: dict[int, int] = {}
+
+_contexts: dict[int, "Context"] = {}
+_contexts_lock = threading.Lock()
+
+EPILOG_WARNING = (
+    "warning: the handler defines epilog(), but slurm.conf has no Epilog=: slurmd in "
+    "Slurm 22.05 then skips the epilog of a job that has no running steps. Set "
+    "Epilog=/bin/true (it is only run if prep/script is also in PrEpPlugins)")
+
+
+def install(ffi_, lib_) -> None:
+    global ffi, lib, PREP, SITE_FACTOR, DAEMON_SLURMD
+    ffi, lib = ffi_, lib_
+    PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
+    DAEMON_SLURMD = lib.SPM_DAEMON_SLURMD
+    HOOKS.clear()
+    for n in range(lib.SPM_HOOK_COUNT):
+        HOOKS.setdefault(lib.spm_hook_ctx[n], {})[n] = ffi.string(lib.spm_hook_names[n]).decode()
+    for ctx in (PREP, SITE_FACTOR):
+        PREFIX[ctx] = ffi.string(lib.spm_ctx_names[ctx]).decode()
+    CONF_KEY.update({PREP: "PrEpParameters", SITE_FACTOR: "PrioritySiteFactorParameters"})
+    BASE.update({PREP: PrEpHandler, SITE_FACTOR: SiteFactorHandler})
+    DEFAULT_WORKERS.update({PREP: 4, SITE_FACTOR: 1})
+    threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
+
+
+def say(ctx: int, level: int, msg: str) -> None:
+    prefix = PREFIX[ctx].encode()
+    for line in msg.splitlines() or [""]:
+        lib.spm_log(level, prefix, line.encode("utf-8", "backslashreplace"))
+
+
+def _cstr(p) -> str | None:
+    return ffi.string(p).decode("utf-8", "surrogateescape") if p else None
+
+
+def context(ctx: int) -> "Context":
+    c = _contexts.get(ctx)
+    if c is None:
+        with _contexts_lock:
+            c = _contexts.setdefault(ctx, Context(ctx))
+    return c
+
+
+class Context:
+    """One plugin's handler in this daemon (prep or site_factor)."""
+
+    def __init__(self, ctx: int) -> None:
+        self.ctx = ctx
+        self.cfg: _config.Config | None = None
+        self.loaded: _loader.Loaded | None = None
+        self.error: str | None = "not booted"
+        self.trusted: set[int] = {0}
+        self.next_check = 0.0
+        self.refused_signature: tuple | None = None
+        self.reload_lock = threading.Lock()
+
+    # -- loading --------------------------------------------------------
+    def boot(self, boot) -> int:
+        """spm_py_boot: parse the parameters, load the handler, fill the
+        out fields of *boot.  Returns lib.SPM_PY_OK or SPM_PY_FAILED."""
+        self.trusted = {0, int(boot.slurm_user_id)}
+        boot.workers = DEFAULT_WORKERS[self.ctx]
+        boot.timeout_ms = boot.default_timeout_ms
+        try:
+            cfg = _config.parse(_cstr(boot.params), conf_key=CONF_KEY[self.ctx],
+                                conf_path=_cstr(boot.conf_path))
+        except _config.ConfigError as e:
+            self._fail(str(e))
+            self.cfg = None
+            self.loaded = None   # fail closed: no handler from older params
+            boot.hooks = ALL_HOOKS
+            return lib.SPM_PY_FAILED
+        self.cfg = cfg
+        if cfg.workers:
+            boot.workers = cfg.workers
+        if cfg.timeout:
+            boot.timeout_ms = max(1, int(cfg.timeout * 1000))
+        self.loaded = None
+        ok = self._try_load(initial=True)
+        boot.hooks = self.hooks()
+        if (ok and self.ctx == PREP and boot.daemon == DAEMON_SLURMD
+                and not boot.epilog_set and "epilog" in self.hook_names()):
+            say(self.ctx, lib.SPM_LOG_INFO, EPILOG_WARNING)
+        return lib.SPM_PY_OK if ok else lib.SPM_PY_FAILED
+
+    def _fail(self, msg: str, cause: BaseException | None = None) -> None:
+        if msg != self.error:
+            say(self.ctx, lib.SPM_LOG_ERROR, f"handler not loaded: {msg}")
+            self._traceback(cause)
+        self.error = msg
+
+    def _traceback(self, cause: BaseException | None) -> None:
+        # the handler's own code raised (at import or in __init__): show
+        # where; a SyntaxError or a refusal is fully said in one line
+        if cause is not None and not isinstance(cause, SyntaxError):
+            say(self.ctx, lib.SPM_LOG_ERROR, _loader.format_tb(cause))
+
+    def _try_load(self, initial: bool) -> bool:
+        try:
+            loaded = _loader.load(self.cfg, BASE[self.ctx], self.trusted)
+        except _loader.HandlerError as e:
+            if self.loaded is None:
+                self._fail(f"{e}; every {PREFIX[self.ctx]} hook fails until it is fixed",
+                           e.__cause__)
+            else:
+                say(self.ctx, lib.SPM_LOG_ERROR,
+                    f"changed handler refused, the previous one keeps running: {e}")
+                self._traceback(e.__cause__)
+            return False
+        self.loaded = loaded
+        self.error = None
+        self.refused_signature = None
+        verb = "loaded" if initial else "reloaded"
+        say(self.ctx, lib.SPM_LOG_INFO, f"{verb} handler {self.cfg.handler} from "
+            f"{loaded.module_file} (hooks: {', '.join(self.hook_names()) or 'none'})")
+        return True
+
+    def hook_names(self) -> list[str]:
+        if self.loaded is None:
+            return []
+        cls, base = type(self.loaded.instance), BASE[self.ctx]
+        return [n for n in HOOKS[self.ctx].values() if getattr(cls, n) is not getattr(base, n)]
+
+    def hooks(self) -> int:
+        """1 << SPM_HOOK_* for each overridden hook; all of them while no
+        handler is loaded, so the calls come and fail closed."""
+        if self.loaded is None:
+            return ALL_HOOKS
+        wanted = set(self.hook_names())
+        return sum(1 << bit for bit, n in HOOKS[self.ctx].items() if n in wanted)
+
+    def maybe_reload(self, force: bool = False) -> None:
+        """Pick up a changed handler file (at most every cfg.reload s)."""
+        cfg = self.cfg
+        if cfg is None or (not force and not cfg.reload):
+            return
+        now = time.monotonic()
+        if not force and now < self.next_check:
+            return
+        if not self.reload_lock.acquire(blocking=False):
+            return
+        try:
+            self.next_check = now + (cfg.reload or 0)
+            if self.loaded is None:
+                self._try_load(initial=True)
+            else:
+                try:
+                    sig = _loader.file_signature(self.loaded.module_file)
+                except OSError as e:
+                    sig = ("missing", str(e))
+                if sig == self.loaded.signature or sig == self.refused_signature:
+                    return
+                if not self._try_load(initial=False):
+                    self.refused_signature = sig
+                    return
+            lib.spm_set_hooks(self.ctx, self.hooks())
+        finally:
+            self.reload_lock.release()
+
+    # -- calling --------------------------------------------------------
+    def handler(self, what: str):
+        """The loaded handler, or None (logged) when failing closed."""
+        if self.loaded is None:
+            say(self.ctx, lib.SPM_LOG_ERROR, f"{what} failed: no usable handler ({self.error})")
+            return None
+        return self.loaded.instance
+
+    def report(self, what: str, exc: BaseException) -> None:
+        roots = self.cfg.path if self.cfg else ()
+        say(self.ctx, lib.SPM_LOG_ERROR,
+            f"{what} failed at {_loader.where(exc, roots)}: {type(exc).__name__}: {exc}")
+        say(self.ctx, lib.SPM_LOG_ERROR, _loader.format_tb(exc))
+
+
+def _reload_loop() -> None:
+    """Notice changed handler files within `reload=` seconds, calls or not
+    (a prep plugin gets no call on `scontrol reconfigure` in 22.05)."""
+    while True:
+        waits = [c.cfg.reload for c in list(_contexts.values()) if c.cfg and c.cfg.reload]
+        time.sleep(min(waits + [1.0]))
+        _log.sync_level(lib)     # follow scontrol setdebug, reload= or not
+        for c in list(_contexts.values()):
+            _log.set_prefix(PREFIX[c.ctx])
+            try:
+                c.maybe_reload()
+            except Exception:
+                internal_error(*sys.exc_info())
+
+
+def internal_error(exc_type, exc, tb) -> None:
+    """An exception in slurmpy's own code (not in handler code): log it."""
+    text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
+    lib.spm_log(lib.SPM_LOG_ERROR, _log.prefix().encode(),
+                f"internal error in slurmpy bridge:\n{text}".encode("utf-8", "backslashreplace"))

@@ -1,0 +1,95 @@
+"""What a SiteFactorHandler returns, checked and made ready for C.
+
+Factors are signed ints as sprio shows them; the shim adds NICE_OFFSET.
+This module is the one place that clamps them to what Slurm can store
+([lib.SPM_FACTOR_MIN, lib.SPM_FACTOR_MAX]), with one log line per call.
+"""
+from __future__ import annotations
+
+import array
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["FactorError", "install", "check_set", "check_update"]
+
+FACTOR_MIN = FACTOR_MAX = 0
+_UINT32_MAX = 0xFFFFFFFF
+
+
+class FactorError(ValueError):
+    """The handler's answer cannot be used; the message says why."""
+
+
+def install(lib) -> None:
+    global FACTOR_MIN, FACTOR_MAX
+    FACTOR_MIN, FACTOR_MAX = lib.SPM_FACTOR_MIN, lib.SPM_FACTOR_MAX
+
+
+def describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _is_int(t: type) -> bool:
+    return issubclass(t, int) and not issubclass(t, bool)
+
+
+def _clamp(value: int) -> int:
+    return FACTOR_MIN if value < FACTOR_MIN else FACTOR_MAX if value > FACTOR_MAX else value
+
+
+def clamp_note(job_id: int, value: int, count: int = 1) -> str:
+    """One warning for `count` clamped factors, naming the first."""
+    more = f" ({count - 1} more factor(s) clamped too)" if count > 1 else ""
+    return (f"warning: JobId={job_id}: site factor {value} is out of range "
+            f"[{FACTOR_MIN}, {FACTOR_MAX}]; using {_clamp(value)}{more}")
+
+
+def check_set(value: Any, job_id: int) -> tuple[int | None, str | None]:
+    """set()'s answer -> (factor or None, clamp warning or None).
+    Raises FactorError for a wrong type."""
+    if value is None:
+        return None, None
+    if not _is_int(type(value)):
+        raise FactorError(f"set() returned {describe(value)}; expected an int or None")
+    value = int(value)
+    clamped = _clamp(value)
+    return clamped, (clamp_note(job_id, value) if clamped != value else None)
+
+
+def check_update(result: Any, cap: int) -> tuple[array.array, array.array, str | None]:
+    """update()'s answer -> (job ids, factors, clamp warning or None).
+
+    The mapping is read once, into a private dict (a handler's own thread
+    cannot change it under us), and every count is checked against `cap`,
+    the room C gave, before anything is copied.  Raises FactorError."""
+    if not isinstance(result, Mapping) and not hasattr(result, "keys"):
+        raise FactorError(f"got {describe(result)}")
+    try:
+        snap = dict(result)
+    except Exception as e:
+        raise FactorError(f"reading {describe(result)} failed: {type(e).__name__}: {e}") from None
+    if len(snap) > cap:
+        raise FactorError(f"update() returned {len(snap)} factors for {cap} pending jobs")
+    keys, values = snap.keys(), snap.values()
+    if not all(map(_is_int, set(map(type, keys)))) or \
+            not all(map(_is_int, set(map(type, values)))):
+        for k, v in snap.items():
+            if not _is_int(type(k)) or not _is_int(type(v)):
+                raise FactorError(f"first bad entry {describe(k)}: {describe(v)}")
+    if snap and (min(keys) < 0 or max(keys) > _UINT32_MAX):
+        bad = min(keys) if min(keys) < 0 else max(keys)
+        raise FactorError(f"job id {bad} is out of range")
+    ids = array.array("I", keys)
+    note = None
+    if snap and (min(values) < FACTOR_MIN or max(values) > FACTOR_MAX):
+        out = [(j, v) for j, v in snap.items() if v < FACTOR_MIN or v > FACTOR_MAX]
+        note = clamp_note(out[0][0], out[0][1], len(out))
+        vals = array.array("q", map(_clamp, values))
+    else:
+        vals = array.array("q", values)
+    if not len(ids) == len(vals) <= cap:   # never past C's arrays
+        raise FactorError(f"inconsistent answer ({len(ids)} ids, {len(vals)} factors, room for {cap})")
+    return ids, vals, note
