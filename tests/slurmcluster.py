@@ -322,6 +322,13 @@ class Cluster(DaemonHarness):
     def ctld_running(self) -> bool:
         return is_running(self._ctld)
 
+    @property
+    def ctld_returncode(self) -> int | None:
+        """slurmctld's exit status once it has exited (None while running
+        or never started).  ``-signal.SIGKILL`` after ``stop_ctld()`` means
+        it did not exit on SIGTERM within the timeout and was killed."""
+        return self._ctld.poll() if self._ctld is not None else None
+
     def slurmd_running(self) -> bool:
         return is_running(self._slurmd)
 
