@@ -196,8 +196,8 @@ class _Pinger(threading.Thread):
             self.halt.wait(0.5)
 
 
-#: More hung calls than any fixed number of replacement threads a pool
-#: might allow itself (the shim's cap today is 64).
+#: More hung calls than the 64 replacement threads a pool allowed itself
+#: when this was found (the shim's cap is now 128 stuck threads a pool).
 HUNG_JOBS = 70
 
 
@@ -207,7 +207,14 @@ def test_hung_handlers_never_leave_jobs_configuring(cluster_factory, tmp_path):
 
     --no-requeue: a timed-out PrologSlurmctld fails the job, and Slurm
     requeues a requeueable job (eligible again ~2 min later, forever), so
-    only non-requeueable hung jobs can leave the queue: Slurm kills them."""
+    only non-requeueable hung jobs can leave the queue: Slurm kills them.
+
+    The quick job too: its call may wait in the queue behind hung ones
+    for longer than timeout=1, and a deadline counts from submission, so
+    it either completes or is answered "timed out" (and killed) within
+    its second.  Either way every job is answered and leaves the queue;
+    then a job submitted after the burst must run normally (the pool still
+    has workers although 70 threads are stuck)."""
     _require_build()
     hdir = tmp_path / "handlers"
     calls = tmp_path / "calls.jsonl"
@@ -227,7 +234,7 @@ def test_hung_handlers_never_leave_jobs_configuring(cluster_factory, tmp_path):
         t0 = time.monotonic()
         hung = [c.sbatch("-J", "hang", "--no-requeue", "-o", "/dev/null", wrap="true")
                 for _ in range(HUNG_JOBS)]
-        quick = c.sbatch("-J", "quick", "-o", "/dev/null", wrap="true")
+        quick = c.sbatch("-J", "quick", "--no-requeue", "-o", "/dev/null", wrap="true")
         ids = set(hung) | {quick}
         deadline = t0 + 120
         left: dict[int, str] = {}
@@ -257,9 +264,17 @@ def test_hung_handlers_never_leave_jobs_configuring(cluster_factory, tmp_path):
     else:
         problems.extend(
             f"{what} JobId={j} ended {jobs.get(j, {}).get('JobState')}, wanted {want}"
-            for what, js, want in (("quick", [quick], {"COMPLETED"}),
+            for what, js, want in (("quick", [quick], {"COMPLETED"} | FAILED_STATES),
                                    ("hung", hung, FAILED_STATES))
             for j in js if jobs.get(j, {}).get("JobState") not in want)
+        if jobs.get(quick, {}).get("JobState") != "COMPLETED" and \
+                f"prolog_slurmctld for JobId={quick} timed out" not in c.ctld_log():
+            problems.append(f"quick JobId={quick} failed without a timeout in the log")
+        # After the burst: 70 threads are stuck in C, the pool still runs.
+        after = c.sbatch("-J", "after", "-o", "/dev/null", wrap="true")
+        state = c.wait_job(after, timeout=60)
+        if state != "COMPLETED":
+            problems.append(f"JobId={after}, submitted after the burst, ended {state}")
     bad_pings = [(round(dt, 2), err) for _t, dt, err in pinger.samples
                  if err or dt > 3.0]
     if not pinger.samples or bad_pings:
