@@ -125,7 +125,8 @@ def _stat_for_check(d: str, follow: bool, what: str, target: str) -> os.stat_res
     try:
         return os.stat(d) if follow else os.lstat(d)
     except OSError as e:
-        raise HandlerError(f"{what} {target}: {d}: {e.strerror}") from None
+        inner = "" if d == target else f"{d}: "
+        raise HandlerError(f"{what} {target}: {inner}{e.strerror}") from None
 
 
 def _check_parents(path: str, real: str, trusted, what: str, target: str) -> None:
@@ -273,6 +274,8 @@ class _Guard(importlib.abc.MetaPathFinder):
         return None
 
     def find_spec(self, fullname, path=None, target=None):
+        if not self._roots:
+            return None
         # builtin and frozen modules come first, as without the guard
         if (importlib.machinery.BuiltinImporter.find_spec(fullname) is not None
                 or importlib.machinery.FrozenImporter.find_spec(fullname) is not None):
