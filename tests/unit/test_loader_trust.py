@@ -245,6 +245,20 @@ class H(PrEpHandler):
     assert handlers.lines("calls.jsonl") == ["source"]
 
 
+def test_bytecode_without_source_is_refused(make_host, tmp_path):
+    """A helper.pyc with no helper.py beside it (Python would run it)."""
+    import py_compile
+    root = mkdir(tmp_path / "handlers")
+    marker = tmp_path / "pyc_ran"
+    src = put(tmp_path / "helper.py", RAN.format(marker=str(marker)))
+    pyc = pathlib.Path(py_compile.compile(str(src), cfile=str(root / "helper.pyc")))
+    os.chmod(pyc, 0o644)
+    put(root / "hh.py", "import helper\n" + GOOD)
+    h = load(make_host, "handler=hh:H,path=%s" % root)
+    assert ("refusing module file %s: not Python source" % pyc) in h.log()
+    assert not marker.exists()
+
+
 # ---------------------------------------------------------------------------
 # venv=: the venv, its site-packages and its .pth files
 # ---------------------------------------------------------------------------
