@@ -42,13 +42,23 @@ class Config:
         return f"{self.module}:{self.cls}"
 
 
+# The most timeout= and reload= accept: one day.  (The C side keeps the
+# timeout in milliseconds in a uint32, which holds about 49 days.)
+MAX_SECONDS = 86400
+
+
 def _seconds(conf_key: str, key: str, value: str, *, allow_zero: bool) -> float:
     try:
         v = float(value)
     except ValueError:
         raise ConfigError(f"{conf_key}: {key}={value!r} is not a number of seconds") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+    if math.isnan(v) or v < 0 or (v == 0 and not allow_zero):
         raise ConfigError(f"{conf_key}: {key}={value!r} must be a positive number of seconds")
+    if v > MAX_SECONDS:
+        allowed = (f"from 0 (never) to {MAX_SECONDS}" if allow_zero
+                   else f"more than 0 and at most {MAX_SECONDS}")
+        raise ConfigError(f"{conf_key}: {key}={value!r} is out of range: it must be "
+                          f"{allowed} seconds")
     return v
 
 

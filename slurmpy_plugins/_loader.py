@@ -1,19 +1,41 @@
-"""Loading, checking and hot-reloading a site's handler class."""
+"""Loading, checking and hot-reloading a site's handler class.
+
+Everything the handler runs from the site's directories (``path=``, the
+``venv=`` site-packages and the directories its ``.pth`` files add) runs as
+root inside the daemon.  So, as sshd does with key files, each such file is
+refused unless root or SlurmUser alone could have written it:
+
+* the file, and every directory from ``/`` down to it, both on the path as
+  found and on its real path (symlinks resolved), is owned by root or
+  SlurmUser and not writable by group or others.  A sticky directory such as
+  ``/tmp`` may be world-writable: others cannot replace the trusted-owned
+  entry below it, and that entry is checked in turn;
+* the check happens before any of the file's code runs: a guard first in
+  ``sys.meta_path`` checks every module found under those directories,
+  parent packages (``pkg/__init__.py``) included;
+* source is read from the file descriptor that was checked and compiled
+  here.  Bytecode (``__pycache__/*.pyc``) is never read nor written, so a
+  planted ``.pyc`` never runs.  Extension modules get the same file and
+  directory checks before they are loaded.
+"""
 from __future__ import annotations
 
+import importlib
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
-import site
 import stat
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from ._config import Config
 
-__all__ = ["HandlerError", "Loaded", "load", "where", "file_signature", "check_safe"]
+__all__ = ["HandlerError", "Loaded", "load", "where", "file_signature", "check_safe",
+           "format_tb"]
 
 
 class HandlerError(Exception):
@@ -45,57 +67,259 @@ def format_tb(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip()
 
 
-def file_signature(path: str) -> tuple:
-    st = os.stat(path)
+def _signature_of(st: os.stat_result) -> tuple:
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
 
 
+def file_signature(path: str) -> tuple:
+    return _signature_of(os.stat(path))
+
+
+# -- what makes a file or directory unsafe ------------------------------
+
+def _fault(st: os.stat_result, path: str, trusted: set[int] | frozenset[int],
+           sticky_ok: bool = False) -> str | None:
+    """Why someone other than root/SlurmUser could change ``path`` (whose
+    stat is ``st``), or None.  ``sticky_ok``: a sticky directory may be
+    writable by others (they cannot replace the entries they do not own)."""
+    if st.st_uid not in trusted:
+        return (f"owned by uid {st.st_uid}; it must be owned by root or SlurmUser "
+                f"(uid {', '.join(map(str, sorted(trusted)))})")
+    sticky = sticky_ok and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky:
+        return (f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                f"run chmod go-w {path}")
+    return None
+
+
+def _refusal(what: str, target: str, fault: str, offender: str | None = None) -> HandlerError:
+    """``refusing <what> <target>: [<offender> is ]<fault>``."""
+    subject = f"{offender} is " if offender else ""
+    return HandlerError(f"refusing {what} {target}: {subject}{fault}")
+
+
 def check_safe(path: str, trusted_uids: set[int], what: str) -> None:
-    """Refuse files and directories that someone other than root/SlurmUser
-    could change (as sshd refuses loose key files)."""
+    """Refuse one file or directory (not its parents) that someone other
+    than root/SlurmUser could change."""
     try:
         st = os.stat(path)
     except OSError as e:
         raise HandlerError(f"{what} {path}: {e.strerror}") from None
-    if st.st_uid not in trusted_uids:
-        raise HandlerError(
-            f"refusing {what} {path}: owned by uid {st.st_uid}; it must be owned by "
-            f"root or SlurmUser (uid {', '.join(map(str, sorted(trusted_uids)))})")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise HandlerError(
-            f"refusing {what} {path}: writable by group or others "
-            f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod go-w {path}")
+    fault = _fault(st, path, trusted_uids)
+    if fault:
+        raise _refusal(what, path, fault)
 
 
-def _find_spec(cfg: Config):
-    top = cfg.module.split(".")[0]
-    spec = importlib.machinery.PathFinder.find_spec(top, list(cfg.path))
-    if spec is None:
-        raise HandlerError(
-            f"module {cfg.module!r} not found in path {':'.join(cfg.path)} "
-            f"(from handler={cfg.handler} in {cfg.conf_key})")
-    if "." in cfg.module:
-        for d in cfg.path:
-            if d not in sys.path:
-                sys.path.insert(0, d)
-        spec = importlib.util.find_spec(cfg.module)
-        if spec is None:
-            raise HandlerError(f"module {cfg.module!r} not found")
-    return spec
+def _parents(path: str) -> list[str]:
+    """The directories from / down to path's parent: /a/b/c -> /, /a, /a/b."""
+    out, d = [], os.path.dirname(path)
+    while True:
+        out.append(d)
+        up = os.path.dirname(d)
+        if up == d:
+            return out[::-1]
+        d = up
 
+
+def _stat_for_check(d: str, follow: bool, what: str, target: str) -> os.stat_result:
+    try:
+        return os.stat(d) if follow else os.lstat(d)
+    except OSError as e:
+        inner = "" if d == target else f"{d}: "
+        raise HandlerError(f"{what} {target}: {inner}{e.strerror}") from None
+
+
+def _check_parents(path: str, real: str, trusted, what: str, target: str) -> None:
+    """Every directory above ``real`` (the resolved path: lstat, so a
+    component that became a symlink since realpath() is refused), then those
+    above ``path`` as given that are not among them (stat: a symlinked
+    component is judged by what it points to, and its own directory is on
+    the list too)."""
+    real_dirs = _parents(real)
+    for d in real_dirs:
+        st = _stat_for_check(d, False, what, target)
+        if stat.S_ISLNK(st.st_mode):
+            raise _refusal(what, target, "a symlink that appeared while it was checked",
+                           f"directory {d}")
+        fault = _fault(st, d, trusted, sticky_ok=True)
+        if fault:
+            raise _refusal(what, target, fault, f"directory {d}")
+    seen = set(real_dirs)
+    for d in _parents(os.path.abspath(path)):
+        if d in seen:
+            continue
+        fault = _fault(_stat_for_check(d, True, what, target), d, trusted, sticky_ok=True)
+        if fault:
+            raise _refusal(what, target, fault, f"directory {d}")
+
+
+def check_dir(path: str, trusted, what: str, target: str | None = None) -> None:
+    """Refuse a directory unless it and every directory above it are safe."""
+    target = target or path
+    real = os.path.realpath(path)
+    _check_parents(path, real, trusted, what, target)
+    st = _stat_for_check(real, False, what, target)
+    if not stat.S_ISDIR(st.st_mode):
+        raise HandlerError(f"{what} {target}: not a directory")
+    fault = _fault(st, real, trusted)
+    if fault:
+        offender = None if real == os.path.abspath(path) else f"its target {real}"
+        raise _refusal(what, target, fault, offender)
+
+
+def check_file(path: str, trusted, what: str) -> None:
+    """Refuse a file (by name) unless it and its directories are safe.  For
+    files that cannot be read from a checked descriptor (extension modules):
+    the directory checks make sure that nobody but root/SlurmUser can
+    replace it, or re-point a symlink to it, before it is loaded."""
+    real = os.path.realpath(path)
+    _check_parents(path, real, trusted, what, path)
+    _check_file_stat(_stat_for_check(real, False, what, path), path, real, trusted, what)
+
+
+def _check_file_stat(st: os.stat_result, path: str, real: str, trusted, what: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise HandlerError(f"{what} {path}: not a regular file")
+    fault = _fault(st, real, trusted)
+    if fault:
+        offender = None if real == os.path.abspath(path) else f"its target {real}"
+        raise _refusal(what, path, fault, offender)
+
+
+def read_trusted(path: str, trusted, what: str) -> tuple[bytes, os.stat_result]:
+    """The content of a file that passed the checks, read from the very
+    descriptor whose owner and mode were checked (no swap in between)."""
+    real = os.path.realpath(path)
+    _check_parents(path, real, trusted, what, path)
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise HandlerError(f"{what} {path}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        _check_file_stat(st, path, real, trusted, what)
+        try:
+            return f.read(), st
+        except OSError as e:
+            raise HandlerError(f"{what} {path}: {e.strerror}") from None
+
+
+# -- the import guard ---------------------------------------------------
+
+class _CheckedSourceLoader(importlib.machinery.SourceFileLoader):
+    """Runs a module's source as read by read_trusted(); never bytecode."""
+
+    def __init__(self, fullname: str, path: str, trusted: frozenset[int], what: str) -> None:
+        super().__init__(fullname, path)
+        self._trusted, self._what = trusted, what
+
+    def code_and_signature(self):
+        """Check, read and compile: raises HandlerError or SyntaxError
+        before any of the module's code has run."""
+        source, st = read_trusted(self.path, self._trusted, self._what)
+        code = compile(source, self.path, "exec", dont_inherit=True)
+        return code, _signature_of(st)
+
+    def get_code(self, fullname):
+        return self.code_and_signature()[0]
+
+
+class _CheckedExtensionLoader(importlib.machinery.ExtensionFileLoader):
+    """Loads an extension module only after check_file()."""
+
+    def __init__(self, fullname: str, path: str, trusted: frozenset[int], what: str) -> None:
+        super().__init__(fullname, path)
+        self._trusted, self._what = trusted, what
+
+    def create_module(self, spec):
+        check_file(self.path, self._trusted, self._what)
+        return super().create_module(spec)
+
+
+def _checked_spec(spec, trusted: frozenset[int], what: str):
+    """``spec`` with a loader that checks before it runs anything."""
+    loader = spec.loader
+    if isinstance(loader, importlib.machinery.SourceFileLoader):
+        cls = _CheckedSourceLoader
+    elif isinstance(loader, importlib.machinery.ExtensionFileLoader):
+        cls = _CheckedExtensionLoader
+    else:   # SourcelessFileLoader: a .pyc with no .py beside it
+        raise _refusal(what, spec.origin, "not Python source; only .py source and "
+                       "extension modules are loaded from handler directories")
+    return importlib.util.spec_from_file_location(
+        spec.name, spec.origin, loader=cls(spec.name, spec.origin, trusted, what),
+        submodule_search_locations=spec.submodule_search_locations)
+
+
+class _Guard(importlib.abc.MetaPathFinder):
+    """First in sys.meta_path: a module that the normal path search finds
+    under a guarded directory is loaded through a checking loader."""
+
+    def __init__(self) -> None:
+        self._roots: tuple[tuple[str, frozenset[int]], ...] = ()
+        self._lock = threading.Lock()
+
+    def guard(self, directory: str, trusted) -> None:
+        trusted = frozenset(trusted)
+        with self._lock:
+            new = [(os.path.join(os.path.abspath(d), ""), trusted)
+                   for d in {directory, os.path.realpath(directory)}]
+            self._roots = tuple(new) + tuple(r for r in self._roots if r not in new)
+
+    def _trusted_for(self, origin: str) -> frozenset[int] | None:
+        for path in (os.path.abspath(origin), os.path.realpath(origin)):
+            for root, trusted in self._roots:
+                if path.startswith(root):
+                    return trusted
+        return None
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not self._roots:
+            return None
+        # builtin and frozen modules come first, as without the guard
+        if (importlib.machinery.BuiltinImporter.find_spec(fullname) is not None
+                or importlib.machinery.FrozenImporter.find_spec(fullname) is not None):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or not spec.has_location or not spec.origin:
+            return None     # not found, or a namespace package (no code of its own)
+        trusted = self._trusted_for(spec.origin)
+        if trusted is None:
+            return None     # not from the site's directories: the normal finders
+        return _checked_spec(spec, trusted, "module file")
+
+
+_guard = _Guard()
+
+
+def _install_guard() -> _Guard:
+    """Put the guard first in sys.meta_path (again, if code the handler ran
+    inserted a finder before it); never absent from it in between."""
+    if not sys.meta_path or sys.meta_path[0] is not _guard:
+        sys.meta_path.insert(0, _guard)
+        for i in range(len(sys.meta_path) - 1, 0, -1):
+            if sys.meta_path[i] is _guard:
+                del sys.meta_path[i]
+    return _guard
+
+
+# -- path= and venv= ----------------------------------------------------
 
 def _prepare_path(cfg: Config, trusted: set[int]) -> None:
     for d in cfg.path:
-        check_safe(d, trusted, "handler directory")
+        check_dir(d, trusted, "handler directory")
+    guard = _install_guard()
+    for d in cfg.path:
+        guard.guard(d, trusted)
     for d in reversed(cfg.path):
         if d not in sys.path:
             sys.path.insert(0, d)
     if cfg.venv:
-        _add_venv(cfg.venv, trusted)
+        _add_venv(cfg.venv, trusted, guard)
 
 
-def _add_venv(venv: str, trusted: set[int]) -> None:
-    check_safe(venv, trusted, "venv")
+def _add_venv(venv: str, trusted: set[int], guard: _Guard) -> None:
+    check_dir(venv, trusted, "venv")
     want = f"python{sys.version_info.major}.{sys.version_info.minor}"
     sp = os.path.join(venv, "lib", want, "site-packages")
     if not os.path.isdir(sp):
@@ -103,20 +327,116 @@ def _add_venv(venv: str, trusted: set[int]) -> None:
             f"venv {venv} has no lib/{want}/site-packages: it must be a virtualenv "
             f"made with Python {sys.version_info.major}.{sys.version_info.minor}, "
             "the Python this plugin was built with")
-    if sp not in sys.path:
-        site.addsitedir(sp)
+    check_dir(sp, trusted, "venv site-packages")
+    guard.guard(sp, trusted)
+    if sp in sys.path:
+        return
+    # every .pth file is checked and read before any of them runs
+    pths = [(p, _pth_text(p, trusted)) for p in _pth_files(sp)]
+    sys.path.append(sp)
+    try:
+        for p, text in pths:
+            _run_pth(p, text, sp, trusted, guard)
+    except BaseException:
+        sys.path.remove(sp)     # so that the next load tries again
+        raise
+
+
+def _pth_files(sitedir: str) -> list[str]:
+    """The .pth files site.addsitedir() would process, in its order."""
+    try:
+        names = os.listdir(sitedir)
+    except OSError as e:
+        raise HandlerError(f"venv site-packages {sitedir}: {e.strerror}") from None
+    return [os.path.join(sitedir, n) for n in sorted(names)
+            if n.endswith(".pth") and not n.startswith(".")]
+
+
+def _pth_text(pth: str, trusted) -> str:
+    data = read_trusted(pth, trusted, "venv .pth file")[0]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise HandlerError(f"venv .pth file {pth}: not UTF-8 ({e.reason} at byte "
+                           f"{e.start})") from None
+
+
+def _run_pth(pth: str, text: str, sitedir: str, trusted, guard: _Guard) -> None:
+    """What site.addpackage() does with one .pth file: ``import`` lines run,
+    other lines name directories appended to sys.path if they exist.  Those
+    directories are checked and guarded like site-packages.  (Keep the name
+    ``sitedir``: old setuptools -nspkg.pth lines read it from their calling
+    frame, sys._getframe(1).f_locals['sitedir'], as in site.addpackage.)"""
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.startswith("#") or not line.strip():
+            continue
+        if line.startswith(("import ", "import\t")):
+            try:
+                exec(compile(line, pth, "exec", dont_inherit=True), {})
+            except HandlerError:
+                raise
+            except BaseException as e:
+                raise HandlerError(f"{pth}:{n}: running this .pth line failed: "
+                                   f"{type(e).__name__}: {e}") from e
+            continue
+        d = os.path.abspath(os.path.join(sitedir, line.rstrip()))
+        if d in sys.path or not os.path.exists(d):
+            continue
+        check_dir(d, trusted, "directory", target=f"{d} (line {n} of {pth})")
+        guard.guard(d, trusted)
+        sys.path.append(d)
+
+
+# -- the handler module -------------------------------------------------
+
+def _import_failure(e: BaseException, name: str, roots: tuple[str, ...]) -> HandlerError:
+    if isinstance(e, SyntaxError):
+        return HandlerError(f"{where(e)}: syntax error: {e.msg}")
+    return HandlerError(f"{where(e, roots)}: importing {name} failed: "
+                        f"{type(e).__name__}: {e}")
+
+
+def _import_parent(name: str, cfg: Config):
+    """Import the handler's parent package (through the guard)."""
+    try:
+        return importlib.import_module(name)
+    except HandlerError:
+        raise
+    except BaseException as e:  # any import-time failure, even SystemExit
+        raise _import_failure(e, name, cfg.path) from e
+
+
+def _handler_spec(cfg: Config, trusted: set[int]):
+    top = cfg.module.split(".")[0]
+    spec = importlib.machinery.PathFinder.find_spec(top, list(cfg.path))
+    if spec is None:
+        raise HandlerError(
+            f"module {cfg.module!r} not found in path {':'.join(cfg.path)} "
+            f"(from handler={cfg.handler} in {cfg.conf_key})")
+    if "." in cfg.module:
+        parent = _import_parent(cfg.module.rpartition(".")[0], cfg)
+        spec = importlib.machinery.PathFinder.find_spec(
+            cfg.module, getattr(parent, "__path__", None) or [])
+        if spec is None:
+            raise HandlerError(f"module {cfg.module!r} not found")
+    origin = spec.origin
+    if not spec.has_location or not origin or not os.path.isfile(origin):
+        raise HandlerError(f"module {cfg.module!r} has no source file (origin={origin})")
+    spec = _checked_spec(spec, frozenset(trusted), "handler file")
+    if not isinstance(spec.loader, _CheckedSourceLoader):
+        raise HandlerError(f"{origin}: the handler module must be Python source (.py)")
+    return spec
 
 
 def load(cfg: Config, base: type, trusted_uids: set[int]) -> Loaded:
     """Import cfg.module afresh (without touching the running handler),
     check and instantiate cfg.cls.  Raises HandlerError."""
     _prepare_path(cfg, trusted_uids)
-    spec = _find_spec(cfg)
-    origin = spec.origin
-    if not origin or not os.path.isfile(origin):
-        raise HandlerError(f"module {cfg.module!r} has no source file (origin={origin})")
-    check_safe(origin, trusted_uids, "handler file")
-    signature = file_signature(origin)
+    spec = _handler_spec(cfg, trusted_uids)
+    try:
+        code, signature = spec.loader.code_and_signature()
+    except SyntaxError as e:
+        raise _import_failure(e, cfg.module, cfg.path) from e
     module = importlib.util.module_from_spec(spec)
     # As in a normal import, the module is in sys.modules while it runs
     # (dataclasses, typing.get_type_hints, pickle look it up there); a
@@ -124,24 +444,21 @@ def load(cfg: Config, base: type, trusted_uids: set[int]) -> Loaded:
     previous = sys.modules.get(spec.name)
     sys.modules[spec.name] = module
     try:
-        instance = _instantiate(cfg, base, spec, module, origin)
+        instance = _instantiate(cfg, base, code, module, spec.origin)
     except BaseException:
         if previous is None:
             sys.modules.pop(spec.name, None)
         else:
             sys.modules[spec.name] = previous
         raise
-    return Loaded(instance=instance, module_file=origin, signature=signature)
+    return Loaded(instance=instance, module_file=spec.origin, signature=signature)
 
 
-def _instantiate(cfg: Config, base: type, spec, module, origin: str):
+def _instantiate(cfg: Config, base: type, code, module, origin: str):
     try:
-        spec.loader.exec_module(module)
-    except SyntaxError as e:
-        raise HandlerError(f"{where(e)}: syntax error: {e.msg}") from e
+        exec(code, module.__dict__)
     except BaseException as e:  # any import-time failure, even SystemExit
-        raise HandlerError(f"{where(e, cfg.path)}: importing {cfg.module} failed: "
-                           f"{type(e).__name__}: {e}") from e
+        raise _import_failure(e, cfg.module, cfg.path) from e
     cls = getattr(module, cfg.cls, None)
     if cls is None:
         raise HandlerError(f"{origin}: module {cfg.module} has no class {cfg.cls!r}")

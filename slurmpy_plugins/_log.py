@@ -64,27 +64,39 @@ class SlurmLogHandler(logging.Handler):
 
 
 class _LogWriter(io.TextIOBase):
-    """sys.stdout/sys.stderr replacement: one log line per text line."""
+    """sys.stdout/sys.stderr replacement: one log line per text line.
+
+    Handlers print from several worker threads at once, and print() makes
+    several write() calls per line, so each thread collects its own partial
+    line: lines of different threads are never mixed.  A partial line (no
+    newline yet) is logged by that thread's next newline or flush(); one
+    left when its thread ends is not logged."""
 
     def __init__(self, lib, level: int) -> None:
-        self._lib, self._level, self._buf = lib, level, ""
+        self._lib, self._level = lib, level
+        self._tls = threading.local()   # .pending: the thread's partial line
 
     def writable(self) -> bool:
         return True
 
     def write(self, s: str) -> int:
-        self._buf += s
-        while "\n" in self._buf:
-            line, self._buf = self._buf.split("\n", 1)
-            self._lib.spm_log(self._level, prefix().encode(),
-                              line.encode("utf-8", "backslashreplace"))
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        *lines, rest = (getattr(self._tls, "pending", "") + s).split("\n")
+        self._tls.pending = rest
+        for line in lines:
+            self._emit(line)
         return len(s)
 
     def flush(self) -> None:
-        if self._buf:
-            line, self._buf = self._buf, ""
-            self._lib.spm_log(self._level, prefix().encode(),
-                              line.encode("utf-8", "backslashreplace"))
+        rest = getattr(self._tls, "pending", "")
+        if rest:
+            self._tls.pending = ""
+            self._emit(rest)
+
+    def _emit(self, line: str) -> None:
+        self._lib.spm_log(self._level, prefix().encode(),
+                          line.encode("utf-8", "backslashreplace"))
 
 
 def install(ffi, lib) -> None:

@@ -82,6 +82,9 @@ class Job(_Record):
         return frozenset(n for n, bit in JOB_STATE_FLAGS.items() if s & bit)
 
     def __repr__(self) -> str:
+        # never loads an update() job's strings: the name only once loaded
+        if not self._c.strings_loaded:
+            return f"<Job {self._c.job_id} {self.state}>"
         return f"<Job {self._c.job_id} {self.name!r} {self.state}>"
 
 

@@ -329,6 +329,19 @@ def _case_bad_timeout(hd):
         "PrEpParameters: timeout='-1' must be a positive number of seconds"]
 
 
+def _case_timeout_too_large(hd):
+    # the C side keeps milliseconds in a uint32: 1e10 s must not slip through
+    return hd.params("good:H", timeout="1e10"), [
+        "PrEpParameters: timeout='1e10' is out of range: it must be more than 0 "
+        "and at most 86400 seconds"]
+
+
+def _case_reload_too_large(hd):
+    return hd.params("good:H", reload="86401"), [
+        "PrEpParameters: reload='86401' is out of range: it must be from 0 (never) "
+        "to 86400 seconds"]
+
+
 def _case_syntax_error(hd):
     p = hd.write("syn", "from slurmpy_plugins import PrEpHandler\n\n"
                  "class H(PrEpHandler)\n    pass\n")

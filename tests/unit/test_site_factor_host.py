@@ -664,3 +664,44 @@ def test_update_strings_are_lazy_and_closed_after_the_call(make_host, handlers):
     assert late["name0"] == "first" and late["account0"] == "acct1"
     assert late["late"].startswith("JobId=12: string fields of a job given to update() "
                                    "can only be read during update()")
+
+
+def test_repr_of_an_update_job_does_not_load_its_strings(make_host, handlers):
+    """repr() (a log line, a debugger, a traceback) must not copy a lazy
+    job's strings: it shows the numbers, and the name only once loaded, and
+    it still works after update() has returned."""
+    handlers.write("rp", """\
+        import json
+        from slurmpy_plugins import SiteFactorHandler, SnapshotClosed
+        class F(SiteFactorHandler):
+            def update(self, jobs):
+                self.kept = list(jobs)
+                self.seen = {"before": repr(self.kept[1])}
+                self.kept[0].name                        # job 0: strings copied
+                self.seen["loaded"] = repr(self.kept[0])
+                return {}
+            def set(self, job):
+                if not hasattr(self, "kept"):
+                    return None
+                out = dict(self.seen, after=repr(self.kept[1]))
+                try:
+                    self.kept[1].name
+                    out["late"] = "strings were loaded"
+                except SnapshotClosed:
+                    out["late"] = "closed"
+                out["full"] = repr(job)
+                with open("{out}/repr.json", "w") as f:
+                    json.dump(out, f)
+                return None
+        """)
+    h = make_host("sf")
+    h.conf(site_factor_params=handlers.params("rp:F"))
+    h.load()
+    h.jobs_add(job_id=11, name="first", job_state="PENDING")
+    h.jobs_add(job_id=12, name="second", job_state="PENDING")
+    h.site_update()
+    h.site_set(job_id=13, name="third", job_state="PENDING")
+    got = handlers.read("repr.json")
+    assert got == {"before": "<Job 12 PENDING>", "loaded": "<Job 11 'first' PENDING>",
+                   "after": "<Job 12 PENDING>", "late": "closed",
+                   "full": "<Job 13 'third' PENDING>"}
