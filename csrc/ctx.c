@@ -206,6 +206,9 @@ static void *_boot_thread(void *arg)
 		c->booting = false;
 		pthread_cond_broadcast(&c->cv);
 		pthread_mutex_unlock(&c->mu);
+		spm_logf(ctx, SPM_LOG_VERBOSE,
+			 "boot finished: hooks 0x%x, time limit %u ms",
+			 spm_ctx_hooks(ctx), spm_ctx_timeout_ms(ctx));
 		spm_pool_unhold(ctx);    /* the calls queued meanwhile run */
 		return NULL;
 	}

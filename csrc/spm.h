@@ -96,7 +96,7 @@ bool spm_forked_child(void);
 
 /* Most worker threads a pool writes off (stuck in a handler past its
  * deadline) before it stops replacing them. */
-#define SPM_POOL_MAX_STUCK 64
+#define SPM_POOL_MAX_STUCK 128
 
 typedef struct spm_task spm_task_t;
 typedef int (*spm_run_fn)(spm_task_t *task);        /* on a worker */

@@ -412,14 +412,11 @@ class Host:
         return self._check_load("load", self.request("load", *toks,
                                                      timeout=timeout), check)
 
-    # What the boot thread logs when it is done (ctx.c, _context.py).
-    BOOT_DONE = ("prep/python: loaded handler", "prep/python: handler not loaded",
-                 "site_factor/python: loaded handler", "site_factor/python: handler not loaded",
-                 "Python is not available", "bridge did not attach")
+    # What the boot thread logs once it has published the result (ctx.c).
+    BOOT_DONE = ": boot finished: hooks "
 
     def boots_done(self):
-        log = self.log()
-        return sum(log.count(m) for m in self.BOOT_DONE)
+        return self.log().count(self.BOOT_DONE)
 
     def wait_booted(self, count=1, timeout=15.0):
         """Wait until `count` handler loads (init() starts them on a thread

@@ -48,7 +48,8 @@ def load(make_host, params: str):
     h = make_host("prep")
     h.conf(prep_params=params)
     h.load()
-    h.req = h.required()     # Python starts (and the handler loads) here
+    h.wait_booted()          # the handler loads on init()'s boot thread
+    h.req = h.required()
     return h
 
 
