@@ -88,6 +88,17 @@ static void _set_timeout(struct ctx_state *c, uint32_t ms)
 
 /* ---- the boot ---- */
 
+SPM_EXPORT uint32_t spm_boot_timeout_ms(void)
+{
+	/* SPM_BOOT_TIMEOUT_MS: a diagnostic knob (like SPM_PYTHONMALLOC),
+	 * for tests of a handler that loads slowly. */
+	const char *e = getenv("SPM_BOOT_TIMEOUT_MS");
+	long v = e ? strtol(e, NULL, 10) : 0;
+
+	return (v > 0 && v <= SPM_BOOT_TIMEOUT_MS) ? (uint32_t)v :
+		SPM_BOOT_TIMEOUT_MS;
+}
+
 struct boot_call {
 	spm_task_t task;           /* first: the pool's handle */
 	spm_boot_t boot;
@@ -141,8 +152,9 @@ static void _boot_once(int ctx, struct ctx_state *c, const char *params)
 		return;
 	}
 	spm_task_init(&b->task, ctx, _run_boot, NULL, _release_boot,
-		      SPM_BOOT_TIMEOUT_MS);
+		      spm_boot_timeout_ms());
 	b->task.barrier = true;   /* no call runs against a half-loaded handler */
+	b->task.no_interrupt = true; /* a late load is taken, not broken */
 	b->params = _dup(params);
 	b->conf_path = _dup(conf.conf_path);
 	b->boot.ctx = ctx;
@@ -157,9 +169,9 @@ static void _boot_once(int ctx, struct ctx_state *c, const char *params)
 	(void)spm_pool_call(&b->task, &timed_out);
 	if (timed_out) {
 		spm_logf(ctx, SPM_LOG_ERROR,
-			 "loading the handler takes more than %d s: every call fails at once until it has loaded",
-			 SPM_BOOT_TIMEOUT_MS / 1000);
-		spm_pool_close(ctx, "the handler is still loading (for over a minute): the call fails");
+			 "loading the handler takes more than %u ms: every call fails at once until it has loaded",
+			 spm_boot_timeout_ms());
+		spm_pool_close(ctx, "the handler is still loading (past its time limit): the call fails");
 		spm_pool_wait(&b->task);
 		spm_logf(ctx, SPM_LOG_INFO,
 			 "the handler load finished after %llu s",

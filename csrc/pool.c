@@ -347,7 +347,7 @@ static uint64_t _reap_locked(struct pool *p, uint64_t now,
 		if (now >= t->deadline_ms) {
 			_answer_locked(p, t, SPM_PY_EXCEPTION, true, NULL, deliver);
 			_write_off_locked(p, t);
-			t->interrupt = true;
+			t->interrupt = !t->no_interrupt;
 		} else if (!next || t->deadline_ms < next) {
 			next = t->deadline_ms;
 		}
@@ -689,7 +689,7 @@ static unsigned long _expire_own_locked(struct pool *p, spm_task_t *task,
 	}
 	(void)_answer_locked(p, task, SPM_PY_EXCEPTION, true, NULL, &none);
 	_write_off_locked(p, task);
-	return task->py_ident;
+	return task->no_interrupt ? 0 : task->py_ident;
 }
 
 int spm_pool_call(spm_task_t *task, bool *timed_out)

@@ -18,7 +18,7 @@ const uint32_t plugin_version = SLURM_VERSION_NUMBER;
 extern int init(void)
 {
 	spm_ctx_init(SPM_CTX_SITE_FACTOR);
-	(void)spm_ctx_wait_ready(SPM_CTX_SITE_FACTOR, SPM_BOOT_TIMEOUT_MS);
+	(void)spm_ctx_wait_ready(SPM_CTX_SITE_FACTOR, spm_boot_timeout_ms());
 	return SLURM_SUCCESS;
 }
 

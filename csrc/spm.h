@@ -117,6 +117,8 @@ struct spm_task {
 				  * the pool starts until it has returned */
 	bool ctx_timeout;        /* timeout_ms is the context's limit:
 				  * spm_pool_retime() changes it */
+	bool no_interrupt;       /* past its deadline, let it finish: no
+				  * TimeoutError (a handler import) */
 	/* private to pool.c */
 	int refs;
 	int state;
@@ -233,8 +235,10 @@ SPM_EXPORT uint32_t spm_ctx_hooks(int ctx);
  * context's default from slurm.conf; always set, whatever the boot did. */
 uint32_t spm_ctx_timeout_ms(int ctx);
 
-/* The boot's upper limit. */
+/* The boot's upper limit: SPM_BOOT_TIMEOUT_MS ms, or less when the
+ * environment variable of that name says so (a diagnostic knob). */
 #define SPM_BOOT_TIMEOUT_MS 60000
+SPM_EXPORT uint32_t spm_boot_timeout_ms(void);
 
 /* ---- dispatch_prep.c ---- */
 

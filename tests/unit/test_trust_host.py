@@ -1,0 +1,319 @@
+"""The shim's promises that no job slips through or waits for ever, through
+the C host (tests/host/spm_host.c): deadlines counted from submission, a pool
+whose workers are all stuck, the boot outside every lock, ownership at the
+timeout boundary, forked children, update()'s answer read once."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .conftest import ASAN, NICE_OFFSET, WAIT_FAILED, WAIT_KILLED, wait_for
+from .test_prep_host import assert_async_ok, start
+
+# ---------------------------------------------------------------------------
+# deadlines count from submission (no job waits longer than its timeout)
+# ---------------------------------------------------------------------------
+
+SLOW = """\
+import time
+from slurmpy_plugins import PrEpHandler
+class H(PrEpHandler):
+    def prolog_slurmctld(self, job):
+        time.sleep(job.time_limit / 1000.0)    # ms, not overrunning alone
+"""
+
+
+def test_queued_call_is_answered_within_its_timeout_from_submission(
+        make_host, handlers):
+    """workers=1, timeout=1 s: a call that runs 0.7 s, then one that runs
+    0.5 s.  The second waits 0.7 s in the queue; counted from its
+    submission it overruns at 1 s, so it is answered "timed out" then, not
+    at 1.2 s with a success."""
+    h = start(make_host, handlers, source=SLOW, timeout="1", workers=1)
+    t0 = time.monotonic()
+    assert_async_ok(h.prolog_slurmctld(job_id=1, time_limit=700))
+    assert_async_ok(h.prolog_slurmctld(job_id=2, time_limit=500))
+    h.wait_callbacks(2, timeout=10)
+    at = {}
+    for c in h.callback_events:
+        at[c["job_id"]] = c
+    assert (at[1]["rc"], at[1]["timed_out"]) == (0, 0)
+    assert (at[2]["rc"], at[2]["timed_out"]) == (WAIT_KILLED, 1)
+    assert time.monotonic() - t0 < 1.25 + (1.0 if ASAN else 0)
+    assert ("prolog_slurmctld for JobId=2 timed out: the handler exceeded its "
+            "time limit of 1000 ms") in h.log()
+
+
+# ---------------------------------------------------------------------------
+# every worker stuck in C: calls fail at once, then the pool recovers
+# ---------------------------------------------------------------------------
+
+STUCK = """\
+import time
+from slurmpy_plugins import PrEpHandler
+class H(PrEpHandler):
+    def prolog_slurmctld(self, job):
+        if job.name == "hang":
+            time.sleep(6)          # blocked in C: TimeoutError cannot stop it
+"""
+
+
+def test_all_workers_stuck_every_call_is_still_answered(make_host, handlers):
+    h = start(make_host, handlers, source=STUCK, timeout="0.05", workers=4)
+    h.strict_callbacks = True
+    n_hang = 132                                # more than the 128 cap
+    for j in range(1, n_hang + 1):
+        assert_async_ok(h.prolog_slurmctld(job_id=j, name="hang"))
+        time.sleep(0.02)     # each gets a worker before its deadline
+    wait_for(lambda: "all worker threads are stuck in handlers" in h.log(), 20,
+             what="the pool to run out of workers")
+    # nothing can run a call now: it fails at once, logged with the reason
+    t0 = time.monotonic()
+    assert_async_ok(h.prolog_slurmctld(job_id=1000, name="quick"))
+    cbs = h.wait_callbacks(n_hang + 1, timeout=20)
+    quick = [c for c in cbs if c["job_id"] == 1000]
+    assert len(quick) == 1 and quick[0]["rc"] == WAIT_FAILED
+    assert time.monotonic() - t0 < 1.0
+    assert "no worker thread can run it: all are stuck in handlers" in h.log()
+    # every hung call answered exactly once, as timed out or failed
+    assert sorted(c["job_id"] for c in cbs) == list(range(1, n_hang + 1)) + [1000]
+    assert all(c["rc"] in (WAIT_KILLED, WAIT_FAILED) for c in cbs)
+    # the stuck threads return (6 s), rejoin the pool, and calls run again
+    wait_for(lambda: "its thread rejoins the pool" in h.log(), 20,
+             what="a stuck worker to return")
+    assert_async_ok(h.prolog_slurmctld(job_id=2000, name="quick"))
+    assert h.wait_callbacks(n_hang + 2, timeout=10)[-1]["rc"] == 0
+
+
+# ---------------------------------------------------------------------------
+# a slow handler import never runs inside a hook (slurmctld's locks)
+# ---------------------------------------------------------------------------
+
+SLOW_IMPORT = """\
+import time
+import spmtest_rec as R
+from slurmpy_plugins import PrEpHandler
+time.sleep(2)                  # a slow import (a big library, a network FS)
+class H(PrEpHandler):
+    def prolog_slurmctld(self, job):
+        R.append("{out}/calls.jsonl", job.job_id)
+"""
+
+
+def test_handler_loads_on_its_own_thread_not_inside_the_first_hook(
+        make_host, handlers):
+    handlers.write("hh", SLOW_IMPORT)
+    h = make_host("prep")
+    h.conf(prep_params=handlers.params("hh:H"))
+    t0 = time.monotonic()
+    h.load()                                  # init(): cheap
+    h.callbacks()
+    req = h.required()                        # never waits for the import
+    res = h.prolog_slurmctld(job_id=1)        # under the job/node locks
+    took = time.monotonic() - t0
+    assert res["rc"] == 0 and res["async"] == 1
+    assert took < 1.0, took
+    # while it loads, Slurm must still call the slurmctld hooks
+    assert req["prolog_slurmctld"] and req["epilog_slurmctld"]
+    cb = h.wait_callbacks(1, timeout=10)[0]
+    assert (cb["job_id"], cb["rc"]) == (1, 0)
+    assert handlers.lines("calls.jsonl") == [1]
+    assert time.monotonic() - t0 >= 1.9
+
+
+def test_boot_timeout_keeps_every_limit_and_the_late_load_is_taken(
+        make_host, handlers):
+    """A handler that loads past the boot limit: calls meanwhile fail at
+    once (never unbounded), and once the import finishes the handler runs,
+    with its own timeout= applied."""
+    handlers.write("hh", SLOW_IMPORT.replace(
+        "R.append", "time.sleep(job.time_limit / 1000.0); R.append"))
+    h = make_host("prep", env={"SPM_BOOT_TIMEOUT_MS": "500"})
+    h.conf(prep_params=handlers.params("hh:H", timeout="0.3"))
+    h.load()
+    h.callbacks()
+    time.sleep(0.8)                           # past the boot limit
+    t0 = time.monotonic()
+    assert_async_ok(h.prolog_slurmctld(job_id=1, time_limit=0))
+    cb = h.wait_callbacks(1, timeout=5)[0]
+    assert cb["rc"] == WAIT_FAILED and time.monotonic() - t0 < 0.5
+    log = h.log()
+    assert "loading the handler takes more than 500 ms" in log
+    assert "the handler is still loading" in log
+    h.wait_booted()
+    assert "the handler load finished after" in h.log()
+    assert_async_ok(h.prolog_slurmctld(job_id=2, time_limit=0))
+    assert h.wait_callbacks(2)[-1]["rc"] == 0
+    # the handler's timeout= holds: a 2 s call is cut at 0.3 s
+    t0 = time.monotonic()
+    assert_async_ok(h.prolog_slurmctld(job_id=3, time_limit=2000))
+    cb = h.wait_callbacks(3)[-1]
+    assert (cb["rc"], cb["timed_out"]) == (WAIT_KILLED, 1)
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_site_factor_calls_never_wait_for_a_slow_boot(make_host, handlers):
+    handlers.write("sf", """\
+        import time
+        from slurmpy_plugins import SiteFactorHandler
+        time.sleep(2)
+        class H(SiteFactorHandler):
+            def set(self, job):
+                return 3
+        """)
+    h = make_host("sf", env={"SPM_BOOT_TIMEOUT_MS": "300"})
+    h.conf(site_factor_params=handlers.params("sf:H"))
+    h.load()                          # init() waits at most the boot limit
+    t0 = time.monotonic()
+    res = h.site_set(job_id=1, site_factor=NICE_OFFSET + 9)
+    assert res["site_factor"] == NICE_OFFSET + 9     # left unchanged
+    assert time.monotonic() - t0 < 0.3
+    assert "the handler is still loading" in h.log()
+    h.wait_booted()
+    assert h.site_set(job_id=2)["site_factor"] == NICE_OFFSET + 3
+
+
+# ---------------------------------------------------------------------------
+# ownership at the timeout boundary (ASan: no use after free)
+# ---------------------------------------------------------------------------
+
+BOUNDARY = """\
+import time
+from slurmpy_plugins import PrEpHandler, SiteFactorHandler
+class H(PrEpHandler):
+    def prolog(self, env):
+        time.sleep(env.job_id % 7 * 0.002 + 0.044)     # around 50 ms
+class F(SiteFactorHandler):
+    def set(self, job):
+        time.sleep(job.job_id % 7 * 0.002 + 0.044)
+        return 1
+"""
+
+
+def test_slurmd_calls_ending_at_their_deadline(make_host, handlers):
+    """Handlers that return right around their deadline: whichever side
+    wins, the caller reads only what it owns (under ASan this loop found
+    heap-use-after-free in the old dispatch)."""
+    h = start(make_host, handlers, daemon="slurmd", source=BOUNDARY,
+              timeout="0.05", workers=2)
+    for j in range(1, 61):
+        assert h.prolog(jobid=j)["rc"] in (0, -1)
+    assert h.sanitizer_report() == ""
+    assert h.ping() == {}
+
+
+def test_site_factor_set_ending_at_its_deadline(make_host, handlers):
+    handlers.write("sb", BOUNDARY)
+    h = make_host("sf")
+    h.conf(site_factor_params=handlers.params("sb:F", timeout="0.05"))
+    h.load()
+    for j in range(1, 61):
+        got = h.site_set(job_id=j, site_factor=NICE_OFFSET)["site_factor"]
+        assert got in (NICE_OFFSET, NICE_OFFSET + 1)
+        time.sleep(0.06)     # let a stuck call return: no fail-fast run
+    assert h.sanitizer_report() == ""
+
+
+# ---------------------------------------------------------------------------
+# processes a handler starts
+# ---------------------------------------------------------------------------
+
+CHILDREN = """\
+import os, signal, subprocess
+import spmtest_rec as R
+from slurmpy_plugins import PrEpHandler
+
+def blocked(text):
+    for line in text.splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+
+class H(PrEpHandler):
+    def prolog(self, env):
+        out = {}
+        out["subprocess"] = blocked(subprocess.run(
+            ["cat", "/proc/self/status"], capture_output=True, text=True).stdout)
+        rfd, wfd = os.pipe()
+        os.system("cat /proc/self/status > /proc/%d/fd/%d" % (os.getpid(), wfd))
+        os.close(wfd)
+        out["system"] = blocked(os.read(rfd, 65536).decode())
+        os.close(rfd)
+        rfd, wfd = os.pipe()
+        pid = os.posix_spawnp("sh", ["sh", "-c", "cat /proc/self/status > /proc/%d/fd/%d" % (os.getpid(), wfd)],
+                              dict(os.environ), file_actions=[])
+        os.waitpid(pid, 0)
+        os.close(wfd)
+        out["posix_spawn"] = blocked(os.read(rfd, 65536).decode())
+        os.close(rfd)
+        R.dump("{out}/masks.json", out)
+
+    def prolog_slurmctld(self, job):
+        pid = os.fork()
+        if pid == 0:
+            return          # the child returns into the worker: must _exit
+        _, status = os.waitpid(pid, 0)
+        R.dump("{out}/child.json", {"status": status})
+"""
+
+
+def test_children_start_with_an_empty_signal_mask(make_host, handlers):
+    h = start(make_host, handlers, daemon="slurmd", source=CHILDREN)
+    assert h.prolog(jobid=1)["rc"] == 0
+    masks = handlers.read("masks.json")
+    assert masks == {"subprocess": 0, "system": 0, "posix_spawn": 0}, masks
+
+
+def test_a_forked_child_that_returns_never_answers_slurm(make_host, handlers):
+    h = start(make_host, handlers, source=CHILDREN)
+    h.strict_callbacks = True
+    assert_async_ok(h.prolog_slurmctld(job_id=1))
+    cb = h.wait_callbacks(1)[0]
+    assert (cb["job_id"], cb["rc"]) == (1, 0)
+    child = handlers.read("child.json")
+    assert child["status"] == 1 << 8          # the child did _exit(1)
+    time.sleep(0.3)
+    assert len(h.callback_events) == 1
+    assert h.stats()["unexpected"] == 0
+
+
+# ---------------------------------------------------------------------------
+# update()'s answer is read once and never written past C's arrays
+# ---------------------------------------------------------------------------
+
+GROWING = """\
+from collections.abc import Mapping
+from slurmpy_plugins import SiteFactorHandler
+
+class Growing(Mapping):
+    # every keys() call yields more ids than the one before
+    def __init__(self):
+        self.calls = 0
+    def keys(self):
+        self.calls += 1
+        return list(range(1, 1 + 2 * self.calls ** 4))
+    def __iter__(self):
+        return iter(self.keys())
+    def __len__(self):
+        return 2
+    def __getitem__(self, k):
+        return 7
+
+class H(SiteFactorHandler):
+    def update(self, jobs):
+        return Growing()
+"""
+
+
+def test_update_mapping_is_read_once_and_bounded(make_host, handlers):
+    handlers.write("gr", GROWING)
+    h = make_host("sf")
+    h.conf(site_factor_params=handlers.params("gr:H"))
+    h.load()
+    h.jobs_add(job_id=1)
+    h.jobs_add(job_id=2)
+    got = h.site_update()
+    # the first reading (2 ids) is the answer; later readings never reach C
+    assert got == {1: NICE_OFFSET + 7, 2: NICE_OFFSET + 7}
+    assert h.sanitizer_report() == ""
+    assert h.ping() == {}
