@@ -313,12 +313,16 @@ static uint64_t _reap_locked(struct pool *p, uint64_t now,
 			     spm_task_t **deliver, spm_task_t **unref)
 {
 	uint64_t next = 0;
-	const char *fail_all = p->closed_why ? p->closed_why :
-		_exhausted(p) ? "no worker thread can run it: all are stuck in handlers" :
-		NULL;
+	const char *exhausted = _exhausted(p) ?
+		"no worker thread can run it: all are stuck in handlers" : NULL;
 	spm_task_t *t, *nt;
 
 	for (t = p->q_head; t; t = nt) {
+		/* A handler load waits for a worker (bounded by its deadline)
+		 * rather than fail because calls are stuck. */
+		const char *fail_all = p->closed_why ? p->closed_why :
+			t->barrier ? NULL : exhausted;
+
 		nt = t->next;
 		if (fail_all || (t->deadline_ms && now >= t->deadline_ms)) {
 			bool late = !fail_all;

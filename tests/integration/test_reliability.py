@@ -22,9 +22,18 @@ def test_hung_prolog_slurmctld_times_out_and_pool_keeps_flowing(prep_cluster, tm
                 time.sleep(0.01)
 '''
     # two workers: hangs must not starve the pool (replacement threads)
-    c, calls = prep_cluster(body, params=",timeout=1,workers=2")
+    c, calls = prep_cluster(body, params=",timeout=2,workers=2")
     hung = [c.sbatch("-J", "hang", "--no-requeue", "-o", "/dev/null", wrap="true")
             for _ in range(3)]
+    # A deadline counts from submission: a call queued behind the hung ones
+    # for over 2 s would time out too.  Submit the fine jobs once the hung
+    # calls are running, so that the replacement workers (at 2 s) take them
+    # well inside their own 2 s.
+    end = time.monotonic() + 30
+    while sum(1 for r in read_calls(calls) if r["hook"] == "prolog_slurmctld") < 2:
+        assert time.monotonic() < end, "the hung prologs never started"
+        time.sleep(0.05)
+    time.sleep(0.8)
     pings = []
     ok = [c.sbatch("-J", "fine", "-o", "/dev/null", wrap="true") for _ in range(10)]
     deadline = time.monotonic() + 60
@@ -40,7 +49,7 @@ def test_hung_prolog_slurmctld_times_out_and_pool_keeps_flowing(prep_cluster, tm
     log = c.ctld_log()
     for j in hung:
         assert f"prolog_slurmctld JobId={j} failed due to timing out" in log
-    assert "handler exceeded its time limit of 1000 ms" in log
+    assert "handler exceeded its time limit of 2000 ms" in log
     assert max(pings) < 1.0, pings
 
 
