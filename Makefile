@@ -1,6 +1,8 @@
 # slurmpy_plugins - see README.md.  Run as root on Debian 12.
 SHELL      := /bin/bash
-PYTHON3    ?= python3
+# The interpreter the plugins embed: the site's own (Debian's, from
+# python3-dev), never a virtualenv.  The build/test venv is made from it.
+PYTHON     ?= /usr/bin/python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 BUILD      := build
@@ -17,7 +19,7 @@ APT_PKGS := slurmctld slurmd slurm-client libslurm-dev dpkg-dev gcc make \
 CSRC_CORE := $(wildcard csrc/*.c) \
              csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
-.PHONY: all deps build install test unit integration demo bench asan clean
+.PHONY: all deps build install test unit integration demo bench asan clean FORCE
 
 all: build
 
@@ -25,22 +27,36 @@ all: build
 deps: $(VENV)/.deps-ok
 	@test -n "$(SLURM_SRC)" || scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src
 
-$(VENV)/.deps-ok: pyproject.toml Makefile
+# $(VENV)/.base-python names the interpreter the venv was made from (what
+# build_ffi.py bakes into libslurmpy.so); the venv is remade when PYTHON
+# resolves to another one.  $(VENV)/.python-request only changes when the
+# PYTHON given to make does, so that changing it re-runs this recipe.
+$(VENV)/.deps-ok: pyproject.toml Makefile $(VENV)/.python-request
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing $$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	@base=$$($(PYTHON) -I -c 'import sys; sys.exit(f"{sys.executable} is a virtualenv (sys.prefix {sys.prefix}); PYTHON= must name a base interpreter") if sys.prefix != sys.base_prefix else print(sys.executable)') || exit 1; \
+	if [ ! -x $(PY) ] || [ "$$(cat $(VENV)/.base-python 2>/dev/null)" != "$$base" ]; then \
+	  echo "deps: creating $(VENV) from $$base"; \
+	  rm -rf $(VENV) && $$base -m venv $(VENV) && echo "$$base" > $(VENV)/.base-python && \
+	  echo '$(PYTHON)' > $(VENV)/.python-request; \
+	fi
 	$(PY) -m pip install -q --disable-pip-version-check 'cffi>=1.16' 'setuptools>=65' 'pytest>=7' 'hypothesis>=6'
-	scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src >/dev/null
+	test -n "$(SLURM_SRC)" || scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src >/dev/null
 	touch $@
+
+$(VENV)/.python-request: FORCE
+	@mkdir -p $(VENV)
+	@echo '$(PYTHON)' | cmp -s - $@ || echo '$(PYTHON)' > $@
 
 ## build: libslurmpy.so (cffi embedding) + the two plugins + the staged Python dir
 build: $(VENV)/.deps-ok $(PLUGINS)/prep_python.so $(PLUGINS)/site_factor_python.so $(CORE)/python/.staged
 
 $(CORE)/libslurmpy.so: $(CSRC_CORE) $(VENV)/.deps-ok
-	SLURM_SRC=$(SLURM_SRC) SPM_CFLAGS="$(SPM_CFLAGS)" SPM_LDFLAGS="$(SPM_LDFLAGS)" $(PY) build_ffi.py $(CORE)
+	SLURM_SRC=$(SLURM_SRC) SPM_BASE_PYTHON="$$(cat $(VENV)/.base-python)" \
+	  SPM_CFLAGS="$(SPM_CFLAGS)" SPM_LDFLAGS="$(SPM_LDFLAGS)" $(PY) build_ffi.py $(CORE)
 
 $(PLUGINS)/%.so: csrc/%.c csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/plugin.map $(CORE)/libslurmpy.so
 	gcc $(CFLAGS) $(SPM_CFLAGS) -Wall -fPIC -shared -I csrc -I $(SLURM_SRC) -o $@.tmp $< \
@@ -49,7 +65,8 @@ $(PLUGINS)/%.so: csrc/%.c csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/plu
 	mv -f $@.tmp $@
 
 # The embedded interpreter imports slurmpy_plugins and _cffi_backend from
-# <dir of libslurmpy.so>/python, whatever the daemon's environment.
+# <dir of libslurmpy.so>/python, whatever the daemon's environment.  The
+# package is a symlink here (tests see edits at once); install.py copies it.
 $(CORE)/python/.staged: $(VENV)/.deps-ok
 	mkdir -p $(CORE)/python
 	ln -sfn $(CURDIR)/slurmpy_plugins $(CORE)/python/slurmpy_plugins
@@ -71,7 +88,7 @@ unit: build
 	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) tests/unit
 
 integration: build
-	$(PY) -m pytest -ra $(PYTEST_ARGS) tests/integration
+	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) tests/integration
 
 ## demo: a throwaway single-node cluster on loopback running the example handlers
 demo: install

@@ -14,9 +14,9 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from slurmcluster import Cluster  # noqa: E402
+from slurmcluster import SLURM_PLUGIN_DIR, Cluster  # noqa: E402
 
-PLUGINDIR = os.environ.get("PLUGINDIR", "/usr/lib/x86_64-linux-gnu/slurm-wlm")
+PLUGINDIR = os.environ.get("PLUGINDIR", SLURM_PLUGIN_DIR)
 
 
 def main() -> int:
@@ -42,7 +42,10 @@ def main() -> int:
     ]
     print(f"demo: cluster directory {work}")
     print("demo: slurm.conf additions:\n  " + "\n  ".join(conf))
-    c = Cluster(work / "cluster", conf_extra=conf, env={"DEMO_SEEN": str(seen)})
+    # `make demo PLUGINDIR=...` installs elsewhere: look there first.
+    extra = [] if os.path.realpath(PLUGINDIR) == os.path.realpath(SLURM_PLUGIN_DIR) else [PLUGINDIR]
+    c = Cluster(work / "cluster", conf_extra=conf, plugin_dirs=extra,
+                env={"DEMO_SEEN": str(seen)})
     try:
         c.start()
         print(f"demo: slurmctld pid {c.ctld_pid}, slurmd pid {c.slurmd_pid}, "

@@ -4,38 +4,133 @@
 
 Each file is written beside its destination and renamed over it, so a daemon
 that has the old .so mapped keeps a valid mapping (writing in place would
-crash it).  Files whose bytes are unchanged are left alone.
+crash it).  Files whose bytes, mode and owner are already right are left
+alone, so a second run changes nothing.
+
+The installed tree depends on nothing in the build tree: the build's
+symlinks (build/plugins/slurmpy/python/slurmpy_plugins points into the
+checkout) are copied as real files, every file and directory we create is
+root-owned (when run as root) and not writable by group or others, and the
+result is checked for symlinks before we return.  Under PLUGINDIR/slurmpy/,
+which is ours alone, files the build no longer has (a module removed from
+the package) are deleted, so a stale module can never be imported.
 """
 import filecmp
 import os
 import shutil
+import stat
 import sys
 
+OURS = "slurmpy"                    # PLUGINDIR/slurmpy/ holds only our files
+SKIP_DIRS = ("cffi", "__pycache__")  # cffi: build_ffi.py's compiler scratch
+SKIP_SUFFIXES = (".pyc", ".o", ".tmp")
 
-def install_file(src: str, dst: str) -> bool:
-    if os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False):
+
+def _owner_ok(st: os.stat_result) -> bool:
+    return os.geteuid() != 0 or (st.st_uid == 0 and st.st_gid == 0)
+
+
+def _mode(src: str) -> int:
+    return 0o755 if src.endswith(".so") else 0o644
+
+
+def _up_to_date(src: str, dst: str) -> bool:
+    try:
+        st = os.lstat(dst)
+    except FileNotFoundError:
         return False
-    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+    return (stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == _mode(src)
+            and _owner_ok(st) and filecmp.cmp(src, dst, shallow=False))
+
+
+def make_dir(path: str, dest: str) -> None:
+    """Make sure path is a directory.  A new one is 0755 (root-owned when run
+    as root).  Inside PLUGINDIR/slurmpy, which is ours, an existing one gets
+    its mode/owner fixed (a group-writable directory would let others swap
+    files) and a symlink in its place (an old install pointing into a
+    checkout) is replaced by a real directory.  PLUGINDIR and its parents are
+    Slurm's or the site's: they are only created if missing."""
+    ours = os.path.join(dest, OURS)
+    inside = os.path.commonpath([path, ours]) == ours
+    if inside and path != ours:
+        make_dir(os.path.dirname(path), dest)    # a symlinked parent goes first
+    if inside and os.path.islink(path):
+        print(f"replacing symlink {path} -> {os.readlink(path)} by a directory")
+        os.unlink(path)
+    if not os.path.isdir(path):
+        if os.path.lexists(path):
+            sys.exit(f"install: {path} is in the way (not a directory); remove it")
+        make_dir(os.path.dirname(path), dest)
+        os.mkdir(path, 0o755)
+        os.chmod(path, 0o755)
+        if os.geteuid() == 0:
+            os.chown(path, 0, 0)
+    if not inside:
+        return
+    st = os.lstat(path)
+    if stat.S_IMODE(st.st_mode) & 0o022:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+    if not _owner_ok(st):
+        os.chown(path, 0, 0)
+
+
+def install_file(src: str, dst: str, dest: str) -> bool:
+    make_dir(os.path.dirname(dst), dest)
+    if _up_to_date(src, dst):
+        return False
     tmp = f"{dst}.tmp.{os.getpid()}"
-    shutil.copyfile(src, tmp)
-    os.chmod(tmp, 0o755 if src.endswith(".so") else 0o644)
+    shutil.copyfile(src, tmp)       # follows symlinks: a real file
+    if os.geteuid() == 0:
+        os.chown(tmp, 0, 0)
+    os.chmod(tmp, _mode(src))
     os.replace(tmp, dst)
     return True
 
 
-def main(build: str, dest: str) -> None:
-    changed = 0
+def sources(build: str):
     for root, dirs, files in os.walk(build, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if d not in ("cffi", "__pycache__"))
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
         for f in sorted(files):
-            if f.endswith((".pyc", ".o")):
-                continue
-            src = os.path.join(root, f)
-            dst = os.path.join(dest, os.path.relpath(src, build))
-            if install_file(src, dst):
-                changed += 1
-                print(f"installed {dst}")
-    print(f"install: {changed} file(s) updated in {dest}")
+            if f.startswith(".") or f.endswith(SKIP_SUFFIXES):
+                continue          # .staged and other build markers
+            yield os.path.join(root, f)
+
+
+def main(build: str, dest: str) -> None:
+    build = os.path.abspath(build)
+    dest = os.path.abspath(dest)
+    make_dir(dest, dest)
+    changed = removed = 0
+    wanted = set()
+    for src in sources(build):
+        rel = os.path.relpath(src, build)
+        dst = os.path.join(dest, rel)
+        wanted.add(rel)
+        if install_file(src, dst, dest):
+            changed += 1
+            print(f"installed {dst}")
+    ours = os.path.join(dest, OURS)
+    for root, dirs, files in os.walk(ours):
+        for f in files:
+            path = os.path.join(root, f)
+            if os.path.relpath(path, dest) not in wanted:
+                os.unlink(path)
+                removed += 1
+                print(f"removed {path}")
+    problems = []
+    for root, dirs, files in os.walk(ours):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                problems.append(f"{path} is a symlink")
+            elif st.st_mode & 0o022 or not _owner_ok(st):
+                problems.append(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, "
+                                f"owner {st.st_uid}:{st.st_gid}")
+    if problems:
+        sys.exit("install: the installed tree is not self-contained and root-owned:\n  "
+                 + "\n  ".join(problems))
+    print(f"install: {changed} file(s) updated, {removed} removed in {dest}")
 
 
 if __name__ == "__main__":
