@@ -28,7 +28,7 @@ import cffi
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from slurmpy_plugins import PrEpHandler, _bridge, _log, _records  # noqa: E402
+from slurmpy_plugins import PrEpHandler, _context, _factors, _log, _records  # noqa: E402
 
 
 def per_call(fn, n: int, repeat: int = 7) -> float:
@@ -58,6 +58,11 @@ def main() -> None:
     ctypes.CDLL("/usr/lib/x86_64-linux-gnu/slurm-wlm/libslurmfull.so", mode=ctypes.RTLD_GLOBAL)
     lib = ffi.dlopen(str(ROOT / "build" / "plugins" / "slurmpy" / "libslurmpy.so"))
     _records.install(ffi, lib)
+    _factors.install(lib)
+    _context.install(ffi, lib)
+    PREP = lib.SPM_CTX_PREP
+    PREFIX = _context.PREFIX
+    HOOKS = _context.HOOKS[PREP]
 
     arena = lib.spm_arena_new(4096)
     job = ffi.cast("spm_job_t *", lib.spm_arena_alloc(arena, ffi.sizeof("spm_job_t")))
@@ -69,7 +74,7 @@ def main() -> None:
 
     class Cfg:          # what Context.maybe_reload() reads
         reload = 2.0
-    ctx = _bridge.Context(_bridge.PREP)
+    ctx = _context.Context(PREP)
     ctx.cfg = Cfg()
     ctx.next_check = time.monotonic() + 3600
     ctx.loaded = type("L", (), {"instance": Handler()})()
@@ -84,9 +89,9 @@ def main() -> None:
         # spm_py_prep's body for a no-op handler, success path, as of
         # d4b1dfe: no arena ref/ffi.gc unless the record escaped, no log
         # strings unless something failed
-        _log.set_prefix(_bridge.PREFIX[_bridge.PREP])
+        _log.set_prefix(PREFIX[PREP])
         c = ctx
-        nm = _bridge.PREP_HOOKS[2]
+        nm = HOOKS[lib.SPM_HOOK_PROLOG_SLURMCTLD]
         loaded = c.loaded
         if loaded is None:
             return 2
@@ -105,9 +110,9 @@ def main() -> None:
     def full_before():
         # the same body before d4b1dfe: arena ref + ffi.gc and the log
         # string on every call
-        _log.set_prefix(_bridge.PREFIX[_bridge.PREP])
+        _log.set_prefix(PREFIX[PREP])
         c = ctx
-        nm = _bridge.PREP_HOOKS[2]
+        nm = HOOKS[lib.SPM_HOOK_PROLOG_SLURMCTLD]
         rec = _records.Job(job, own())
         what = f"{nm} for JobId={rec.job_id}"
         if c.loaded is None:
@@ -155,9 +160,7 @@ def main() -> None:
                           {j.job_id: 1 for j in jobs})),
                       # what the bridge does with the returned dict: its
                       # checks (if this version has them) and the C arrays
-                      ("bridge_check+arrays", (lambda r: lambda: (
-                          getattr(_bridge, "_check_mapping", lambda x: None)(r),
-                          array.array("I", r.keys()), array.array("q", r.values())))(
+                      ("bridge_check+arrays", (lambda r: lambda: _factors.check_update(r, n_jobs))(
                           {1000000 + i: 1 for i in range(n_jobs)}))):
         best = float("inf")
         for _ in range(3):

@@ -56,7 +56,7 @@ static void (*arena_unref)(spm_arena_t *);
 static void (*lazy_close)(spm_lazy_t *);
 static int (*lazy_load)(spm_lazy_t *, spm_job_t *);
 
-/* end an update() batch as calls.c does: close the lazy part, unref */
+/* end an update() batch as dispatch_site_factor.c does: close the lazy part, unref */
 static void batch_done(spm_batch_t *b, spm_arena_t *a)
 {
 	if (lazy_close && b)

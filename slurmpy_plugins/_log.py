@@ -10,7 +10,9 @@ __all__ = ["SlurmLogHandler", "install", "prefix", "set_prefix"]
 _tls = threading.local()
 _DEFAULT_PREFIX = "slurmpy"
 
-# Slurm log_level_t values (spm_types.h SPM_LOG_*).
+# Slurm log_level_t values.  install() takes them from the library
+# (spm_types.h SPM_LOG_*, the one definition); these are Slurm's values, for
+# use outside a daemon (tests).
 ERROR, INFO, VERBOSE, DEBUG, DEBUG2 = 2, 3, 4, 5, 6
 
 
@@ -101,6 +103,10 @@ class _LogWriter(io.TextIOBase):
 
 def install(ffi, lib) -> None:
     import sys
+    global ERROR, INFO, VERBOSE, DEBUG, DEBUG2
+    ERROR, INFO, VERBOSE, DEBUG, DEBUG2 = (lib.SPM_LOG_ERROR, lib.SPM_LOG_INFO,
+                                           lib.SPM_LOG_VERBOSE, lib.SPM_LOG_DEBUG,
+                                           lib.SPM_LOG_DEBUG2)
     root = logging.getLogger()
     if not any(isinstance(h, SlurmLogHandler) for h in root.handlers):
         h = SlurmLogHandler(ffi, lib)

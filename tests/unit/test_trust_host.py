@@ -317,3 +317,37 @@ def test_update_mapping_is_read_once_and_bounded(make_host, handlers):
     assert got == {1: NICE_OFFSET + 7, 2: NICE_OFFSET + 7}
     assert h.sanitizer_report() == ""
     assert h.ping() == {}
+
+
+# ---------------------------------------------------------------------------
+# errors inside cffi's own embedding init reach the daemon log
+# ---------------------------------------------------------------------------
+
+def test_cffi_init_failure_is_logged_not_lost_on_stderr(make_host, handlers,
+                                                        tmp_path):
+    """With a _cffi_backend that cannot be imported, cffi's embedding init
+    fails before any of our Python runs and prints to sys.stderr, which is
+    /dev/null in a daemon: it must reach the log, and every hook fails
+    closed."""
+    import shutil
+    from .conftest import PLUGIN_DIR
+    dst = tmp_path / "plugins"
+    shutil.copytree(PLUGIN_DIR, dst, symlinks=False,
+                    ignore=shutil.ignore_patterns("cffi"))
+    for so in (dst / "slurmpy" / "python").glob("_cffi_backend*.so"):
+        so.unlink()
+    (dst / "slurmpy" / "python" / "_cffi_backend.py").write_text(
+        "raise ImportError('this cffi backend is broken')\n")
+    handlers.write("hh", "from slurmpy_plugins import PrEpHandler\n"
+                         "class H(PrEpHandler):\n"
+                         "    def prolog_slurmctld(self, job): pass\n")
+    h = make_host("prep", so=str(dst / "prep_python.so"))
+    h.conf(prep_params=handlers.params("hh:H"))
+    h.load()
+    h.callbacks()
+    h.wait_booted()
+    assert_async_ok(h.prolog_slurmctld(job_id=1))
+    assert h.wait_callbacks(1)[0]["rc"] == WAIT_FAILED
+    log = h.log()
+    assert "error: slurmpy: Failed to initialize the Python-CFFI embedding logic" in log, log
+    assert "the Python bridge did not attach" in log
