@@ -53,6 +53,15 @@ def install(ffi_, lib_) -> None:
     threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
 
 
+def refusal(plugin: str, e: Exception) -> str:
+    """Why the daemon cannot use a handler: the text of its log line
+    `handler not loaded: <refusal>` (also what `slurmpy-plugins check`
+    reports)."""
+    if isinstance(e, _config.ConfigError):
+        return str(e)
+    return f"{e}; every {plugin} hook fails until it is fixed"
+
+
 def say(ctx: int, level: int, msg: str) -> None:
     prefix = PREFIX[ctx].encode()
     for line in msg.splitlines() or [""]:
@@ -95,7 +104,7 @@ class Context:
             cfg = _config.parse(_cstr(boot.params), conf_key=CONF_KEY[self.ctx],
                                 conf_path=_cstr(boot.conf_path))
         except _config.ConfigError as e:
-            self._fail(str(e))
+            self._fail(refusal(PREFIX[self.ctx], e))
             self.cfg = None
             self.loaded = None   # fail closed: no handler from older params
             boot.hooks = ALL_HOOKS
@@ -130,8 +139,7 @@ class Context:
             loaded = _loader.load(self.cfg, BASE[self.ctx], self.trusted)
         except _loader.HandlerError as e:
             if self.loaded is None:
-                self._fail(f"{e}; every {PREFIX[self.ctx]} hook fails until it is fixed",
-                           e.__cause__)
+                self._fail(refusal(PREFIX[self.ctx], e), e.__cause__)
             else:
                 say(self.ctx, lib.SPM_LOG_ERROR,
                     f"changed handler refused, the previous one keeps running: {e}")

@@ -1,0 +1,189 @@
+"""`slurmpy-plugins check [SLURM_CONF]`: what the daemons will do with the
+handlers a slurm.conf names, before they reach a cluster.
+
+It reads the same parameters the plugins read, runs the same permission
+checks and the same loader (slurmpy_plugins._config and _loader: the code
+the daemons run, not a copy), imports and instantiates each handler, and
+reports the hooks it overrides, what Slurm does with each, every cause that
+would make a plugin fail closed (with the daemon's own message), and known
+configuration traps.  Exit status: 0 when every configured plugin would load
+(traps are warnings; --strict makes them errors), 1 otherwise, 2 when
+slurm.conf cannot be read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pwd
+import sys
+from dataclasses import asdict, dataclass, field
+
+from . import _config, _context, _loader, _slurmconf
+from ._handlers import PrEpHandler, SiteFactorHandler
+
+__all__ = ["check", "main"]
+
+# What Slurm does with each hook (README "Handler API").
+ACTIONS = {
+    "prolog": "slurmd, as root, before the job's first step on each node; raising drains the node",
+    "epilog": "slurmd, as root, after the job's last step on each node; raising drains the node",
+    "prolog_slurmctld": "slurmctld, on a worker thread, before the job launches; raising requeues "
+                        "the job, or kills it if it cannot be requeued",
+    "epilog_slurmctld": "slurmctld, on a worker thread, after the job ends; raising is logged",
+    "set": "slurmctld, under the job write lock, at submission and priority recalculation: "
+           "the job's SITE factor (None: unchanged)",
+    "update": "slurmctld, under the job write lock, every PriorityCalcPeriod: "
+              "{job_id: factor} for pending jobs",
+    "reconfig": "slurmctld, on scontrol reconfigure",
+}
+
+
+@dataclass
+class PluginReport:
+    plugin: str                  # "prep/python", "site_factor/python"
+    conf_key: str                # the slurm.conf key of its parameters
+    params: str | None
+    loaded: bool = False
+    handler: str | None = None
+    module_file: str | None = None
+    hooks: dict[str, str] = field(default_factory=dict)   # name -> what Slurm does
+    error: str | None = None     # the daemon's "handler not loaded: ..." text
+    traceback: str | None = None
+
+
+@dataclass
+class Report:
+    slurm_conf: str
+    plugins: list[PluginReport] = field(default_factory=list)
+    traps: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(p.loaded for p in self.plugins) and bool(self.plugins)
+
+
+def _overridden(instance, base: type) -> list[str]:
+    cls = type(instance)
+    return [n for n in ACTIONS if hasattr(base, n) and getattr(cls, n) is not getattr(base, n)]
+
+
+def _trusted(conf: _slurmconf.SlurmConf) -> set[int]:
+    user = conf.get("SlurmUser", "root") or "root"
+    try:
+        return {0, int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid}
+    except KeyError:
+        raise _slurmconf.SlurmConfError(
+            f"{conf.where.get('slurmuser', conf.path)}: SlurmUser={user!r} is not a known user") from None
+
+
+def _check_plugin(plugin: str, conf_key: str, base: type, conf: _slurmconf.SlurmConf,
+                  trusted: set[int]) -> PluginReport:
+    params = conf.get(conf_key)
+    rep = PluginReport(plugin=plugin, conf_key=conf_key, params=params)
+    try:
+        cfg = _config.parse(params, conf_key=conf_key, conf_path=conf.path)
+        rep.handler = cfg.handler
+        loaded = _loader.load(cfg, base, trusted)
+    except (_config.ConfigError, _loader.HandlerError) as e:
+        rep.error = "handler not loaded: " + _context.refusal(plugin, e)
+        cause = e.__cause__
+        if cause is not None and not isinstance(cause, SyntaxError):
+            rep.traceback = _loader.format_tb(cause)
+        return rep
+    rep.loaded = True
+    rep.module_file = loaded.module_file
+    rep.hooks = {n: ACTIONS[n] for n in _overridden(loaded.instance, base)}
+    return rep
+
+
+def check(path: str) -> Report:
+    """Check the slurmpy plugins a slurm.conf configures.  Raises
+    SlurmConfError when slurm.conf itself cannot be read."""
+    conf = _slurmconf.read(path)
+    report = Report(slurm_conf=path)
+    trusted = _trusted(conf)
+    prep_plugins = [p.strip().removeprefix("prep/")
+                    for p in (conf.get("PrEpPlugins") or "").split(",") if p.strip()]
+    sf_plugin = (conf.get("PrioritySiteFactorPlugin") or "").strip()
+    if "python" in prep_plugins:
+        rep = _check_plugin("prep/python", "PrEpParameters", PrEpHandler, conf, trusted)
+        report.plugins.append(rep)
+        if "epilog" in rep.hooks and not (conf.get("Epilog") or "").strip():
+            report.traps.append("prep/python: " + _context.EPILOG_WARNING.removeprefix("warning: "))
+        if {"prolog", "epilog"} & set(rep.hooks):
+            report.traps.append(
+                "prep/python: the handler defines prolog()/epilog(): slurmd loads it on every "
+                "compute node, so the handler files and the plugin must be installed there too "
+                "(this check only sees this machine)")
+    if sf_plugin in ("site_factor/python", "python"):
+        rep = _check_plugin("site_factor/python", "PrioritySiteFactorParameters",
+                            SiteFactorHandler, conf, trusted)
+        report.plugins.append(rep)
+        if (conf.get("PriorityType") or "").strip() != "priority/multifactor":
+            report.traps.append(
+                "site_factor/python: PriorityType is not priority/multifactor: Slurm never "
+                "loads the site factor plugin")
+        acct = (conf.get("AccountingStorageType") or "").strip()
+        if "update" in rep.hooks and acct != "accounting_storage/slurmdbd":
+            report.traps.append(
+                "site_factor/python: the handler defines update(), but AccountingStorageType is "
+                f"{acct or 'not set'}: Slurm 22.05 only runs the periodic priority recalculation, "
+                "the one caller of update(), with accounting_storage/slurmdbd")
+    if not report.plugins:
+        report.errors.append(
+            f"{path} configures no slurmpy plugin (PrEpPlugins with prep/python, or "
+            "PrioritySiteFactorPlugin=site_factor/python)")
+    return report
+
+
+def _print_text(report: Report, out) -> None:
+    print(f"slurm.conf: {report.slurm_conf}", file=out)
+    for p in report.plugins:
+        print(f"\n{p.plugin} ({p.conf_key}={p.params or ''})", file=out)
+        if p.loaded:
+            print(f"  OK: handler {p.handler} from {p.module_file}", file=out)
+            if not p.hooks:
+                print("  hooks: none overridden (the plugin does nothing)", file=out)
+            for name, what in p.hooks.items():
+                print(f"  {name}(): {what}", file=out)
+        else:
+            print(f"  FAILS CLOSED: {p.error}", file=out)
+            print("  (every hook is called and fails: no job runs unchecked)", file=out)
+            if p.traceback:
+                for line in p.traceback.splitlines():
+                    print(f"    {line}", file=out)
+    if report.traps:
+        print("\nwarnings:", file=out)
+        for t in report.traps:
+            print(f"  - {t}", file=out)
+    for e in report.errors:
+        print(f"\nerror: {e}", file=out)
+    print(f"\n{'OK' if report.ok else 'NOT OK'}", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="slurmpy-plugins check",
+        description="Check the slurmpy handlers a slurm.conf configures, with the daemons' own "
+                    "loader and permission checks.")
+    ap.add_argument("slurm_conf", nargs="?", default=None,
+                    help="slurm.conf to read (default: $SLURM_CONF, else /etc/slurm/slurm.conf)")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    args = ap.parse_args(argv)
+    path = args.slurm_conf or _slurmconf.default_path()
+    try:
+        report = check(path)
+    except _slurmconf.SlurmConfError as e:
+        if args.json:
+            print(json.dumps({"slurm_conf": path, "ok": False, "errors": [str(e)]}))
+        else:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    ok = report.ok and not (args.strict and report.traps)
+    if args.json:
+        print(json.dumps(dict(asdict(report), ok=ok), indent=2))
+    else:
+        _print_text(report, sys.stdout)
+    return 0 if ok else 1
