@@ -521,7 +521,7 @@ def test_set_and_update_timeouts(make_host, handlers):
     for j in (2, 3, 4):
         res = set_factor(h, j, "fine", site_factor=NICE_OFFSET + 7)
         assert res["site_factor"] == NICE_OFFSET + 7
-        assert res["us"] < 200000, res
+        assert res["us"] < 400000, res      # the timeout is 500 ms
     assert "an earlier call is still stuck in the handler" in h.log()
     # the stuck handler is interrupted (TimeoutError) and returns: calls
     # are answered again

@@ -40,7 +40,8 @@ def test_queued_call_is_answered_within_its_timeout_from_submission(
         at[c["job_id"]] = c
     assert (at[1]["rc"], at[1]["timed_out"]) == (0, 0)
     assert (at[2]["rc"], at[2]["timed_out"]) == (WAIT_KILLED, 1)
-    assert time.monotonic() - t0 < 1.25 + (1.0 if ASAN else 0)
+    # (job 2 alone would finish at 1.2 s, with success)
+    assert time.monotonic() - t0 < 2.0 + (1.0 if ASAN else 0)
     assert ("prolog_slurmctld for JobId=2 timed out: the handler exceeded its "
             "time limit of 1000 ms") in h.log()
 
@@ -73,8 +74,8 @@ def test_all_workers_stuck_every_call_is_still_answered(make_host, handlers):
     assert_async_ok(h.prolog_slurmctld(job_id=1000, name="quick"))
     cbs = h.wait_callbacks(n_hang + 1, timeout=20)
     quick = [c for c in cbs if c["job_id"] == 1000]
-    assert len(quick) == 1 and quick[0]["rc"] == WAIT_FAILED
-    assert time.monotonic() - t0 < 1.0
+    assert len(quick) == 1 and quick[0]["rc"] == WAIT_FAILED    # not timed out
+    assert time.monotonic() - t0 < 2.0
     assert "no worker thread can run it: all are stuck in handlers" in h.log()
     # every hung call answered exactly once, as timed out or failed
     assert sorted(c["job_id"] for c in cbs) == list(range(1, n_hang + 1)) + [1000]
@@ -113,7 +114,7 @@ def test_handler_loads_on_its_own_thread_not_inside_the_first_hook(
     res = h.prolog_slurmctld(job_id=1)        # under the job/node locks
     took = time.monotonic() - t0
     assert res["rc"] == 0 and res["async"] == 1
-    assert took < 1.0, took
+    assert took < 1.5, took          # the import alone takes 2 s
     # while it loads, Slurm must still call the slurmctld hooks
     assert req["prolog_slurmctld"] and req["epilog_slurmctld"]
     cb = h.wait_callbacks(1, timeout=10)[0]
@@ -137,7 +138,7 @@ def test_boot_timeout_keeps_every_limit_and_the_late_load_is_taken(
     t0 = time.monotonic()
     assert_async_ok(h.prolog_slurmctld(job_id=1, time_limit=0))
     cb = h.wait_callbacks(1, timeout=5)[0]
-    assert cb["rc"] == WAIT_FAILED and time.monotonic() - t0 < 0.5
+    assert cb["rc"] == WAIT_FAILED and time.monotonic() - t0 < 1.0
     log = h.log()
     assert "loading the handler takes more than 500 ms" in log
     assert "the handler is still loading" in log
@@ -168,7 +169,7 @@ def test_site_factor_calls_never_wait_for_a_slow_boot(make_host, handlers):
     t0 = time.monotonic()
     res = h.site_set(job_id=1, site_factor=NICE_OFFSET + 9)
     assert res["site_factor"] == NICE_OFFSET + 9     # left unchanged
-    assert time.monotonic() - t0 < 0.3
+    assert time.monotonic() - t0 < 1.0     # the import takes 2 s
     assert "the handler is still loading" in h.log()
     h.wait_booted()
     assert h.site_set(job_id=2)["site_factor"] == NICE_OFFSET + 3
