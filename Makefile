@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 APT_PKGS := slurmctld slurmd slurm-client libslurm-dev dpkg-dev gcc make \
             python3-dev python3-venv slurmdbd mariadb-server
 
-CSRC_CORE := $(wildcard csrc/*.c) \
+CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h \
              csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
 .PHONY: all deps build install test unit integration demo bench asan clean FORCE
@@ -52,7 +52,8 @@ $(VENV)/.python-request: FORCE
 	@echo '$(PYTHON)' | cmp -s - $@ || echo '$(PYTHON)' > $@
 
 ## build: libslurmpy.so (cffi embedding) + the two plugins + the staged Python dir
-build: $(VENV)/.deps-ok $(PLUGINS)/prep_python.so $(PLUGINS)/site_factor_python.so $(CORE)/python/.staged
+build: $(VENV)/.deps-ok $(PLUGINS)/prep_python.so $(PLUGINS)/site_factor_python.so \
+       $(PLUGINS)/job_submit_python.so $(CORE)/python/.staged
 
 $(CORE)/libslurmpy.so: $(CSRC_CORE) $(VENV)/.deps-ok
 	SLURM_SRC=$(SLURM_SRC) SPM_BASE_PYTHON="$$(cat $(VENV)/.base-python)" \

@@ -27,7 +27,8 @@ CSRC = HERE / "csrc"
 
 # libslurmpy.so: one concern per file (see csrc/spm.h).
 SOURCES = ("log.c", "arena.c", "runtime.c", "pool.c", "ctx.c", "dispatch_prep.c",
-           "dispatch_site_factor.c", "conf.c", "snapshot.c", "factors.c")
+           "dispatch_site_factor.c", "dispatch_job_submit.c", "conf.c", "snapshot.c",
+           "factors.c", "jobdesc.c")
 
 INIT_CODE = """
 from _slurmpy import ffi, lib

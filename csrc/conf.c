@@ -4,6 +4,8 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "config.h"
 #include "slurm/slurm.h"
@@ -19,7 +21,19 @@ SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out)
 	uint16_t t = slurm_conf.prolog_epilog_timeout;
 
 	out->params = ctx == SPM_CTX_SITE_FACTOR ?
-		slurm_conf.site_factor_params : slurm_conf.prep_params;
+		slurm_conf.site_factor_params :
+		ctx == SPM_CTX_PREP ? slurm_conf.prep_params : NULL;
+	out->params_file[0] = '\0';
+	if (ctx == SPM_CTX_JOB_SUBMIT && slurm_conf.slurm_conf) {
+		/* Slurm has no parameters key for job_submit plugins: like
+		 * job_submit.lua, the file sits beside slurm.conf. */
+		const char *slash = strrchr(slurm_conf.slurm_conf, '/');
+		int dir = slash ? (int)(slash - slurm_conf.slurm_conf) : 1;
+
+		snprintf(out->params_file, sizeof(out->params_file),
+			 "%.*s/job_submit_python.conf", dir,
+			 slash ? slurm_conf.slurm_conf : ".");
+	}
 	out->conf_path = slurm_conf.slurm_conf;
 	out->prolog_epilog_timeout =
 		(t == NO_VAL16 || t == INFINITE16) ? 0 : t;

@@ -1,5 +1,6 @@
 /*
- * ctx.c - one context per plugin (prep, site_factor): its parameters, its
+ * ctx.c - one context per plugin (prep, site_factor, job_submit): its
+ * parameters (for job_submit: the text of job_submit_python.conf), its
  * per-call limit, the hooks its handler overrides, and the boot that
  * starts Python and loads the handler.
  *
@@ -12,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +21,8 @@
 #include "spm.h"
 
 #define SF_DEFAULT_TIMEOUT_MS 5000
+#define JS_DEFAULT_TIMEOUT_MS 5000
+#define JS_CONF_MAX (1 << 20)
 
 struct ctx_state {
 	pthread_mutex_t mu;
@@ -31,6 +35,8 @@ struct ctx_state {
 	uint32_t default_timeout_ms;
 	uint32_t hooks;            /* atomic: 1 << SPM_HOOK_* */
 	uint32_t timeout_ms;       /* atomic */
+	uint32_t on_failure_accept; /* atomic: job_submit on_failure=accept */
+	char params_file[4096];    /* job_submit: the conf file */
 };
 
 static struct ctx_state ctxs[SPM_CTX_COUNT];
@@ -81,6 +87,11 @@ uint32_t spm_ctx_timeout_ms(int ctx)
 	return __atomic_load_n(&_ctx(ctx)->timeout_ms, __ATOMIC_ACQUIRE);
 }
 
+SPM_EXPORT bool spm_ctx_on_failure_accept(int ctx)
+{
+	return __atomic_load_n(&_ctx(ctx)->on_failure_accept, __ATOMIC_ACQUIRE);
+}
+
 static void _set_timeout(struct ctx_state *c, uint32_t ms)
 {
 	__atomic_store_n(&c->timeout_ms, ms, __ATOMIC_RELEASE);
@@ -104,6 +115,7 @@ struct boot_call {
 	spm_boot_t boot;
 	char *params;
 	char *conf_path;
+	char params_file[4096];
 	int rc;                    /* what spm_py_boot returned */
 };
 
@@ -161,6 +173,10 @@ static void _boot_once(int ctx, struct ctx_state *c, const char *params)
 	b->boot.daemon = spm_daemon();
 	b->boot.params = b->params;
 	b->boot.conf_path = b->conf_path;
+	pthread_mutex_lock(&c->mu);
+	memcpy(b->params_file, c->params_file, sizeof(b->params_file));
+	pthread_mutex_unlock(&c->mu);
+	b->boot.params_file = b->params_file[0] ? b->params_file : NULL;
 	b->boot.default_timeout_ms = c->default_timeout_ms;
 	b->boot.slurm_user_id = conf.slurm_user_id;
 	b->boot.epilog_set = conf.epilog_set;
@@ -181,6 +197,9 @@ static void _boot_once(int ctx, struct ctx_state *c, const char *params)
 		/* FAILED: no usable handler; Python reports every hook, so
 		 * the calls come and fail closed (logged there). */
 		spm_set_hooks(ctx, b->boot.hooks);
+		__atomic_store_n(&c->on_failure_accept,
+				 b->boot.on_failure_accept != 0,
+				 __ATOMIC_RELEASE);
 		_set_timeout(c, b->boot.timeout_ms);
 		spm_pool_retime(ctx, b->boot.timeout_ms);
 		(void)spm_pool_start(ctx, b->boot.workers);
@@ -255,6 +274,31 @@ static void _start_boot_locked(int ctx, struct ctx_state *c)
 
 /* ---- API ---- */
 
+/* job_submit's parameters: the text of its conf file (NULL if it cannot
+ * be read; Python then names the error).  Re-read at every init(), so a
+ * changed file loads again when Slurm re-inits the plugin. */
+static char *_read_params_file(const char *path)
+{
+	FILE *f = path[0] ? fopen(path, "re") : NULL;
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return NULL;
+	if (!(buf = malloc(JS_CONF_MAX + 1))) {
+		fclose(f);
+		return NULL;
+	}
+	n = fread(buf, 1, JS_CONF_MAX, f);
+	buf[n] = '\0';
+	if (ferror(f)) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	return buf;
+}
+
 SPM_EXPORT int spm_ctx_init(int ctx)
 {
 	struct ctx_state *c = _ctx(ctx);
@@ -264,9 +308,16 @@ SPM_EXPORT int spm_ctx_init(int ctx)
 	spm_read_conf(ctx, &conf);
 	pthread_mutex_lock(&c->mu);
 	free(c->params);
-	c->params = _dup(conf.params);
-	c->default_timeout_ms = ctx == SPM_CTX_SITE_FACTOR ?
-		SF_DEFAULT_TIMEOUT_MS : conf.prolog_epilog_timeout * 1000;
+	if (ctx == SPM_CTX_JOB_SUBMIT) {
+		memcpy(c->params_file, conf.params_file, sizeof(c->params_file));
+		c->params = _read_params_file(conf.params_file);
+		c->default_timeout_ms = JS_DEFAULT_TIMEOUT_MS;
+	} else {
+		c->params = _dup(conf.params);
+		c->default_timeout_ms = ctx == SPM_CTX_SITE_FACTOR ?
+			SF_DEFAULT_TIMEOUT_MS :
+			conf.prolog_epilog_timeout * 1000;
+	}
 	/* Every path has its limit before any boot answered. */
 	if (!c->booted)
 		_set_timeout(c, c->default_timeout_ms);

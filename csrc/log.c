@@ -16,6 +16,7 @@ extern int get_log_level(void);
 const char *const spm_ctx_names[SPM_CTX_COUNT] = {
 	[SPM_CTX_PREP] = "prep/python",
 	[SPM_CTX_SITE_FACTOR] = "site_factor/python",
+	[SPM_CTX_JOB_SUBMIT] = "job_submit/python",
 };
 
 const char *const spm_hook_names[SPM_HOOK_COUNT] = {
@@ -26,6 +27,8 @@ const char *const spm_hook_names[SPM_HOOK_COUNT] = {
 	[SPM_HOOK_SF_SET] = "set",
 	[SPM_HOOK_SF_UPDATE] = "update",
 	[SPM_HOOK_SF_RECONFIG] = "reconfig",
+	[SPM_HOOK_JS_SUBMIT] = "submit",
+	[SPM_HOOK_JS_MODIFY] = "modify",
 };
 
 const int spm_hook_ctx[SPM_HOOK_COUNT] = {
@@ -36,6 +39,8 @@ const int spm_hook_ctx[SPM_HOOK_COUNT] = {
 	[SPM_HOOK_SF_SET] = SPM_CTX_SITE_FACTOR,
 	[SPM_HOOK_SF_UPDATE] = SPM_CTX_SITE_FACTOR,
 	[SPM_HOOK_SF_RECONFIG] = SPM_CTX_SITE_FACTOR,
+	[SPM_HOOK_JS_SUBMIT] = SPM_CTX_JOB_SUBMIT,
+	[SPM_HOOK_JS_MODIFY] = SPM_CTX_JOB_SUBMIT,
 };
 
 int spm_ctx_index(int ctx)

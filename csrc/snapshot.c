@@ -329,3 +329,122 @@ uint32_t spm_job_id(struct job_record *job_ptr)
 {
 	return job_ptr->job_id;
 }
+
+/* ---- job_submit: job_desc_msg_t and the partitions ---- */
+
+#include "jobdesc_fields.h"
+
+#define S(f, v) do { if ((v) && !(out->f = spm_arena_strdup(a, (v)))) \
+			     oom = 1; } while (0)
+
+spm_jobdesc_t *spm_snapshot_jobdesc(struct job_descriptor *desc,
+				    spm_arena_t *a)
+{
+	job_desc_msg_t *d = desc;
+	spm_jobdesc_t *out = spm_arena_alloc(a, sizeof(*out));
+	int oom = 0;
+
+	if (!out)
+		return NULL;
+#define JD_NUM(f) out->f = d->f;
+#define JD_RO_NUM(f) JD_NUM(f)
+#define JD_STR(f) S(f, d->f);
+#define JD_RO_STR(f) JD_STR(f)
+	SPM_JOBDESC_FIELDS
+#undef JD_NUM
+#undef JD_RO_NUM
+#undef JD_STR
+#undef JD_RO_STR
+	out->min_mem_per_node = out->min_mem_per_cpu = NO_VAL64;
+	if (d->pn_min_memory != NO_VAL64) {
+		if (d->pn_min_memory & MEM_PER_CPU)
+			out->min_mem_per_cpu = d->pn_min_memory & ~MEM_PER_CPU;
+		else
+			out->min_mem_per_node = d->pn_min_memory;
+	}
+	out->environment = _copy_strv(a, d->environment, d->env_size, &oom);
+	out->environment_size = out->environment ? d->env_size : 0;
+	out->spank_job_env = _copy_strv(a, d->spank_job_env,
+					d->spank_job_env_size, &oom);
+	out->spank_job_env_size = out->spank_job_env ?
+		d->spank_job_env_size : 0;
+	return oom ? NULL : out;
+}
+
+static const char *_part_state(uint16_t s)
+{
+	switch (s) {
+	case PARTITION_UP: return "UP";
+	case PARTITION_DOWN: return "DOWN";
+	case PARTITION_DRAIN: return "DRAIN";
+	case PARTITION_INACTIVE: return "INACTIVE";
+	default: return "UNKNOWN";
+	}
+}
+
+struct part_collect {
+	spm_arena_t *a;
+	spm_partlist_t *list;
+	uint32_t cap;
+	part_record_t *def;
+	int oom;
+};
+
+static int _collect_part(void *x, void *arg)
+{
+	part_record_t *p = x;
+	struct part_collect *c = arg;
+	spm_part_t *out;
+	int oom = 0;
+
+	if (c->list->count >= c->cap)
+		return 0;
+	out = &c->list->parts[c->list->count++];
+	out->max_time = p->max_time;
+	out->default_time = p->default_time;
+	out->max_nodes = p->max_nodes;
+	out->min_nodes = p->min_nodes;
+	out->total_nodes = p->total_nodes;
+	out->total_cpus = p->total_cpus;
+	out->max_cpus_per_node = p->max_cpus_per_node;
+	out->priority_tier = p->priority_tier;
+	out->flags = p->flags;
+	out->is_default = p == c->def;
+	{
+		spm_arena_t *a = c->a;
+		S(name, p->name);
+		S(state, _part_state(p->state_up));
+		S(nodes, p->nodes);
+		S(allow_accounts, p->allow_accounts);
+		S(deny_accounts, p->deny_accounts);
+		S(allow_qos, p->allow_qos);
+		S(deny_qos, p->deny_qos);
+		S(allow_groups, p->allow_groups);
+		S(qos, p->qos_char);
+		S(alternate, p->alternate);
+	}
+	if (oom)
+		c->oom = 1;
+	return 0;
+}
+
+spm_partlist_t *spm_snapshot_parts(spm_arena_t *a)
+{
+	List *pl = (List *)dlsym(RTLD_DEFAULT, "part_list");
+	part_record_t **def = (part_record_t **)dlsym(RTLD_DEFAULT,
+						      "default_part_loc");
+	struct part_collect c = { .a = a };
+
+	if (!(c.list = spm_arena_alloc(a, sizeof(*c.list))))
+		return NULL;
+	if (!pl || !*pl)
+		return c.list;
+	c.cap = list_count(*pl);
+	c.def = def ? *def : NULL;
+	if (c.cap && !(c.list->parts = spm_arena_alloc(
+			       a, (size_t)c.cap * sizeof(spm_part_t))))
+		return NULL;
+	(void)list_for_each(*pl, _collect_part, &c);
+	return c.oom ? NULL : c.list;
+}
+#undef S

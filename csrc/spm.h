@@ -8,11 +8,16 @@
  *   ctx.c                 per-plugin context: parameters, async boot
  *   dispatch_prep.c       the PrEp API turned into pool tasks
  *   dispatch_site_factor.c the site_factor API turned into pool tasks
+ *   dispatch_job_submit.c the job_submit API turned into pool tasks
  *   conf.c                what the shim reads of slurm_conf, daemon identity
  *   snapshot.c            copies of Slurm's records (the only reader)
- *   factors.c             site factors written back (the only writer)
+ *   factors.c             site factors written back (the only writer of
+ *                         job records)
+ *   jobdesc.c             job_submit changes written back (the only writer
+ *                         of job_desc_msg_t, and of err_msg)
  *
- * and seen by the thin plugins (prep_python.c, site_factor_python.c).  One
+ * and seen by the thin plugins (prep_python.c, site_factor_python.c,
+ * job_submit_python.c).  One
  * libslurmpy.so is loaded per daemon, so both plugins share one
  * interpreter and one dispatch path.
  *
@@ -40,8 +45,10 @@
 #define SLURM_ERROR -1
 #endif
 
-/* Opaque Slurm types: only conf.c, snapshot.c and factors.c see them. */
+/* Opaque Slurm types: only conf.c, snapshot.c, factors.c and jobdesc.c
+ * see them. */
 struct job_record;
+struct job_descriptor;
 
 typedef void (*spm_slurm_cb_t)(int rc, uint32_t job_id, bool timed_out);
 
@@ -68,7 +75,6 @@ int spm_ctx_index(int ctx);
  * is NULL. */
 spm_arena_t *spm_arena_new(size_t first_chunk);
 void *spm_arena_alloc(spm_arena_t *arena, size_t size);
-char *spm_arena_strdup(spm_arena_t *arena, const char *s);
 
 /* ---- runtime.c ---- */
 
@@ -188,7 +194,10 @@ uint64_t spm_now_ms(void);
 /* ---- conf.c: what the shim reads from slurm_conf ---- */
 
 typedef struct {
-	const char *params;       /* PrEpParameters / ...SiteFactorParameters */
+	const char *params;       /* PrEpParameters / ...SiteFactorParameters
+				   * (NULL for job_submit: see params_file) */
+	char params_file[4096];   /* job_submit: job_submit_python.conf beside
+				   * slurm.conf ("" otherwise) */
 	const char *conf_path;    /* slurm.conf */
 	uint32_t prolog_epilog_timeout; /* seconds, 0: not set */
 	uint32_t slurm_user_id;
@@ -231,6 +240,10 @@ SPM_EXPORT bool spm_ctx_ready(int ctx);
  * that the calls come and fail closed. */
 SPM_EXPORT uint32_t spm_ctx_hooks(int ctx);
 
+/* job_submit: the conf file says on_failure=accept (a failure accepts
+ * the job unchanged instead of refusing it). */
+SPM_EXPORT bool spm_ctx_on_failure_accept(int ctx);
+
 /* The per-call limit in ms (0: none): the handler's timeout=, else the
  * context's default from slurm.conf; always set, whatever the boot did. */
 uint32_t spm_ctx_timeout_ms(int ctx);
@@ -268,6 +281,22 @@ SPM_EXPORT void spm_sf_set(struct job_record *job_ptr);
 SPM_EXPORT void spm_sf_update(void);
 SPM_EXPORT void spm_sf_reconfig(void);
 
+/* ---- dispatch_job_submit.c ---- */
+
+/* job_submit(): run the handler's submit() on a worker (fail fast while
+ * one is stuck), wait at most the context's timeout, then write the
+ * handler's changes back into *job_desc (only if it accepted) and its
+ * message into *err_msg.  Returns SLURM_SUCCESS or SLURM_ERROR; on
+ * failure (no handler, an exception, the timeout) it refuses with a
+ * message, or accepts unchanged with on_failure=accept (logged). */
+SPM_EXPORT int spm_js_submit(struct job_descriptor *job_desc,
+			     uint32_t submit_uid, char **err_msg);
+
+/* job_modify(): the same for modify(); Slurm 22.05 gives no err_msg, so
+ * the message of a refusal is logged. */
+SPM_EXPORT int spm_js_modify(struct job_descriptor *job_desc,
+			     struct job_record *job_ptr, uint32_t submit_uid);
+
 /* ---- snapshot.c: the only file that reads Slurm's records ---- */
 
 /* Copy *job_ptr into a new arena.  Returns the copy (owned by *arena_out,
@@ -286,6 +315,16 @@ spm_env_t *spm_snapshot_env(void *job_env, spm_arena_t **arena_out);
 spm_batch_t *spm_snapshot_pending(spm_arena_t **arena_out);
 void spm_lazy_close(spm_lazy_t *lazy);
 
+/* Copy a job_desc_msg_t into arena a (strings copied).  Returns NULL on
+ * OOM. */
+spm_jobdesc_t *spm_snapshot_jobdesc(struct job_descriptor *desc,
+				    spm_arena_t *a);
+
+/* Copy slurmctld's partitions (part_list; the caller holds the partition
+ * read lock) into arena a.  An empty list outside slurmctld; NULL on
+ * OOM. */
+spm_partlist_t *spm_snapshot_parts(spm_arena_t *a);
+
 /* The job id of a record (so the dispatch files need no Slurm header). */
 uint32_t spm_job_id(struct job_record *job_ptr);
 
@@ -299,5 +338,14 @@ void spm_apply_factor(struct job_record *job_ptr, int64_t factor);
  * pending are skipped, with one log line for all of them. */
 void spm_apply_factors(const uint32_t *job_ids, const int64_t *factors,
 		       uint32_t n);
+
+/* ---- jobdesc.c: the only file that writes into job_desc_msg_t ---- */
+
+/* Write back every field where *out differs from *in. */
+void spm_apply_jobdesc(struct job_descriptor *desc, const spm_jobdesc_t *in,
+		       const spm_jobdesc_t *out);
+
+/* Replace *err_msg (Slurm's xmalloc'd string) with a copy of msg. */
+void spm_set_err_msg(char **err_msg, const char *msg);
 
 #endif /* SPM_H */

@@ -32,3 +32,12 @@ int spm_py_sf_update(spm_arena_t *arena, spm_batch_t *batch,
 
 /* site_factor reconfig(), and a check for a changed handler file. */
 int spm_py_sf_reconfig(void);
+
+/* job_submit: submit() (current NULL) or modify() (current: the job's
+ * record, owned by current_arena).  The handler's changes go into *out (a copy of *in on entry);
+ * *msg gets a message for the user (in the arena) or stays NULL.
+ * SPM_PY_OK: accept (apply the changes); SPM_PY_FAILED: refuse. */
+int spm_py_js_call(int hook, spm_arena_t *arena, spm_jobdesc_t *in,
+		   spm_jobdesc_t *out, spm_arena_t *current_arena,
+		   spm_job_t *current,
+		   spm_partlist_t *parts, uint32_t submit_uid, char **msg);

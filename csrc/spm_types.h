@@ -116,18 +116,137 @@ typedef struct spm_batch {
 	spm_lazy_t *lazy;
 } spm_batch_t;
 
+/* A copy of the job_desc_msg_t fields a job_submit handler may see
+ * (snapshot.c fills it; jobdesc.c writes changes back).  Numbers keep
+ * Slurm's "unset" values (SPM_NO_VAL16, SPM_NO_VAL, SPM_NO_VAL64; 0 for
+ * the times): Python reads them as None.  pn_min_memory is split into
+ * min_mem_per_node / min_mem_per_cpu (at most one of them set).  The C
+ * side makes two copies: `in` (as Slurm had it) and `out` (Python stores
+ * the handler's changes there); jobdesc.c writes back every field where
+ * the two differ, and only if the handler returned normally. */
+typedef struct spm_jobdesc {
+	uint16_t contiguous;
+	uint16_t core_spec;
+	uint16_t cores_per_socket;
+	uint16_t cpus_per_task;
+	uint16_t immediate;
+	uint16_t kill_on_node_fail;
+	uint16_t mail_type;
+	uint16_t ntasks_per_core;
+	uint16_t ntasks_per_node;
+	uint16_t ntasks_per_socket;
+	uint16_t ntasks_per_tres;
+	uint16_t pn_min_cpus;
+	uint16_t reboot;
+	uint16_t requeue;
+	uint16_t shared;
+	uint16_t sockets_per_node;
+	uint16_t threads_per_core;
+	uint16_t wait_all_nodes;
+	uint32_t job_id;
+	uint32_t user_id;
+	uint32_t group_id;
+	uint32_t delay_boot;
+	uint32_t max_cpus;
+	uint32_t max_nodes;
+	uint32_t min_cpus;
+	uint32_t min_nodes;
+	uint32_t num_tasks;
+	uint32_t pn_min_tmp_disk;
+	uint32_t priority;
+	uint32_t time_limit;
+	uint32_t time_min;
+	uint32_t environment_size;
+	uint32_t spank_job_env_size;
+	uint64_t min_mem_per_node;
+	uint64_t min_mem_per_cpu;
+	int64_t begin_time;
+	int64_t deadline;
+	char *account;
+	char *acctg_freq;
+	char *admin_comment;
+	char *alloc_node;
+	char *array_inx;
+	char *batch_features;
+	char *burst_buffer;
+	char *clusters;
+	char *comment;
+	char *container;
+	char *cpus_per_tres;
+	char *dependency;
+	char *exc_nodes;
+	char *features;
+	char *licenses;
+	char *mail_user;
+	char *mcs_label;
+	char *mem_per_tres;
+	char *name;
+	char *network;
+	char *partition;
+	char *prefer;
+	char *qos;
+	char *req_nodes;
+	char *reservation;
+	char *script;
+	char *std_err;
+	char *std_in;
+	char *std_out;
+	char *submit_line;
+	char *tres_per_job;
+	char *tres_per_node;
+	char *tres_per_socket;
+	char *tres_per_task;
+	char *wckey;
+	char *work_dir;
+	char **environment;
+	char **spank_job_env;
+} spm_jobdesc_t;
+
+/* A copy of one slurmctld partition (part_record_t), for job_submit
+ * handlers.  Limits keep Slurm's values: SPM_INFINITE for "UNLIMITED",
+ * SPM_NO_VAL for "not set". */
+typedef struct spm_part {
+	uint32_t max_time;
+	uint32_t default_time;
+	uint32_t max_nodes;
+	uint32_t min_nodes;
+	uint32_t total_nodes;
+	uint32_t total_cpus;
+	uint32_t max_cpus_per_node;
+	uint32_t priority_tier;
+	uint32_t is_default;
+	uint32_t flags;
+	char *name;
+	char *state;
+	char *nodes;
+	char *allow_accounts;
+	char *deny_accounts;
+	char *allow_qos;
+	char *deny_qos;
+	char *allow_groups;
+	char *qos;
+	char *alternate;
+} spm_part_t;
+
+typedef struct spm_partlist {
+	uint32_t count;
+	spm_part_t *parts;
+} spm_partlist_t;
+
 /* Boot request for one plugin context (in), and what Python decided (out). */
 typedef struct spm_boot {
-	int ctx;                 /* in: SPM_CTX_PREP or SPM_CTX_SITE_FACTOR */
+	int ctx;                 /* in: SPM_CTX_* */
 	int daemon;              /* in: SPM_DAEMON_* */
 	const char *params;      /* in: PrEpParameters / ...SiteFactorParameters */
 	const char *conf_path;   /* in: slurm.conf path (default handler path) */
+	const char *params_file; /* in: job_submit_python.conf (job_submit only) */
 	uint32_t default_timeout_ms; /* in: the context's limit without timeout= (0: none) */
 	uint32_t slurm_user_id;  /* in: SlurmUser uid (trusted file owner) */
 	int epilog_set;          /* in: slurm.conf has Epilog= */
 	uint32_t hooks;          /* out: bit (1 << SPM_HOOK_*) per override */
 	uint32_t timeout_ms;     /* out: per-call limit in ms (0: unlimited) */
 	uint32_t workers;        /* out: worker threads wanted */
+	uint32_t on_failure_accept; /* out: job_submit: on_failure=accept */
 } spm_boot_t;
 
 /* The one list of every constant the C side and Python share: Python
@@ -135,7 +254,8 @@ typedef struct spm_boot {
 
 #define SPM_CTX_PREP 0
 #define SPM_CTX_SITE_FACTOR 1
-#define SPM_CTX_COUNT 2
+#define SPM_CTX_JOB_SUBMIT 2
+#define SPM_CTX_COUNT 3
 
 #define SPM_DAEMON_OTHER 0
 #define SPM_DAEMON_SLURMCTLD 1
@@ -148,7 +268,9 @@ typedef struct spm_boot {
 #define SPM_HOOK_SF_SET 4
 #define SPM_HOOK_SF_UPDATE 5
 #define SPM_HOOK_SF_RECONFIG 6
-#define SPM_HOOK_COUNT 7
+#define SPM_HOOK_JS_SUBMIT 7
+#define SPM_HOOK_JS_MODIFY 8
+#define SPM_HOOK_COUNT 9
 
 /* Per context: its log prefix ("prep/python", "site_factor/python"). */
 extern const char *const spm_ctx_names[];
@@ -162,6 +284,15 @@ extern const int spm_hook_ctx[];
  * line per call); factors.c stores without clamping again. */
 #define SPM_FACTOR_MIN -2147483648
 #define SPM_FACTOR_MAX 2147483647
+
+/* Slurm's "unset" and "unlimited" values (slurm.h; jobdesc.c checks
+ * they match).  Python reads a field holding its unset value as None. */
+#define SPM_NO_VAL16 0xfffe
+#define SPM_NO_VAL 0xfffffffe
+#define SPM_NO_VAL64 0xfffffffffffffffe
+#define SPM_INFINITE16 0xffff
+#define SPM_INFINITE 0xffffffff
+#define SPM_INFINITE64 0xffffffffffffffff
 
 /* Results of the Python entry points.  0 is never success: cffi returns 0
  * from an extern "Python" function that has no code attached (for instance
@@ -200,6 +331,10 @@ void spm_boot_failure(const char *text);
  * yet).  Returns 0, -1 if update() has returned (Slurm's records may be
  * gone: nothing is read), or -2 on OOM. */
 int spm_lazy_load(spm_lazy_t *lazy, spm_job_t *job);
+
+/* A copy of s in the arena (NULL for NULL or out of memory): how Python
+ * hands strings to C (job_submit changes and messages). */
+char *spm_arena_strdup(spm_arena_t *arena, const char *s);
 
 /* Python reloaded a context's handler: publish the hooks it overrides. */
 void spm_set_hooks(int ctx, uint32_t hooks);

@@ -16,7 +16,7 @@ import sys
 
 from _slurmpy import ffi, lib  # the embedded module: only inside libslurmpy.so
 
-from . import _context, _factors, _log, _process, _records
+from . import _context, _factors, _jobdesc, _jobsubmit, _log, _process, _records
 from ._context import context, say
 
 OK, FAILED = lib.SPM_PY_OK, lib.SPM_PY_FAILED
@@ -24,6 +24,8 @@ PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
 ERROR, INFO = lib.SPM_LOG_ERROR, lib.SPM_LOG_INFO
 
 _records.install(ffi, lib)
+_jobdesc.install(ffi, lib)
+_jobsubmit.install(ffi, lib)
 _log.install(ffi, lib)
 _factors.install(lib)
 _process.install()
@@ -170,3 +172,10 @@ def spm_py_sf_reconfig():
         c.report("reconfig()", e)
         return FAILED
     return OK
+
+
+@ffi.def_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
+def spm_py_js_call(hook, arena, c_in, c_out, current_arena, current, parts, submit_uid, msg):
+    _log.set_prefix(_context.PREFIX[lib.SPM_CTX_JOB_SUBMIT])
+    return _jobsubmit.call(hook, arena, c_in, c_out, current_arena, current, parts,
+                           submit_uid, msg, _own)

@@ -1,12 +1,17 @@
-"""Parsing of PrEpParameters / PrioritySiteFactorParameters.
+"""Parsing of PrEpParameters / PrioritySiteFactorParameters, and of
+job_submit_python.conf.
 
-Grammar: comma-separated ``key=value`` items::
+Grammar of the slurm.conf keys: comma-separated ``key=value`` items::
 
     handler=<module>:<Class>[,path=<dir>[:<dir>...]][,venv=<dir>]
     [,timeout=<seconds>][,workers=<n>][,reload=<seconds>]
 
-Every mistake raises :class:`ConfigError` naming the slurm.conf key and the
-offending item; nothing is ignored.
+job_submit_python.conf (beside slurm.conf) has the same keys, one
+``key=value`` per line, blank lines and ``#`` comment lines ignored, plus
+``on_failure=reject|accept``.
+
+Every mistake raises :class:`ConfigError` naming the slurm.conf key (or the
+file and line) and the offending item; nothing is ignored.
 """
 from __future__ import annotations
 
@@ -15,9 +20,11 @@ import math
 import os
 import re
 
-__all__ = ["ConfigError", "Config", "parse"]
+__all__ = ["ConfigError", "Config", "parse", "parse_file"]
 
 KEYS = ("handler", "path", "venv", "timeout", "workers", "reload")
+FILE_KEYS = KEYS + ("on_failure",)
+ON_FAILURE = ("reject", "accept")
 _MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _CLASS_RE = re.compile(r"^[A-Za-z_]\w*$")
 
@@ -36,6 +43,7 @@ class Config:
     timeout: float | None = None  # seconds; None: the context's default
     workers: int | None = None
     reload: float = 2.0           # seconds between handler file checks; 0: off
+    on_failure: str = "reject"    # job_submit only: "reject" or "accept"
 
     @property
     def handler(self) -> str:
@@ -67,35 +75,68 @@ def parse(params: str | None, *, conf_key: str, conf_path: str | None) -> Config
     default ``path``: the directory that holds slurm.conf."""
     if params is None or not params.strip():
         raise ConfigError(f"{conf_key} is not set: it needs handler=<module>:<Class>")
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}
     for item in params.split(","):
         item = item.strip()
         if not item:
             raise ConfigError(f"{conf_key}: empty item in {params!r}")
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep:
-            raise ConfigError(f"{conf_key}: {item!r} is not key=value")
-        if key not in KEYS:
-            raise ConfigError(
-                f"{conf_key}: unknown key {key!r} (known keys: {', '.join(KEYS)})")
-        if key in seen:
-            raise ConfigError(f"{conf_key}: key {key!r} given twice")
-        seen[key] = value.strip()
+        _add_item(seen, item, conf_key, KEYS)
+    return _build(seen, conf_key=conf_key, conf_path=conf_path)
 
+
+def parse_file(path: str, text: str | None, *, conf_path: str | None) -> Config:
+    """Parse job_submit_python.conf.  ``text`` is the file's content as the
+    C side read it (None: it could not; the file is opened here to say
+    why).  Errors name the file and the line."""
+    if text is None:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(f"cannot read {path}: {e.strerror or e} (job_submit/python "
+                              "needs it: one key=value per line, at least "
+                              "handler=<module>:<Class>)") from None
+    seen: dict[str, tuple[str, str]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        _add_item(seen, item, f"{path}:{n}", FILE_KEYS)
+    if not seen:
+        raise ConfigError(f"{path}: no settings: it needs handler=<module>:<Class>")
+    return _build(seen, conf_key=path, conf_path=conf_path)
+
+
+def _add_item(seen: dict, item: str, where: str, keys: tuple[str, ...]) -> None:
+    key, sep, value = item.partition("=")
+    key = key.strip().lower()
+    if not sep:
+        raise ConfigError(f"{where}: {item!r} is not key=value")
+    if key not in keys:
+        raise ConfigError(f"{where}: unknown key {key!r} (known keys: {', '.join(keys)})")
+    if key in seen:
+        raise ConfigError(f"{where}: key {key!r} given twice (first at {seen[key][1]})"
+                          if seen[key][1] != where else f"{where}: key {key!r} given twice")
+    seen[key] = (value.strip(), where)
+
+
+def _build(items: dict[str, tuple[str, str]], *, conf_key: str,
+           conf_path: str | None) -> Config:
+    seen = {k: v for k, (v, _) in items.items()}
+    at = {k: w for k, (_, w) in items.items()}
     if "handler" not in seen:
         raise ConfigError(f"{conf_key}: handler=<module>:<Class> is required")
     module, sep, cls = seen["handler"].partition(":")
     if not sep or not _MODULE_RE.match(module) or not _CLASS_RE.match(cls):
         raise ConfigError(
-            f"{conf_key}: handler={seen['handler']!r} must be <module>:<Class>, "
+            f"{at['handler']}: handler={seen['handler']!r} must be <module>:<Class>, "
             "for example handler=site_prep:Handler")
 
     if "path" in seen:
         dirs = tuple(seen["path"].split(":"))
         for d in dirs:
             if not d or not os.path.isabs(d):
-                raise ConfigError(f"{conf_key}: path entry {d!r} must be an absolute directory")
+                raise ConfigError(f"{at['path']}: path entry {d!r} must be an absolute directory")
     elif conf_path:
         dirs = (os.path.dirname(os.path.abspath(conf_path)),)
     else:
@@ -103,11 +144,11 @@ def parse(params: str | None, *, conf_key: str, conf_path: str | None) -> Config
 
     venv = seen.get("venv")
     if venv is not None and not os.path.isabs(venv):
-        raise ConfigError(f"{conf_key}: venv={venv!r} must be an absolute directory")
+        raise ConfigError(f"{at['venv']}: venv={venv!r} must be an absolute directory")
 
     timeout = None
     if "timeout" in seen:
-        timeout = _seconds(conf_key, "timeout", seen["timeout"], allow_zero=False)
+        timeout = _seconds(at["timeout"], "timeout", seen["timeout"], allow_zero=False)
 
     workers = None
     if "workers" in seen:
@@ -116,11 +157,16 @@ def parse(params: str | None, *, conf_key: str, conf_path: str | None) -> Config
         except ValueError:
             workers = -1
         if not 1 <= workers <= 64:
-            raise ConfigError(f"{conf_key}: workers={seen['workers']!r} must be an integer from 1 to 64")
+            raise ConfigError(f"{at['workers']}: workers={seen['workers']!r} must be an integer from 1 to 64")
 
     reload = 2.0
     if "reload" in seen:
-        reload = _seconds(conf_key, "reload", seen["reload"], allow_zero=True)
+        reload = _seconds(at["reload"], "reload", seen["reload"], allow_zero=True)
+
+    on_failure = seen.get("on_failure", "reject")
+    if on_failure not in ON_FAILURE:
+        raise ConfigError(f"{at['on_failure']}: on_failure={on_failure!r} must be "
+                          f"{' or '.join(ON_FAILURE)}")
 
     return Config(conf_key=conf_key, module=module, cls=cls, path=dirs, venv=venv,
-                  timeout=timeout, workers=workers, reload=reload)
+                  timeout=timeout, workers=workers, reload=reload, on_failure=on_failure)

@@ -13,13 +13,13 @@ import traceback
 from typing import Any
 
 from . import _config, _loader, _log
-from ._handlers import PrEpHandler, SiteFactorHandler
+from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
 
 __all__ = ["Context", "context", "install", "say"]
 
 ffi: Any = None
 lib: Any = None
-PREP = SITE_FACTOR = 0
+PREP = SITE_FACTOR = JOB_SUBMIT = 0
 DAEMON_SLURMD = 0
 ALL_HOOKS = 0xFFFFFFFF
 HOOKS: dict[int, dict[int, str]] = {}   # ctx -> {hook number: method name}
@@ -38,18 +38,22 @@ EPILOG_WARNING = (
 
 
 def install(ffi_, lib_) -> None:
-    global ffi, lib, PREP, SITE_FACTOR, DAEMON_SLURMD
+    global ffi, lib, PREP, SITE_FACTOR, JOB_SUBMIT, DAEMON_SLURMD
     ffi, lib = ffi_, lib_
     PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
+    JOB_SUBMIT = lib.SPM_CTX_JOB_SUBMIT
     DAEMON_SLURMD = lib.SPM_DAEMON_SLURMD
     HOOKS.clear()
     for n in range(lib.SPM_HOOK_COUNT):
         HOOKS.setdefault(lib.spm_hook_ctx[n], {})[n] = ffi.string(lib.spm_hook_names[n]).decode()
-    for ctx in (PREP, SITE_FACTOR):
+    for ctx in range(lib.SPM_CTX_COUNT):
         PREFIX[ctx] = ffi.string(lib.spm_ctx_names[ctx]).decode()
-    CONF_KEY.update({PREP: "PrEpParameters", SITE_FACTOR: "PrioritySiteFactorParameters"})
-    BASE.update({PREP: PrEpHandler, SITE_FACTOR: SiteFactorHandler})
-    DEFAULT_WORKERS.update({PREP: 4, SITE_FACTOR: 1})
+    CONF_KEY.update({PREP: "PrEpParameters", SITE_FACTOR: "PrioritySiteFactorParameters",
+                     JOB_SUBMIT: "job_submit_python.conf"})
+    BASE.update({PREP: PrEpHandler, SITE_FACTOR: SiteFactorHandler,
+                 JOB_SUBMIT: JobSubmitHandler})
+    # job_submit: Slurm makes one call at a time (its own mutex)
+    DEFAULT_WORKERS.update({PREP: 4, SITE_FACTOR: 1, JOB_SUBMIT: 1})
     threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
 
 
@@ -100,9 +104,14 @@ class Context:
         self.trusted = {0, int(boot.slurm_user_id)}
         boot.workers = DEFAULT_WORKERS[self.ctx]
         boot.timeout_ms = boot.default_timeout_ms
+        boot.on_failure_accept = 0
         try:
-            cfg = _config.parse(_cstr(boot.params), conf_key=CONF_KEY[self.ctx],
-                                conf_path=_cstr(boot.conf_path))
+            if self.ctx == JOB_SUBMIT:
+                cfg = _config.parse_file(_cstr(boot.params_file) or "job_submit_python.conf",
+                                         _cstr(boot.params), conf_path=_cstr(boot.conf_path))
+            else:
+                cfg = _config.parse(_cstr(boot.params), conf_key=CONF_KEY[self.ctx],
+                                    conf_path=_cstr(boot.conf_path))
         except _config.ConfigError as e:
             self._fail(refusal(PREFIX[self.ctx], e))
             self.cfg = None
@@ -110,6 +119,7 @@ class Context:
             boot.hooks = ALL_HOOKS
             return lib.SPM_PY_FAILED
         self.cfg = cfg
+        boot.on_failure_accept = int(cfg.on_failure == "accept")
         if cfg.workers:
             boot.workers = cfg.workers
         if cfg.timeout:

@@ -1,11 +1,12 @@
 """The classes a site subclasses."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 from ._records import Job, JobEnv, JobList
 
-__all__ = ["PrEpHandler", "SiteFactorHandler"]
+__all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "Reject"]
 
 
 class PrEpHandler:
@@ -55,3 +56,58 @@ class SiteFactorHandler:
 
     def reconfig(self) -> None:
         """``scontrol reconfigure`` happened."""
+
+
+class Reject(Exception):
+    """Raise from submit()/modify() to refuse the request; the message is
+    what the user sees (sbatch/srun/salloc print it and exit non-zero)."""
+
+    def __init__(self, message: str) -> None:
+        if not isinstance(message, str):
+            raise TypeError(f"Reject() takes a str message, not {type(message).__name__}")
+        super().__init__(message)
+        self.message = message
+
+
+# The call in progress on this worker thread (set by the bridge).
+_call = threading.local()
+
+
+class JobSubmitHandler:
+    """Base class for job_submit/python handlers (JobSubmitPlugins=python).
+
+    ``submit()`` and ``modify()`` accept by returning (None) and refuse by
+    raising :class:`Reject` (its message reaches the user) or any other
+    exception (the user gets a generic message, the traceback goes to
+    slurmctld's log).  Changes made to ``job`` reach Slurm only if the hook
+    returns normally.  The class is instantiated once per slurmctld; calls
+    come one at a time (Slurm serializes job_submit plugins).
+    """
+
+    def submit(self, job, submit_uid: int) -> None:
+        """sbatch/srun/salloc (and ``sbatch --test-only``): ``job`` is the
+        request (a :class:`JobDesc`), ``submit_uid`` the submitting uid."""
+
+    def modify(self, job, current: Job, submit_uid: int) -> None:
+        """``scontrol update job``: ``job`` holds the fields being changed
+        (others unset), ``current`` is a copy of the job as it is."""
+
+    def log_user(self, message: str) -> None:
+        """Send the user a message (shown by sbatch/srun/salloc, also when
+        the request is accepted; several calls make several lines).  Only
+        during a submit()/modify() call."""
+        msgs = getattr(_call, "messages", None)
+        if msgs is None:
+            raise RuntimeError("log_user() only works during a submit() or modify() call")
+        if not isinstance(message, str):
+            raise TypeError(f"log_user() takes a str, not {type(message).__name__}")
+        msgs.append(message)
+
+    @property
+    def partitions(self) -> dict:
+        """The partitions as slurmctld had them when this call began:
+        {name: Partition}.  Only during a submit()/modify() call."""
+        parts = getattr(_call, "partitions", None)
+        if parts is None:
+            raise RuntimeError("partitions can only be read during a submit() or modify() call")
+        return parts

@@ -484,6 +484,33 @@ class Host:
             return res
         return {r["job_id"]: r["value"] for r in res.get("rows", [])}
 
+    # -- job_submit --------------------------------------------------------
+
+    def parts_add(self, default=False, **part):
+        toks = encode_fields(part) + (["default=1"] if default else [])
+        return self.request("parts_add", *toks)
+
+    def parts_clear(self):
+        return self.request("parts_clear")
+
+    def js_submit(self, submit_uid=0, _thread=False, _timeout=None, **desc):
+        """job_submit() on a job_desc_msg_t built from `desc` (unset
+        members as slurm_init_job_desc_msg() leaves them).  Returns the ok
+        line (rc, err_msg, us) with the request afterwards under 'desc'."""
+        res = self.request("js_submit", "submit_uid=%d" % submit_uid,
+                           *encode_fields(desc), thread=_thread, timeout=_timeout)
+        res["desc"] = res.pop("rows")[0]
+        return res
+
+    def js_modify(self, job, submit_uid=0, _thread=False, _timeout=None, **desc):
+        """job_modify() with the job record built from `job` (host job
+        fields) and the request from `desc`."""
+        toks = ["job." + t for t in encode_fields(job)]
+        res = self.request("js_modify", "submit_uid=%d" % submit_uid,
+                           *encode_fields(desc), *toks, thread=_thread, timeout=_timeout)
+        res["desc"] = res.pop("rows")[0]
+        return res
+
     def jobs_add(self, **job):
         return self.request("jobs_add", *encode_fields(job))
 

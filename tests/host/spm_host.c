@@ -58,6 +58,9 @@
 
 /* slurmctld: the global job list, iterated by site_factor_p_update(). */
 List job_list = NULL;
+/* slurmctld's partitions, for job_submit plugins (parts_add/parts_clear) */
+List part_list = NULL;
+part_record_t *default_part_loc = NULL;
 time_t last_job_update = 0;
 
 /* slurmd: the global daemon config, dereferenced by prep/script (slurmd). */
@@ -67,7 +70,7 @@ slurmd_conf_t *conf = NULL;
 /* Host state                                                                */
 /* ------------------------------------------------------------------------ */
 
-enum family { FAM_NONE = 0, FAM_PREP, FAM_SITE_FACTOR };
+enum family { FAM_NONE = 0, FAM_PREP, FAM_SITE_FACTOR, FAM_JOB_SUBMIT };
 
 static struct {
 	const char *plugin;
@@ -94,6 +97,9 @@ static struct {
 	void (*sf_reconfig)(void);
 	void (*sf_set)(job_record_t *job_ptr);
 	void (*sf_update)(void);
+	/* job_submit */
+	int (*js_submit)(job_desc_msg_t *desc, uint32_t uid, char **err_msg);
+	int (*js_modify)(job_desc_msg_t *desc, job_record_t *job, uint32_t uid);
 } plug;
 
 static bool quit_requested = false;
@@ -308,7 +314,7 @@ typedef enum {
 	K_QOS,		/* job_ptr->qos_ptr->name */
 } kind_t;
 
-typedef enum { B_JOB, B_DETAILS, B_ENV, B_CONF, B_DCONF } base_t;
+typedef enum { B_JOB, B_DETAILS, B_ENV, B_CONF, B_DCONF, B_DESC, B_PART } base_t;
 
 typedef struct {
 	const char *name;
@@ -337,6 +343,11 @@ typedef struct {
 #define CU(m) F_(B_CONF, slurm_conf_t, m, K_UINT)
 #define CS(m) F_(B_CONF, slurm_conf_t, m, K_STR)
 #define SS(m) F_(B_DCONF, slurmd_conf_t, m, K_STR)
+#define QU(m) F_(B_DESC, job_desc_msg_t, m, K_UINT)
+#define QT(m) F_(B_DESC, job_desc_msg_t, m, K_SINT)
+#define QS(m) F_(B_DESC, job_desc_msg_t, m, K_STR)
+#define PU(m) F_(B_PART, part_record_t, m, K_UINT)
+#define PS(m) F_(B_PART, part_record_t, m, K_STR)
 
 static const field_t job_fields[] = {
 	/* job_record_t integers */
@@ -402,6 +413,42 @@ static const field_t conf_fields[] = {
 	CU(priority_weight_part), CU(priority_weight_qos),
 };
 
+/* job_desc_msg_t (job_submit requests): every member job_submit/python
+ * copies, plus the ones it must leave alone. */
+static const field_t desc_fields[] = {
+	QU(contiguous), QU(core_spec), QU(cores_per_socket), QU(cpus_per_task),
+	QU(immediate), QU(kill_on_node_fail), QU(mail_type),
+	QU(ntasks_per_core), QU(ntasks_per_node), QU(ntasks_per_socket),
+	QU(ntasks_per_tres), QU(pn_min_cpus), QU(reboot), QU(requeue),
+	QU(shared), QU(sockets_per_node), QU(threads_per_core),
+	QU(wait_all_nodes), QU(job_id), QU(user_id), QU(group_id),
+	QU(delay_boot), QU(max_cpus), QU(max_nodes), QU(min_cpus),
+	QU(min_nodes), QU(num_tasks), QU(pn_min_tmp_disk), QU(priority),
+	QU(time_limit), QU(time_min), QU(pn_min_memory), QU(site_factor),
+	QU(nice), QT(begin_time), QT(deadline),
+	QS(account), QS(acctg_freq), QS(admin_comment), QS(alloc_node),
+	QS(array_inx), QS(batch_features), QS(burst_buffer), QS(clusters),
+	QS(comment), QS(container), QS(cpus_per_tres), QS(dependency),
+	QS(exc_nodes), QS(features), QS(licenses), QS(mail_user),
+	QS(mcs_label), QS(mem_per_tres), QS(name), QS(network),
+	QS(partition), QS(prefer), QS(qos), QS(req_nodes), QS(reservation),
+	QS(script), QS(std_err), QS(std_in), QS(std_out), QS(submit_line),
+	QS(tres_per_job), QS(tres_per_node), QS(tres_per_socket),
+	QS(tres_per_task), QS(wckey), QS(work_dir),
+	F_SV(B_DESC, job_desc_msg_t, environment, env_size),
+	F_SV(B_DESC, job_desc_msg_t, spank_job_env, spank_job_env_size),
+};
+
+/* part_record_t (part_list, for job_submit plugins) */
+static const field_t part_fields[] = {
+	PU(max_time), PU(default_time), PU(max_nodes), PU(min_nodes),
+	PU(total_nodes), PU(total_cpus), PU(max_cpus_per_node),
+	PU(priority_tier), PU(flags), PU(state_up),
+	PS(name), PS(nodes), PS(allow_accounts), PS(deny_accounts),
+	PS(allow_qos), PS(deny_qos), PS(allow_groups), PS(qos_char),
+	PS(alternate),
+};
+
 static const field_t dconf_fields[] = {
 	SS(node_name), SS(conffile), SS(stepd_loc), SS(spooldir),
 	SS(hostname), SS(logfile), SS(tmp_fs),
@@ -413,6 +460,8 @@ static const field_t dconf_fields[] = {
 typedef struct {
 	job_record_t *job;
 	job_env_t *env;
+	job_desc_msg_t *desc;
+	part_record_t *part;
 } target_t;
 
 static void *field_base(const field_t *f, const target_t *t)
@@ -428,6 +477,10 @@ static void *field_base(const field_t *f, const target_t *t)
 		return &slurm_conf;
 	case B_DCONF:
 		return conf;
+	case B_DESC:
+		return t->desc;
+	case B_PART:
+		return t->part;
 	}
 	return NULL;
 }
@@ -1241,6 +1294,11 @@ static const sym_t site_syms[] = {
 	{ "site_factor_p_update", offsetof(typeof(plug), sf_update) },
 };
 
+static const sym_t js_syms[] = {
+	{ "job_submit", offsetof(typeof(plug), js_submit) },
+	{ "job_modify", offsetof(typeof(plug), js_modify) },
+};
+
 static void plug_reset(void)
 {
 	memset(&plug, 0, sizeof(plug));
@@ -1333,6 +1391,10 @@ static void cmd_load_common(const char *verb, bool now)
 		fam = FAM_SITE_FACTOR;
 		syms = site_syms;
 		nsyms = NFIELDS(site_syms);
+	} else if (!strncmp(type, "job_submit/", 11)) {
+		fam = FAM_JOB_SUBMIT;
+		syms = js_syms;
+		nsyms = NFIELDS(js_syms);
 	}
 
 	if ((init = dlsym(h, "init"))) {
@@ -1387,7 +1449,8 @@ static void cmd_load_common(const char *verb, bool now)
 	out_printf(" version=%u family=%s init_rc=%d init_us=%" PRIu64
 		   " has_init=%d has_fini=%d missing=%zu", *version,
 		   fam == FAM_PREP ? "prep" :
-		   fam == FAM_SITE_FACTOR ? "site_factor" : "unknown",
+		   fam == FAM_SITE_FACTOR ? "site_factor" :
+		   fam == FAM_JOB_SUBMIT ? "job_submit" : "unknown",
 		   init_rc, init_ns / 1000, init ? 1 : 0, plug.fini ? 1 : 0,
 		   missing);
 	out_str("missing_syms", missing ? missing_list : NULL);
@@ -1467,7 +1530,8 @@ static int need_family(const char *verb, enum family fam)
 	}
 	if (plug.family != fam) {
 		out_error(verb, "wrong_family plugin is not %s",
-			  fam == FAM_PREP ? "prep" : "site_factor");
+			  fam == FAM_PREP ? "prep" :
+			  fam == FAM_SITE_FACTOR ? "site_factor" : "job_submit");
 		return -1;
 	}
 	return 0;
@@ -2126,6 +2190,198 @@ static void cmd_bench_call(const char *verb, int argc, char **argv)
 	out_end();
 }
 
+
+/* ---- job_submit ---- */
+
+static void part_free(void *x)
+{
+	part_record_t *p = x;
+
+	if (p == default_part_loc)
+		default_part_loc = NULL;
+	for (size_t i = 0; i < NFIELDS(part_fields); i++)
+		field_release(&part_fields[i], p);
+	memset(p, 0x5a, sizeof(*p));
+	xfree(p);
+}
+
+/* parts_add <part fields> [default=1]: append one partition to part_list */
+static void cmd_parts_add(const char *verb, int argc, char **argv)
+{
+	part_record_t *p = xmalloc(sizeof(*p));
+	target_t t = { .part = p };
+	bool is_default = false;
+	int n = 0;
+	char *rest[MAX_FIELDS];
+
+	p->magic = PART_MAGIC;
+	p->max_time = INFINITE;
+	p->default_time = NO_VAL;
+	p->max_nodes = INFINITE;
+	p->state_up = PARTITION_UP;
+	for (int i = 0; i < argc && n < MAX_FIELDS; i++) {
+		if (!strcmp(argv[i], "default=1"))
+			is_default = true;
+		else
+			rest[n++] = argv[i];
+	}
+	if (apply_fields(verb, part_fields, NFIELDS(part_fields), &t, n, rest)) {
+		part_free(p);
+		return;
+	}
+	if (!part_list)
+		part_list = list_create(part_free);
+	list_append(part_list, p);
+	if (is_default)
+		default_part_loc = p;
+	out_begin();
+	out_printf("ok %s n=%d", verb, list_count(part_list));
+	out_end();
+}
+
+static void cmd_parts_clear(const char *verb, int argc, char **argv)
+{
+	int n = part_list ? list_count(part_list) : 0;
+
+	if (no_args(verb, argc))
+		return;
+	if (part_list)
+		list_flush(part_list);
+	out_begin();
+	out_printf("ok %s removed=%d", verb, n);
+	out_end();
+}
+
+/* Free a request built here (slurm_free_job_desc_msg() would start the
+ * select plugin, which reads slurm.conf): every member in desc_fields is
+ * all the plugin may have set. */
+static void desc_free(job_desc_msg_t *d)
+{
+	for (size_t i = 0; i < NFIELDS(desc_fields); i++)
+		field_release(&desc_fields[i], d);
+	memset(d, 0x5a, sizeof(*d));
+	xfree(d);
+}
+
+/* One "row desc f=v ..." line: the request after the plugin's call. */
+static void out_desc_row(job_desc_msg_t *d)
+{
+	out_begin();
+	out_printf("row desc");
+	for (size_t i = 0; i < NFIELDS(desc_fields); i++) {
+		const field_t *f = &desc_fields[i];
+		char *slot = (char *) d + f->off;
+
+		switch (f->kind) {
+		case K_UINT: {
+			uint64_t v = 0;
+
+			memcpy(&v, slot, f->size);   /* little endian */
+			out_printf(" %s=%" PRIu64, f->name, v);
+			break;
+		}
+		case K_SINT: {
+			int64_t v;
+
+			memcpy(&v, slot, 8);
+			out_printf(" %s=%" PRId64, f->name, v);
+			break;
+		}
+		case K_STR:
+			out_str(f->name, *(char **) slot);
+			break;
+		default:
+			break;
+		}
+	}
+	out_end();
+}
+
+/* Split off submit_uid=N and job.<field>=... tokens. */
+static int js_split(const char *verb, int argc, char **argv, uint32_t *uid,
+		    char **desc_argv, int *ndesc, char **job_argv, int *njob)
+{
+	*ndesc = *njob = 0;
+	for (int i = 0; i < argc; i++) {
+		uint64_t v;
+
+		if (!strncmp(argv[i], "submit_uid=", 11)) {
+			if (parse_u64(argv[i] + 11, &v) || v > UINT32_MAX) {
+				out_error(verb, "bad submit_uid");
+				return -1;
+			}
+			*uid = v;
+		} else if (!strncmp(argv[i], "job.", 4)) {
+			if (*njob < MAX_FIELDS)
+				job_argv[(*njob)++] = argv[i] + 4;
+		} else if (*ndesc < MAX_FIELDS) {
+			desc_argv[(*ndesc)++] = argv[i];
+		}
+	}
+	return 0;
+}
+
+/* js_submit <desc fields> [submit_uid=N]  /  js_modify <desc fields>
+ * job.<job field>=... [submit_uid=N]: like validate_job_create_req() /
+ * update_job(), with the job lock (read locks in slurmctld) held. */
+static void cmd_js(const char *verb, int argc, char **argv)
+{
+	bool modify = !strcmp(verb, "js_modify");
+	job_desc_msg_t *desc;
+	job_record_t *job = NULL;
+	target_t t = { 0 };
+	char *dargv[MAX_FIELDS], *jargv[MAX_FIELDS], *err_msg = NULL;
+	int nd, nj, rc, bypass;
+	uint32_t uid = 0;
+	uint64_t t0, dt;
+
+	if (need_family(verb, FAM_JOB_SUBMIT) ||
+	    need_sym(verb, modify ? (void *) plug.js_modify :
+		     (void *) plug.js_submit, modify ? "job_modify" : "job_submit"))
+		return;
+	if (js_split(verb, argc, argv, &uid, dargv, &nd, jargv, &nj))
+		return;
+	if (nj && !modify) {
+		out_error(verb, "job.* fields only for js_modify");
+		return;
+	}
+	desc = xmalloc(sizeof(*desc));
+	slurm_init_job_desc_msg(desc);
+	t.desc = desc;
+	if (apply_fields(verb, desc_fields, NFIELDS(desc_fields), &t, nd,
+			 dargv)) {
+		desc_free(desc);
+		return;
+	}
+	if (modify && !(job = job_from_args(verb, nj, jargv))) {
+		desc_free(desc);
+		return;
+	}
+	desc->site_factor = NO_VAL;   /* as job_submit_plugin_submit() */
+	bypass = job_lock_take("lock_deadlock", verb, job ? job->job_id : 0);
+	if (job)
+		job_list_add(job);
+	tl_in_plugin = 1;
+	t0 = now_ns();
+	if (modify)
+		rc = plug.js_modify(desc, job, uid);
+	else
+		rc = plug.js_submit(desc, uid, &err_msg);
+	dt = now_ns() - t0;
+	tl_in_plugin = 0;
+	out_desc_row(desc);
+	out_begin();
+	out_printf("ok %s rc=%d us=%" PRIu64 " lock_bypassed=%d", verb, rc,
+		   dt / 1000, bypass);
+	out_str("err_msg", err_msg);
+	out_end();
+	if (job)
+		job_purge(job);
+	job_lock_drop();
+	xfree(err_msg);
+	desc_free(desc);
+}
+
 static void cmd_stats(const char *verb, int argc, char **argv)
 {
 	int jobs;
@@ -2251,6 +2507,10 @@ static const command_t commands[] = {
 	{ "site_update", cmd_site_update },
 	{ "site_reconfig", cmd_site_reconfig },
 	{ "jobs_add", cmd_jobs_add },
+	{ "parts_add", cmd_parts_add },
+	{ "parts_clear", cmd_parts_clear },
+	{ "js_submit", cmd_js },
+	{ "js_modify", cmd_js },
 	{ "jobs_clear", cmd_jobs_clear },
 	{ "bench_update", cmd_bench_update },
 	{ "bench_call", cmd_bench_call },
@@ -2328,6 +2588,10 @@ static void cleanup(void)
 	if (job_list) {
 		list_destroy(job_list);
 		job_list = NULL;
+	}
+	if (part_list) {
+		list_destroy(part_list);
+		part_list = NULL;
 	}
 	for (size_t i = 0; i < NFIELDS(conf_fields); i++)
 		field_release(&conf_fields[i], &slurm_conf);

@@ -1,0 +1,258 @@
+"""The job_submit views: :class:`JobDesc` (a typed, writable view of
+job_desc_msg_t) and :class:`Partition` (a read-only copy of a partition).
+
+Attributes are generated from the C structs in csrc/spm_types.h
+(spm_jobdesc_t, spm_part_t), so that header is the one field list.
+
+JobDesc rules:
+- A field Slurm leaves unset (NULL, NO_VAL16, NO_VAL, NO_VAL64; 0 for the
+  times begin_time/deadline) reads as None; assigning None unsets it.
+- Reading or assigning a misspelled attribute raises AttributeError.
+- Assigning a wrong type raises TypeError, a value out of range (or a
+  string with a NUL) raises ValueError; both name the field.
+- Changes are kept here, in Python, and handed to C only when the hook
+  returns normally (:meth:`JobDesc._commit`); a hook that raises leaves
+  the request as it came.  After the hook has returned the view is closed:
+  assigning raises RuntimeError.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+__all__ = ["JobDesc", "Partition", "install", "CommitError"]
+
+# Set by Slurm, not by the handler: reading is fine, assigning raises.
+READ_ONLY = frozenset({"job_id", "user_id", "group_id", "alloc_node", "script",
+                       "submit_line", "environment", "spank_env"})
+_INTERNAL = {"environment_size", "spank_job_env_size"}
+_RENAMED = {"spank_job_env": "spank_env"}
+# The times: 0 means unset.
+_TIMES = frozenset({"begin_time", "deadline"})
+# The memory pair: at most one of them is set (pn_min_memory in Slurm).
+_MEM_PAIR = {"min_mem_per_node": "min_mem_per_cpu", "min_mem_per_cpu": "min_mem_per_node"}
+
+
+class CommitError(RuntimeError):
+    """The handler's changes could not be handed to C (out of memory)."""
+
+
+def _near(name: str, names) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class JobDesc:
+    """A job request (job_desc_msg_t) as job_submit sees it; see the module
+    docstring for the rules and the README for the fields."""
+    __slots__ = ("_c", "_changes", "_closed", "_owner")
+    _fields: tuple[str, ...] = ()
+    _kinds: dict[str, tuple] = {}
+
+    def __init__(self, c: Any, owner: Any = None) -> None:
+        object.__setattr__(self, "_c", c)
+        object.__setattr__(self, "_changes", {})
+        object.__setattr__(self, "_closed", False)
+        object.__setattr__(self, "_owner", owner)
+
+    def __getattr__(self, name: str):
+        # only called when the normal lookup failed: a misspelled name
+        raise AttributeError(f"job has no field {name!r}{_near(name, self._fields)}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        kind = self._kinds.get(name)
+        if kind is None:
+            raise AttributeError(f"job has no field {name!r}{_near(name, self._fields)}")
+        if name in READ_ONLY:
+            raise AttributeError(f"job.{name} is read-only (set by Slurm)")
+        if self._closed:
+            raise RuntimeError(f"job.{name}: the hook has returned; changes made now "
+                               "would never reach Slurm")
+        value = _check(name, kind, value)
+        self._changes[name] = value
+        if value is not None and name in _MEM_PAIR:
+            self._changes[_MEM_PAIR[name]] = None   # one of the two, as Slurm stores it
+
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields (with the handler's changes) as a plain dict."""
+        return {n: getattr(self, n) for n in self._fields}
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the handler changed so far: {name: new value}."""
+        orig = {n: _read(self._c, n, self._kinds[n]) for n in self._changes}
+        return {n: v for n, v in self._changes.items() if v != orig[n]}
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return cls._fields
+
+    def __repr__(self) -> str:
+        jid = self.job_id
+        return f"<JobDesc{' ' + str(jid) if jid is not None else ''} {self.name!r}>"
+
+    # -- C side ------------------------------------------------------------
+    def _close(self) -> None:
+        object.__setattr__(self, "_closed", True)
+
+    def _commit(self, out, arena, lib, ffi) -> None:
+        """Write the changes into the C record `out` (strings copied into
+        the call's arena)."""
+        for name, value in self._changes.items():
+            kind = self._kinds[name]
+            if kind[0] == "str":
+                if value is None:
+                    setattr(out, name, ffi.NULL)
+                else:
+                    p = lib.spm_arena_strdup(arena, value.encode("utf-8", "surrogateescape"))
+                    if not p:
+                        raise CommitError(f"out of memory storing job.{name}")
+                    setattr(out, name, p)
+            else:
+                setattr(out, name, kind[2] if value is None else value)
+
+
+def _read(c, name: str, kind: tuple):
+    raw = getattr(c, name)
+    if kind[0] == "str":
+        return _ffi.string(raw).decode("utf-8", "surrogateescape") if raw else None
+    if kind[0] == "strv":
+        return _strv(c, name)
+    if raw == kind[2]:
+        return None
+    return raw
+
+
+def _strv(c, name: str) -> dict[str, str]:
+    v = getattr(c, name)
+    out: dict[str, str] = {}
+    if not v:
+        return out
+    for i in range(getattr(c, f"{name}_size")):
+        p = v[i]
+        if p:
+            key, _, value = _ffi.string(p).decode("utf-8", "surrogateescape").partition("=")
+            out[key] = value
+    return out
+
+
+def _check(name: str, kind: tuple, value: Any):
+    """A value for field `name`, checked; None unsets."""
+    if value is None:
+        return None
+    if kind[0] == "str":
+        if not isinstance(value, str):
+            raise TypeError(f"job.{name} must be a str or None, not {type(value).__name__}")
+        if "\0" in value:
+            raise ValueError(f"job.{name} must not contain a NUL character")
+        try:
+            value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"job.{name}: cannot be encoded: {e}") from None
+        return value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"job.{name} must be an int or None, not {type(value).__name__}")
+    lo, hi = kind[1]
+    if not lo <= value <= hi:
+        raise ValueError(f"job.{name}={value} is out of range: it must be from {lo} to {hi}"
+                         " (or None to unset it)")
+    return int(value)
+
+
+def _field_prop(name: str, kind: tuple) -> property:
+    def get(self):
+        ch = self._changes
+        if name in ch:
+            return ch[name]
+        return _read(self._c, name, kind)
+    get.__name__ = name
+    return property(get, doc=f"{name} ({kind[0]})")
+
+
+class Partition:
+    """A copy of one partition, as slurmctld had it when the call began.
+    Time limits are minutes; None means "not set" or "UNLIMITED"."""
+    __slots__ = ("_c", "_owner")
+    _fields: tuple[str, ...] = ()
+
+    def __init__(self, c: Any, owner: Any = None) -> None:
+        self._c = c
+        self._owner = owner
+
+    def __getattr__(self, name: str):
+        raise AttributeError(f"partition has no field {name!r}{_near(name, self._fields)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in self._fields}
+
+    def __repr__(self) -> str:
+        return f"<Partition {self.name} {self.state}>"
+
+
+_ffi = None
+_installed = False
+
+
+def install(ffi, lib) -> None:
+    """Generate the attributes from the cffi types (once)."""
+    global _ffi, _installed
+    if _installed:
+        return
+    _ffi = ffi
+    sentinel = {"uint16_t": lib.SPM_NO_VAL16, "uint32_t": lib.SPM_NO_VAL,
+                "uint64_t": lib.SPM_NO_VAL64, "int64_t": 0}
+    names, kinds = [], {}
+    for name, field in ffi.typeof("spm_jobdesc_t").fields:
+        if name in _INTERNAL:
+            continue
+        cname = field.type.cname
+        public = _RENAMED.get(name, name)
+        if cname == "char *":
+            kind = ("str", None, None)
+        elif cname == "char * *":
+            kind = ("strv", None, None)
+        elif cname in sentinel:
+            unset = sentinel[cname]
+            # the largest value a handler may set: below Slurm's unset
+            # (and "unlimited") values
+            hi = (1 << 63) - 1 if cname == "int64_t" else unset - 1
+            lo = 1 if name in _TIMES else 0
+            kind = ("int", (lo, hi), unset)
+        else:  # a new field kind in the header must be mapped here first
+            raise TypeError(f"spm_jobdesc_t.{name}: no Python mapping for {cname}")
+        if kind[0] == "strv":
+            cn = name
+            setattr(JobDesc, public, property(lambda self, cn=cn: _strv(self._c, cn),
+                                              doc=f"{public} (dict, read-only)"))
+        else:
+            setattr(JobDesc, public, _field_prop(name, kind))
+        kinds[public] = kind
+        names.append(public)
+    JobDesc._fields = tuple(names)
+    JobDesc._kinds = kinds
+
+    pnames = []
+    limit = {lib.SPM_NO_VAL, lib.SPM_INFINITE}
+    for name, field in ffi.typeof("spm_part_t").fields:
+        cname = field.type.cname
+        if cname == "char *":
+            def get(self, name=name):
+                p = getattr(self._c, name)
+                return _ffi.string(p).decode("utf-8", "surrogateescape") if p else None
+        elif name == "is_default":
+            def get(self):
+                return bool(self._c.is_default)
+        elif name in ("max_time", "default_time", "max_nodes", "max_cpus_per_node"):
+            def get(self, name=name):
+                v = getattr(self._c, name)
+                return None if v in limit else v
+        else:
+            def get(self, name=name):
+                return getattr(self._c, name)
+        public = "default" if name == "is_default" else name
+        setattr(Partition, public, property(get, doc=f"{public}"))
+        pnames.append(public)
+    Partition._fields = tuple(pnames)
+    _installed = True

@@ -1,0 +1,368 @@
+"""job_submit/python on a real slurmctld/slurmd: what the user sees, what
+Slurm stores, and how the plugin fails (issue 10, "Done when")."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import pathlib
+import re
+import textwrap
+import threading
+import time
+
+import pytest
+
+from .conftest import BUILD_PLUGINS, read_calls, write_handler
+
+LUA_SO = pathlib.Path("/usr/lib/x86_64-linux-gnu/slurm-wlm/job_submit_lua.so")
+
+HANDLER = '''
+import json, os, time
+from slurmpy_plugins import JobSubmitHandler, Reject
+
+CALLS = {calls!r}
+
+def record(hook, **kw):
+    line = json.dumps(dict(hook=hook, t=time.time(), **kw))
+    fd = os.open(CALLS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\\n").encode())
+    finally:
+        os.close(fd)
+
+class Policy(JobSubmitHandler):
+{body}
+'''
+
+
+def write_conf_file(cluster, lines) -> pathlib.Path:
+    p = cluster.conf_path.parent / "job_submit_python.conf"
+    p.write_text("\n".join(lines) + "\n")
+    os.chmod(p, 0o644)
+    return p
+
+
+@pytest.fixture
+def js_cluster(cluster_factory, tmp_path):
+    """make(body, conf=(), plugins="python", start=True) -> (cluster, calls):
+    a cluster with JobSubmitPlugins=<plugins>, job_submit_python.conf beside
+    slurm.conf and a handler module `site_submit` (class Policy, body
+    `body`) that may call record()."""
+    if not (BUILD_PLUGINS / "job_submit_python.so").exists():
+        pytest.fail("build/plugins/job_submit_python.so is missing: run `make build` first")
+
+    def make(body: str, conf=(), plugins: str = "python", conf_extra=(), start: bool = True,
+             handler_source: str | None = None, **kw):
+        hdir = tmp_path / "handlers"
+        calls = tmp_path / "calls.jsonl"
+        write_handler(hdir, "site_submit", handler_source if handler_source is not None
+                      else HANDLER.format(calls=str(calls), body=textwrap.indent(
+                          textwrap.dedent(body), "    ")))
+        c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)],
+                            conf_extra=[f"JobSubmitPlugins={plugins}",
+                                        "PartitionName=gpu Nodes=node1 MaxTime=120 "
+                                        "DefaultTime=30 State=UP AllowAccounts=ALL",
+                                        *conf_extra], **kw)
+        write_conf_file(c, [f"handler=site_submit:Policy", f"path={hdir}", *conf])
+        c.handler_dir = hdir
+        if start:
+            c.start()
+        return c, calls
+
+    return make
+
+
+def sbatch_raw(c, *args, wrap="true", timeout=60):
+    argv = ["sbatch", "--parsable", *args]
+    if wrap is not None:
+        argv.append(f"--wrap={wrap}")
+    return c.run(*argv, check=False, timeout=timeout)
+
+
+def test_defaults_set_by_the_handler_are_what_scontrol_shows(js_cluster):
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            record("submit", uid=submit_uid, time_limit=job.time_limit,
+                   partition=job.partition, parts=sorted(self.partitions))
+            if job.time_limit is None:
+                job.time_limit = 7
+            if job.partition is None:
+                p = self.partitions["gpu"]
+                job.partition = p.name
+            job.comment = "stamped by policy"
+            self.log_user(f"policy: time limit {job.time_limit} min in {job.partition}")
+    ''')
+    cp = sbatch_raw(c, "--hold")
+    assert cp.returncode == 0, cp.stderr
+    jid = int(cp.stdout.strip().split(";")[0])
+    job = c.job(jid)
+    assert job["TimeLimit"] == "00:07:00"
+    assert job["Partition"] == "gpu"
+    assert job["Comment"] == "stamped by policy"
+    # the message on success reaches the user
+    assert "policy: time limit 7 min in gpu" in cp.stderr
+    rec = read_calls(calls)
+    assert [r["hook"] for r in rec] == ["submit"]
+    assert rec[0]["uid"] == 0 and rec[0]["time_limit"] is None and rec[0]["partition"] is None
+    assert rec[0]["parts"] == ["debug", "gpu"]
+    # an explicit value is kept
+    cp = sbatch_raw(c, "--hold", "-t", "3", "-p", "debug")
+    job = c.job(int(cp.stdout.strip().split(";")[0]))
+    assert job["TimeLimit"] == "00:03:00" and job["Partition"] == "debug"
+
+
+def test_partitions_are_visible_with_their_limits(js_cluster):
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            record("submit", parts={n: p.as_dict() for n, p in self.partitions.items()})
+    ''')
+    assert sbatch_raw(c, "--hold").returncode == 0
+    parts = read_calls(calls)[0]["parts"]
+    gpu, debug = parts["gpu"], parts["debug"]
+    assert gpu["max_time"] == 120 and gpu["default_time"] == 30 and gpu["state"] == "UP"
+    assert gpu["nodes"] == "node1" and gpu["total_cpus"] == 64 and gpu["total_nodes"] == 1
+    assert gpu["default"] is False and debug["default"] is True
+    assert debug["max_time"] is None          # MaxTime=INFINITE
+    assert debug["default_time"] is None      # not set
+
+
+def test_reject_prints_the_message_and_sbatch_fails(js_cluster):
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            record("submit")
+            job.comment = "never stored"
+            if job.account is None:
+                self.log_user("first line")
+                raise Reject("please give --account: your balance is 0 SU")
+    ''')
+    before = c.jobs()
+    cp = sbatch_raw(c)
+    assert cp.returncode != 0
+    assert "please give --account: your balance is 0 SU" in cp.stderr
+    assert "first line" in cp.stderr
+    assert c.jobs() == before
+    assert "rejected by the handler: please give --account" in c.ctld_log()
+
+
+def test_test_only_goes_through_the_handler(js_cluster):
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            record("submit", name=job.name)
+            if job.name == "refuse-me":
+                raise Reject("refused in test-only too")
+    ''')
+    cp = c.run("sbatch", "--test-only", "-J", "fine", "--wrap=true", check=False)
+    assert cp.returncode == 0, cp.stderr
+    assert "to start at" in cp.stderr
+    cp = c.run("sbatch", "--test-only", "-J", "refuse-me", "--wrap=true", check=False)
+    assert cp.returncode != 0
+    assert "refused in test-only too" in cp.stderr
+    assert [r["name"] for r in read_calls(calls)] == ["fine", "refuse-me"]
+    assert c.jobs() == {}
+
+
+def test_scontrol_update_calls_modify(js_cluster):
+    c, calls = js_cluster('''
+        def modify(self, job, current, submit_uid):
+            record("modify", job_id=job.job_id, current_id=current.job_id,
+                   current_limit=current.time_limit, new_limit=job.time_limit,
+                   uid=submit_uid)
+            if job.time_limit is not None and job.time_limit > 60:
+                raise Reject("at most 60 minutes")
+            if job.comment is None:
+                job.comment = "modified by policy"
+    ''')
+    jid = c.sbatch("--hold", "-t", "5")
+    c.scontrol("update", f"JobId={jid}", "TimeLimit=10")
+    job = c.job(jid)
+    assert job["TimeLimit"] == "00:10:00"
+    assert job["Comment"] == "modified by policy"
+    rec = read_calls(calls)
+    assert rec == [dict(rec[0], hook="modify", job_id=jid, current_id=jid,
+                        current_limit=5, new_limit=10, uid=0)]
+    off = c.log_offset()
+    cp = c.scontrol("update", f"JobId={jid}", "TimeLimit=90", check=False)
+    assert cp.returncode != 0
+    # 22.05's job_modify() has no err_msg: the user sees the error code
+    assert "Unspecified error" in cp.stderr
+    assert c.job(jid)["TimeLimit"] == "00:10:00"
+    c.wait_for_log(rf"modify\(\) refused the update of JobId={jid}: at most 60 minutes",
+                   since=off, timeout=10)
+
+
+def test_raising_handler_refuses_with_a_generic_message(js_cluster):
+    c, _ = js_cluster('''
+        def submit(self, job, submit_uid):
+            job.comment = "x"
+            return {}["missing"]
+    ''')
+    cp = sbatch_raw(c)
+    assert cp.returncode != 0
+    assert "the site's job submission policy failed" in cp.stderr
+    assert "KeyError" not in cp.stderr     # the details stay in the log
+    log = c.ctld_log()
+    assert re.search(r"job_submit/python: submit\(\) for a job of uid 0 failed at "
+                     r".*site_submit\.py:\d+: KeyError: 'missing'", log)
+    assert "Traceback" in log
+
+
+def test_wrong_type_and_misspelled_field_name_the_field(js_cluster):
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            errors = []
+            for f in (lambda: setattr(job, "time_limit", "60"),
+                      lambda: setattr(job, "time_limit", -1),
+                      lambda: setattr(job, "partiton", "gpu"),
+                      lambda: job.partiton,
+                      lambda: setattr(job, "user_id", 5),
+                      lambda: setattr(job, "comment", 5)):
+                try:
+                    f()
+                except Exception as e:
+                    errors.append(f"{type(e).__name__}: {e}")
+            record("submit", errors=errors)
+            job.time_limit = None     # unset: the partition's default applies
+    ''')
+    jid = c.sbatch("--hold", "-t", "9", "-p", "gpu")
+    errors = read_calls(calls)[0]["errors"]
+    assert errors[0] == "TypeError: job.time_limit must be an int or None, not str"
+    assert errors[1].startswith("ValueError: job.time_limit=-1 is out of range")
+    assert errors[2] == "AttributeError: job has no field 'partiton' (did you mean 'partition'?)"
+    assert errors[3] == errors[2]
+    assert errors[4] == "AttributeError: job.user_id is read-only (set by Slurm)"
+    assert errors[5] == "TypeError: job.comment must be a str or None, not int"
+    assert c.job(jid)["TimeLimit"] == "00:30:00"   # gpu's DefaultTime
+
+
+def test_broken_handler_fails_closed_naming_the_problem(js_cluster):
+    c, _ = js_cluster("", handler_source="def oops(:\n")
+    cp = sbatch_raw(c)
+    assert cp.returncode != 0
+    assert "policy is not loaded" in cp.stderr
+    assert "site_submit.py:1: syntax error" in cp.stderr, cp.stderr
+    assert c.jobs() == {}
+
+
+def test_bad_conf_file_fails_closed_naming_file_and_line(js_cluster):
+    c, _ = js_cluster("    pass\n", conf=["# a comment", "timeuot=3"])
+    cp = sbatch_raw(c)
+    assert cp.returncode != 0
+    assert re.search(r"job_submit_python\.conf:4: unknown key 'timeuot'", cp.stderr), cp.stderr
+
+
+def test_on_failure_accept_accepts_unchanged_and_logs(js_cluster):
+    c, _ = js_cluster('''
+        def submit(self, job, submit_uid):
+            job.comment = "lost"
+            raise RuntimeError("ledger down")
+    ''', conf=["on_failure=accept"])
+    jid = c.sbatch("--hold")
+    assert c.job(jid).get("Comment") in (None, "(null)")
+    assert "on_failure=accept: the request is accepted unchanged" in c.ctld_log()
+
+
+def test_hung_handler_is_refused_at_timeout(js_cluster):
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            record("submit", name=job.name)
+            if job.name == "hang":
+                while True:      # pure Python: TimeoutError stops it
+                    pass
+    ''', conf=["timeout=1"])
+    t0 = time.monotonic()
+    cp = sbatch_raw(c, "-J", "hang")
+    took = time.monotonic() - t0
+    assert cp.returncode != 0
+    assert "did not answer within its time limit of 1000 ms" in cp.stderr
+    assert took < 10
+    assert c.ping_seconds() < 1
+    # the interrupted worker comes back: the next job is accepted
+    deadline = time.monotonic() + 20
+    while True:
+        cp = sbatch_raw(c, "--hold", "-J", "ok")
+        if cp.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert cp.returncode == 0, cp.stderr
+
+
+def test_changed_file_reloads_and_broken_change_keeps_the_last_good(js_cluster):
+    c, _ = js_cluster('''
+        def submit(self, job, submit_uid):
+            job.comment = "v1"
+    ''', conf=["reload=1"])
+    src = c.handler_dir / "site_submit.py"
+    assert c.job(c.sbatch("--hold"))["Comment"] == "v1"
+    off = c.log_offset()
+    write_handler(c.handler_dir, "site_submit",
+                  src.read_text().replace('"v1"', '"v2"'))
+    c.wait_for_log(r"job_submit/python: reloaded handler site_submit:Policy", since=off,
+                   timeout=20)
+    assert c.job(c.sbatch("--hold"))["Comment"] == "v2"
+    off = c.log_offset()
+    write_handler(c.handler_dir, "site_submit", "def broken(:\n")
+    c.wait_for_log(r"changed handler refused, the previous one keeps running", since=off,
+                   timeout=20)
+    assert c.job(c.sbatch("--hold"))["Comment"] == "v2"
+
+
+@pytest.mark.skipif(not LUA_SO.exists(), reason="job_submit/lua is not installed")
+def test_lua_then_python_run_in_order(js_cluster):
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            record("submit", comment=job.comment)
+            job.comment = (job.comment or "") + "+python"
+    ''', plugins="lua,python", start=False)
+    (c.conf_path.parent / "job_submit.lua").write_text(textwrap.dedent('''
+        function slurm_job_submit(job_desc, part_list, submit_uid)
+            job_desc.comment = "lua"
+            return slurm.SUCCESS
+        end
+        function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
+            return slurm.SUCCESS
+        end
+        return slurm.SUCCESS
+    '''))
+    c.start()
+    jid = c.sbatch("--hold")
+    assert c.job(jid)["Comment"] == "lua+python"
+    assert read_calls(calls)[0]["comment"] == "lua"
+
+
+def test_500_submissions_from_8_clients(js_cluster):
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            record("submit", name=job.name)
+            job.comment = "seen"
+    ''', conf_extra=["MaxJobCount=2000"])
+    names = [f"burst-{i}" for i in range(500)]
+    stop = threading.Event()
+    pings: list[float] = []
+
+    def pinger():
+        while not stop.is_set():
+            pings.append(c.ping_seconds())
+            time.sleep(0.2)
+
+    def submit(name):
+        cp = c.run("sbatch", "--parsable", "--hold", "-J", name, "--wrap=true",
+                   check=False, timeout=120)
+        return name, cp.returncode, cp.stdout.strip(), cp.stderr
+
+    t = threading.Thread(target=pinger)
+    t.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            results = list(ex.map(submit, names))
+    finally:
+        stop.set()
+        t.join()
+    failed = [r for r in results if r[1] != 0]
+    assert not failed, failed[:3]
+    seen = [r["name"] for r in read_calls(calls)]
+    assert sorted(seen) == sorted(names)        # exactly one submit() per job
+    jobs = c.jobs()
+    assert len(jobs) == 500
+    assert all(j.get("Comment") == "seen" for j in jobs.values())
+    assert pings and max(pings) < 1.0, max(pings)

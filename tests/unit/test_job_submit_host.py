@@ -1,0 +1,329 @@
+"""job_submit/python (build/plugins/job_submit_python.so) driven by the C
+test host acting as slurmctld: job_submit() and job_modify() on real
+job_desc_msg_t structs, with what the host finds in the struct (and in
+err_msg) afterwards as the oracle.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .conftest import PLUGIN_DIR, wait_for
+
+JS_SO = PLUGIN_DIR / "job_submit_python.so"
+NO_VAL, NO_VAL16, NO_VAL64 = 0xFFFFFFFE, 0xFFFE, 0xFFFFFFFFFFFFFFFE
+MEM_PER_CPU = 1 << 63
+
+# submit() runs the code in out/submit.py (exec, with job, self, uid in
+# scope) so each test chooses what the handler does; it dumps what it saw.
+HANDLER = """\
+import json
+import spmtest_rec as R
+from slurmpy_plugins import JobSubmitHandler, Reject
+
+VERSION = "v1"
+KEPT = []
+
+def run(name, **scope):
+    try:
+        with open("{out}/%s.py" % name) as f:
+            code = f.read()
+    except FileNotFoundError:
+        return
+    exec(code, dict(scope, Reject=Reject, KEPT=KEPT, R=R, OUT="{out}"))
+
+class Policy(JobSubmitHandler):
+    def submit(self, job, submit_uid):
+        R.append("{out}/calls.jsonl", ["submit", job.name, VERSION])
+        run("submit", job=job, self=self, uid=submit_uid)
+
+    def modify(self, job, current, submit_uid):
+        R.append("{out}/calls.jsonl", ["modify", job.job_id, current.job_id, VERSION])
+        run("modify", job=job, current=current, self=self, uid=submit_uid)
+"""
+
+
+def start(make_host, handlers, conf=None, source=HANDLER, extra=()):
+    handlers.write("policy", source)
+    slurm_conf = handlers.path.parent / "slurm.conf"
+    slurm_conf.write_text("# not read by the host\n")
+    if conf is None:
+        conf = ["handler=policy:Policy", f"path={handlers.path}", *extra]
+    if conf is not False:
+        (handlers.path.parent / "job_submit_python.conf").write_text("\n".join(conf) + "\n")
+    h = make_host(so=JS_SO)
+    h.conf(slurm_conf=str(slurm_conf))
+    h.load()
+    return h
+
+
+def policy(handlers, code: str, name: str = "submit") -> None:
+    (handlers.out / f"{name}.py").write_text(code)
+
+
+def test_changes_reach_the_request_and_the_message_the_user(make_host, handlers):
+    h = start(make_host, handlers)
+    policy(handlers, """
+job.time_limit = 60
+job.partition = "gpu"
+job.comment = "stamped ü"
+job.min_mem_per_cpu = 100
+job.account = None
+self.log_user("line one")
+self.log_user("line two")
+""")
+    res = h.js_submit(name="j", partition="debug", account="acct", pn_min_memory=5000)
+    assert res["rc"] == 0
+    d = res["desc"]
+    assert d["time_limit"] == 60 and d["partition"] == "gpu"
+    assert d["comment"] == "stamped ü" and d["account"] is None
+    assert d["pn_min_memory"] == 100 | MEM_PER_CPU
+    assert res["err_msg"] == "line one\nline two"
+    # untouched fields stay as they came
+    assert d["name"] == "j" and d["min_nodes"] == NO_VAL and d["num_tasks"] == NO_VAL
+
+
+def test_unset_values_read_as_none(make_host, handlers):
+    h = start(make_host, handlers)
+    policy(handlers, "R.dump(OUT + '/job.json', job.as_dict())")
+    h.js_submit(name="x", cpus_per_task=4, environment=["A=1", "B=x=y"], begin_time=0,
+                pn_min_memory=2048, submit_uid=1234)
+    seen = handlers.read("job.json")
+    assert seen["name"] == "x" and seen["cpus_per_task"] == 4
+    assert seen["environment"] == {"A": "1", "B": "x=y"}
+    for f in ("time_limit", "partition", "account", "min_nodes", "ntasks_per_node",
+              "begin_time", "min_mem_per_cpu", "job_id", "comment", "qos"):
+        assert seen[f] is None, f
+    assert seen["min_mem_per_node"] == 2048
+
+
+def test_reject_after_changes_leaves_the_request_as_it_came(make_host, handlers):
+    h = start(make_host, handlers)
+    policy(handlers, """
+job.comment = "changed"
+job.time_limit = 5
+self.log_user("before")
+raise Reject("no budget: balance 3 SU, job needs 40 SU")
+""")
+    res = h.js_submit(comment="orig")
+    assert res["rc"] != 0
+    assert res["desc"]["comment"] == "orig" and res["desc"]["time_limit"] == NO_VAL
+    assert res["err_msg"] == "before\nno budget: balance 3 SU, job needs 40 SU"
+
+
+def test_other_exception_refuses_with_generic_message_and_logs_traceback(make_host, handlers):
+    h = start(make_host, handlers)
+    policy(handlers, "job.comment = 'changed'\n1 / 0\n")
+    res = h.js_submit(comment="orig")
+    assert res["rc"] != 0 and res["desc"]["comment"] == "orig"
+    assert "the site's job submission policy failed" in res["err_msg"]
+    assert "ZeroDivisionError" not in res["err_msg"]
+    log = h.log()
+    assert "submit() for a job of uid 0 failed at" in log and "ZeroDivisionError" in log
+    assert "Traceback" in log
+
+
+def test_type_range_and_name_errors_name_the_field(make_host, handlers):
+    h = start(make_host, handlers)
+    policy(handlers, """
+errs = []
+for name, value in [("time_limit", "1"), ("time_limit", True), ("time_limit", -1),
+                    ("time_limit", 0xFFFFFFFE), ("cpus_per_task", 70000),
+                    ("comment", 5), ("comment", "a\\0b"), ("partiton", "x"),
+                    ("user_id", 3), ("environment", {}), ("begin_time", 0)]:
+    try:
+        setattr(job, name, value)
+        errs.append("no error")
+    except Exception as e:
+        errs.append("%s: %s" % (type(e).__name__, e))
+try:
+    job.tiem_limit
+except AttributeError as e:
+    errs.append(str(e))
+job.time_limit = 0xFFFFFFFD     # the largest value
+job.cpus_per_task = None
+R.dump(OUT + '/errs.json', errs)
+""")
+    res = h.js_submit(cpus_per_task=2)
+    errs = handlers.read("errs.json")
+    assert errs == [
+        "TypeError: job.time_limit must be an int or None, not str",
+        "TypeError: job.time_limit must be an int or None, not bool",
+        "ValueError: job.time_limit=-1 is out of range: it must be from 0 to 4294967293 "
+        "(or None to unset it)",
+        "ValueError: job.time_limit=4294967294 is out of range: it must be from 0 to "
+        "4294967293 (or None to unset it)",
+        "ValueError: job.cpus_per_task=70000 is out of range: it must be from 0 to 65533 "
+        "(or None to unset it)",
+        "TypeError: job.comment must be a str or None, not int",
+        "ValueError: job.comment must not contain a NUL character",
+        "AttributeError: job has no field 'partiton' (did you mean 'partition'?)",
+        "AttributeError: job.user_id is read-only (set by Slurm)",
+        "AttributeError: job.environment is read-only (set by Slurm)",
+        "ValueError: job.begin_time=0 is out of range: it must be from 1 to "
+        "9223372036854775807 (or None to unset it)",
+        "job has no field 'tiem_limit' (did you mean 'time_limit'?)",
+    ]
+    assert res["rc"] == 0
+    assert res["desc"]["time_limit"] == 0xFFFFFFFD
+    assert res["desc"]["cpus_per_task"] == NO_VAL16
+
+
+def test_a_kept_view_is_readable_but_closed_after_the_call(make_host, handlers):
+    h = start(make_host, handlers)
+    policy(handlers, """
+if KEPT:
+    old = KEPT[0]
+    try:
+        old.comment = "late"
+        R.dump(OUT + '/late.json', ["no error", old.comment])
+    except RuntimeError as e:
+        R.dump(OUT + '/late.json', [str(e), old.comment, old.name])
+else:
+    job.comment = "first"
+    KEPT.append(job)
+""")
+    assert h.js_submit(name="one")["desc"]["comment"] == "first"
+    h.js_submit(name="two")
+    msg, comment, name = handlers.read("late.json")
+    assert "the hook has returned" in msg
+    assert comment == "first" and name == "one"
+
+
+def test_partitions_are_visible(make_host, handlers):
+    h = start(make_host, handlers)
+    h.parts_add(name="debug", nodes="n[1-4]", total_cpus=256, total_nodes=4,
+                max_time=0xFFFFFFFF, default=True)
+    h.parts_add(name="gpu", nodes="g1", total_cpus=64, total_nodes=1, max_time=120,
+                default_time=30, allow_accounts="phys,chem", allow_qos="gpu",
+                state_up=1)   # PARTITION_DOWN (PARTITION_SUBMIT only)
+    policy(handlers, "R.dump(OUT + '/parts.json', "
+                     "{n: p.as_dict() for n, p in self.partitions.items()})")
+    assert h.js_submit()["rc"] == 0
+    p = handlers.read("parts.json")
+    assert sorted(p) == ["debug", "gpu"]
+    assert p["debug"]["default"] is True and p["debug"]["max_time"] is None
+    assert p["debug"]["default_time"] is None and p["debug"]["state"] == "UP"
+    g = p["gpu"]
+    assert g["default"] is False and g["max_time"] == 120 and g["default_time"] == 30
+    assert g["allow_accounts"] == "phys,chem" and g["allow_qos"] == "gpu"
+    assert g["state"] == "DOWN" and g["nodes"] == "g1" and g["total_cpus"] == 64
+
+
+def test_modify_sees_the_request_and_the_job(make_host, handlers):
+    h = start(make_host, handlers)
+    policy(handlers, """
+R.dump(OUT + '/mod.json', dict(job_id=job.job_id, limit=job.time_limit,
+                               cur=current.time_limit, cur_name=current.name, uid=uid))
+if job.time_limit is not None and job.time_limit > 60:
+    raise Reject("at most 60 minutes")
+job.comment = "modified"
+""", name="modify")
+    res = h.js_modify(dict(job_id=42, time_limit=5, name="old"), submit_uid=7,
+                      time_limit=10)
+    assert res["rc"] == 0 and res["desc"]["comment"] == "modified"
+    assert handlers.read("mod.json") == dict(job_id=42, limit=10, cur=5, cur_name="old", uid=7)
+    res = h.js_modify(dict(job_id=42, time_limit=5), time_limit=90)
+    assert res["rc"] != 0 and res["desc"]["comment"] is None
+    assert "modify() refused the update of JobId=42: at most 60 minutes" in h.log()
+
+
+def test_a_hook_not_overridden_is_not_called(make_host, handlers):
+    h = start(make_host, handlers, source="""\
+from slurmpy_plugins import JobSubmitHandler
+class Policy(JobSubmitHandler):
+    def submit(self, job, submit_uid):
+        job.comment = "s"
+""")
+    assert h.js_submit()["desc"]["comment"] == "s"
+    res = h.js_modify(dict(job_id=3), comment="c")
+    assert res["rc"] == 0 and res["desc"]["comment"] == "c"
+
+
+def test_missing_conf_file_fails_closed_naming_it(make_host, handlers):
+    h = start(make_host, handlers, conf=False)
+    res = h.js_submit()
+    assert res["rc"] != 0
+    path = handlers.path.parent / "job_submit_python.conf"
+    assert f"cannot read {path}: No such file or directory" in res["err_msg"]
+
+
+@pytest.mark.parametrize("lines,error", [
+    (["# site policy", "", "handler=policy:Policy", "timeuot=3"],
+     r"job_submit_python.conf:4: unknown key 'timeuot' (known keys: handler, path, venv, "
+     r"timeout, workers, reload, on_failure)"),
+    (["handler=policy:Policy", "timeout=0"],
+     "job_submit_python.conf:2: timeout='0' must be a positive number of seconds"),
+    (["handler=policy:Policy", "workers=2", "workers=3"],
+     "job_submit_python.conf:3: key 'workers' given twice (first at "),
+    (["handler=policy:Policy", "on_failure=maybe"],
+     "job_submit_python.conf:2: on_failure='maybe' must be reject or accept"),
+    (["handler policy:Policy"],
+     "job_submit_python.conf:1: 'handler policy:Policy' is not key=value"),
+    (["# nothing"], "job_submit_python.conf: no settings"),
+])
+def test_conf_errors_name_file_and_line(make_host, handlers, lines, error):
+    if "no settings" not in error:
+        lines = lines + [f"path={handlers.path}"]
+    h = start(make_host, handlers, conf=lines)
+    res = h.js_submit()
+    assert res["rc"] != 0
+    assert error in res["err_msg"], res["err_msg"]
+    assert error in h.log()
+
+
+def test_broken_handler_fails_closed(make_host, handlers):
+    h = start(make_host, handlers, source="import nonexistent_module_xyz\n")
+    res = h.js_submit()
+    assert res["rc"] != 0
+    assert "policy is not loaded" in res["err_msg"]
+    assert "nonexistent_module_xyz" in res["err_msg"]
+
+
+def test_hung_handler_is_refused_at_timeout(make_host, handlers):
+    h = start(make_host, handlers, extra=["timeout=0.5"])
+    policy(handlers, "if job.name == 'hang':\n    while True:\n        pass\n"
+                     "job.comment = 'ok'\n")
+    t0 = time.monotonic()
+    res = h.js_submit(name="hang", comment="orig")
+    took = time.monotonic() - t0
+    assert res["rc"] != 0 and res["desc"]["comment"] == "orig"
+    assert "did not answer within its time limit of 500 ms" in res["err_msg"]
+    assert 0.4 < took < 3
+    # TimeoutError reaches the pure-Python loop: the pool recovers
+    res = wait_for(lambda: (r := h.js_submit(name="fine")) and r["rc"] == 0 and r,
+                   timeout=10, what="a call accepted after the hang")
+    assert res["desc"]["comment"] == "ok"
+
+
+def test_on_failure_accept_accepts_unchanged_and_logs(make_host, handlers):
+    h = start(make_host, handlers, extra=["on_failure=accept", "timeout=0.5"])
+    policy(handlers, "job.comment = 'changed'\nraise KeyError('ledger')\n")
+    res = h.js_submit(comment="orig")
+    assert res["rc"] == 0 and res["desc"]["comment"] == "orig"
+    assert "on_failure=accept: the request is accepted unchanged" in h.log()
+    # a Reject still refuses
+    policy(handlers, "raise Reject('no')\n")
+    assert h.js_submit()["rc"] != 0
+    # a timeout accepts too
+    policy(handlers, "while True:\n    pass\n")
+    res = h.js_submit(comment="orig")
+    assert res["rc"] == 0 and res["desc"]["comment"] == "orig"
+    assert "submit() failed (the handler did not answer within its time limit" in h.log()
+
+
+def test_changed_file_reloads_and_a_broken_change_keeps_the_last_good(make_host, handlers):
+    h = start(make_host, handlers, extra=["reload=0.2"])
+    h.js_submit(name="a")
+    assert handlers.lines("calls.jsonl")[-1] == ["submit", "a", "v1"]
+    handlers.write("policy", HANDLER.replace('VERSION = "v1"', 'VERSION = "v2"'))
+    wait_for(lambda: "reloaded handler policy:Policy" in h.log(), timeout=10,
+             what="the reload")
+    h.js_submit(name="b")
+    assert handlers.lines("calls.jsonl")[-1] == ["submit", "b", "v2"]
+    handlers.write("policy", "def broken(:\n")
+    wait_for(lambda: "changed handler refused, the previous one keeps running" in h.log(),
+             timeout=10, what="the refusal")
+    assert h.js_submit(name="c")["rc"] == 0
+    assert handlers.lines("calls.jsonl")[-1] == ["submit", "c", "v2"]
