@@ -92,9 +92,12 @@ SPM_EXPORT bool spm_ctx_on_failure_accept(int ctx)
 	return __atomic_load_n(&_ctx(ctx)->on_failure_accept, __ATOMIC_ACQUIRE);
 }
 
-static void _set_timeout(struct ctx_state *c, uint32_t ms)
+/* The context's per-call limit, for calls made from now on and for those
+ * queued or running (still counted from their submission). */
+static void _set_timeout(int ctx, struct ctx_state *c, uint32_t ms)
 {
 	__atomic_store_n(&c->timeout_ms, ms, __ATOMIC_RELEASE);
+	spm_pool_retime(ctx, ms);
 }
 
 /* ---- the boot ---- */
@@ -200,8 +203,7 @@ static void _boot_once(int ctx, struct ctx_state *c, const char *params)
 		__atomic_store_n(&c->on_failure_accept,
 				 b->boot.on_failure_accept != 0,
 				 __ATOMIC_RELEASE);
-		_set_timeout(c, b->boot.timeout_ms);
-		spm_pool_retime(ctx, b->boot.timeout_ms);
+		_set_timeout(ctx, c, b->boot.timeout_ms);
 		(void)spm_pool_start(ctx, b->boot.workers);
 	} else {
 		spm_logf(ctx, SPM_LOG_ERROR,
@@ -320,7 +322,7 @@ SPM_EXPORT int spm_ctx_init(int ctx)
 	}
 	/* Every path has its limit before any boot answered. */
 	if (!c->booted)
-		_set_timeout(c, c->default_timeout_ms);
+		_set_timeout(ctx, c, c->default_timeout_ms);
 	if (daemon != SPM_DAEMON_OTHER &&
 	    (!c->booted || !_same(c->params, c->booted_params)))
 		_start_boot_locked(ctx, c);

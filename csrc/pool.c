@@ -48,6 +48,7 @@ struct pool {
 				     * holds (spm_pool_hold) */
 	bool reaper_started, exhausted_logged;
 	uint64_t reaper_wake_ms;    /* when the sleeping reaper wakes */
+	uint32_t ctx_timeout_ms;    /* the context's limit (spm_pool_retime) */
 	const char *closed_why;     /* non-NULL: fail every task at once */
 	/* Python idents of written-off workers still inside a handler: an
 	 * interrupt is sent only to a thread listed here (a finished thread's
@@ -585,6 +586,7 @@ void spm_pool_retime(int ctx, uint32_t timeout_ms)
 	spm_task_t *lists[2];
 
 	pthread_mutex_lock(&p->mu);
+	p->ctx_timeout_ms = timeout_ms;
 	lists[0] = p->q_head;
 	lists[1] = p->running;
 	for (int i = 0; i < 2; i++) {
@@ -618,9 +620,17 @@ bool spm_pool_defer(int ctx, void (*fn)(uintptr_t), uintptr_t arg)
 	return ok;
 }
 
-/* Queue a task.  p->mu held. */
+/* Queue a task, its deadline counted from now.  A ctx_timeout task takes
+ * the context's limit here, under the mutex spm_pool_retime() takes too:
+ * a limit that changes while the call is being made is never missed.
+ * p->mu held. */
 static void _enqueue_locked(struct pool *p, spm_task_t *task)
 {
+	if (task->ctx_timeout)
+		task->timeout_ms = p->ctx_timeout_ms;
+	task->submitted_ms = spm_now_ms();
+	task->deadline_ms = task->timeout_ms ?
+		task->submitted_ms + task->timeout_ms : 0;
 	_ensure_reaper_locked(p);
 	task->state = T_QUEUED;
 	task->next = NULL;
@@ -651,9 +661,6 @@ void spm_pool_submit(spm_task_t *task)
 	struct pool *p = _pool(task->ctx);
 
 	task->waited = false;
-	task->submitted_ms = spm_now_ms();
-	task->deadline_ms = task->timeout_ms ?
-		task->submitted_ms + task->timeout_ms : 0;
 	pthread_mutex_lock(&p->mu);
 	_enqueue_locked(p, task);   /* takes over the caller's reference */
 	pthread_mutex_unlock(&p->mu);
@@ -706,8 +713,6 @@ int spm_pool_call(spm_task_t *task, bool *timed_out)
 
 	*timed_out = false;
 	task->waited = true;
-	task->submitted_ms = now;
-	task->deadline_ms = task->timeout_ms ? now + task->timeout_ms : 0;
 
 	pthread_mutex_lock(&p->mu);
 	if (task->fail_fast && p->stuck_cnt) {

@@ -121,7 +121,8 @@ struct spm_task {
 				  * this pool is stuck */
 	bool barrier;            /* runs first and alone: no other task of
 				  * the pool starts until it has returned */
-	bool ctx_timeout;        /* timeout_ms is the context's limit:
+	bool ctx_timeout;        /* the context's limit, taken when queued
+				  * (timeout_ms is then set by the pool);
 				  * spm_pool_retime() changes it */
 	bool no_interrupt;       /* past its deadline, let it finish: no
 				  * TimeoutError (a handler import) */
@@ -153,9 +154,9 @@ int spm_pool_start(int ctx, uint32_t workers);
  * each.  Idle workers leave. */
 void spm_pool_close(int ctx, const char *why);
 
-/* The context's limit changed (a handler loaded with timeout=): tasks
- * queued or running with ctx_timeout get it, still counted from their
- * submission. */
+/* The context's limit: ctx_timeout tasks queued from now on get it, and
+ * so do those queued or running (a handler loaded with timeout=), still
+ * counted from their submission. */
 void spm_pool_retime(int ctx, uint32_t timeout_ms);
 
 /* Until the matching unhold, workers take only barrier tasks: calls queue
