@@ -22,7 +22,8 @@ APT_PKGS := slurmctld slurmd slurm-client libslurm-dev dpkg-dev gcc make \
 CSRC_CORE := $(wildcard csrc/*.c) \
              csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
-.PHONY: all deps build install test unit integration demo bench asan clean FORCE
+.PHONY: all deps build install test unit integration demo bench asan clean FORCE \
+        trixie-root test-24.11 unit-24.11
 
 all: build
 
@@ -92,6 +93,22 @@ unit: build
 
 integration: build
 	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) tests/integration
+
+## test-24.11 (on Debian 12): the same `make test`, run as root inside a
+## Debian 13 root (scripts/trixie-root.sh) against its Slurm 24.11.5 daemons,
+## with its Python 3.13 and Debian's cffi/pytest/hypothesis.  The root has its
+## own build/ and .venv/ over the checkout's, so both releases' builds coexist.
+TRIXIE_ROOT ?= /var/tmp/slurmpy-trixie/root
+TRIXIE_MAKE = make -C $(CURDIR) VENV=.venv/trixie VENV_ARGS=--system-site-packages \
+              SLURM_SRC=/usr/src/slurm-24.11.5 PYTHON=/usr/bin/python3
+trixie-root:
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) setup >/dev/null
+
+test-24.11: trixie-root
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) test PYTEST_ARGS='$(PYTEST_ARGS)'
+
+unit-24.11: trixie-root
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) unit PYTEST_ARGS='$(PYTEST_ARGS)'
 
 ## demo: a throwaway single-node cluster on loopback running the example handlers
 demo: install
