@@ -37,6 +37,29 @@ SLURM_PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
 SLURMCTLD = "/usr/sbin/slurmctld"
 SLURMD = "/usr/sbin/slurmd"
 
+
+
+def _slurm_version() -> tuple[int, int, int]:
+    """The installed daemons' release, from ``slurmctld -V`` ("slurm 24.11.5")."""
+    try:
+        out = subprocess.run([SLURMCTLD, "-V"], capture_output=True, text=True,
+                             timeout=30).stdout
+        m = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
+        if m:
+            return tuple(int(x) for x in m.groups())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return (0, 0, 0)
+
+
+#: (major, minor, micro) of the Slurm the tests run against.
+SLURM_VERSION = _slurm_version()
+
+
+def slurm_at_least(major: int, minor: int) -> bool:
+    return SLURM_VERSION[:2] >= (major, minor)
+
+
 #: JobState values after which a job will not change state on its own.
 TERMINAL_JOB_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
@@ -268,6 +291,12 @@ class Cluster(DaemonHarness):
     def write_conf(self) -> None:
         for d in (self.state_dir, self.spool_dir):
             d.mkdir(parents=True, exist_ok=True)
+        cgroup = self.workdir / "cgroup.conf"
+        if slurm_at_least(23, 2) and not cgroup.exists():
+            # slurmd reads cgroup.conf beside slurm.conf from 23.02 on and
+            # fails without a cgroup filesystem (a chroot, a container)
+            # unless told not to use one.  22.05 has no "disabled".
+            cgroup.write_text("CgroupPlugin=disabled\n")
         plugstack = self.workdir / "plugstack.conf"
         if not plugstack.exists():
             plugstack.write_text("")
