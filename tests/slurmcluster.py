@@ -745,10 +745,11 @@ class Cluster(DaemonHarness):
         %J JOBSIZE, %P PARTITION, %Q QOS, %N NICE, %y/%a/... normalized.
         Values are stripped strings ('' if blank).
         """
-        argv = ["sprio", "-o", fmt]
-        if jobs is not None:
-            argv += ["-j", ",".join(str(j) for j in jobs)]
-        cp = self.run(*argv, check=False)
+        # No `-j 1,2,...`: sprio 24.11.5 parses the whole list as one id
+        # ("Invalid job id: 1", src/sprio/opts.c _build_job_list), so ask
+        # for every pending job and keep the ones asked for.
+        wanted = None if jobs is None else {int(j) for j in jobs}
+        cp = self.run("sprio", "-o", fmt, check=False)
         lines = [l for l in cp.stdout.splitlines() if l.strip()]
         if cp.returncode != 0 and not lines:
             raise ClusterError(f"sprio failed: {cp.stdout}{cp.stderr}")
@@ -762,9 +763,11 @@ class Cluster(DaemonHarness):
                 continue
             rec = dict(zip(header, vals))
             try:
-                out[int(rec["JOBID"])] = rec
+                jid = int(rec["JOBID"])
             except (KeyError, ValueError):
                 continue
+            if wanted is None or jid in wanted:
+                out[jid] = rec
         return out
 
     # ------------------------------------------------------------------ logs

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from slurmcluster import Cluster, JobStateError, parse_kv_line
+from slurmcluster import Cluster, JobStateError, parse_kv_line, slurm_at_least
 
 # No skips: without root or the Slurm packages these tests must fail loudly.
 pytestmark = pytest.mark.integration
@@ -218,9 +218,14 @@ def test_slurmd_prolog_failure_drains_node(cluster_factory, tmp_path):
     jid = c.sbatch("--no-requeue", "-o", "out.%j", wrap="echo ran")
     rec = c.wait_job(jid, ("CANCELLED",))
     assert rec["Reason"] == "None" and rec["ExitCode"] == "0:0"
-    # slurmd writes this into the job's stdout file instead of running it
-    assert (c.workdir / f"out.{jid}").read_text() == \
-        "Error running slurm prolog: 1\n"
+    out = c.workdir / f"out.{jid}"
+    if slurm_at_least(24, 11):
+        # 24.11 writes nothing into the job's stdout file
+        assert not out.exists()
+    else:
+        # slurmd 22.05 writes this into the job's stdout file instead of
+        # running it
+        assert out.read_text() == "Error running slurm prolog: 1\n"
     node = c.wait_node(("IDLE+DRAIN",))
     assert re.fullmatch(r"Prolog error \[root@[-\d:T]+\]", node["Reason"]), \
         node["Reason"]
