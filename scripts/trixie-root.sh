@@ -54,6 +54,13 @@ host_mirror() {
 
 mounted() { mountpoint -q "$1"; }
 
+# One setup/run/umount at a time per root: they share the mounts.
+lock() {
+    mkdir -p "$(dirname "$root")"
+    exec 9>"$root.lock"
+    flock 9
+}
+
 # Mount points under the root, deepest first (for unmounting).
 MOUNTS=()
 do_umount() {
@@ -89,9 +96,13 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 
 setup() {
     local t0=$SECONDS
+    lock
     if [ ! -f "$stamps/debootstrap" ]; then
         local mirror=${MIRROR:-$(host_mirror)}
         [ -n "$mirror" ] || { log "cannot find the host's apt mirror; set MIRROR="; exit 1; }
+        command -v debootstrap >/dev/null || {
+            log "installing debootstrap on the host"
+            apt-get install -y -q --no-install-recommends debootstrap >/dev/null; }
         do_umount
         rm -rf "$root.new"
         mkdir -p "$(dirname "$root")"
@@ -148,9 +159,7 @@ setup() {
 
 run() {
     [ -f "$src/.spm-configured" ] || { log "no root in $root: run setup first"; exit 1; }
-    # One run at a time per root: the mounts are shared.
-    exec 9>"$root.lock"
-    flock 9
+    lock
     trap do_umount EXIT
     do_mount
     local rc=0
@@ -163,6 +172,6 @@ run() {
 case $cmd in
 setup) setup ;;
 run) [ $# -gt 0 ] || { echo "usage: $0 [-r DIR] run CMD..." >&2; exit 2; }; run "$@" ;;
-umount) do_umount ;;
+umount) lock; do_umount ;;
 *) sed -n '2,21p' "$0" >&2; exit 2 ;;
 esac
