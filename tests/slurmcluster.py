@@ -514,12 +514,31 @@ class Cluster(DaemonHarness):
             mine |= descendants(running)
         return mine
 
+    def _uses_workdir(self, pid: int) -> bool:
+        """Is pid a slurmstepd working in, or logging into, the workdir?
+        (24.11 starts a step's slurmstepd with an empty environment.)"""
+        wd = str(self.workdir)
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "slurmstepd":
+                    return False
+            links = [os.readlink(f"/proc/{pid}/cwd")]
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except OSError:
+                    pass
+        except OSError:
+            return False
+        return any(l == wd or l.startswith(wd + "/") for l in links)
+
     def leftover_pids(self) -> list[int]:
         """Live (non-zombie) processes that belong to this cluster: those
         whose environment has this cluster's tag (daemons and the client
         commands export it, so slurmstepd, jobs, scripts inherit it) or its
-        SLURM_CONF, or whose command line mentions the workdir -- plus all
-        their descendants.  Excludes _protected()."""
+        SLURM_CONF, or whose command line mentions the workdir, or
+        slurmstepd processes with their cwd or a file in the workdir -- plus
+        all their descendants.  Excludes _protected()."""
         mine = self._protected()
         tag = f"{TAG_ENV}={self.tag}".encode()
         conf = f"SLURM_CONF={self.conf_path}".encode()
@@ -538,7 +557,8 @@ class Cluster(DaemonHarness):
                     cmd = f.read()
             except OSError:
                 continue
-            if tag in env or conf in env or wd in cmd:
+            if tag in env or conf in env or wd in cmd \
+                    or self._uses_workdir(pid):
                 found.append(pid)
         if not found:
             return []

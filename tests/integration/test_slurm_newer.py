@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from slurmcluster import TAG_ENV, slurm_at_least
+from slurmcluster import slurm_at_least
 
 from .conftest import read_calls
 
@@ -25,19 +25,13 @@ SLEEPER = "sleep 6"
 def _stepds(c) -> dict[int, str]:
     """{pid: /proc/pid/maps text} of this cluster's slurmstepd processes."""
     out = {}
-    tag = f"{TAG_ENV}={c.tag}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in c.leftover_pids():
         try:
-            with open(f"/proc/{entry}/comm") as f:
+            with open(f"/proc/{pid}/comm") as f:
                 if f.read().strip() != "slurmstepd":
                     continue
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if tag not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/maps") as f:
-                out[int(entry)] = f.read()
+            with open(f"/proc/{pid}/maps") as f:
+                out[pid] = f.read()
         except OSError:
             continue
     return out
@@ -85,8 +79,9 @@ def test_slurmstepd_loads_prep_python_but_never_starts_python(prep_cluster, clus
         time.sleep(0.2)
     rss_without = max(_rss_kb(p) for p in _stepds(plain))
     print(f"slurmstepd VmRSS: {rss_with} kB with prep/python, {rss_without} kB without")
-    # libslurmpy.so and libpython are mapped, nothing runs: a few MB at most
-    assert rss_with - rss_without < 16 * 1024, (rss_with, rss_without)
+    # libslurmpy.so and libpython are mapped, nothing runs: measured 2 MB
+    # here (24.11.5); a started interpreter alone adds more than 6 MB
+    assert rss_with - rss_without < 6 * 1024, (rss_with, rss_without)
 
 
 RERUN_BODY = '''
