@@ -12,14 +12,18 @@ PLUGINDIR  ?= /usr/lib/x86_64-linux-gnu/slurm-wlm
 SLURM_SRC  ?= $(shell test -x scripts/slurm-src.sh && dpkg-query -W slurmctld >/dev/null 2>&1 && scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src 2>/dev/null)
 CFLAGS     ?= -O2 -g
 PYTEST_ARGS ?=
+# extra `python -m venv` options (the trixie root uses Debian's cffi/pytest/
+# hypothesis: --system-site-packages)
+VENV_ARGS  ?=
 
 APT_PKGS := slurmctld slurmd slurm-client libslurm-dev dpkg-dev gcc make \
             python3-dev python3-venv slurmdbd mariadb-server
 
 CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h \
-             csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
+             csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
-.PHONY: all deps build install test unit integration demo bench asan clean FORCE
+.PHONY: all deps build install test unit integration demo bench asan clean FORCE \
+        trixie-root test-24.11 unit-24.11
 
 all: build
 
@@ -40,7 +44,7 @@ $(VENV)/.deps-ok: pyproject.toml Makefile $(VENV)/.python-request
 	@base=$$($(PYTHON) -I -c 'import sys; sys.exit(f"{sys.executable} is a virtualenv (sys.prefix {sys.prefix}); PYTHON= must name a base interpreter") if sys.prefix != sys.base_prefix else print(sys.executable)') || exit 1; \
 	if [ ! -x $(PY) ] || [ "$$(cat $(VENV)/.base-python 2>/dev/null)" != "$$base" ]; then \
 	  echo "deps: creating $(VENV) from $$base"; \
-	  rm -rf $(VENV) && $$base -m venv $(VENV) && echo "$$base" > $(VENV)/.base-python && \
+	  rm -rf $(VENV) && $$base -m venv $(VENV_ARGS) $(VENV) && echo "$$base" > $(VENV)/.base-python && \
 	  echo '$(PYTHON)' > $(VENV)/.python-request; \
 	fi
 	$(PY) -m pip install -q --disable-pip-version-check 'cffi>=1.16' 'setuptools>=65' 'pytest>=7' 'hypothesis>=6'
@@ -59,7 +63,7 @@ $(CORE)/libslurmpy.so: $(CSRC_CORE) $(VENV)/.deps-ok
 	SLURM_SRC=$(SLURM_SRC) SPM_BASE_PYTHON="$$(cat $(VENV)/.base-python)" \
 	  SPM_CFLAGS="$(SPM_CFLAGS)" SPM_LDFLAGS="$(SPM_LDFLAGS)" $(PY) build_ffi.py $(CORE)
 
-$(PLUGINS)/%.so: csrc/%.c csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/plugin.map $(CORE)/libslurmpy.so
+$(PLUGINS)/%.so: csrc/%.c csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/plugin.map $(CORE)/libslurmpy.so
 	gcc $(CFLAGS) $(SPM_CFLAGS) -Wall -fPIC -shared -I csrc -I $(SLURM_SRC) -o $@.tmp $< \
 	  -L $(CORE) -l:libslurmpy.so -Wl,-rpath,'$$ORIGIN/slurmpy' \
 	  -Wl,--version-script=csrc/plugin.map -Wl,-z,nodelete $(SPM_LDFLAGS)
@@ -90,6 +94,22 @@ unit: build
 
 integration: build
 	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) tests/integration
+
+## test-24.11 (on Debian 12): the same `make test`, run as root inside a
+## Debian 13 root (scripts/trixie-root.sh) against its Slurm 24.11.5 daemons,
+## with its Python 3.13 and Debian's cffi/pytest/hypothesis.  The root has its
+## own build/ and .venv/ over the checkout's, so both releases' builds coexist.
+TRIXIE_ROOT ?= /var/tmp/slurmpy-trixie/root
+TRIXIE_MAKE = make -C $(CURDIR) VENV=.venv/trixie VENV_ARGS=--system-site-packages \
+              SLURM_SRC=/usr/src/slurm-24.11.5 PYTHON=/usr/bin/python3
+trixie-root:
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) setup >/dev/null
+
+test-24.11: trixie-root
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) test PYTEST_ARGS='$(PYTEST_ARGS)'
+
+unit-24.11: trixie-root
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) unit PYTEST_ARGS='$(PYTEST_ARGS)'
 
 ## demo: a throwaway single-node cluster on loopback running the example handlers
 demo: install

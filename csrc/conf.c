@@ -12,6 +12,8 @@
 #include "src/common/read_config.h"
 
 #include "spm.h"
+#define SPM_COMPAT_CONF
+#include "compat.h"
 
 extern bool running_in_slurmctld(void);
 extern bool running_in_slurmd(void);
@@ -38,7 +40,7 @@ SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out)
 	out->prolog_epilog_timeout =
 		(t == NO_VAL16 || t == INFINITE16) ? 0 : t;
 	out->slurm_user_id = slurm_conf.slurm_user_id;
-	out->epilog_set = slurm_conf.epilog && slurm_conf.epilog[0];
+	out->epilog_set = spm_compat_epilog_set();
 }
 
 SPM_EXPORT int spm_daemon(void)

@@ -137,7 +137,7 @@ SPM_EXPORT bool spm_prep_ctld_async(int hook, struct job_record *job_ptr)
 	return true;
 }
 
-SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env)
+SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env, void *cred)
 {
 	struct prep_call *p;
 	bool timed_out;
@@ -152,7 +152,7 @@ SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env)
 		      spm_ctx_timeout_ms(SPM_CTX_PREP));
 	p->task.ctx_timeout = true;
 	p->hook = hook;
-	if (!(p->env = spm_snapshot_env(job_env, &p->arena))) {
+	if (!(p->env = spm_snapshot_env(job_env, cred, &p->arena))) {
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
 			 "out of memory copying job_env");
 		spm_task_unref(&p->task);

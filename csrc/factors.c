@@ -11,6 +11,7 @@
 #include "src/slurmctld/slurmctld.h"
 
 #include "spm.h"
+#include "compat.h"
 
 _Static_assert(SPM_FACTOR_MIN == -(int64_t)NICE_OFFSET,
 	       "SPM_FACTOR_MIN must match Slurm's NICE_OFFSET");

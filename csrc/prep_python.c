@@ -5,9 +5,9 @@
 #include "config.h"
 #include "slurm/slurm.h"
 #include "slurm/slurm_errno.h"
-#include "src/common/prep.h"
-
 #include "spm.h"
+#include "compat.h"
+#include SPM_PREP_H
 
 const char plugin_name[] = "PrEp plugin for Python handlers (slurmpy_plugins)";
 const char plugin_type[] = "prep/python";
@@ -44,21 +44,21 @@ extern void prep_p_register_callbacks(prep_callbacks_t *callbacks)
 			       callbacks->epilog_slurmctld);
 }
 
-static int _slurmd_hook(int hook, job_env_t *job_env)
+static int _slurmd_hook(int hook, job_env_t *job_env, slurm_cred_t *cred)
 {
 	if (!_overridden(hook))
 		return SLURM_SUCCESS;
-	return spm_prep_slurmd(hook, job_env);
+	return spm_prep_slurmd(hook, job_env, cred);
 }
 
 extern int prep_p_prolog(job_env_t *job_env, slurm_cred_t *cred)
 {
-	return _slurmd_hook(SPM_HOOK_PROLOG, job_env);
+	return _slurmd_hook(SPM_HOOK_PROLOG, job_env, cred);
 }
 
 extern int prep_p_epilog(job_env_t *job_env, slurm_cred_t *cred)
 {
-	return _slurmd_hook(SPM_HOOK_EPILOG, job_env);
+	return _slurmd_hook(SPM_HOOK_EPILOG, job_env, cred);
 }
 
 static int _ctld_hook(int hook, job_record_t *job_ptr, bool *async)

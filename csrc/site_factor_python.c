@@ -5,9 +5,9 @@
 #include "config.h"
 #include "slurm/slurm.h"
 #include "slurm/slurm_errno.h"
-#include "src/common/site_factor.h"
-
 #include "spm.h"
+#include "compat.h"
+#include SPM_SITE_FACTOR_H
 
 const char plugin_name[] = "Site factor plugin for Python handlers (slurmpy_plugins)";
 const char plugin_type[] = "site_factor/python";
@@ -27,6 +27,9 @@ extern void fini(void)
 	spm_ctx_fini(SPM_CTX_SITE_FACTOR);
 }
 
+/* Called on scontrol reconfigure up to 23.11; 24.05 and later no longer
+ * call it (a reconfigure there starts a new slurmctld, whose init() loads
+ * the handler afresh). */
 extern void site_factor_p_reconfig(void)
 {
 	/* Re-read PrioritySiteFactorParameters: changed ones load on the boot

@@ -12,17 +12,18 @@
 
 #include "config.h"
 #include "slurm/slurm.h"
-#include "src/common/list.h"
 #include "src/slurmctld/slurmctld.h"
-#include "src/slurmd/slurmd/slurmd.h"
 
 #include "spm.h"
+#define SPM_COMPAT_LIST
+#define SPM_COMPAT_ENV
+#include "compat.h"
 
 /* slurmctld-only symbols, looked up when first needed so that this library
  * also loads in slurmd (a data reference would fail there at load time). */
-static List *_job_list(void)
+static spm_list_t *_job_list(void)
 {
-	return (List *)dlsym(RTLD_DEFAULT, "job_list");
+	return (spm_list_t *)dlsym(RTLD_DEFAULT, "job_list");
 }
 
 static char **_copy_strv(spm_arena_t *a, char **v, uint32_t n, int *oom)
@@ -58,7 +59,7 @@ static uint32_t _strv_len(char **v)
 /* The numeric fields of *job (cheap: no allocation). */
 static void _copy_job_numbers(spm_job_t *out, job_record_t *job)
 {
-	struct job_details *d = job->details;
+	__typeof__(job->details) d = job->details; /* a named type from 24.11 */
 
 	out->job_id = job->job_id;
 	out->array_job_id = job->array_job_id;
@@ -105,7 +106,7 @@ static void _copy_job_numbers(spm_job_t *out, job_record_t *job)
 /* The string fields of *job into arena a; returns 0 or -1 on OOM. */
 static int _copy_job_strings(spm_arena_t *a, spm_job_t *out, job_record_t *job)
 {
-	struct job_details *d = job->details;
+	__typeof__(job->details) d = job->details; /* a named type from 24.11 */
 	int oom = 0;
 
 	if (d) {
@@ -175,7 +176,8 @@ spm_job_t *spm_snapshot_job(struct job_record *job_ptr,
 	return out;
 }
 
-spm_env_t *spm_snapshot_env(void *job_env, spm_arena_t **arena_out)
+spm_env_t *spm_snapshot_env(void *job_env, void *cred,
+			    spm_arena_t **arena_out)
 {
 	job_env_t *e = job_env;
 	spm_arena_t *a = spm_arena_new(1024);
@@ -196,7 +198,8 @@ spm_env_t *spm_snapshot_env(void *job_env, spm_arena_t **arena_out)
 	out->het_job_id = e->het_job_id;
 	out->exit_code = e->exit_code;
 	out->derived_ec = e->derived_ec;
-	S(user_name, e->user_name);
+	if (spm_compat_env_user(a, e, cred, &out->user_name))
+		oom = 1;
 	S(partition, e->partition);
 	S(node_list, e->node_list);
 	S(node_aliases, e->node_aliases);
@@ -259,7 +262,7 @@ static int _collect_one(void *x, void *arg)
 
 spm_batch_t *spm_snapshot_pending(spm_arena_t **arena_out)
 {
-	List *jl = _job_list();
+	spm_list_t *jl = _job_list();
 	struct collect c = { 0 };
 	spm_arena_t *arena;
 	uint32_t total;

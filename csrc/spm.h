@@ -46,7 +46,8 @@
 #endif
 
 /* Opaque Slurm types: only conf.c, snapshot.c, factors.c and jobdesc.c
- * see them. */
+ * see them.  Differences between Slurm releases live in compat.h, which
+ * only those files and the plugins include. */
 struct job_record;
 struct job_descriptor;
 
@@ -268,9 +269,9 @@ SPM_EXPORT void spm_prep_set_callbacks(spm_slurm_cb_t prolog_cb,
  * slurmctld): nothing was queued. */
 SPM_EXPORT bool spm_prep_ctld_async(int hook, struct job_record *job_ptr);
 
-/* slurmd prolog/epilog (job_env_t *): run on a worker, wait up to the
+/* slurmd prolog/epilog (job_env_t *, slurm_cred_t * or NULL): run on a worker, wait up to the
  * timeout.  Returns SLURM_SUCCESS or SLURM_ERROR. */
-SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env);
+SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env, void *cred);
 
 /* ---- dispatch_site_factor.c ---- */
 
@@ -305,8 +306,10 @@ SPM_EXPORT int spm_js_modify(struct job_descriptor *job_desc,
 spm_job_t *spm_snapshot_job(struct job_record *job_ptr,
 			    spm_arena_t **arena_out);
 
-/* Copy a slurmd job_env_t the same way. */
-spm_env_t *spm_snapshot_env(void *job_env, spm_arena_t **arena_out);
+/* Copy a slurmd job_env_t the same way (the credential, may be NULL,
+ * gives the user name from Slurm 23.11 on: see compat.h). */
+spm_env_t *spm_snapshot_env(void *job_env, void *cred,
+			    spm_arena_t **arena_out);
 
 /* Copy every pending job of slurmctld's job_list into one batch: numbers
  * now, string fields lazily (spm_lazy_load) while the caller still holds

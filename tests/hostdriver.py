@@ -40,7 +40,25 @@ def _default_slurm_src() -> str:
 
 
 SLURM_SRC = os.environ.get("SLURM_SRC") or _default_slurm_src()
-SLURM_VERSION_NUMBER = 0x160508
+
+
+def _slurm_version_number(src: str) -> int:
+    """SLURM_VERSION_NUMBER of the configured tree (0x160508 for 22.05.8)."""
+    import re
+    try:
+        text = open(os.path.join(src, "slurm", "slurm_version.h")).read()
+    except OSError:
+        return 0x160508
+    m = re.search(r"#define\s+SLURM_VERSION_NUMBER\s+(0x[0-9a-fA-F]+)", text)
+    return int(m.group(1), 16) if m else 0x160508
+
+
+#: The Slurm release the plugins and the host are built against.
+SLURM_VERSION_NUMBER = _slurm_version_number(SLURM_SRC)
+
+
+def slurm_at_least(major: int, minor: int) -> bool:
+    return SLURM_VERSION_NUMBER >= (major << 16) + (minor << 8)
 
 NO_VAL = 0xFFFFFFFE
 NO_VAL16 = 0xFFFE

@@ -37,6 +37,29 @@ SLURM_PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
 SLURMCTLD = "/usr/sbin/slurmctld"
 SLURMD = "/usr/sbin/slurmd"
 
+
+
+def _slurm_version() -> tuple[int, int, int]:
+    """The installed daemons' release, from ``slurmctld -V`` ("slurm 24.11.5")."""
+    try:
+        out = subprocess.run([SLURMCTLD, "-V"], capture_output=True, text=True,
+                             timeout=30).stdout
+        m = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
+        if m:
+            return tuple(int(x) for x in m.groups())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return (0, 0, 0)
+
+
+#: (major, minor, micro) of the Slurm the tests run against.
+SLURM_VERSION = _slurm_version()
+
+
+def slurm_at_least(major: int, minor: int) -> bool:
+    return SLURM_VERSION[:2] >= (major, minor)
+
+
 #: JobState values after which a job will not change state on its own.
 TERMINAL_JOB_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
@@ -268,6 +291,12 @@ class Cluster(DaemonHarness):
     def write_conf(self) -> None:
         for d in (self.state_dir, self.spool_dir):
             d.mkdir(parents=True, exist_ok=True)
+        cgroup = self.workdir / "cgroup.conf"
+        if slurm_at_least(23, 2) and not cgroup.exists():
+            # slurmd reads cgroup.conf beside slurm.conf from 23.02 on and
+            # fails without a cgroup filesystem (a chroot, a container)
+            # unless told not to use one.  22.05 has no "disabled".
+            cgroup.write_text("CgroupPlugin=disabled\n")
         plugstack = self.workdir / "plugstack.conf"
         if not plugstack.exists():
             plugstack.write_text("")
@@ -485,12 +514,31 @@ class Cluster(DaemonHarness):
             mine |= descendants(running)
         return mine
 
+    def _uses_workdir(self, pid: int) -> bool:
+        """Is pid a slurmstepd working in, or logging into, the workdir?
+        (24.11 starts a step's slurmstepd with an empty environment.)"""
+        wd = str(self.workdir)
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "slurmstepd":
+                    return False
+            links = [os.readlink(f"/proc/{pid}/cwd")]
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except OSError:
+                    pass
+        except OSError:
+            return False
+        return any(l == wd or l.startswith(wd + "/") for l in links)
+
     def leftover_pids(self) -> list[int]:
         """Live (non-zombie) processes that belong to this cluster: those
         whose environment has this cluster's tag (daemons and the client
         commands export it, so slurmstepd, jobs, scripts inherit it) or its
-        SLURM_CONF, or whose command line mentions the workdir -- plus all
-        their descendants.  Excludes _protected()."""
+        SLURM_CONF, or whose command line mentions the workdir, or
+        slurmstepd processes with their cwd or a file in the workdir -- plus
+        all their descendants.  Excludes _protected()."""
         mine = self._protected()
         tag = f"{TAG_ENV}={self.tag}".encode()
         conf = f"SLURM_CONF={self.conf_path}".encode()
@@ -509,7 +557,8 @@ class Cluster(DaemonHarness):
                     cmd = f.read()
             except OSError:
                 continue
-            if tag in env or conf in env or wd in cmd:
+            if tag in env or conf in env or wd in cmd \
+                    or self._uses_workdir(pid):
                 found.append(pid)
         if not found:
             return []
@@ -716,10 +765,11 @@ class Cluster(DaemonHarness):
         %J JOBSIZE, %P PARTITION, %Q QOS, %N NICE, %y/%a/... normalized.
         Values are stripped strings ('' if blank).
         """
-        argv = ["sprio", "-o", fmt]
-        if jobs is not None:
-            argv += ["-j", ",".join(str(j) for j in jobs)]
-        cp = self.run(*argv, check=False)
+        # No `-j 1,2,...`: sprio 24.11.5 parses the whole list as one id
+        # ("Invalid job id: 1", src/sprio/opts.c _build_job_list), so ask
+        # for every pending job and keep the ones asked for.
+        wanted = None if jobs is None else {int(j) for j in jobs}
+        cp = self.run("sprio", "-o", fmt, check=False)
         lines = [l for l in cp.stdout.splitlines() if l.strip()]
         if cp.returncode != 0 and not lines:
             raise ClusterError(f"sprio failed: {cp.stdout}{cp.stderr}")
@@ -733,9 +783,11 @@ class Cluster(DaemonHarness):
                 continue
             rec = dict(zip(header, vals))
             try:
-                out[int(rec["JOBID"])] = rec
+                jid = int(rec["JOBID"])
             except (KeyError, ValueError):
                 continue
+            if wanted is None or jid in wanted:
+                out[jid] = rec
         return out
 
     # ------------------------------------------------------------------ logs

@@ -40,7 +40,9 @@
 #include "src/common/env.h"
 #include "src/common/list.h"
 #include "src/common/log.h"
-#include "src/common/prep.h"
+#include "../../csrc/compat.h"   /* the shim's release differences */
+#include SPM_PREP_H
+#include SPM_CRED_H
 #include "src/common/run_command.h"
 #include "src/common/slurm_protocol_defs.h"
 #include "src/common/uid.h"
@@ -53,13 +55,91 @@
 #define HOST_NAME "spm_host"
 
 /* ------------------------------------------------------------------------ */
+/* The Slurm releases this host plays (22.05, 24.11): their differences,     */
+/* here and nowhere else in this file.  csrc/compat.h has the shim's.        */
+/* ------------------------------------------------------------------------ */
+
+#if SPM_SLURM_AT_LEAST(24, 11)
+typedef list_t *host_list_t;
+typedef list_itr_t *host_itr_t;
+#else
+typedef List host_list_t;
+typedef ListIterator host_itr_t;
+#endif
+/* struct job_details (22.05) is the typedef job_details_t in 24.11 */
+typedef __typeof__(*((job_record_t *) 0)->details) host_details_t;
+
+/* slurmd's job_env_t, plus the job's user name: a field of job_env_t before
+ * 23.11, carried by the job credential from then on. */
+typedef struct {
+	job_env_t env;
+	char *user_name;
+	slurm_cred_t *cred;     /* what prep_p_prolog/epilog get */
+#if SPM_SLURM_AT_LEAST(23, 11)
+	slurm_cred_t cred_buf;
+	slurm_cred_arg_t cred_arg;
+	identity_t cred_id;
+#endif
+} host_env_t;
+
+/* Before the hook call: put user_name where this release's slurmd has it. */
+static void host_env_attach_user(host_env_t *h)
+{
+	h->cred = NULL;
+#if SPM_SLURM_AT_LEAST(23, 11)
+	if (h->user_name) {
+		memset(&h->cred_buf, 0, sizeof(h->cred_buf));
+		memset(&h->cred_arg, 0, sizeof(h->cred_arg));
+		memset(&h->cred_id, 0, sizeof(h->cred_id));
+		h->cred_id.uid = h->env.uid;
+		h->cred_id.gid = h->env.gid;
+		h->cred_id.pw_name = h->user_name;
+		h->cred_arg.id = &h->cred_id;
+		h->cred_buf.magic = CRED_MAGIC;
+		pthread_rwlock_init(&h->cred_buf.mutex, NULL);
+		h->cred_buf.arg = &h->cred_arg;
+		h->cred = &h->cred_buf;
+	}
+#else
+	h->env.user_name = h->user_name;
+#endif
+}
+
+static void host_env_detach_user(host_env_t *h)
+{
+#if SPM_SLURM_AT_LEAST(23, 11)
+	if (h->cred)
+		pthread_rwlock_destroy(&h->cred_buf.mutex);
+#else
+	h->env.user_name = NULL;
+#endif
+	h->cred = NULL;
+}
+
+/* slurm_conf's Prolog=/Epilog=... (set with conf(epilog=...)): one string
+ * before 24.05, an array with a count from 24.05 on.  Used in the field
+ * table below (CPE). */
+#if SPM_SLURM_AT_LEAST(24, 5)
+#define CPE(m) F_SV(B_CONF, slurm_conf_t, m, m##_cnt)
+#else
+#define CPE(m) CS(m)
+#endif
+
+/* plugin load errors (src/common/plugin.h's plugin_err_t in 22.05) */
+enum {
+	HOST_EPLUGIN_SUCCESS = 0, HOST_EPLUGIN_NOTFOUND, HOST_EPLUGIN_ACCESS_ERROR,
+	HOST_EPLUGIN_DLOPEN_FAILED, HOST_EPLUGIN_INIT_FAILED,
+	HOST_EPLUGIN_MISSING_NAME, HOST_EPLUGIN_BAD_VERSION,
+};
+
+/* ------------------------------------------------------------------------ */
 /* Symbols a daemon would provide to its plugins (exported via -rdynamic).   */
 /* ------------------------------------------------------------------------ */
 
 /* slurmctld: the global job list, iterated by site_factor_p_update(). */
-List job_list = NULL;
+host_list_t job_list = NULL;
 /* slurmctld's partitions, for job_submit plugins (parts_add/parts_clear) */
-List part_list = NULL;
+host_list_t part_list = NULL;
 part_record_t *default_part_loc = NULL;
 time_t last_job_update = 0;
 
@@ -335,11 +415,13 @@ typedef struct {
 #define JU(m) F_(B_JOB, job_record_t, m, K_UINT)
 #define JT(m) F_(B_JOB, job_record_t, m, K_SINT)
 #define JS(m) F_(B_JOB, job_record_t, m, K_STR)
-#define DU(m) F_(B_DETAILS, struct job_details, m, K_UINT)
-#define DT(m) F_(B_DETAILS, struct job_details, m, K_SINT)
-#define DS(m) F_(B_DETAILS, struct job_details, m, K_STR)
-#define EU(m) F_(B_ENV, job_env_t, m, K_UINT)
-#define ES(m) F_(B_ENV, job_env_t, m, K_STR)
+#define DU(m) F_(B_DETAILS, host_details_t, m, K_UINT)
+#define DT(m) F_(B_DETAILS, host_details_t, m, K_SINT)
+#define DS(m) F_(B_DETAILS, host_details_t, m, K_STR)
+#define FE_(m, k) { #m, k, B_ENV, offsetof(host_env_t, env.m), \
+		       MSIZE(job_env_t, m), -1, 0 }
+#define EU(m) FE_(m, K_UINT)
+#define ES(m) FE_(m, K_STR)
 #define CU(m) F_(B_CONF, slurm_conf_t, m, K_UINT)
 #define CS(m) F_(B_CONF, slurm_conf_t, m, K_STR)
 #define SS(m) F_(B_DCONF, slurmd_conf_t, m, K_STR)
@@ -377,7 +459,7 @@ static const field_t job_fields[] = {
 	F_SV(B_JOB, job_record_t, spank_job_env, spank_job_env_size),
 	{ "qos", K_QOS, B_JOB, offsetof(job_record_t, qos_ptr),
 	  MSIZE(job_record_t, qos_ptr), -1, 0 },
-	/* struct job_details */
+	/* host_details_t */
 	DT(submit_time), DT(begin_time), DU(min_cpus), DU(min_nodes),
 	DU(max_nodes), DU(nice), DU(requeue), DU(pn_min_memory),
 	DU(pn_min_cpus), DU(pn_min_tmp_disk), DU(num_tasks),
@@ -386,22 +468,29 @@ static const field_t job_fields[] = {
 	DS(work_dir), DS(features), DS(features_use), DS(std_out),
 	DS(std_err), DS(std_in), DS(req_nodes), DS(exc_nodes),
 	DS(dependency), DS(prefer), DS(cluster_features), DS(acctg_freq),
-	F_SV(B_DETAILS, struct job_details, env_sup, env_cnt),
+	F_SV(B_DETAILS, host_details_t, env_sup, env_cnt),
 };
 
 static const field_t env_fields[] = {
 	EU(jobid), EU(step_id), EU(uid), EU(gid), EU(het_job_id),
 	EU(exit_code), EU(derived_ec),
-	ES(user_name), ES(partition), ES(node_list), ES(node_aliases),
-	ES(work_dir),
-	F_SV(B_ENV, job_env_t, spank_job_env, spank_job_env_size),
-	F_SV0(B_ENV, job_env_t, gres_job_env),
+	{ "user_name", K_STR, B_ENV, offsetof(host_env_t, user_name),
+	  MSIZE(host_env_t, user_name), -1, 0 },
+	ES(partition), ES(node_list), ES(node_aliases), ES(work_dir),
+	{ "spank_job_env", K_STRV, B_ENV,
+	  offsetof(host_env_t, env.spank_job_env),
+	  MSIZE(job_env_t, spank_job_env),
+	  offsetof(host_env_t, env.spank_job_env_size),
+	  MSIZE(job_env_t, spank_job_env_size) },
+	{ "gres_job_env", K_STRV, B_ENV,
+	  offsetof(host_env_t, env.gres_job_env),
+	  MSIZE(job_env_t, gres_job_env), -1, 0 },
 };
 
 static const field_t conf_fields[] = {
 	CS(prep_params), CS(prep_plugins), CS(site_factor_params),
-	CS(site_factor_plugin), CS(prolog), CS(epilog), CS(prolog_slurmctld),
-	CS(epilog_slurmctld), CS(slurm_user_name), CS(plugindir),
+	CS(site_factor_plugin), CPE(prolog), CPE(epilog), CPE(prolog_slurmctld),
+	CPE(epilog_slurmctld), CS(slurm_user_name), CS(plugindir),
 	CS(cluster_name), CS(priority_params), CS(priority_type),
 	CS(slurmctld_params), CS(slurmd_params), CS(sched_params),
 	CS(slurm_conf), CS(state_save_location), CS(tmp_fs),
@@ -459,7 +548,7 @@ static const field_t dconf_fields[] = {
 
 typedef struct {
 	job_record_t *job;
-	job_env_t *env;
+	host_env_t *env;
 	job_desc_msg_t *desc;
 	part_record_t *part;
 } target_t;
@@ -745,7 +834,7 @@ static void hash_del(job_record_t *job);
 static void job_free(void *x)
 {
 	job_record_t *job = x;
-	struct job_details *d;
+	host_details_t *d;
 
 	if (!job)
 		return;
@@ -1130,7 +1219,7 @@ extern char **job_common_env_vars(job_record_t *job_ptr, bool is_complete)
 	if (job_ptr->wckey)
 		setenvf(&my_env, "SLURM_WCKEY", "%s", job_ptr->wckey);
 	if (job_ptr->details) {
-		struct job_details *d = job_ptr->details;
+		host_details_t *d = job_ptr->details;
 
 		if (d->features_use)
 			setenvf(&my_env, "SLURM_JOB_CONSTRAINTS", "%s",
@@ -1261,14 +1350,14 @@ extern int send_slurmd_conf_lite(int fd, slurmd_conf_t *cf)
 static const char *plugin_err_str(int e)
 {
 	switch (e) {
-	case EPLUGIN_SUCCESS: return "Success";
-	case EPLUGIN_NOTFOUND: return "Plugin file not found";
-	case EPLUGIN_ACCESS_ERROR: return "Plugin access denied";
-	case EPLUGIN_DLOPEN_FAILED: return "Dlopen of plugin file failed";
-	case EPLUGIN_INIT_FAILED: return "Plugin init() callback failed";
-	case EPLUGIN_MISSING_NAME:
+	case HOST_EPLUGIN_SUCCESS: return "Success";
+	case HOST_EPLUGIN_NOTFOUND: return "Plugin file not found";
+	case HOST_EPLUGIN_ACCESS_ERROR: return "Plugin access denied";
+	case HOST_EPLUGIN_DLOPEN_FAILED: return "Dlopen of plugin file failed";
+	case HOST_EPLUGIN_INIT_FAILED: return "Plugin init() callback failed";
+	case HOST_EPLUGIN_MISSING_NAME:
 		return "Plugin name/type/version symbol missing";
-	case EPLUGIN_BAD_VERSION: return "Incompatible plugin version";
+	case HOST_EPLUGIN_BAD_VERSION: return "Incompatible plugin version";
 	}
 	return "Unknown error";
 }
@@ -1337,7 +1426,7 @@ static void cmd_load_common(const char *verb, bool now)
 	const char *name, *type, *derr;
 	uint32_t *version;
 	int (*init)(void);
-	int rc = EPLUGIN_SUCCESS, init_rc = 0;
+	int rc = HOST_EPLUGIN_SUCCESS, init_rc = 0;
 	uint64_t t0, init_ns = 0;
 	const sym_t *syms = NULL;
 	size_t nsyms = 0, missing = 0;
@@ -1351,8 +1440,8 @@ static void cmd_load_common(const char *verb, bool now)
 		error("plugin_load_from_file: dlopen(%s): %s", opt.plugin,
 		      derr ? derr : "?");
 		out_begin();
-		out_printf("ok %s rc=%d", verb, EPLUGIN_DLOPEN_FAILED);
-		out_str("err", plugin_err_str(EPLUGIN_DLOPEN_FAILED));
+		out_printf("ok %s rc=%d", verb, HOST_EPLUGIN_DLOPEN_FAILED);
+		out_str("err", plugin_err_str(HOST_EPLUGIN_DLOPEN_FAILED));
 		out_str("dlerror", derr);
 		out_end();
 		return;
@@ -1361,15 +1450,15 @@ static void cmd_load_common(const char *verb, bool now)
 	type = dlsym(h, "plugin_type");
 	version = dlsym(h, "plugin_version");
 	if (!name || !type || !version) {
-		rc = EPLUGIN_MISSING_NAME;
+		rc = HOST_EPLUGIN_MISSING_NAME;
 	} else if ((*version & 0xffffff) != (SLURM_VERSION_NUMBER & 0xffffff)) {
 		info("%s: Incompatible Slurm plugin %s version (%d.%02d.%d)",
 		     HOST_NAME, opt.plugin, SLURM_VERSION_MAJOR(*version),
 		     SLURM_VERSION_MINOR(*version),
 		     SLURM_VERSION_MICRO(*version));
-		rc = EPLUGIN_BAD_VERSION;
+		rc = HOST_EPLUGIN_BAD_VERSION;
 	}
-	if (rc != EPLUGIN_SUCCESS) {
+	if (rc != HOST_EPLUGIN_SUCCESS) {
 		out_begin();
 		out_printf("ok %s rc=%d", verb, rc);
 		out_str("err", plugin_err_str(rc));
@@ -1404,7 +1493,7 @@ static void cmd_load_common(const char *verb, bool now)
 		init_ns = now_ns() - t0;
 		tl_in_plugin = 0;
 		if (init_rc) {
-			rc = EPLUGIN_INIT_FAILED;
+			rc = HOST_EPLUGIN_INIT_FAILED;
 			out_begin();
 			out_printf("ok %s rc=%d", verb, rc);
 			out_str("err", plugin_err_str(rc));
@@ -1754,15 +1843,15 @@ static void cmd_ctld_hook(const char *verb, int argc, char **argv)
 	out_end();
 }
 
-static void env_free_owned(job_env_t *owned)
+static void env_free_owned(host_env_t *owned)
 {
 	free_str(&owned->user_name);
-	free_str(&owned->partition);
-	free_str(&owned->node_list);
-	free_str(&owned->node_aliases);
-	free_str(&owned->work_dir);
-	free_strv(owned->spank_job_env);
-	free_strv(owned->gres_job_env);
+	free_str(&owned->env.partition);
+	free_str(&owned->env.node_list);
+	free_str(&owned->env.node_aliases);
+	free_str(&owned->env.work_dir);
+	free_strv(owned->env.spank_job_env);
+	free_strv(owned->env.gres_job_env);
 }
 
 /* prolog / epilog (slurmd side) */
@@ -1770,7 +1859,7 @@ static void cmd_d_hook(const char *verb, int argc, char **argv)
 {
 	bool is_epilog = !strcmp(verb, "epilog");
 	int (*fn)(job_env_t *, slurm_cred_t *);
-	job_env_t env = { 0 }, owned;
+	host_env_t env = { 0 }, owned;
 	target_t t = { .env = &env };
 	uint64_t t0, dt;
 	int rc;
@@ -1787,16 +1876,18 @@ static void cmd_d_hook(const char *verb, int argc, char **argv)
 	}
 	/* slurmd owns these buffers, not job_env: keep our own copy */
 	owned = env;
+	host_env_attach_user(&env);
 	tl_in_plugin = 1;
 	t0 = now_ns();
-	rc = fn(&env, NULL);
+	rc = fn(&env.env, env.cred);
 	dt = now_ns() - t0;
 	tl_in_plugin = 0;
+	host_env_detach_user(&env);
 	env_free_owned(&owned);
 
 	out_begin();
 	out_printf("ok %s job_id=%u rc=%d us=%" PRIu64 " ns=%" PRIu64, verb,
-		   owned.jobid, rc, dt / 1000, dt);
+		   owned.env.jobid, rc, dt / 1000, dt);
 	out_end();
 }
 
@@ -1867,7 +1958,7 @@ static void cmd_site_set(const char *verb, int argc, char **argv)
 static void cmd_site_update(const char *verb, int argc, char **argv)
 {
 	uint64_t t0, dt;
-	ListIterator it;
+	host_itr_t it;
 	job_record_t *job;
 	int bypass, n = 0;
 
@@ -2000,7 +2091,7 @@ static void cmd_bench_update(const char *verb, int argc, char **argv)
 	void (*volatile fn)(void);
 	bool baseline;
 	uint32_t *before;
-	ListIterator it;
+	host_itr_t it;
 	job_record_t *job;
 	uint64_t t0, dt, changed = 0, i = 0;
 

@@ -174,7 +174,9 @@ def test_installed_plugin_runs_without_the_checkout(cluster_factory, tmp_path):
     _make(copy, "install", f"PLUGINDIR={plugindir}", f"SLURM_SRC={_slurm_src()}")
 
     # The interpreter the copy built against, asked before the copy goes.
-    copy_py = copy / ".venv" / "bin" / "python"
+    # (VENV= reaches make through the environment when this suite runs
+    # under `make VENV=...`, as `make test-24.11` does in the trixie root)
+    copy_py = copy / os.environ.get("VENV", ".venv") / "bin" / "python"
     built = json.loads(subprocess.run(
         [str(copy_py), "-c", "import json, sys; print(json.dumps(dict("
          "base_prefix=sys.base_prefix, version=sys.version)))"],

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from slurmcluster import slurm_at_least
+
 from .conftest import read_calls, write_handler
 
 pytestmark = pytest.mark.integration
@@ -179,7 +181,11 @@ def test_async_hooks_survive_prep_plugins_change(prep_cluster):
             for l in c.conf_extra]
     since = c.log_offset()
     c.rewrite_conf(conf)
-    c.wait_for_log("PrEpPlugins changed", since=since, timeout=30)
+    if slurm_at_least(23, 11):
+        # reconfigure execs a new slurmctld, which loads both from scratch
+        c.wait_for_log(r"prep/python: loaded handler", since=since, timeout=30)
+    else:
+        c.wait_for_log("PrEpPlugins changed", since=since, timeout=30)
     j2 = c.sbatch("-o", "/dev/null", wrap="true")
     c.wait_job(j2, timeout=60)
     recs = wait_calls(calls, lambda r: any(x["hook"] == "epilog_slurmctld" and x["job_id"] == j2 for x in r))

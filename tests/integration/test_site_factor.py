@@ -24,6 +24,8 @@ import time
 
 import pytest
 
+from slurmcluster import slurm_at_least
+
 from .conftest import BUILD_PLUGINS, write_handler
 
 pytestmark = pytest.mark.integration
@@ -154,6 +156,14 @@ class Factor(SiteFactorHandler):
 '''
 
 
+# From 24.05 on slurmctld never calls site_factor_p_reconfig: `scontrol
+# reconfigure` execs a new slurmctld (in place with -D), which loads the
+# plugin and the handler from scratch.
+EXECS_ON_RECONFIGURE = slurm_at_least(24, 5)
+
+
+@pytest.mark.skipif(EXECS_ON_RECONFIGURE, reason="Slurm 24.05+ no longer calls "
+                    "site_factor_p_reconfig (test_reconfigure_loads_handler_afresh)")
 def test_reconfigure_calls_reconfig(sf_cluster):
     c = sf_cluster(RECONFIG_BODY)
     for n in (1, 2):
@@ -162,6 +172,31 @@ def test_reconfigure_calls_reconfig(sf_cluster):
         c.wait_for_log(rf"site_factor/python: sftest: sftest reconfig call {n}$",
                        since=since)
     assert c.ping()
+
+
+@pytest.mark.skipif(not EXECS_ON_RECONFIGURE,
+                    reason="22.05 calls reconfig() in the same process")
+def test_reconfigure_loads_handler_afresh(sf_cluster):
+    c = sf_cluster(RECONFIG_BODY + '''
+    def set(self, job):
+        return {"seven": 700, "minus": -500}.get(job.name)
+''')
+    pid = c.ctld_pid
+    ids = submit(c, "seven", "minus")
+    wait_site(c, {ids["seven"]: 700, ids["minus"]: -500})
+    for n in (1, 2):
+        since = c.log_offset()
+        c.reconfigure()
+        # a new slurmctld image: Python starts again and loads the handler
+        c.wait_for_log(r"slurmpy: Python \S+ .* started", since=since)
+        c.wait_for_log(r"site_factor/python: loaded handler sftest:Factor",
+                       since=since)
+        assert c.ping()
+        assert c.ctld_pid == pid and c.ctld_running()
+        more = submit(c, "seven")
+        wait_site(c, {ids["seven"]: 700, ids["minus"]: -500,
+                      more["seven"]: 700})
+        assert "sftest reconfig call" not in c.ctld_log()
 
 
 RAISING_BODY = '''
@@ -199,11 +234,18 @@ def test_handler_exceptions_are_logged_and_contained(sf_cluster):
     # reconfig()
     since = c.log_offset()
     c.reconfigure()
-    line = line_of(c.handler_path, "marker-reconfig")
-    c.wait_for_log(
-        rf"site_factor/python: reconfig\(\) failed at {path}:{line}: "
-        r"ValueError: reconfig refused marker-reconfig$", since=since)
-    c.wait_for_log(r"site_factor/python: sftest: sftest reconfig$", since=since)
+    if EXECS_ON_RECONFIGURE:
+        # never called from 24.05 on: the new slurmctld loads the handler
+        c.wait_for_log(r"site_factor/python: loaded handler sftest:Factor",
+                       since=since)
+        assert "sftest reconfig" not in c.ctld_log()
+    else:
+        line = line_of(c.handler_path, "marker-reconfig")
+        c.wait_for_log(
+            rf"site_factor/python: reconfig\(\) failed at {path}:{line}: "
+            r"ValueError: reconfig refused marker-reconfig$", since=since)
+        c.wait_for_log(r"site_factor/python: sftest: sftest reconfig$",
+                       since=since)
     assert c.ping()
     wait_site(c, want)
 

@@ -34,7 +34,7 @@ import time
 import pytest
 
 from daemonproc import pid_alive
-from slurmcluster import TERMINAL_JOB_STATES, Cluster
+from slurmcluster import TERMINAL_JOB_STATES, Cluster, slurm_at_least
 
 from .conftest import BUILD_PLUGINS, RECORDING_HANDLER, read_calls, write_handler
 
@@ -121,7 +121,12 @@ def _cluster_then_add_prep_python(cluster_factory, tmp_path, body: str):
     assert "prep/python" not in c.conf_path.read_text()
     since = c.log_offset()
     c.rewrite_conf(_prep_conf(hdir))   # rewrites slurm.conf, scontrol reconfigure
-    c.wait_for_log(r"PrEpPlugins changed to prep/python", since=since, timeout=30)
+    if slurm_at_least(23, 11):
+        # a new slurmctld image loads prep/python from scratch
+        c.wait_for_log(r"prep/python: loaded handler site_prep:Handler",
+                       since=since, timeout=30)
+    else:
+        c.wait_for_log(r"PrEpPlugins changed to prep/python", since=since, timeout=30)
     # slurmd reconfigures too: let the node settle before the next job
     c.wait_node(predicate=lambda n: n.get("State", "").split("+")[0] in ("IDLE", "MIXED"),
                 timeout=30)

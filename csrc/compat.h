@@ -1,0 +1,132 @@
+/*
+ * compat.h - every difference between the Slurm releases the shim builds
+ * against, in one place, keyed on SLURM_VERSION_NUMBER.  Only the files
+ * that see Slurm's own headers include it: conf.c, snapshot.c, factors.c,
+ * prep_python.c and site_factor_python.c.  Nothing else may test
+ * SLURM_VERSION_NUMBER.
+ *
+ * Verified against 22.05.8 (Debian 12) and 24.11.5 (Debian 13).  The
+ * 23.02/23.11/24.05 boundaries follow the release notes in
+ * ../shared/notes/slurm-api-versions.md and are not built here.
+ *
+ *   release  difference                                  handled by
+ *   23.02    prep.h, site_factor.h, cred.h moved from    SPM_PREP_H,
+ *            src/common/ to src/interfaces/              SPM_SITE_FACTOR_H
+ *   23.11    job_env_t.user_name removed: the user is    spm_compat_env_user()
+ *            in the job credential (prep/script reads
+ *            slurm_cred_get_args(cred)->id->pw_name)
+ *   24.05    slurm_conf.epilog is a char ** with         spm_compat_epilog_set()
+ *            epilog_cnt
+ *   24.05    site_factor_p_reconfig no longer called     (nothing to compile)
+ *   24.11    the List typedef is gone (list_t *)         spm_list_t
+ *
+ * Include it after config.h and slurm/slurm.h.
+ */
+#ifndef SPM_COMPAT_H
+#define SPM_COMPAT_H
+
+#include "slurm/slurm_version.h"
+
+#ifndef SLURM_VERSION_NUMBER
+#error "compat.h: include slurm/slurm.h first"
+#endif
+
+#if SLURM_VERSION_NUMBER < SLURM_VERSION_NUM(22, 5, 0)
+#error "slurmpy_plugins needs Slurm 22.05 or later"
+#endif
+
+#define SPM_SLURM_AT_LEAST(a, b) \
+	(SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(a, b, 0))
+
+/* ---- headers (prep_python.c, site_factor_python.c use them) ---- */
+#if SPM_SLURM_AT_LEAST(23, 2)
+#define SPM_PREP_H        "src/interfaces/prep.h"
+#define SPM_SITE_FACTOR_H "src/interfaces/site_factor.h"
+#define SPM_CRED_H        "src/interfaces/cred.h"
+#else
+#define SPM_PREP_H        "src/common/prep.h"
+#define SPM_SITE_FACTOR_H "src/common/site_factor.h"
+#define SPM_CRED_H        "src/common/slurm_cred.h"
+#endif
+
+/* ---- slurmctld's job_list (snapshot.c) ---- */
+#ifdef SPM_COMPAT_LIST
+#include "src/common/list.h"
+#if SPM_SLURM_AT_LEAST(24, 11)
+typedef list_t *spm_list_t;
+#else
+typedef List spm_list_t;
+#endif
+#endif
+
+/* ---- slurm_conf (conf.c) ---- */
+#ifdef SPM_COMPAT_CONF
+/* Is Epilog= set, i.e. does slurmd run the epilog of a job with no steps
+ * left (req.c tests slurm_conf.epilog)? */
+static inline bool spm_compat_epilog_set(void)
+{
+#if SPM_SLURM_AT_LEAST(24, 5)
+	return slurm_conf.epilog && slurm_conf.epilog_cnt > 0;
+#else
+	return slurm_conf.epilog && slurm_conf.epilog[0];
+#endif
+}
+#endif
+
+/* ---- job_env_t (snapshot.c) ---- */
+#ifdef SPM_COMPAT_ENV
+#include <pwd.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "src/slurmd/slurmd/slurmd.h"
+#if SPM_SLURM_AT_LEAST(23, 11)
+#include SPM_CRED_H
+#endif
+
+/* The job's user name, copied into arena a: job_env_t's own field before
+ * 23.11; from 23.11 on, the name in the job credential, else the passwd
+ * entry of job_env->uid (what prep/script does).  Returns 0, or -1 on OOM. */
+static inline int spm_compat_env_user(spm_arena_t *a, job_env_t *e,
+				      void *cred, char **out)
+{
+	const char *name = NULL;
+	int rc = 0;
+
+	*out = NULL;
+#if SPM_SLURM_AT_LEAST(23, 11)
+	if (cred) {
+		slurm_cred_arg_t *arg = slurm_cred_get_args(cred);
+
+		if (arg && arg->id && arg->id->pw_name &&
+		    !(*out = spm_arena_strdup(a, arg->id->pw_name)))
+			rc = -1;
+		slurm_cred_unlock_args(cred);
+		if (*out || rc)
+			return rc;
+	}
+	{
+		struct passwd pw, *res = NULL;
+		long sz = sysconf(_SC_GETPW_R_SIZE_MAX);
+		char *buf = malloc(sz > 0 ? (size_t)sz : 16384);
+
+		if (!buf)
+			return -1;
+		if (!getpwuid_r(e->uid, &pw, buf, sz > 0 ? (size_t)sz : 16384,
+				&res) && res)
+			name = res->pw_name;
+		if (name && !(*out = spm_arena_strdup(a, name)))
+			rc = -1;
+		free(buf);
+		return rc;
+	}
+#else
+	(void)cred;
+	name = e->user_name;
+	if (name && !(*out = spm_arena_strdup(a, name)))
+		rc = -1;
+	return rc;
+#endif
+}
+#endif
+
+#endif /* SPM_COMPAT_H */
