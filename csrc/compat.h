@@ -2,7 +2,7 @@
  * compat.h - every difference between the Slurm releases the shim builds
  * against, in one place, keyed on SLURM_VERSION_NUMBER.  Only the files
  * that see Slurm's own headers include it: conf.c, snapshot.c, factors.c,
- * prep_python.c and site_factor_python.c.  Nothing else may test
+ * jobdesc.c and the plugins.  Nothing else may test
  * SLURM_VERSION_NUMBER.
  *
  * Verified against 22.05.8 (Debian 12) and 24.11.5 (Debian 13).  The
@@ -18,6 +18,7 @@
  *   24.05    slurm_conf.epilog is a char ** with         spm_compat_epilog_set()
  *            epilog_cnt
  *   24.05    site_factor_p_reconfig no longer called     (nothing to compile)
+ *   23.02    job_modify() gains char **err_msg           SPM_JOB_MODIFY_ERR_MSG_ARG
  *   24.11    the List typedef is gone (list_t *)         spm_list_t
  *
  * Include it after config.h and slurm/slurm.h.
@@ -49,7 +50,18 @@
 #define SPM_CRED_H        "src/common/slurm_cred.h"
 #endif
 
-/* ---- slurmctld's job_list (snapshot.c) ---- */
+/* ---- job_submit (job_submit_python.c) ---- */
+/* job_modify()'s last parameter, and the err_msg to pass on (NULL on
+ * 22.05, whose job_modify has none: a refusal is only logged there). */
+#if SPM_SLURM_AT_LEAST(23, 2)
+#define SPM_JOB_MODIFY_ERR_MSG_ARG , char **err_msg
+#define SPM_JOB_MODIFY_ERR_MSG err_msg
+#else
+#define SPM_JOB_MODIFY_ERR_MSG_ARG
+#define SPM_JOB_MODIFY_ERR_MSG NULL
+#endif
+
+/* ---- slurmctld's job_list and part_list (snapshot.c) ---- */
 #ifdef SPM_COMPAT_LIST
 #include "src/common/list.h"
 #if SPM_SLURM_AT_LEAST(24, 11)

@@ -159,7 +159,9 @@ SPM_EXPORT int spm_js_submit(struct job_descriptor *job_desc,
 }
 
 SPM_EXPORT int spm_js_modify(struct job_descriptor *job_desc,
-			     struct job_record *job_ptr, uint32_t submit_uid)
+			     struct job_record *job_ptr, uint32_t submit_uid,
+			     char **err_msg)
 {
-	return _js_run(SPM_HOOK_JS_MODIFY, job_desc, job_ptr, submit_uid, NULL);
+	return _js_run(SPM_HOOK_JS_MODIFY, job_desc, job_ptr, submit_uid,
+		       err_msg);
 }

@@ -8,6 +8,7 @@
 #include "slurm/slurm_errno.h"
 #include "src/slurmctld/slurmctld.h"
 
+#include "compat.h"
 #include "spm.h"
 
 const char plugin_name[] = "Job submit plugin for Python handlers (slurmpy_plugins)";
@@ -36,9 +37,10 @@ extern int job_submit(job_desc_msg_t *job_desc, uint32_t submit_uid,
 }
 
 /* 22.05 has no err_msg here: a refusal is logged, scontrol reports the
- * error code. */
+ * error code; from 23.02 the message reaches the user (compat.h). */
 extern int job_modify(job_desc_msg_t *job_desc, job_record_t *job_ptr,
-		      uint32_t submit_uid)
+		      uint32_t submit_uid SPM_JOB_MODIFY_ERR_MSG_ARG)
 {
-	return spm_js_modify(job_desc, job_ptr, submit_uid);
+	return spm_js_modify(job_desc, job_ptr, submit_uid,
+			     SPM_JOB_MODIFY_ERR_MSG);
 }

@@ -433,7 +433,7 @@ static int _collect_part(void *x, void *arg)
 
 spm_partlist_t *spm_snapshot_parts(spm_arena_t *a)
 {
-	List *pl = (List *)dlsym(RTLD_DEFAULT, "part_list");
+	spm_list_t *pl = (spm_list_t *)dlsym(RTLD_DEFAULT, "part_list");
 	part_record_t **def = (part_record_t **)dlsym(RTLD_DEFAULT,
 						      "default_part_loc");
 	struct part_collect c = { .a = a };

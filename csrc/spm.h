@@ -294,10 +294,11 @@ SPM_EXPORT void spm_sf_reconfig(void);
 SPM_EXPORT int spm_js_submit(struct job_descriptor *job_desc,
 			     uint32_t submit_uid, char **err_msg);
 
-/* job_modify(): the same for modify(); Slurm 22.05 gives no err_msg, so
- * the message of a refusal is logged. */
+/* job_modify(): the same for modify().  err_msg is NULL on Slurm 22.05,
+ * whose job_modify has none: the message of a refusal is then logged. */
 SPM_EXPORT int spm_js_modify(struct job_descriptor *job_desc,
-			     struct job_record *job_ptr, uint32_t submit_uid);
+			     struct job_record *job_ptr, uint32_t submit_uid,
+			     char **err_msg);
 
 /* ---- snapshot.c: the only file that reads Slurm's records ---- */
 

@@ -66,6 +66,16 @@ typedef list_itr_t *host_itr_t;
 typedef List host_list_t;
 typedef ListIterator host_itr_t;
 #endif
+/* job_modify(): an err_msg from 23.02 on (22.05: none) */
+#if SPM_SLURM_AT_LEAST(23, 2)
+typedef int (*host_js_modify_fn)(job_desc_msg_t *, job_record_t *, uint32_t,
+				 char **);
+#define HOST_JS_MODIFY(fn, d, j, u, e) (fn)((d), (j), (u), (e))
+#else
+typedef int (*host_js_modify_fn)(job_desc_msg_t *, job_record_t *, uint32_t);
+#define HOST_JS_MODIFY(fn, d, j, u, e) ((void)(e), (fn)((d), (j), (u)))
+#endif
+
 /* struct job_details (22.05) is the typedef job_details_t in 24.11 */
 typedef __typeof__(*((job_record_t *) 0)->details) host_details_t;
 
@@ -179,7 +189,7 @@ static struct {
 	void (*sf_update)(void);
 	/* job_submit */
 	int (*js_submit)(job_desc_msg_t *desc, uint32_t uid, char **err_msg);
-	int (*js_modify)(job_desc_msg_t *desc, job_record_t *job, uint32_t uid);
+	host_js_modify_fn js_modify;
 } plug;
 
 static bool quit_requested = false;
@@ -2455,7 +2465,7 @@ static void cmd_js(const char *verb, int argc, char **argv)
 	tl_in_plugin = 1;
 	t0 = now_ns();
 	if (modify)
-		rc = plug.js_modify(desc, job, uid);
+		rc = HOST_JS_MODIFY(plug.js_modify, desc, job, uid, &err_msg);
 	else
 		rc = plug.js_submit(desc, uid, &err_msg);
 	dt = now_ns() - t0;
