@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from slurmcluster import slurm_at_least
+
 from .conftest import BUILD_PLUGINS, read_calls, write_handler
 
 LUA_SO = pathlib.Path("/usr/lib/x86_64-linux-gnu/slurm-wlm/job_submit_lua.so")
@@ -184,8 +186,12 @@ def test_scontrol_update_calls_modify(js_cluster):
     off = c.log_offset()
     cp = c.scontrol("update", f"JobId={jid}", "TimeLimit=90", check=False)
     assert cp.returncode != 0
-    # 22.05's job_modify() has no err_msg: the user sees the error code
-    assert "Unspecified error" in cp.stderr
+    if slurm_at_least(23, 2):
+        # job_modify() has an err_msg: the user sees the handler's message
+        assert "at most 60 minutes" in cp.stderr, cp.stderr
+    else:
+        # 22.05's job_modify() has no err_msg: the user sees the error code
+        assert "Unspecified error" in cp.stderr
     assert c.job(jid)["TimeLimit"] == "00:10:00"
     c.wait_for_log(rf"modify\(\) refused the update of JobId={jid}: at most 60 minutes",
                    since=off, timeout=10)
