@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pwd
 import sys
 from dataclasses import asdict, dataclass, field
 
 from . import _config, _context, _loader, _slurmconf
-from ._handlers import PrEpHandler, SiteFactorHandler
+from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
 
 __all__ = ["check", "main"]
 
@@ -35,7 +36,12 @@ ACTIONS = {
     "update": "slurmctld, under the job write lock, every PriorityCalcPeriod: "
               "{job_id: factor} for pending jobs",
     "reconfig": "slurmctld, on scontrol reconfigure",
+    "submit": "slurmctld, for sbatch/srun/salloc (and --test-only): change the request, or "
+              "raise Reject to refuse it with a message the user sees",
+    "modify": "slurmctld, for scontrol update job: change the update, or raise Reject",
 }
+
+JOB_SUBMIT_CONF = "job_submit_python.conf"
 
 
 @dataclass
@@ -79,10 +85,16 @@ def _trusted(conf: _slurmconf.SlurmConf) -> set[int]:
 
 def _check_plugin(plugin: str, conf_key: str, base: type, conf: _slurmconf.SlurmConf,
                   trusted: set[int]) -> PluginReport:
-    params = conf.get(conf_key)
+    """conf_key: the slurm.conf key of the parameters, or for job_submit
+    the path of its conf file."""
+    file_conf = base is JobSubmitHandler
+    params = None if file_conf else conf.get(conf_key)
     rep = PluginReport(plugin=plugin, conf_key=conf_key, params=params)
     try:
-        cfg = _config.parse(params, conf_key=conf_key, conf_path=conf.path)
+        if file_conf:
+            cfg = _config.parse_file(conf_key, None, conf_path=conf.path)
+        else:
+            cfg = _config.parse(params, conf_key=conf_key, conf_path=conf.path)
         rep.handler = cfg.handler
         loaded = _loader.load(cfg, base, trusted)
     except (_config.ConfigError, _loader.HandlerError) as e:
@@ -130,17 +142,24 @@ def check(path: str) -> Report:
                 "site_factor/python: the handler defines update(), but AccountingStorageType is "
                 f"{acct or 'not set'}: Slurm 22.05 only runs the periodic priority recalculation, "
                 "the one caller of update(), with accounting_storage/slurmdbd")
+    js_plugins = [p.strip().removeprefix("job_submit/")
+                  for p in (conf.get("JobSubmitPlugins") or "").split(",") if p.strip()]
+    if "python" in js_plugins:
+        report.plugins.append(_check_plugin(
+            "job_submit/python", os.path.join(conf.dir, JOB_SUBMIT_CONF), JobSubmitHandler,
+            conf, trusted))
     if not report.plugins:
         report.errors.append(
-            f"{path} configures no slurmpy plugin (PrEpPlugins with prep/python, or "
-            "PrioritySiteFactorPlugin=site_factor/python)")
+            f"{path} configures no slurmpy plugin (PrEpPlugins with prep/python, "
+            "PrioritySiteFactorPlugin=site_factor/python, or JobSubmitPlugins with python)")
     return report
 
 
 def _print_text(report: Report, out) -> None:
     print(f"slurm.conf: {report.slurm_conf}", file=out)
     for p in report.plugins:
-        print(f"\n{p.plugin} ({p.conf_key}={p.params or ''})", file=out)
+        source = p.conf_key if p.params is None else f"{p.conf_key}={p.params}"
+        print(f"\n{p.plugin} ({source})", file=out)
         if p.loaded:
             print(f"  OK: handler {p.handler} from {p.module_file}", file=out)
             if not p.hooks:

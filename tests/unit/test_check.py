@@ -125,3 +125,45 @@ def test_check_follows_include_and_default_path(handlers, tmp_path):
                         capture_output=True, text=True, env=env_conf, timeout=60, cwd="/")
     assert cp.returncode == 0, cp
     assert json.loads(cp.stdout)["plugins"][0]["hooks"].keys() == {"prolog"}
+
+
+JS_BAD = {
+    "unknown key": (["handler=policy:Policy", "bogus=1"], "class Policy(JobSubmitHandler):\n    pass\n"),
+    "class missing": (["handler=policy:Policy"], "X = 1\n"),
+    "no conf file": (None, "class Policy(JobSubmitHandler):\n    pass\n"),
+}
+
+
+@pytest.mark.parametrize("cause", sorted(JS_BAD))
+def test_check_job_submit_reports_the_daemons_own_message(make_host, handlers, tmp_path, cause):
+    from .test_job_submit_host import JS_SO
+    lines, body = JS_BAD[cause]
+    handlers.write("policy", "from slurmpy_plugins import JobSubmitHandler\n" + body)
+    conf = slurm_conf(handlers.path.parent, ["JobSubmitPlugins=lua,python"])
+    js_conf = handlers.path.parent / "job_submit_python.conf"
+    if lines is not None:
+        js_conf.write_text("\n".join(lines + [f"path={handlers.path}"]) + "\n")
+    h = make_host(so=JS_SO)
+    h.conf(slurm_conf=str(conf))
+    h.load()
+    h.wait_booted()
+    log = h.log()
+    cp = run_check(str(conf), "--json")
+    assert cp.returncode == 1, cp
+    (p,) = json.loads(cp.stdout)["plugins"]
+    assert p["plugin"] == "job_submit/python" and p["loaded"] is False
+    assert "job_submit/python: " + p["error"] in log, (p["error"], log)
+
+
+def test_check_job_submit_lists_its_hooks(handlers, tmp_path):
+    handlers.write("policy", "from slurmpy_plugins import JobSubmitHandler\n"
+                             "class Policy(JobSubmitHandler):\n"
+                             "    def submit(self, job, submit_uid): pass\n")
+    conf = slurm_conf(tmp_path, ["JobSubmitPlugins=job_submit/python"])
+    (tmp_path / "job_submit_python.conf").write_text(
+        f"# the site policy\nhandler=policy:Policy\npath={handlers.path}\n")
+    cp = run_check(str(conf), "--json")
+    assert cp.returncode == 0, cp
+    (p,) = json.loads(cp.stdout)["plugins"]
+    assert list(p["hooks"]) == ["submit"] and "Reject" in p["hooks"]["submit"]
+    assert p["conf_key"] == str(tmp_path / "job_submit_python.conf")
