@@ -138,7 +138,14 @@ def test_reconfigure_under_load(prep_cluster):
     # ("Unable to send "ok" to slurmd"): Slurm requeues the job held, as it
     # would with any PrEp plugin.  Release those, as an admin would; each
     # restart is one more prolog_slurmctld call from Slurm.
+    # slurmctld 22.05 can also lose the launch itself when a reconfigure
+    # follows right after "Configuration for JobId=N is complete": the job
+    # stays RUNNING and slurmd never hears of it ("Launching batch job N"
+    # never logged).  A `wrap=true` job runs for milliseconds: requeue one
+    # still RUNNING after 45 s without a launch, as an admin would (one
+    # more restart, so one more prolog_slurmctld).
     deadline = time.monotonic() + 600
+    running_since: dict[int, float] = {}
     while True:
         jobs = c.jobs()
         states = {j: jobs.get(j, {}).get("JobState") for j in ids}
@@ -147,6 +154,18 @@ def test_reconfigure_under_load(prep_cluster):
         held = [j for j in ids if jobs.get(j, {}).get("Reason") == "launch_failed_requeued_held"]
         if held:
             c.run("scontrol", "release", ",".join(map(str, held)))
+        now = time.monotonic()
+        for j in ids:
+            if states[j] == "RUNNING":
+                running_since.setdefault(j, now)
+            else:
+                running_since.pop(j, None)
+        lost = [j for j, t0 in running_since.items() if now - t0 > 45 and
+                not re.search(rf"Launching batch job {j} for", c.slurmd_log())]
+        if lost:
+            c.run("scontrol", "requeue", ",".join(map(str, lost)))
+            for j in lost:
+                running_since.pop(j)
         assert time.monotonic() < deadline, {j: st for j, st in states.items() if st != "COMPLETED"}
         time.sleep(1)
     restarts = {j: int(jobs[j].get("Restarts", 0)) for j in ids}
