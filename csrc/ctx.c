@@ -100,6 +100,17 @@ static void _set_timeout(int ctx, struct ctx_state *c, uint32_t ms)
 	spm_pool_retime(ctx, ms);
 }
 
+void spm_ctx_apply_settings(int ctx, uint32_t timeout_ms,
+			    uint32_t on_failure_accept, uint32_t workers)
+{
+	struct ctx_state *c = _ctx(ctx);
+
+	__atomic_store_n(&c->on_failure_accept, on_failure_accept != 0,
+			 __ATOMIC_RELEASE);
+	_set_timeout(ctx, c, timeout_ms);
+	(void)spm_pool_start(ctx, workers);
+}
+
 /* ---- the boot ---- */
 
 SPM_EXPORT uint32_t spm_boot_timeout_ms(void)
@@ -200,11 +211,9 @@ static void _boot_once(int ctx, struct ctx_state *c, const char *params)
 		/* FAILED: no usable handler; Python reports every hook, so
 		 * the calls come and fail closed (logged there). */
 		spm_set_hooks(ctx, b->boot.hooks);
-		__atomic_store_n(&c->on_failure_accept,
-				 b->boot.on_failure_accept != 0,
-				 __ATOMIC_RELEASE);
-		_set_timeout(ctx, c, b->boot.timeout_ms);
-		(void)spm_pool_start(ctx, b->boot.workers);
+		spm_ctx_apply_settings(ctx, b->boot.timeout_ms,
+				       b->boot.on_failure_accept,
+				       b->boot.workers);
 	} else {
 		spm_logf(ctx, SPM_LOG_ERROR,
 			 "the Python bridge did not attach (see the slurmpy errors above); every hook will fail");
@@ -277,8 +286,9 @@ static void _start_boot_locked(int ctx, struct ctx_state *c)
 /* ---- API ---- */
 
 /* job_submit's parameters: the text of its conf file (NULL if it cannot
- * be read; Python then names the error).  Re-read at every init(), so a
- * changed file loads again when Slurm re-inits the plugin. */
+ * be read), read at every init() only to notice that it changed (a new
+ * boot then).  Python reads the file itself, from a descriptor whose owner
+ * and mode it checked, and watches it between inits (reload=). */
 static char *_read_params_file(const char *path)
 {
 	FILE *f = path[0] ? fopen(path, "re") : NULL;

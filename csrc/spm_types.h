@@ -338,3 +338,11 @@ char *spm_arena_strdup(spm_arena_t *arena, const char *s);
 
 /* Python reloaded a context's handler: publish the hooks it overrides. */
 void spm_set_hooks(int ctx, uint32_t hooks);
+
+/* A context's settings took effect (at boot, or when Python reloaded a
+ * changed job_submit_python.conf): its per-call limit in ms (also for the
+ * calls queued or running, counted from their submission), on_failure=accept
+ * (non-zero) and its number of worker threads (extra ones leave when
+ * idle). */
+void spm_ctx_apply_settings(int ctx, uint32_t timeout_ms,
+			    uint32_t on_failure_accept, uint32_t workers);

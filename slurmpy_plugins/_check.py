@@ -92,7 +92,8 @@ def _check_plugin(plugin: str, conf_key: str, base: type, conf: _slurmconf.Slurm
     rep = PluginReport(plugin=plugin, conf_key=conf_key, params=params)
     try:
         if file_conf:
-            cfg = _config.parse_file(conf_key, None, conf_path=conf.path)
+            text, _ = _loader.read_settings(conf_key, trusted)
+            cfg = _config.parse_file(conf_key, text, conf_path=conf.path)
         else:
             cfg = _config.parse(params, conf_key=conf_key, conf_path=conf.path)
         rep.handler = cfg.handler

@@ -53,6 +53,7 @@ class Config:
 # The most timeout= and reload= accept: one day.  (The C side keeps the
 # timeout in milliseconds in a uint32, which holds about 49 days.)
 MAX_SECONDS = 86400
+DEFAULT_RELOAD = 2.0    # reload= when not given
 
 
 def _seconds(conf_key: str, key: str, value: str, *, allow_zero: bool) -> float:
@@ -84,18 +85,10 @@ def parse(params: str | None, *, conf_key: str, conf_path: str | None) -> Config
     return _build(seen, conf_key=conf_key, conf_path=conf_path)
 
 
-def parse_file(path: str, text: str | None, *, conf_path: str | None) -> Config:
-    """Parse job_submit_python.conf.  ``text`` is the file's content as the
-    C side read it (None: it could not; the file is opened here to say
-    why).  Errors name the file and the line."""
-    if text is None:
-        try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                text = f.read()
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror or e} (job_submit/python "
-                              "needs it: one key=value per line, at least "
-                              "handler=<module>:<Class>)") from None
+def parse_file(path: str, text: str, *, conf_path: str | None) -> Config:
+    """Parse job_submit_python.conf, whose content is ``text`` (read by
+    _loader.read_settings(), which checks who can change it).  Errors name
+    the file and the line."""
     seen: dict[str, tuple[str, str]] = {}
     for n, line in enumerate(text.splitlines(), 1):
         item = line.strip()
@@ -159,7 +152,7 @@ def _build(items: dict[str, tuple[str, str]], *, conf_key: str,
         if not 1 <= workers <= 64:
             raise ConfigError(f"{at['workers']}: workers={seen['workers']!r} must be an integer from 1 to 64")
 
-    reload = 2.0
+    reload = DEFAULT_RELOAD
     if "reload" in seen:
         reload = _seconds(at["reload"], "reload", seen["reload"], allow_zero=True)
 

@@ -96,34 +96,37 @@ class Context:
         self.next_check = 0.0
         self.refused_signature: tuple | None = None
         self.reload_lock = threading.Lock()
+        # job_submit: job_submit_python.conf, watched like the handler file
+        self.settings_path: str | None = None
+        self.settings_sig: tuple | None = None
+        self.refused_settings_sig: tuple | None = None
+        self.conf_path: str | None = None
+        self.default_timeout_ms = 0
 
     # -- loading --------------------------------------------------------
     def boot(self, boot) -> int:
         """spm_py_boot: parse the parameters, load the handler, fill the
         out fields of *boot.  Returns lib.SPM_PY_OK or SPM_PY_FAILED."""
         self.trusted = {0, int(boot.slurm_user_id)}
-        boot.workers = DEFAULT_WORKERS[self.ctx]
-        boot.timeout_ms = boot.default_timeout_ms
-        boot.on_failure_accept = 0
+        self.conf_path = _cstr(boot.conf_path)
+        self.default_timeout_ms = int(boot.default_timeout_ms)
+        boot.timeout_ms, boot.on_failure_accept, boot.workers = self.settings(None)
         try:
             if self.ctx == JOB_SUBMIT:
-                cfg = _config.parse_file(_cstr(boot.params_file) or "job_submit_python.conf",
-                                         _cstr(boot.params), conf_path=_cstr(boot.conf_path))
+                self.settings_path = _cstr(boot.params_file) or "job_submit_python.conf"
+                self.refused_settings_sig = None
+                cfg = self._read_settings()
             else:
                 cfg = _config.parse(_cstr(boot.params), conf_key=CONF_KEY[self.ctx],
-                                    conf_path=_cstr(boot.conf_path))
-        except _config.ConfigError as e:
+                                    conf_path=self.conf_path)
+        except (_config.ConfigError, _loader.HandlerError) as e:
             self._fail(refusal(PREFIX[self.ctx], e))
             self.cfg = None
             self.loaded = None   # fail closed: no handler from older params
             boot.hooks = ALL_HOOKS
             return lib.SPM_PY_FAILED
         self.cfg = cfg
-        boot.on_failure_accept = int(cfg.on_failure == "accept")
-        if cfg.workers:
-            boot.workers = cfg.workers
-        if cfg.timeout:
-            boot.timeout_ms = max(1, int(cfg.timeout * 1000))
+        boot.timeout_ms, boot.on_failure_accept, boot.workers = self.settings(cfg)
         self.loaded = None
         ok = self._try_load(initial=True)
         boot.hooks = self.hooks()
@@ -131,6 +134,28 @@ class Context:
                 and not boot.epilog_set and "epilog" in self.hook_names()):
             say(self.ctx, lib.SPM_LOG_INFO, EPILOG_WARNING)
         return lib.SPM_PY_OK if ok else lib.SPM_PY_FAILED
+
+    def settings(self, cfg: _config.Config | None) -> tuple[int, int, int]:
+        """(per-call limit in ms, on_failure=accept, workers) as C applies
+        them (spm_ctx_apply_settings); the defaults when cfg is None."""
+        if cfg is None:
+            return self.default_timeout_ms, 0, DEFAULT_WORKERS[self.ctx]
+        return (max(1, int(cfg.timeout * 1000)) if cfg.timeout else self.default_timeout_ms,
+                int(cfg.on_failure == "accept"),
+                cfg.workers or DEFAULT_WORKERS[self.ctx])
+
+    def _read_settings(self) -> _config.Config:
+        """job_submit: read (checked) and parse job_submit_python.conf,
+        noting its signature first, so that a bad file is retried only once
+        it changes."""
+        assert self.settings_path is not None
+        try:
+            self.settings_sig = _loader.file_signature(self.settings_path)
+        except OSError as e:
+            self.settings_sig = ("missing", e.errno)
+        text, sig = _loader.read_settings(self.settings_path, self.trusted)
+        self.settings_sig = sig
+        return _config.parse_file(self.settings_path, text, conf_path=self.conf_path)
 
     def _fail(self, msg: str, cause: BaseException | None = None) -> None:
         if msg != self.error:
@@ -155,13 +180,16 @@ class Context:
                     f"changed handler refused, the previous one keeps running: {e}")
                 self._traceback(e.__cause__)
             return False
+        self._take(loaded, initial)
+        return True
+
+    def _take(self, loaded: _loader.Loaded, initial: bool) -> None:
         self.loaded = loaded
         self.error = None
         self.refused_signature = None
         verb = "loaded" if initial else "reloaded"
         say(self.ctx, lib.SPM_LOG_INFO, f"{verb} handler {self.cfg.handler} from "
             f"{loaded.module_file} (hooks: {', '.join(self.hook_names()) or 'none'})")
-        return True
 
     def hook_names(self) -> list[str]:
         if self.loaded is None:
@@ -177,10 +205,19 @@ class Context:
         wanted = set(self.hook_names())
         return sum(1 << bit for bit, n in HOOKS[self.ctx].items() if n in wanted)
 
+    def reload_interval(self) -> float:
+        """Seconds between checks of the handler file (and, for job_submit,
+        of job_submit_python.conf; with no usable settings, at the default
+        reload=); 0: never."""
+        if self.cfg is not None:
+            return self.cfg.reload
+        return _config.DEFAULT_RELOAD if self.settings_path else 0.0
+
     def maybe_reload(self, force: bool = False) -> None:
-        """Pick up a changed handler file (at most every cfg.reload s)."""
-        cfg = self.cfg
-        if cfg is None or (not force and not cfg.reload):
+        """Pick up a changed handler file, or job_submit_python.conf (at
+        most every reload= s)."""
+        interval = self.reload_interval()
+        if not force and not interval:
             return
         now = time.monotonic()
         if not force and now < self.next_check:
@@ -188,7 +225,11 @@ class Context:
         if not self.reload_lock.acquire(blocking=False):
             return
         try:
-            self.next_check = now + (cfg.reload or 0)
+            self.next_check = now + interval
+            if self.settings_path and self._reload_settings():
+                return
+            if self.cfg is None:
+                return
             if self.loaded is None:
                 self._try_load(initial=True)
             else:
@@ -204,6 +245,50 @@ class Context:
             lib.spm_set_hooks(self.ctx, self.hooks())
         finally:
             self.reload_lock.release()
+
+    def _reload_settings(self) -> bool:
+        """job_submit: take a changed job_submit_python.conf.  A file that
+        reads, parses and whose handler loads replaces the settings and the
+        handler together; a bad one is refused (logged once per version)
+        and the previous settings and handler keep running, unless there
+        were none (then it is the reason every call fails).  True when the
+        file had changed."""
+        path = self.settings_path
+        assert path is not None
+        try:
+            sig = _loader.file_signature(path)
+        except OSError as e:
+            sig = ("missing", e.errno)
+        if sig in (self.settings_sig, self.refused_settings_sig):
+            return False
+        had = self.loaded is not None
+        try:
+            text, sig = _loader.read_settings(path, self.trusted)
+            cfg = _config.parse_file(path, text, conf_path=self.conf_path)
+            loaded = _loader.load(cfg, BASE[self.ctx], self.trusted) if had else None
+        except (_config.ConfigError, _loader.HandlerError) as e:
+            self.refused_settings_sig = sig
+            if had:
+                say(self.ctx, lib.SPM_LOG_ERROR,
+                    f"changed {path} refused, the previous settings and handler keep "
+                    f"running: {e}")
+                self._traceback(e.__cause__)
+            else:
+                self.cfg = None
+                self._fail(refusal(PREFIX[self.ctx], e))
+                lib.spm_ctx_apply_settings(self.ctx, *self.settings(None))
+                lib.spm_set_hooks(self.ctx, ALL_HOOKS)
+            return True
+        self.settings_sig, self.refused_settings_sig = sig, None
+        self.cfg = cfg
+        say(self.ctx, lib.SPM_LOG_INFO, f"{path} changed: settings reloaded")
+        lib.spm_ctx_apply_settings(self.ctx, *self.settings(cfg))
+        if had:
+            self._take(loaded, initial=False)
+        else:
+            self._try_load(initial=True)
+        lib.spm_set_hooks(self.ctx, self.hooks())
+        return True
 
     # -- calling --------------------------------------------------------
     def handler(self, what: str):
@@ -224,7 +309,7 @@ def _reload_loop() -> None:
     """Notice changed handler files within `reload=` seconds, calls or not
     (a prep plugin gets no call on `scontrol reconfigure` in 22.05)."""
     while True:
-        waits = [c.cfg.reload for c in list(_contexts.values()) if c.cfg and c.cfg.reload]
+        waits = [w for c in list(_contexts.values()) if (w := c.reload_interval())]
         time.sleep(min(waits + [1.0]))
         _log.sync_level(lib)     # follow scontrol setdebug, reload= or not
         for c in list(_contexts.values()):

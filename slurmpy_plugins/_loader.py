@@ -204,6 +204,25 @@ def read_trusted(path: str, trusted, what: str) -> tuple[bytes, os.stat_result]:
             raise HandlerError(f"{what} {path}: {e.strerror}") from None
 
 
+SETTINGS_WHAT = "job_submit/python settings"
+
+
+def read_settings(path: str, trusted) -> tuple[str, tuple]:
+    """job_submit_python.conf, read from a descriptor that passed the
+    handler files' checks (it names the code slurmctld runs: owned by root
+    or SlurmUser, not writable by group or others, nor is any directory
+    above it).  Returns its text and its signature (file_signature())."""
+    try:
+        data, st = read_trusted(path, trusted, SETTINGS_WHAT)
+    except HandlerError as e:
+        if not os.path.lexists(path):
+            raise HandlerError(f"cannot read {path}: No such file or directory (job_submit/python "
+                               "needs it: one key=value per line, at least "
+                               "handler=<module>:<Class>)") from None
+        raise HandlerError(str(e)) from None
+    return data.decode("utf-8", "surrogateescape"), _signature_of(st)
+
+
 # -- the import guard ---------------------------------------------------
 
 class _CheckedSourceLoader(importlib.machinery.SourceFileLoader):

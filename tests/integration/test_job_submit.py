@@ -313,6 +313,43 @@ def test_changed_file_reloads_and_broken_change_keeps_the_last_good(js_cluster):
     assert c.job(c.sbatch("--hold"))["Comment"] == "v2"
 
 
+def test_changed_conf_file_takes_effect_without_reconfigure(js_cluster):
+    """slurmctld does not re-init job_submit plugins on a reconfigure: the
+    plugin watches job_submit_python.conf itself."""
+    c, _ = js_cluster('''
+        def submit(self, job, submit_uid):
+            job.comment = "seen"
+            raise RuntimeError("ledger down")
+    ''', conf=["reload=1"])
+    cp = sbatch_raw(c, "--hold")
+    assert cp.returncode != 0                       # on_failure=reject
+    off = c.log_offset()
+    write_conf_file(c, ["handler=site_submit:Policy", f"path={c.handler_dir}", "reload=1",
+                        "on_failure=accept"])
+    c.wait_for_log(r"job_submit_python\.conf changed: settings reloaded", since=off, timeout=20)
+    jid = c.sbatch("--hold")
+    assert c.job(jid).get("Comment") in (None, "(null)")   # accepted unchanged
+    # a bad change is refused; the last good settings keep running
+    off = c.log_offset()
+    write_conf_file(c, ["handler=site_submit:Policy", f"path={c.handler_dir}", "reload=1",
+                        "on_failure=acept"])
+    c.wait_for_log(r"previous settings and handler keep running: .*on_failure='acept'",
+                   since=off, timeout=20)
+    assert c.sbatch("--hold")
+
+
+def test_conf_file_writable_by_others_fails_closed(js_cluster):
+    c, _ = js_cluster("    pass\n", start=False)
+    conf = c.conf_path.parent / "job_submit_python.conf"
+    os.chmod(conf, 0o664)
+    c.start()
+    cp = sbatch_raw(c)
+    assert cp.returncode != 0
+    assert f"refusing job_submit/python settings {conf}: writable by group or others " \
+        "(mode 0664)" in cp.stderr, cp.stderr
+    assert c.jobs() == {}
+
+
 @pytest.mark.skipif(not LUA_SO.exists(), reason="job_submit/lua is not installed")
 def test_lua_then_python_run_in_order(js_cluster):
     c, calls = js_cluster('''

@@ -131,6 +131,8 @@ JS_BAD = {
     "unknown key": (["handler=policy:Policy", "bogus=1"], "class Policy(JobSubmitHandler):\n    pass\n"),
     "class missing": (["handler=policy:Policy"], "X = 1\n"),
     "no conf file": (None, "class Policy(JobSubmitHandler):\n    pass\n"),
+    "conf writable by others": (["handler=policy:Policy", "mode=0666"],
+                                "class Policy(JobSubmitHandler):\n    pass\n"),
 }
 
 
@@ -142,7 +144,10 @@ def test_check_job_submit_reports_the_daemons_own_message(make_host, handlers, t
     conf = slurm_conf(handlers.path.parent, ["JobSubmitPlugins=lua,python"])
     js_conf = handlers.path.parent / "job_submit_python.conf"
     if lines is not None:
+        mode = 0o666 if "mode=0666" in lines else 0o644
+        lines = [x for x in lines if x != "mode=0666"]
         js_conf.write_text("\n".join(lines + [f"path={handlers.path}"]) + "\n")
+        os.chmod(js_conf, mode)
     h = make_host(so=JS_SO)
     h.conf(slurm_conf=str(conf))
     h.load()

@@ -5,6 +5,7 @@ err_msg) afterwards as the oracle.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -327,3 +328,111 @@ def test_changed_file_reloads_and_a_broken_change_keeps_the_last_good(make_host,
              timeout=10, what="the refusal")
     assert h.js_submit(name="c")["rc"] == 0
     assert handlers.lines("calls.jsonl")[-1] == ["submit", "c", "v2"]
+
+
+def _write_conf(handlers, lines) -> None:
+    """Replace job_submit_python.conf as an editor would (a new inode)."""
+    conf = handlers.path.parent / "job_submit_python.conf"
+    tmp = conf.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, conf)
+
+
+@pytest.mark.parametrize("how,fault", [
+    ("mode", "writable by group or others (mode 0666)"),
+    ("owner", "owned by uid 65534; it must be owned by root or SlurmUser"),
+    ("dir", "is writable by group or others (mode 0777)"),
+])
+def test_settings_others_could_change_fail_closed(make_host, handlers, tmp_path, how, fault):
+    """job_submit_python.conf names the code slurmctld runs: it gets the
+    handler files' owner/mode checks, and the file's directories too."""
+    conf = handlers.path.parent / "job_submit_python.conf"
+    lines = ["handler=policy:Policy", f"path={handlers.path}"]
+    if how == "dir":
+        sub = tmp_path / "etc"
+        sub.mkdir()
+        os.chmod(sub, 0o777)
+        conf = sub / "job_submit_python.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    if how == "mode":
+        os.chmod(conf, 0o666)
+    elif how == "owner":
+        os.chown(conf, 65534, 65534)
+    handlers.write("policy", HANDLER)
+    slurm_conf = conf.parent / "slurm.conf"
+    slurm_conf.write_text("# not read by the host\n")
+    h = make_host(so=JS_SO)
+    h.conf(slurm_conf=str(slurm_conf))
+    h.load()
+    res = h.js_submit(name="x")
+    assert res["rc"] != 0
+    assert f"refusing job_submit/python settings {conf}" in res["err_msg"], res["err_msg"]
+    assert fault in res["err_msg"], res["err_msg"]
+    assert handlers.lines("calls.jsonl") == []     # the handler never ran
+
+
+def test_changed_settings_take_effect_without_reinit(make_host, handlers):
+    """A changed job_submit_python.conf is picked up within reload= (Slurm
+    does not re-init job_submit plugins on reconfigure): settings and
+    handler change together; a bad change is refused and the last good
+    settings and handler keep running; fixing it takes effect."""
+    base = ["handler=policy:Policy", f"path={handlers.path}", "reload=0.2"]
+    h = start(make_host, handlers, conf=base)
+    policy(handlers, "job.comment = 'changed'\nraise KeyError('ledger')\n")
+    assert h.js_submit(comment="orig")["rc"] != 0          # on_failure=reject
+
+    _write_conf(handlers, base + ["on_failure=accept"])
+    wait_for(lambda: "job_submit_python.conf changed: settings reloaded" in h.log(),
+             timeout=10, what="the settings reload")
+    res = h.js_submit(comment="orig")
+    assert res["rc"] == 0 and res["desc"]["comment"] == "orig"   # accepted unchanged
+
+    # a new handler class named by the settings
+    handlers.write("other", HANDLER.replace('VERSION = "v1"', 'VERSION = "other"'))
+    policy(handlers, "")
+    _write_conf(handlers, ["handler=other:Policy", f"path={handlers.path}", "reload=0.2"])
+    wait_for(lambda: "reloaded handler other:Policy" in h.log(), timeout=10,
+             what="the new handler")
+    assert h.js_submit(name="n")["rc"] == 0
+    assert handlers.lines("calls.jsonl")[-1] == ["submit", "n", "other"]
+
+    # a broken change: refused, the previous settings and handler keep running
+    _write_conf(handlers, ["handler=other:Policy", f"path={handlers.path}", "reload=0.2",
+                           "timeuot=1"])
+    wait_for(lambda: "previous settings and handler keep running" in h.log(),
+             timeout=10, what="the refusal")
+    assert "job_submit_python.conf:4: unknown key 'timeuot'" in h.log()
+    assert h.js_submit(name="m")["rc"] == 0
+    assert handlers.lines("calls.jsonl")[-1] == ["submit", "m", "other"]
+
+    # settings whose handler cannot load: refused the same way
+    _write_conf(handlers, ["handler=missing_mod:Policy", f"path={handlers.path}",
+                           "reload=0.2"])
+    wait_for(lambda: h.log().count("previous settings and handler keep running") >= 2,
+             timeout=10, what="the second refusal")
+    assert h.js_submit(name="k")["rc"] == 0
+    assert handlers.lines("calls.jsonl")[-1] == ["submit", "k", "other"]
+
+    # a new time limit reaches the calls
+    policy(handlers, "import time\ntime.sleep(2)\n")
+    _write_conf(handlers, ["handler=policy:Policy", f"path={handlers.path}", "reload=0.2",
+                           "timeout=0.5"])
+    wait_for(lambda: h.log().count("settings reloaded") >= 3, timeout=10,
+             what="the third reload")
+    res = h.js_submit(name="slow")
+    assert res["rc"] != 0
+    assert "did not answer within its time limit of 500 ms" in res["err_msg"]
+
+
+def test_bad_settings_at_start_are_retried_once_changed(make_host, handlers):
+    """No usable settings at start: every call is refused with the reason,
+    and a fixed file is taken without a restart (at the default reload=)."""
+    h = start(make_host, handlers, conf=["handler=policy:Policy", "timeuot=3",
+                                         f"path={handlers.path}"])
+    res = h.js_submit(name="a")
+    assert res["rc"] != 0 and "unknown key 'timeuot'" in res["err_msg"]
+    _write_conf(handlers, ["handler=policy:Policy", f"path={handlers.path}"])
+    res = wait_for(lambda: (r := h.js_submit(name="b")) and r["rc"] == 0 and r,
+                   timeout=15, what="a call accepted after the fix")
+    assert handlers.lines("calls.jsonl")[-1] == ["submit", "b", "v1"]
