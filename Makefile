@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # hypothesis: --system-site-packages)
 VENV_ARGS  ?=
 
-APT_PKGS := slurmctld slurmd slurm-client libslurm-dev dpkg-dev gcc make \
+APT_PKGS := slurmctld slurmd slurm-client libslurm-dev libmunge-dev dpkg-dev gcc make \
             python3-dev python3-venv slurmdbd mariadb-server
 
 CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h \
