@@ -23,7 +23,7 @@ CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h \
              csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
 .PHONY: all deps build install test unit integration demo bench asan clean FORCE \
-        trixie-root test-24.11 unit-24.11
+        trixie-root test-24.11 unit-24.11 demo-24.11
 
 all: build
 
@@ -107,6 +107,10 @@ trixie-root:
 
 test-24.11: trixie-root
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) test PYTEST_ARGS='$(PYTEST_ARGS)'
+
+## demo-24.11 (on Debian 12): `make demo` against Slurm 24.11.5 in the root
+demo-24.11: trixie-root
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) demo
 
 unit-24.11: trixie-root
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) unit PYTEST_ARGS='$(PYTEST_ARGS)'
