@@ -38,6 +38,14 @@ EPILOG_WARNING = (
 
 
 def install(ffi_, lib_) -> None:
+    """In a daemon: bind to the embedded library and start the reload loop."""
+    bind(ffi_, lib_)
+    threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
+
+
+def bind(ffi_, lib_) -> None:
+    """Read the hook tables and constants from `lib_` (the embedded library,
+    or the test kit's stand-in, _abi.lib)."""
     global ffi, lib, PREP, SITE_FACTOR, JOB_SUBMIT, DAEMON_SLURMD
     ffi, lib = ffi_, lib_
     PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
@@ -54,7 +62,6 @@ def install(ffi_, lib_) -> None:
                  JOB_SUBMIT: JobSubmitHandler})
     # job_submit: Slurm makes one call at a time (its own mutex)
     DEFAULT_WORKERS.update({PREP: 4, SITE_FACTOR: 1, JOB_SUBMIT: 1})
-    threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
 
 
 def refusal(plugin: str, e: Exception) -> str:
