@@ -490,13 +490,16 @@ class PrEpOutcome:
     action: "success"; "requeue" / "cancel" (a failed prolog_slurmctld:
     requeued if the job can be, else killed); "drain" (a failed slurmd
     prolog/epilog: the node is drained, reason in drain_reason); "logged"
-    (a failed epilog_slurmctld: Slurm only logs it)."""
+    (a failed epilog_slurmctld: Slurm only logs it).  job_state: the state
+    the job is put in for a failed prolog_slurmctld ("PENDING" when
+    requeued, "CANCELLED" when killed), else None."""
     hook: str
     ok: bool
     timed_out: bool
     action: str
     drain_reason: str | None
     log: list[str]
+    job_state: str | None = None
 
 
 @dataclasses.dataclass
@@ -572,7 +575,8 @@ def run_prep(handler: Any, hook: str, record: Job | JobEnv, *, timeout: float | 
                                  f"exceeded its time limit of {int(timeout * 1000)} ms"))
     ok = rc == lib.SPM_PY_OK and not timed_out
     action, reason = _prep_action(hook, ok, record)
-    return PrEpOutcome(hook, ok, timed_out, action, reason, log)
+    state = {"requeue": "PENDING", "cancel": "CANCELLED"}.get(action)
+    return PrEpOutcome(hook, ok, timed_out, action, reason, log, state)
 
 
 def _signed(raw: int) -> int:
