@@ -16,7 +16,7 @@ import threading
 from importlib import resources
 from typing import Any
 
-import cffi
+import cffi  # type: ignore[import-untyped]
 
 __all__ = ["ffi", "lib", "HEADER", "LogSink", "log_line"]
 

@@ -14,8 +14,9 @@ SPM_PY_FAILED.
 from __future__ import annotations
 
 import sys
+from typing import Any, Callable, cast
 
-from _slurmpy import ffi, lib  # the embedded module: only inside libslurmpy.so
+from _slurmpy import ffi, lib  # type: ignore[import-not-found]  # the embedded module: only inside libslurmpy.so
 
 from . import _calls, _context, _factors, _jobdesc, _jobsubmit, _log, _process, _records
 from ._context import context
@@ -33,52 +34,58 @@ _calls.install(ffi, lib)
 sys.argv = ["slurmpy"]
 
 
-def _onerror(exc_type, exc, tb):
+def _onerror(exc_type: Any, exc: Any, tb: Any) -> None:
     # The entry point then returns its error= value, -1: a failure.
     _context.internal_error(exc_type, exc, tb)
 
 
-def _own(arena):
+_Entry = Callable[..., int]
+# cffi is untyped: give its decorator a type so the entry points keep theirs
+_extern = cast(Callable[..., Callable[[_Entry], _Entry]], ffi.def_extern)
+
+
+def _own(arena: Any) -> Any:
     """Take a reference on a C arena for as long as Python needs it."""
     lib.spm_arena_ref(arena)
     return ffi.gc(arena, lib.spm_arena_unref)
 
 
-@ffi.def_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_boot(boot):
+@_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
+def spm_py_boot(boot: Any) -> int:
     _log.set_prefix(_context.PREFIX.get(boot.ctx))
     return context(boot.ctx).boot(boot)
 
 
-@ffi.def_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_prep(hook, arena, job, env):
+@_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
+def spm_py_prep(hook: int, arena: Any, job: Any, env: Any) -> int:
     _log.set_prefix(_context.PREFIX[PREP])
     return _calls.prep(context(PREP), hook, arena, job, env, _own)
 
 
-@ffi.def_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_sf_set(arena, job, factor, have):
+@_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
+def spm_py_sf_set(arena: Any, job: Any, factor: Any, have: Any) -> int:
     _log.set_prefix(_context.PREFIX[SITE_FACTOR])
     return _calls.sf_set(context(SITE_FACTOR), arena, job, factor, have, _own)
 
 
-@ffi.def_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_sf_update(arena, batch, job_ids, factors, cap, n):
+@_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
+def spm_py_sf_update(arena: Any, batch: Any, job_ids: Any, factors: Any, cap: int, n: Any) -> int:
     _log.set_prefix(_context.PREFIX[SITE_FACTOR])
     jobs = _records.JobList(batch.jobs, batch.count, _own(arena))
     return _calls.sf_update(context(SITE_FACTOR), jobs, job_ids, factors, cap, n)
 
 
-@ffi.def_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_sf_reconfig():
+@_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
+def spm_py_sf_reconfig() -> int:
     _log.set_prefix(_context.PREFIX[SITE_FACTOR])
     c = context(SITE_FACTOR)
     c.maybe_reload(force=True)
     return _calls.sf_reconfig(c)
 
 
-@ffi.def_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_js_call(hook, arena, c_in, c_out, current_arena, current, parts, submit_uid, msg):
+@_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
+def spm_py_js_call(hook: int, arena: Any, c_in: Any, c_out: Any, current_arena: Any, current: Any,
+                   parts: Any, submit_uid: int, msg: Any) -> int:
     _log.set_prefix(_context.PREFIX[lib.SPM_CTX_JOB_SUBMIT])
     return _jobsubmit.call(context(lib.SPM_CTX_JOB_SUBMIT), hook, arena, c_in, c_out,
                            current_arena, current, parts, submit_uid, msg, _own)

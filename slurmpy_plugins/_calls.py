@@ -52,7 +52,7 @@ def prep(c: Context, hook: int, arena: Any, job: Any, env: Any,
     if loaded is None:
         jid = job.job_id if job else env.job_id
         say(PREP, ERROR, f"{name} for JobId={jid} failed: no usable handler ({c.error})")
-        return lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_FAILED)
     rec = _records.Job(job, None) if job else _records.JobEnv(env, None)
     method = getattr(loaded.instance, name)
     try:
@@ -60,14 +60,14 @@ def prep(c: Context, hook: int, arena: Any, job: Any, env: Any,
     except BaseException as e:  # even SystemExit must not leave the hook
         _keep_if_escaped(rec, arena, own)
         c.report(f"{name} for JobId={rec.job_id}", e)
-        return lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_FAILED)
     _keep_if_escaped(rec, arena, own)
     if result is not None:
         say(PREP, ERROR,
             f"{name} for JobId={rec.job_id} failed: {method_site(method)}: {name}() "
             f"returned {_factors.describe(result)}; a hook returns None to succeed and raises to fail")
-        return lib.SPM_PY_FAILED
-    return lib.SPM_PY_OK
+        return int(lib.SPM_PY_FAILED)
+    return int(lib.SPM_PY_OK)
 
 
 def sf_set(c: Context, arena: Any, job: Any, factor: Any, have: Any,
@@ -80,25 +80,25 @@ def sf_set(c: Context, arena: Any, job: Any, factor: Any, have: Any,
     what = f"set() for JobId={rec.job_id}"
     h = c.handler(what)
     if h is None:
-        return lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_FAILED)
     try:
         value = h.set(rec)
     except BaseException as e:
         _keep_if_escaped(rec, arena, own)
         c.report(what, e)
-        return lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_FAILED)
     _keep_if_escaped(rec, arena, own)
     try:
         value, note = _factors.check_set(value, rec.job_id)
     except _factors.FactorError as e:
         say(SITE_FACTOR, ERROR, f"{what}: {method_site(h.set)}: {e}; factor left unchanged")
-        return lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_FAILED)
     if note:
         say(SITE_FACTOR, lib.SPM_LOG_INFO, note)
     if value is not None:
         factor[0] = value
         have[0] = 1
-    return lib.SPM_PY_OK
+    return int(lib.SPM_PY_OK)
 
 
 def sf_update(c: Context, jobs: Any, job_ids: Any, factors: Any, cap: int, n: Any) -> int:
@@ -109,21 +109,21 @@ def sf_update(c: Context, jobs: Any, job_ids: Any, factors: Any, cap: int, n: An
     what = f"update() over {len(jobs)} pending jobs"
     h = c.handler(what)
     if h is None:
-        return lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_FAILED)
     try:
         result = h.update(jobs)
     except BaseException as e:
         c.report(what, e)
-        return lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_FAILED)
     if result is None:
-        return lib.SPM_PY_OK
+        return int(lib.SPM_PY_OK)
     try:
         ids, vals, note = _factors.check_update(result, cap)
     except _factors.FactorError as e:
         say(SITE_FACTOR, ERROR,
             f"{what}: {method_site(h.update)}: update() must return a mapping of int job id "
             f"to int factor; {e}; factors left unchanged")
-        return lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_FAILED)
     if note:
         say(SITE_FACTOR, lib.SPM_LOG_INFO, f"update(): {note}")
     k = len(ids)
@@ -131,15 +131,15 @@ def sf_update(c: Context, jobs: Any, job_ids: Any, factors: Any, cap: int, n: An
         ffi.memmove(job_ids, ids, k * ids.itemsize)
         ffi.memmove(factors, vals, k * vals.itemsize)
     n[0] = k
-    return lib.SPM_PY_OK
+    return int(lib.SPM_PY_OK)
 
 
 def sf_reconfig(c: Context) -> int:
     if c.loaded is None:
-        return lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_FAILED)
     try:
         c.loaded.instance.reconfig()
     except BaseException as e:
         c.report("reconfig()", e)
-        return lib.SPM_PY_FAILED
-    return lib.SPM_PY_OK
+        return int(lib.SPM_PY_FAILED)
+    return int(lib.SPM_PY_OK)

@@ -37,13 +37,13 @@ EPILOG_WARNING = (
     "Epilog=/bin/true (it is only run if prep/script is also in PrEpPlugins)")
 
 
-def install(ffi_, lib_) -> None:
+def install(ffi_: Any, lib_: Any) -> None:
     """In a daemon: bind to the embedded library and start the reload loop."""
     bind(ffi_, lib_)
     threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
 
 
-def bind(ffi_, lib_) -> None:
+def bind(ffi_: Any, lib_: Any) -> None:
     """Read the hook tables and constants from `lib_` (the embedded library,
     or the test kit's stand-in, _abi.lib)."""
     global ffi, lib, PREP, SITE_FACTOR, JOB_SUBMIT, DAEMON_SLURMD
@@ -79,7 +79,7 @@ def say(ctx: int, level: int, msg: str) -> None:
         lib.spm_log(level, prefix, line.encode("utf-8", "backslashreplace"))
 
 
-def _cstr(p) -> str | None:
+def _cstr(p: Any) -> str | None:
     return ffi.string(p).decode("utf-8", "surrogateescape") if p else None
 
 
@@ -101,11 +101,11 @@ class Context:
         self.error: str | None = "not booted"
         self.trusted: set[int] = {0}
         self.next_check = 0.0
-        self.refused_signature: tuple | None = None
+        self.refused_signature: tuple[Any, ...] | None = None
         self.reload_lock = threading.Lock()
 
     # -- loading --------------------------------------------------------
-    def boot(self, boot) -> int:
+    def boot(self, boot: Any) -> int:
         """spm_py_boot: parse the parameters, load the handler, fill the
         out fields of *boot.  Returns lib.SPM_PY_OK or SPM_PY_FAILED."""
         self.trusted = {0, int(boot.slurm_user_id)}
@@ -124,7 +124,7 @@ class Context:
             self.cfg = None
             self.loaded = None   # fail closed: no handler from older params
             boot.hooks = ALL_HOOKS
-            return lib.SPM_PY_FAILED
+            return int(lib.SPM_PY_FAILED)
         self.cfg = cfg
         boot.on_failure_accept = int(cfg.on_failure == "accept")
         if cfg.workers:
@@ -137,7 +137,7 @@ class Context:
         if (ok and self.ctx == PREP and boot.daemon == DAEMON_SLURMD
                 and not boot.epilog_set and "epilog" in self.hook_names()):
             say(self.ctx, lib.SPM_LOG_INFO, EPILOG_WARNING)
-        return lib.SPM_PY_OK if ok else lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_OK if ok else lib.SPM_PY_FAILED)
 
     def _fail(self, msg: str, cause: BaseException | None = None) -> None:
         if msg != self.error:
@@ -152,6 +152,7 @@ class Context:
             say(self.ctx, lib.SPM_LOG_ERROR, _loader.format_tb(cause))
 
     def _try_load(self, initial: bool) -> bool:
+        assert self.cfg is not None
         try:
             loaded = _loader.load(self.cfg, BASE[self.ctx], self.trusted)
         except _loader.HandlerError as e:
@@ -213,7 +214,7 @@ class Context:
             self.reload_lock.release()
 
     # -- calling --------------------------------------------------------
-    def handler(self, what: str):
+    def handler(self, what: str) -> Any:
         """The loaded handler, or None (logged) when failing closed."""
         if self.loaded is None:
             say(self.ctx, lib.SPM_LOG_ERROR, f"{what} failed: no usable handler ({self.error})")
@@ -242,7 +243,7 @@ def _reload_loop() -> None:
                 internal_error(*sys.exc_info())
 
 
-def internal_error(exc_type, exc, tb) -> None:
+def internal_error(exc_type: Any, exc: Any, tb: Any) -> None:
     """An exception in slurmpy's own code (not in handler code): log it."""
     text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
     lib.spm_log(lib.SPM_LOG_ERROR, _log.prefix().encode(),

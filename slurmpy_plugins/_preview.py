@@ -75,7 +75,7 @@ def site_factor(args: argparse.Namespace) -> dict[str, Any]:
     from . import testing as kit
     handler = _handler("site-factor", args)
     jobs = kit.jobs_from_json(_squeue(args, "PENDING"), states=("PENDING",))
-    rows = []
+    rows: list[dict[str, Any]] = []
     log: list[str] = []
     for job in jobs:
         out = kit.run_set(handler, job)
@@ -88,7 +88,7 @@ def site_factor(args: argparse.Namespace) -> dict[str, Any]:
         up = kit.run_update(handler, jobs)
         log += up.log
         for r in rows:
-            r["update"] = up.factors.get(r["job_id"]) if up.ok else None
+            r["update"] = up.factors.get(int(r["job_id"])) if up.ok else None
     return {"hook": "site_factor", "jobs": rows, "update": has_update, "log": log}
 
 

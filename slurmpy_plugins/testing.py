@@ -79,13 +79,13 @@ class _Keep:
     def __init__(self) -> None:
         self.objs: list[Any] = []
 
-    def str(self, value: str) -> Any:
+    def cstr(self, value: str) -> Any:
         p = ffi.new("char[]", value.encode("utf-8", "surrogateescape"))
         self.objs.append(p)
         return p
 
     def strv(self, entries: Mapping[str, str]) -> tuple[Any, int]:
-        ps = [self.str(f"{k}={v}") for k, v in entries.items()]
+        ps = [self.cstr(f"{k}={v}") for k, v in entries.items()]
         arr = ffi.new("char *[]", ps or 1)
         self.objs.append(arr)
         return arr, len(ps)
@@ -110,7 +110,7 @@ def _fill(what: str, c: Any, ctype: str, public: Mapping[str, str], values: Mapp
                 raise TypeError(f"{what}.{name} must be a str or None, not {type(value).__name__}")
             if "\0" in value:
                 raise ValueError(f"{what}.{name} must not contain a NUL character")
-            setattr(c, field, keep.str(value))
+            setattr(c, field, keep.cstr(value))
         elif cname == "char * *":
             if not isinstance(value, Mapping):
                 raise TypeError(f"{what}.{name} must be a dict of str, not {type(value).__name__}")
@@ -184,9 +184,9 @@ def make_job_desc(**fields: Any) -> JobDesc:
         if kind[0] == "int":
             setattr(c, field, kind[2])
     for name, value in fields.items():
-        kind = kinds.get(name)
-        if kind is None:
+        if name not in kinds:
             raise AttributeError(f"job has no field {name!r}{_jobdesc._near(name, JobDesc._fields)}")
+        kind = kinds[name]
         field = {v: k for k, v in _jobdesc._RENAMED.items()}.get(name, name)
         if kind[0] == "strv":
             if value is None:
@@ -201,7 +201,7 @@ def make_job_desc(**fields: Any) -> JobDesc:
         if value is None:
             continue
         if kind[0] == "str":
-            setattr(c, field, keep.str(value))
+            setattr(c, field, keep.cstr(value))
         else:
             setattr(c, field, value)
     if fields.get("min_mem_per_node") is not None and fields.get("min_mem_per_cpu") is not None:
@@ -217,9 +217,9 @@ def make_partition(name: str, *, default: bool = False, **fields: Any) -> Partit
     keep = _Keep()
     c = ffi.new("spm_part_t *")
     keep.objs.append(c)
-    c.name = keep.str(name)
+    c.name = keep.cstr(name)
     c.is_default = int(bool(default))
-    c.state = keep.str("UP")
+    c.state = keep.cstr("UP")
     unlimited = {"max_time": lib.SPM_INFINITE, "max_nodes": lib.SPM_INFINITE,
                  "max_cpus_per_node": lib.SPM_INFINITE, "default_time": lib.SPM_NO_VAL}
     for f, v in unlimited.items():
@@ -387,8 +387,9 @@ def load_handler(spec: str, *, path: str | Sequence[str], kind: str,
 
 
 def _ctx_of(kind: str) -> int:
-    return {"prep": lib.SPM_CTX_PREP, "site_factor": lib.SPM_CTX_SITE_FACTOR,
-            "job_submit": lib.SPM_CTX_JOB_SUBMIT}[kind]
+    ctx: int = {"prep": lib.SPM_CTX_PREP, "site_factor": lib.SPM_CTX_SITE_FACTOR,
+                "job_submit": lib.SPM_CTX_JOB_SUBMIT}[kind]
+    return ctx
 
 
 def _context_for(handler: Any, kind: str) -> _context.Context:
@@ -572,15 +573,15 @@ def run_prep(handler: Any, hook: str, record: Job | JobEnv, *, timeout: float | 
     if timed_out:
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, "prep/python",
                                  f"{hook} for JobId={record.job_id} timed out: the handler "
-                                 f"exceeded its time limit of {int(timeout * 1000)} ms"))
+                                 f"exceeded its time limit of {_ms(timeout)} ms"))
     ok = rc == lib.SPM_PY_OK and not timed_out
     action, reason = _prep_action(hook, ok, record)
     state = {"requeue": "PENDING", "cancel": "CANCELLED"}.get(action)
     return PrEpOutcome(hook, ok, timed_out, action, reason, log, state)
 
 
-def _signed(raw: int) -> int:
-    return raw - NICE_OFFSET
+def _ms(timeout: float | None) -> int:
+    return int((timeout or 0) * 1000)
 
 
 def run_set(handler: Any, job: Job, *, timeout: float | None = 5.0,
@@ -594,7 +595,7 @@ def run_set(handler: Any, job: Job, *, timeout: float | None = 5.0,
     if timed_out:
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, "site_factor/python",
                                  "set(): the handler exceeded its time limit of "
-                                 f"{int(timeout * 1000)} ms; factors left unchanged"))
+                                 f"{_ms(timeout)} ms; factors left unchanged"))
     changed = bool(not timed_out and rc == lib.SPM_PY_OK and have[0])
     value = int(factor[0]) if changed else job.site_factor
     return FactorOutcome(rc == lib.SPM_PY_OK and not timed_out, timed_out, changed, value,
@@ -622,7 +623,7 @@ def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = 5.0
     if timed_out:
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, "site_factor/python",
                                  "update(): the handler exceeded its time limit of "
-                                 f"{int(timeout * 1000)} ms; factors left unchanged"))
+                                 f"{_ms(timeout)} ms; factors left unchanged"))
     elif rc == lib.SPM_PY_OK:
         pending = {j.job_id for j in jobs if j.state == "PENDING"}
         for i in range(k[0]):

@@ -11,7 +11,7 @@ job_submit_python.conf (beside slurm.conf):
 """
 from __future__ import annotations
 
-from slurmpy_plugins import JobSubmitHandler, Reject
+from slurmpy_plugins import JobDesc, JobSubmitHandler, Reject
 
 
 def _wants_gpu(*specs: str | None) -> bool:
@@ -23,7 +23,7 @@ class GpuPolicy(JobSubmitHandler):
     DEFAULT_MINUTES = 60
     MAX_MINUTES = 24 * 60
 
-    def submit(self, job, submit_uid: int) -> None:
+    def submit(self, job: JobDesc, submit_uid: int) -> None:
         gpu = _wants_gpu(job.tres_per_node, job.tres_per_job, job.tres_per_task,
                          job.tres_per_socket)
         in_gpu_part = job.partition is not None and \

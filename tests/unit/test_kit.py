@@ -225,3 +225,11 @@ def test_examples_pass_with_the_kit_plugin():
                          "-p", "no:cacheprovider", "examples/node_health", "examples/gpu_policy",
                          "examples/fairshare"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert cp.returncode == 0 and "13 passed" in cp.stdout, cp.stdout + cp.stderr
+
+
+def test_generated_field_types_are_current():
+    """slurmpy_plugins/_fields.py (the static types of the record fields)
+    is generated from the header; a header change must regenerate it."""
+    cp = subprocess.run([sys.executable, "scripts/gen_typing.py", "--check"], cwd=REPO,
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
