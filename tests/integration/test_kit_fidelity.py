@@ -7,13 +7,15 @@ the release under test: 22.05 here, 24.11 in `make test-24.11`)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 
 from slurmpy_plugins import testing as kit
 
-from .conftest import BUILD_PLUGINS, write_handler
+from .conftest import BUILD_PLUGINS, ROOT, write_handler
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +124,17 @@ def test_site_factor_matches_sprio(cluster_factory, tmp_path):
         out = kit.run_set(handler, job)
         assert out.ok, out
         assert out.factor == int(prio[jid]["SITE"]), (name, out, prio[jid])
+    # `preview site-factor` on the live cluster (squeue --json, the handler
+    # slurm.conf names) prints the same factors
+    cp = subprocess.run([sys.executable, "-m", "slurmpy_plugins", "preview", "site-factor",
+                         str(c.conf_path), "--json"], capture_output=True, text=True,
+                        env=dict(c.client_env(), PYTHONPATH=str(ROOT)), timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    shown = {r["job_id"]: r["site"] for r in json.loads(cp.stdout)["jobs"]}
+    assert set(shown) == set(ids.values())
+    for name, jid in ids.items():
+        want = int(prio[jid]["SITE"])
+        assert shown[jid] == (None if name == "sf-none" else want), (name, shown, prio)
     big = kit.run_set(handler, kit.job_from_json(_squeue(c, ids["sf-big"])))
     assert big.factor == 2**31 - 1
     assert any("out of range" in line for line in big.log)
