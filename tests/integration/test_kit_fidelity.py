@@ -59,6 +59,15 @@ def _squeue(c, jid: int) -> dict:
     return jobs[0]
 
 
+def _submit_held(c, *args: str) -> tuple[int, dict]:
+    """Submit held, read the job's JSON while squeue still lists it (24.11's
+    squeue leaves finished jobs out), then release it."""
+    jid = c.sbatch("-H", *args, wrap=None)
+    obj = _squeue(c, jid)
+    c.scontrol("release", str(jid))
+    return jid, obj
+
+
 def test_prep_outcomes_match_the_daemons(cluster_factory, tmp_path):
     hdir = _handlers(tmp_path)
     c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)], conf_extra=[
@@ -67,16 +76,18 @@ def test_prep_outcomes_match_the_daemons(cluster_factory, tmp_path):
     handler = kit.load_handler("kitfid:Prep", path=str(hdir), kind="prep")
 
     # prolog_slurmctld raises, the job cannot be requeued: killed
-    killed = c.sbatch("--no-requeue", "--comment=refuse-ctld", "-o", "/dev/null", wrap="true")
+    killed, obj = _submit_held(c, "--no-requeue", "--comment=refuse-ctld", "-o", "/dev/null",
+                               "--wrap=true")
     rec = c.wait_job(killed, states=("CANCELLED", "FAILED"), timeout=60)
-    out = kit.run_prep(handler, "prolog_slurmctld", kit.job_from_json(_squeue(c, killed)))
+    out = kit.run_prep(handler, "prolog_slurmctld", kit.job_from_json(obj))
     assert (out.ok, out.action) == (False, "cancel")
     assert out.job_state == rec["JobState"]
     assert any("prolog_slurmctld refused by policy" in line for line in out.log)
     assert "prolog_slurmctld refused by policy" in c.ctld_log()
 
     # the same with a requeueable job: requeued (pending again, Restarts=1)
-    requeued = c.sbatch("--requeue", "--comment=refuse-ctld", "-o", "/dev/null", wrap="true")
+    requeued, obj = _submit_held(c, "--requeue", "--comment=refuse-ctld", "-o", "/dev/null",
+                                 "--wrap=true")
     deadline = time.monotonic() + 60
     while True:
         rec = c.job(requeued)
@@ -84,21 +95,21 @@ def test_prep_outcomes_match_the_daemons(cluster_factory, tmp_path):
             break
         assert time.monotonic() < deadline, rec
         time.sleep(0.2)
-    out = kit.run_prep(handler, "prolog_slurmctld", kit.job_from_json(_squeue(c, requeued)))
+    out = kit.run_prep(handler, "prolog_slurmctld", kit.job_from_json(obj))
     assert (out.action, out.job_state) == ("requeue", rec["JobState"])
     c.run("scancel", str(requeued))
 
     # a job the handler accepts: success in both
-    fine = c.sbatch("-o", "/dev/null", wrap="true")
-    job = kit.job_from_json(_squeue(c, fine))
+    fine, obj = _submit_held(c, "-o", "/dev/null", "--wrap=true")
+    job = kit.job_from_json(obj)
     c.wait_job(fine, timeout=60)
     assert kit.run_prep(handler, "prolog_slurmctld", job).action == "success"
 
     # slurmd prolog raises: the node is drained, with Slurm's reason
     drainme = tmp_path / "drainme"
     drainme.mkdir()
-    jid = c.sbatch("-D", str(drainme), "-o", "/dev/null", wrap="true")
-    env = kit.env_from_json(_squeue(c, jid))
+    jid, obj = _submit_held(c, "-D", str(drainme), "-o", "/dev/null", "--wrap=true")
+    env = kit.env_from_json(obj)
     node = c.wait_node(predicate=lambda n: "DRAIN" in n.get("State", ""), timeout=60)
     out = kit.run_prep(handler, "prolog", env)
     assert out.action == "drain"
