@@ -126,12 +126,12 @@ def _fill(what: str, c: Any, ctype: str, public: Mapping[str, str], values: Mapp
                 raise ValueError(f"{what}.{name}={value} does not fit its C type {cname}") from None
 
 
-def _public_map(cls: type, ctype: str, renamed: Mapping[str, str], internal: set[str]) -> dict[str, str]:
+def _public_map(ctype: str, renamed: Mapping[str, str], internal: set[str]) -> dict[str, str]:
     return {renamed.get(n, n): n for n, _ in ffi.typeof(ctype).fields if n not in internal}
 
 
-_JOB_PUBLIC = _public_map(Job, "spm_job_t", _records._RENAMED, _records._INTERNAL_FIELDS)
-_ENV_PUBLIC = _public_map(JobEnv, "spm_env_t", _records._RENAMED, _records._INTERNAL_FIELDS)
+_JOB_PUBLIC = _public_map("spm_job_t", _records._RENAMED, _records._INTERNAL_FIELDS)
+_ENV_PUBLIC = _public_map("spm_env_t", _records._RENAMED, _records._INTERNAL_FIELDS)
 
 
 def make_job(*, state: str | None = None, **fields: Any) -> Job:
@@ -658,10 +658,10 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
         ffi.memmove(arr + i, p._c, ffi.sizeof("spm_part_t"))
     c_parts.count, c_parts.parts = len(parts), arr
     msg = ffi.new("char **")
-    keep = (c_out, arr, parts, desc)   # noqa: F841 -- alive until the call returns
-    rc, _, log = _run("job_submit", lambda: _jsubmit(c, hooks[hook], arena, desc, c_out,
-                                                     current, c_parts, submit_uid, msg),
-                      None, log_level)
+    c_current = current._c if current is not None else ffi.NULL
+    rc, _, log = _run("job_submit", lambda: _jobsubmit.call(
+        c, hooks[hook], arena, desc._c, c_out, _abi.Arena(), c_current, c_parts, submit_uid,
+        msg, None), None, log_level)
     text = ffi.string(msg[0]).decode("utf-8", "backslashreplace") if msg[0] else None
     accepted = rc == lib.SPM_PY_OK
     changes: dict[str, Any] = {}
@@ -674,18 +674,6 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
             if before != after:
                 changes[name] = after
     return SubmitOutcome(accepted, text, changes, log)
-
-
-def _jsubmit(c: _context.Context, hook: int, arena: Any, desc: JobDesc, c_out: Any,
-             current: Job | None, c_parts: Any, submit_uid: int, msg: Any) -> int:
-    return _jsubmit_call(c, hook, arena, desc._c, c_out, current._c if current else ffi.NULL,
-                         c_parts, submit_uid, msg)
-
-
-def _jsubmit_call(c: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any,
-                  c_current: Any, c_parts: Any, submit_uid: int, msg: Any) -> int:
-    return int(_jobsubmit.call(c, hook, arena, c_in, c_out, _abi.Arena(), c_current, c_parts,
-                               submit_uid, msg, None))
 
 
 def run_submit(handler: Any, job: JobDesc, *, submit_uid: int = 0,
