@@ -23,7 +23,7 @@ CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h \
              csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
 .PHONY: all deps build install test unit integration demo bench asan clean FORCE \
-        trixie-root test-24.11 unit-24.11 demo-24.11
+        trixie-root test-24.11 unit-24.11 demo-24.11 typecheck wheel
 
 all: build
 
@@ -126,6 +126,22 @@ asan: $(VENV)/.deps-ok
 	  SPM_CFLAGS="$(ASAN_FLAGS)" SPM_LDFLAGS="-fsanitize=address,undefined"
 	SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(BUILD)/asan/plugins SPM_TEST_ASAN=1 \
 	  $(PY) -m pytest -ra $(PYTEST_ARGS) tests/unit
+
+## typecheck: mypy --strict over the package and the examples' handlers, from a
+## throwaway venv (build/typecheck-venv; mypy is not a project dependency)
+TYPECHECK_VENV := $(BUILD)/typecheck-venv
+typecheck:
+	test -x $(TYPECHECK_VENV)/bin/mypy || { $(PYTHON) -m venv $(TYPECHECK_VENV) && \
+	  $(TYPECHECK_VENV)/bin/pip install -q --disable-pip-version-check mypy 'cffi>=1.16' pytest; }
+	$(PY) scripts/gen_typing.py --check
+	$(TYPECHECK_VENV)/bin/mypy --strict slurmpy_plugins examples/node_health/node_health.py \
+	  examples/gpu_policy/gpu_policy.py examples/fairshare/fairshare.py
+
+## wheel: the pure-Python wheel (handler API, records, testing, check, preview)
+## into dist/; the C shim is `make build` / `make install`
+wheel: $(VENV)/.deps-ok
+	$(PY) -m pip wheel -q --disable-pip-version-check --no-deps -w dist .
+	rm -rf slurmpy_plugins.egg-info
 
 ## bench: speed and memory figures (bench/results/)
 bench: build

@@ -1,10 +1,10 @@
-"""``python -m slurmpy_plugins check [SLURM_CONF]`` (also the
+"""``python -m slurmpy_plugins check|preview ...`` (also the
 ``slurmpy-plugins`` console script)."""
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("check",)
+COMMANDS = ("check", "preview")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,6 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: slurmpy-plugins {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2
+    if argv[0] == "preview":
+        from . import _preview
+        return _preview.main(argv[1:])
     from . import _check
     return _check.main(argv[1:])
 

@@ -18,6 +18,7 @@ import os
 import pwd
 import sys
 from dataclasses import asdict, dataclass, field
+from typing import TextIO
 
 from . import _config, _context, _loader, _slurmconf
 from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
@@ -69,7 +70,7 @@ class Report:
         return not self.errors and all(p.loaded for p in self.plugins) and bool(self.plugins)
 
 
-def _overridden(instance, base: type) -> list[str]:
+def _overridden(instance: object, base: type) -> list[str]:
     cls = type(instance)
     return [n for n in ACTIONS if hasattr(base, n) and getattr(cls, n) is not getattr(base, n)]
 
@@ -156,7 +157,7 @@ def check(path: str) -> Report:
     return report
 
 
-def _print_text(report: Report, out) -> None:
+def _print_text(report: Report, out: TextIO) -> None:
     print(f"slurm.conf: {report.slurm_conf}", file=out)
     for p in report.plugins:
         source = p.conf_key if p.params is None else f"{p.conf_key}={p.params}"

@@ -100,7 +100,7 @@ def parse_file(path: str, text: str, *, conf_path: str | None) -> Config:
     return _build(seen, conf_key=path, conf_path=conf_path)
 
 
-def _add_item(seen: dict, item: str, where: str, keys: tuple[str, ...]) -> None:
+def _add_item(seen: dict[str, tuple[str, str]], item: str, where: str, keys: tuple[str, ...]) -> None:
     key, sep, value = item.partition("=")
     key = key.strip().lower()
     if not sep:

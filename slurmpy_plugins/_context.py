@@ -37,7 +37,15 @@ EPILOG_WARNING = (
     "Epilog=/bin/true (it is only run if prep/script is also in PrEpPlugins)")
 
 
-def install(ffi_, lib_) -> None:
+def install(ffi_: Any, lib_: Any) -> None:
+    """In a daemon: bind to the embedded library and start the reload loop."""
+    bind(ffi_, lib_)
+    threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
+
+
+def bind(ffi_: Any, lib_: Any) -> None:
+    """Read the hook tables and constants from `lib_` (the embedded library,
+    or the test kit's stand-in, _abi.lib)."""
     global ffi, lib, PREP, SITE_FACTOR, JOB_SUBMIT, DAEMON_SLURMD
     ffi, lib = ffi_, lib_
     PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
@@ -54,7 +62,6 @@ def install(ffi_, lib_) -> None:
                  JOB_SUBMIT: JobSubmitHandler})
     # job_submit: Slurm makes one call at a time (its own mutex)
     DEFAULT_WORKERS.update({PREP: 4, SITE_FACTOR: 1, JOB_SUBMIT: 1})
-    threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
 
 
 def refusal(plugin: str, e: Exception) -> str:
@@ -72,7 +79,7 @@ def say(ctx: int, level: int, msg: str) -> None:
         lib.spm_log(level, prefix, line.encode("utf-8", "backslashreplace"))
 
 
-def _cstr(p) -> str | None:
+def _cstr(p: Any) -> str | None:
     return ffi.string(p).decode("utf-8", "surrogateescape") if p else None
 
 
@@ -94,7 +101,7 @@ class Context:
         self.error: str | None = "not booted"
         self.trusted: set[int] = {0}
         self.next_check = 0.0
-        self.refused_signature: tuple | None = None
+        self.refused_signature: tuple[Any, ...] | None = None
         self.reload_lock = threading.Lock()
         # job_submit: job_submit_python.conf, watched like the handler file
         self.settings_path: str | None = None
@@ -104,7 +111,7 @@ class Context:
         self.default_timeout_ms = 0
 
     # -- loading --------------------------------------------------------
-    def boot(self, boot) -> int:
+    def boot(self, boot: Any) -> int:
         """spm_py_boot: parse the parameters, load the handler, fill the
         out fields of *boot.  Returns lib.SPM_PY_OK or SPM_PY_FAILED."""
         self.trusted = {0, int(boot.slurm_user_id)}
@@ -124,7 +131,7 @@ class Context:
             self.cfg = None
             self.loaded = None   # fail closed: no handler from older params
             boot.hooks = ALL_HOOKS
-            return lib.SPM_PY_FAILED
+            return int(lib.SPM_PY_FAILED)
         self.cfg = cfg
         boot.timeout_ms, boot.on_failure_accept, boot.workers = self.settings(cfg)
         self.loaded = None
@@ -133,7 +140,7 @@ class Context:
         if (ok and self.ctx == PREP and boot.daemon == DAEMON_SLURMD
                 and not boot.epilog_set and "epilog" in self.hook_names()):
             say(self.ctx, lib.SPM_LOG_INFO, EPILOG_WARNING)
-        return lib.SPM_PY_OK if ok else lib.SPM_PY_FAILED
+        return int(lib.SPM_PY_OK if ok else lib.SPM_PY_FAILED)
 
     def settings(self, cfg: _config.Config | None) -> tuple[int, int, int]:
         """(per-call limit in ms, on_failure=accept, workers) as C applies
@@ -170,6 +177,7 @@ class Context:
             say(self.ctx, lib.SPM_LOG_ERROR, _loader.format_tb(cause))
 
     def _try_load(self, initial: bool) -> bool:
+        assert self.cfg is not None
         try:
             loaded = _loader.load(self.cfg, BASE[self.ctx], self.trusted)
         except _loader.HandlerError as e:
@@ -291,7 +299,7 @@ class Context:
         return True
 
     # -- calling --------------------------------------------------------
-    def handler(self, what: str):
+    def handler(self, what: str) -> Any:
         """The loaded handler, or None (logged) when failing closed."""
         if self.loaded is None:
             say(self.ctx, lib.SPM_LOG_ERROR, f"{what} failed: no usable handler ({self.error})")
@@ -320,7 +328,7 @@ def _reload_loop() -> None:
                 internal_error(*sys.exc_info())
 
 
-def internal_error(exc_type, exc, tb) -> None:
+def internal_error(exc_type: Any, exc: Any, tb: Any) -> None:
     """An exception in slurmpy's own code (not in handler code): log it."""
     text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
     lib.spm_log(lib.SPM_LOG_ERROR, _log.prefix().encode(),

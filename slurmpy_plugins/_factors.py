@@ -20,7 +20,7 @@ class FactorError(ValueError):
     """The handler's answer cannot be used; the message says why."""
 
 
-def install(lib) -> None:
+def install(lib: Any) -> None:
     global FACTOR_MIN, FACTOR_MAX
     FACTOR_MIN, FACTOR_MAX = lib.SPM_FACTOR_MIN, lib.SPM_FACTOR_MAX
 
@@ -59,7 +59,7 @@ def check_set(value: Any, job_id: int) -> tuple[int | None, str | None]:
     return clamped, (clamp_note(job_id, value) if clamped != value else None)
 
 
-def check_update(result: Any, cap: int) -> tuple[array.array, array.array, str | None]:
+def check_update(result: Any, cap: int) -> tuple[array.array[int], array.array[int], str | None]:
     """update()'s answer -> (job ids, factors, clamp warning or None).
 
     The mapping is read once, into a private dict (a handler's own thread

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import cast
 
+from ._jobdesc import JobDesc, Partition
 from ._records import Job, JobEnv, JobList
 
 __all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "Reject"]
@@ -84,11 +86,11 @@ class JobSubmitHandler:
     come one at a time (Slurm serializes job_submit plugins).
     """
 
-    def submit(self, job, submit_uid: int) -> None:
+    def submit(self, job: JobDesc, submit_uid: int) -> None:
         """sbatch/srun/salloc (and ``sbatch --test-only``): ``job`` is the
         request (a :class:`JobDesc`), ``submit_uid`` the submitting uid."""
 
-    def modify(self, job, current: Job, submit_uid: int) -> None:
+    def modify(self, job: JobDesc, current: Job, submit_uid: int) -> None:
         """``scontrol update job``: ``job`` holds the fields being changed
         (others unset), ``current`` is a copy of the job as it is."""
 
@@ -104,10 +106,10 @@ class JobSubmitHandler:
         msgs.append(message)
 
     @property
-    def partitions(self) -> dict:
+    def partitions(self) -> dict[str, Partition]:
         """The partitions as slurmctld had them when this call began:
         {name: Partition}.  Only during a submit()/modify() call."""
         parts = getattr(_call, "partitions", None)
         if parts is None:
             raise RuntimeError("partitions can only be read during a submit() or modify() call")
-        return parts
+        return cast("dict[str, Partition]", parts)

@@ -18,7 +18,9 @@ JobDesc rules:
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Callable
+
+from ._fields import JobDescFields, PartitionFields
 
 __all__ = ["JobDesc", "Partition", "install", "CommitError"]
 
@@ -37,17 +39,17 @@ class CommitError(RuntimeError):
     """The handler's changes could not be handed to C (out of memory)."""
 
 
-def _near(name: str, names) -> str:
+def _near(name: str, names: Any) -> str:
     close = difflib.get_close_matches(name, names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-class JobDesc:
+class JobDesc(JobDescFields):
     """A job request (job_desc_msg_t) as job_submit sees it; see the module
     docstring for the rules and the README for the fields."""
     __slots__ = ("_c", "_changes", "_closed", "_owner")
     _fields: tuple[str, ...] = ()
-    _kinds: dict[str, tuple] = {}
+    _kinds: dict[str, tuple[Any, ...]] = {}
 
     def __init__(self, c: Any, owner: Any = None) -> None:
         object.__setattr__(self, "_c", c)
@@ -55,7 +57,7 @@ class JobDesc:
         object.__setattr__(self, "_closed", False)
         object.__setattr__(self, "_owner", owner)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         # only called when the normal lookup failed: a misspelled name
         raise AttributeError(f"job has no field {name!r}{_near(name, self._fields)}")
 
@@ -97,7 +99,7 @@ class JobDesc:
     def _close(self) -> None:
         object.__setattr__(self, "_closed", True)
 
-    def _commit(self, out, arena, lib, ffi) -> None:
+    def _commit(self, out: Any, arena: Any, lib: Any, ffi: Any) -> None:
         """Write the changes into the C record `out` (strings copied into
         the call's arena)."""
         for name, value in self._changes.items():
@@ -114,7 +116,7 @@ class JobDesc:
                 setattr(out, name, kind[2] if value is None else value)
 
 
-def _read(c, name: str, kind: tuple):
+def _read(c: Any, name: str, kind: tuple[Any, ...]) -> Any:
     raw = getattr(c, name)
     if kind[0] == "str":
         return _ffi.string(raw).decode("utf-8", "surrogateescape") if raw else None
@@ -125,7 +127,7 @@ def _read(c, name: str, kind: tuple):
     return raw
 
 
-def _strv(c, name: str) -> dict[str, str]:
+def _strv(c: Any, name: str) -> dict[str, str]:
     v = getattr(c, name)
     out: dict[str, str] = {}
     if not v:
@@ -138,7 +140,7 @@ def _strv(c, name: str) -> dict[str, str]:
     return out
 
 
-def _check(name: str, kind: tuple, value: Any):
+def _check(name: str, kind: tuple[Any, ...], value: Any) -> Any:
     """A value for field `name`, checked; None unsets."""
     if value is None:
         return None
@@ -161,8 +163,8 @@ def _check(name: str, kind: tuple, value: Any):
     return int(value)
 
 
-def _field_prop(name: str, kind: tuple) -> property:
-    def get(self):
+def _field_prop(name: str, kind: tuple[Any, ...]) -> property:
+    def get(self: Any) -> Any:
         ch = self._changes
         if name in ch:
             return ch[name]
@@ -171,7 +173,7 @@ def _field_prop(name: str, kind: tuple) -> property:
     return property(get, doc=f"{name} ({kind[0]})")
 
 
-class Partition:
+class Partition(PartitionFields):
     """A copy of one partition, as slurmctld had it when the call began.
     Time limits are minutes; None means "not set" or "UNLIMITED"."""
     __slots__ = ("_c", "_owner")
@@ -181,7 +183,7 @@ class Partition:
         self._c = c
         self._owner = owner
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"partition has no field {name!r}{_near(name, self._fields)}")
 
     def as_dict(self) -> dict[str, Any]:
@@ -191,11 +193,11 @@ class Partition:
         return f"<Partition {self.name} {self.state}>"
 
 
-_ffi = None
+_ffi: Any = None
 _installed = False
 
 
-def install(ffi, lib) -> None:
+def install(ffi: Any, lib: Any) -> None:
     """Generate the attributes from the cffi types (once)."""
     global _ffi, _installed
     if _installed:
@@ -203,7 +205,9 @@ def install(ffi, lib) -> None:
     _ffi = ffi
     sentinel = {"uint16_t": lib.SPM_NO_VAL16, "uint32_t": lib.SPM_NO_VAL,
                 "uint64_t": lib.SPM_NO_VAL64, "int64_t": 0}
-    names, kinds = [], {}
+    names: list[str] = []
+    kinds: dict[str, tuple[Any, ...]] = {}
+    kind: tuple[Any, ...]
     for name, field in ffi.typeof("spm_jobdesc_t").fields:
         if name in _INTERNAL:
             continue
@@ -224,8 +228,9 @@ def install(ffi, lib) -> None:
             raise TypeError(f"spm_jobdesc_t.{name}: no Python mapping for {cname}")
         if kind[0] == "strv":
             cn = name
-            setattr(JobDesc, public, property(lambda self, cn=cn: _strv(self._c, cn),
-                                              doc=f"{public} (dict, read-only)"))
+            def strv_get(self: Any, cn: str = cn) -> dict[str, str]:
+                return _strv(self._c, cn)
+            setattr(JobDesc, public, property(strv_get, doc=f"{public} (dict, read-only)"))
         else:
             setattr(JobDesc, public, _field_prop(name, kind))
         kinds[public] = kind
@@ -237,19 +242,20 @@ def install(ffi, lib) -> None:
     limit = {lib.SPM_NO_VAL, lib.SPM_INFINITE}
     for name, field in ffi.typeof("spm_part_t").fields:
         cname = field.type.cname
+        get: Callable[..., Any]
         if cname == "char *":
-            def get(self, name=name):
+            def get(self: Any, name: str = name) -> Any:
                 p = getattr(self._c, name)
                 return _ffi.string(p).decode("utf-8", "surrogateescape") if p else None
         elif name == "is_default":
-            def get(self):
+            def get(self: Any, name: str = name) -> Any:
                 return bool(self._c.is_default)
         elif name in ("max_time", "default_time", "max_nodes", "max_cpus_per_node"):
-            def get(self, name=name):
+            def get(self: Any, name: str = name) -> Any:
                 v = getattr(self._c, name)
                 return None if v in limit else v
         else:
-            def get(self, name=name):
+            def get(self: Any, name: str = name) -> Any:
                 return getattr(self._c, name)
         public = "default" if name == "is_default" else name
         setattr(Partition, public, property(get, doc=f"{public}"))

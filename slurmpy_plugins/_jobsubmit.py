@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _context, _handlers, _jobdesc, _records
-from ._context import context, say
+from ._context import say
 
 ffi: Any = None
 lib: Any = None
@@ -21,12 +21,12 @@ GENERIC = ("job_submit/python: request refused: the site's job submission policy
            "failed (an administrator can find the error in slurmctld's log)")
 
 
-def install(ffi_, lib_) -> None:
+def install(ffi_: Any, lib_: Any) -> None:
     global ffi, lib
     ffi, lib = ffi_, lib_
 
 
-def _set_msg(arena, msg_out, lines: list[str]) -> None:
+def _set_msg(arena: Any, msg_out: Any, lines: list[str]) -> None:
     if not lines:
         return
     text = "\n".join(lines).encode("utf-8", "backslashreplace").replace(b"\0", b"\\0")
@@ -35,17 +35,16 @@ def _set_msg(arena, msg_out, lines: list[str]) -> None:
         msg_out[0] = p
 
 
-def call(hook: int, arena, c_in, c_out, current_arena, c_current, c_parts, submit_uid: int,
-         msg_out, own) -> int:
+def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, current_arena: Any,
+         c_current: Any, c_parts: Any, submit_uid: int, msg_out: Any, own: Any) -> int:
     """`own(arena)` returns an object that keeps a C arena alive while
     Python holds it: every record handed to the handler holds one, so a
     handler that keeps `job`, `current` or a partition never reads freed
     memory."""
-    ctx = context(lib.SPM_CTX_JOB_SUBMIT)
     name = _context.HOOKS[lib.SPM_CTX_JOB_SUBMIT][hook]
-    OK, FAILED = lib.SPM_PY_OK, lib.SPM_PY_FAILED
+    OK, FAILED = int(lib.SPM_PY_OK), int(lib.SPM_PY_FAILED)
     accept_on_failure = ctx.cfg is not None and ctx.cfg.on_failure == "accept"
-    owner = own(arena)
+    owner = own(arena) if own else None
     job = _jobdesc.JobDesc(c_in, owner)
     what = (f"{name}() for JobId={job.job_id}" if name == "modify"
             else f"{name}() for a job of uid {submit_uid}")
@@ -68,7 +67,8 @@ def call(hook: int, arena, c_in, c_out, current_arena, c_current, c_parts, submi
     messages: list[str] = []
     state = _handlers._call
     state.messages, state.partitions = messages, parts
-    current = _records.Job(c_current, own(current_arena)) if c_current else None
+    current = (_records.Job(c_current, own(current_arena) if own else None)
+               if c_current else None)
     try:
         try:
             if current is None:

@@ -46,7 +46,7 @@ class HandlerError(Exception):
 class Loaded:
     instance: Any
     module_file: str
-    signature: tuple
+    signature: tuple[Any, ...]
 
 
 def where(exc: BaseException, roots: tuple[str, ...] = ()) -> str:
@@ -59,19 +59,21 @@ def where(exc: BaseException, roots: tuple[str, ...] = ()) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     dirs = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
     mine = [f for f in tb if dirs and os.path.abspath(f.filename).startswith(dirs)]
-    frame = (mine or tb or [None])[-1]
-    return f"{frame.filename}:{frame.lineno}" if frame else "?"
+    frames = mine or list(tb)
+    if not frames:
+        return "?"
+    return f"{frames[-1].filename}:{frames[-1].lineno}"
 
 
 def format_tb(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip()
 
 
-def _signature_of(st: os.stat_result) -> tuple:
+def _signature_of(st: os.stat_result) -> tuple[Any, ...]:
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
 
 
-def file_signature(path: str) -> tuple:
+def file_signature(path: str) -> tuple[Any, ...]:
     return _signature_of(os.stat(path))
 
 
@@ -129,7 +131,7 @@ def _stat_for_check(d: str, follow: bool, what: str, target: str) -> os.stat_res
         raise HandlerError(f"{what} {target}: {inner}{e.strerror}") from None
 
 
-def _check_parents(path: str, real: str, trusted, what: str, target: str) -> None:
+def _check_parents(path: str, real: str, trusted: Any, what: str, target: str) -> None:
     """Every directory above ``real`` (the resolved path: lstat, so a
     component that became a symlink since realpath() is refused), then those
     above ``path`` as given that are not among them (stat: a symlinked
@@ -153,7 +155,7 @@ def _check_parents(path: str, real: str, trusted, what: str, target: str) -> Non
             raise _refusal(what, target, fault, f"directory {d}")
 
 
-def check_dir(path: str, trusted, what: str, target: str | None = None) -> None:
+def check_dir(path: str, trusted: Any, what: str, target: str | None = None) -> None:
     """Refuse a directory unless it and every directory above it are safe."""
     target = target or path
     real = os.path.realpath(path)
@@ -167,7 +169,7 @@ def check_dir(path: str, trusted, what: str, target: str | None = None) -> None:
         raise _refusal(what, target, fault, offender)
 
 
-def check_file(path: str, trusted, what: str) -> None:
+def check_file(path: str, trusted: Any, what: str) -> None:
     """Refuse a file (by name) unless it and its directories are safe.  For
     files that cannot be read from a checked descriptor (extension modules):
     the directory checks make sure that nobody but root/SlurmUser can
@@ -177,7 +179,7 @@ def check_file(path: str, trusted, what: str) -> None:
     _check_file_stat(_stat_for_check(real, False, what, path), path, real, trusted, what)
 
 
-def _check_file_stat(st: os.stat_result, path: str, real: str, trusted, what: str) -> None:
+def _check_file_stat(st: os.stat_result, path: str, real: str, trusted: Any, what: str) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise HandlerError(f"{what} {path}: not a regular file")
     fault = _fault(st, real, trusted)
@@ -186,7 +188,7 @@ def _check_file_stat(st: os.stat_result, path: str, real: str, trusted, what: st
         raise _refusal(what, path, fault, offender)
 
 
-def read_trusted(path: str, trusted, what: str) -> tuple[bytes, os.stat_result]:
+def read_trusted(path: str, trusted: Any, what: str) -> tuple[bytes, os.stat_result]:
     """The content of a file that passed the checks, read from the very
     descriptor whose owner and mode were checked (no swap in between)."""
     real = os.path.realpath(path)
@@ -232,14 +234,14 @@ class _CheckedSourceLoader(importlib.machinery.SourceFileLoader):
         super().__init__(fullname, path)
         self._trusted, self._what = trusted, what
 
-    def code_and_signature(self):
+    def code_and_signature(self) -> Any:
         """Check, read and compile: raises HandlerError or SyntaxError
         before any of the module's code has run."""
         source, st = read_trusted(self.path, self._trusted, self._what)
         code = compile(source, self.path, "exec", dont_inherit=True)
         return code, _signature_of(st)
 
-    def get_code(self, fullname):
+    def get_code(self, fullname: str) -> Any:
         return self.code_and_signature()[0]
 
 
@@ -250,16 +252,16 @@ class _CheckedExtensionLoader(importlib.machinery.ExtensionFileLoader):
         super().__init__(fullname, path)
         self._trusted, self._what = trusted, what
 
-    def create_module(self, spec):
+    def create_module(self, spec: Any) -> Any:
         check_file(self.path, self._trusted, self._what)
         return super().create_module(spec)
 
 
-def _checked_spec(spec, trusted: frozenset[int], what: str):
+def _checked_spec(spec: Any, trusted: frozenset[int], what: str) -> Any:
     """``spec`` with a loader that checks before it runs anything."""
     loader = spec.loader
     if isinstance(loader, importlib.machinery.SourceFileLoader):
-        cls = _CheckedSourceLoader
+        cls: Any = _CheckedSourceLoader
     elif isinstance(loader, importlib.machinery.ExtensionFileLoader):
         cls = _CheckedExtensionLoader
     else:   # SourcelessFileLoader: a .pyc with no .py beside it
@@ -278,7 +280,7 @@ class _Guard(importlib.abc.MetaPathFinder):
         self._roots: tuple[tuple[str, frozenset[int]], ...] = ()
         self._lock = threading.Lock()
 
-    def guard(self, directory: str, trusted) -> None:
+    def guard(self, directory: str, trusted: Any) -> None:
         trusted = frozenset(trusted)
         with self._lock:
             new = [(os.path.join(os.path.abspath(d), ""), trusted)
@@ -292,7 +294,7 @@ class _Guard(importlib.abc.MetaPathFinder):
                     return trusted
         return None
 
-    def find_spec(self, fullname, path=None, target=None):
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if not self._roots:
             return None
         # builtin and frozen modules come first, as without the guard
@@ -371,7 +373,7 @@ def _pth_files(sitedir: str) -> list[str]:
             if n.endswith(".pth") and not n.startswith(".")]
 
 
-def _pth_text(pth: str, trusted) -> str:
+def _pth_text(pth: str, trusted: Any) -> str:
     data = read_trusted(pth, trusted, "venv .pth file")[0]
     try:
         return data.decode("utf-8")
@@ -380,7 +382,7 @@ def _pth_text(pth: str, trusted) -> str:
                            f"{e.start})") from None
 
 
-def _run_pth(pth: str, text: str, sitedir: str, trusted, guard: _Guard) -> None:
+def _run_pth(pth: str, text: str, sitedir: str, trusted: Any, guard: _Guard) -> None:
     """What site.addpackage() does with one .pth file: ``import`` lines run,
     other lines name directories appended to sys.path if they exist.  Those
     directories are checked and guarded like site-packages.  (Keep the name
@@ -415,7 +417,7 @@ def _import_failure(e: BaseException, name: str, roots: tuple[str, ...]) -> Hand
                         f"{type(e).__name__}: {e}")
 
 
-def _import_parent(name: str, cfg: Config):
+def _import_parent(name: str, cfg: Config) -> Any:
     """Import the handler's parent package (through the guard)."""
     try:
         return importlib.import_module(name)
@@ -425,7 +427,7 @@ def _import_parent(name: str, cfg: Config):
         raise _import_failure(e, name, cfg.path) from e
 
 
-def _handler_spec(cfg: Config, trusted: set[int]):
+def _handler_spec(cfg: Config, trusted: set[int]) -> Any:
     top = cfg.module.split(".")[0]
     spec = importlib.machinery.PathFinder.find_spec(top, list(cfg.path))
     if spec is None:
@@ -473,7 +475,7 @@ def load(cfg: Config, base: type, trusted_uids: set[int]) -> Loaded:
     return Loaded(instance=instance, module_file=spec.origin, signature=signature)
 
 
-def _instantiate(cfg: Config, base: type, code, module, origin: str):
+def _instantiate(cfg: Config, base: type, code: Any, module: Any, origin: str) -> Any:
     try:
         exec(code, module.__dict__)
     except BaseException as e:  # any import-time failure, even SystemExit

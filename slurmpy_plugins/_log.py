@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from typing import Any
 
 __all__ = ["SlurmLogHandler", "install", "prefix", "set_prefix"]
 
@@ -49,7 +50,7 @@ class SlurmLogHandler(logging.Handler):
     """Sends records to Slurm's log_var() with the plugin prefix; a
     ``warning: `` tag marks WARNING records (Slurm has no such level)."""
 
-    def __init__(self, ffi, lib) -> None:
+    def __init__(self, ffi: Any, lib: Any) -> None:
         super().__init__()
         self._ffi, self._lib = ffi, lib
 
@@ -74,7 +75,7 @@ class _LogWriter(io.TextIOBase):
     newline yet) is logged by that thread's next newline or flush(); one
     left when its thread ends is not logged."""
 
-    def __init__(self, lib, level: int) -> None:
+    def __init__(self, lib: Any, level: int) -> None:
         self._lib, self._level = lib, level
         self._tls = threading.local()   # .pending: the thread's partial line
 
@@ -101,7 +102,7 @@ class _LogWriter(io.TextIOBase):
                           line.encode("utf-8", "backslashreplace"))
 
 
-def install(ffi, lib) -> None:
+def install(ffi: Any, lib: Any) -> None:
     import sys
     global ERROR, INFO, VERBOSE, DEBUG, DEBUG2
     ERROR, INFO, VERBOSE, DEBUG, DEBUG2 = (lib.SPM_LOG_ERROR, lib.SPM_LOG_INFO,
@@ -117,6 +118,6 @@ def install(ffi, lib) -> None:
     sys.stderr = _LogWriter(lib, ERROR)
 
 
-def sync_level(lib) -> None:
+def sync_level(lib: Any) -> None:
     """Follow the daemon's log level (it changes with scontrol setdebug)."""
     logging.getLogger().setLevel(python_level(lib.spm_log_level()))

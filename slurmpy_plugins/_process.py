@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import Any
 
 __all__ = ["install"]
 
@@ -23,8 +24,8 @@ def _system(command: str) -> int:
     return (-rc) & 0x7F if rc < 0 else (rc & 0xFF) << 8
 
 
-def _with_clean_mask(spawn):
-    def wrapper(path, argv, env, **kwargs):
+def _with_clean_mask(spawn: Any) -> Any:
+    def wrapper(path: Any, argv: Any, env: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("setsigmask", ())
         return spawn(path, argv, env, **kwargs)
     wrapper.__name__ = spawn.__name__
@@ -38,8 +39,8 @@ def install() -> None:
         return
     _installed = True
     # vfork and posix_spawn skip fork handlers: use fork.
-    subprocess._USE_VFORK = False          # type: ignore[attr-defined]
-    subprocess._USE_POSIX_SPAWN = False    # type: ignore[attr-defined]
-    os.system = _system
+    setattr(subprocess, "_USE_VFORK", False)
+    setattr(subprocess, "_USE_POSIX_SPAWN", False)
+    setattr(os, "system", _system)
     os.posix_spawn = _with_clean_mask(os.posix_spawn)
     os.posix_spawnp = _with_clean_mask(os.posix_spawnp)

@@ -21,6 +21,8 @@ import pwd
 from collections.abc import Sequence
 from typing import Any, Iterator
 
+from ._fields import JobEnvFields, JobFields
+
 __all__ = ["Job", "JobEnv", "JobList", "JOB_STATES", "SnapshotClosed", "install"]
 
 # enum job_states of slurm.h (22.05), indexed by job_state & JOB_STATE_BASE.
@@ -64,7 +66,7 @@ class _Record:
         return cls._fields
 
 
-class Job(_Record):
+class Job(_Record, JobFields):
     """A copy of one slurmctld job record (job_record_t), taken while
     slurmctld held its locks.  See the README for the field list."""
     __slots__ = ()
@@ -88,7 +90,7 @@ class Job(_Record):
         return f"<Job {self._c.job_id} {self.name!r} {self.state}>"
 
 
-class JobEnv(_Record):
+class JobEnv(_Record, JobEnvFields):
     """A copy of slurmd's job_env_t for one prolog or epilog call."""
     __slots__ = ()
 
@@ -96,7 +98,7 @@ class JobEnv(_Record):
         return f"<JobEnv job {self._c.job_id} step {self._c.step_id}>"
 
 
-class JobList(Sequence):
+class JobList(Sequence[Job]):
     """The pending jobs given to ``SiteFactorHandler.update()``: a sequence
     of :class:`Job`, created lazily as they are indexed or iterated."""
     __slots__ = ("_arr", "_n", "_owner")
@@ -107,7 +109,7 @@ class JobList(Sequence):
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [Job(self._arr + k, self._owner) for k in range(*i.indices(self._n))]
         if i < 0:
@@ -129,10 +131,10 @@ def _int_prop(name: str) -> property:
     return property(operator.attrgetter(f"_c.{name}"), doc=f"{name} (int)")
 
 
-_lib = None
+_lib: Any = None
 
 
-def _load_strings(c) -> None:
+def _load_strings(c: Any) -> None:
     """Copy the string fields of a lazy (update()) record, once."""
     rc = _lib.spm_lazy_load(c.lazy, c)
     if rc == -1:
@@ -144,25 +146,26 @@ def _load_strings(c) -> None:
         raise MemoryError(f"JobId={c.job_id}: cannot copy the job's string fields")
 
 
-def _str_prop(ffi, name: str, lazy: bool) -> property:
+def _str_prop(ffi: Any, name: str, lazy: bool) -> property:
     string = ffi.string
 
-    def get(self):
+    def get(self: Any) -> str | None:
         c = self._c
         if lazy and not c.strings_loaded:
             _load_strings(c)
         p = getattr(c, name)
         if not p:
             return None
-        return string(p).decode("utf-8", "surrogateescape")
+        text: str = string(p).decode("utf-8", "surrogateescape")
+        return text
     get.__name__ = name
     return property(get, doc=f"{name} (str or None)")
 
 
-def _strv_prop(ffi, name: str, size: str | None, lazy: bool) -> property:
+def _strv_prop(ffi: Any, name: str, size: str, lazy: bool) -> property:
     string = ffi.string
 
-    def get(self):
+    def get(self: Any) -> dict[str, str]:
         if lazy and not self._c.strings_loaded:
             _load_strings(self._c)
         v = getattr(self._c, name)
@@ -181,7 +184,7 @@ def _strv_prop(ffi, name: str, size: str | None, lazy: bool) -> property:
     return property(get, doc=f"{name} (dict of KEY=VALUE entries)")
 
 
-def _install_one(ffi, cls: type, ctype: str) -> None:
+def _install_one(ffi: Any, cls: Any, ctype: str) -> None:
     names = []
     fields = ffi.typeof(ctype).fields
     lazy = any(name == "strings_loaded" for name, _ in fields)
@@ -205,13 +208,13 @@ def _install_one(ffi, cls: type, ctype: str) -> None:
         names += ["state", "state_flags"]
         # slurmctld leaves job_record_t.user_name NULL until something needs
         # it; resolve it here, on the worker thread, not under its locks.
-        raw = cls.user_name.fget
+        raw = getattr(cls, "user_name").fget
 
-        def user_name(self):
+        def user_name(self: Any) -> str | None:
             name = raw(self)   # "" is a name Slurm set: only NULL is looked up
             return name if name is not None else _user_name(self._c.user_id)
-        cls.user_name = property(user_name, doc="user_name (str or None): the "
-                                 "job's user, looked up from user_id if Slurm has no name")
+        setattr(cls, "user_name", property(user_name, doc="user_name (str or None): the "
+                "job's user, looked up from user_id if Slurm has no name"))
     cls._fields = tuple(names)
 
 
@@ -226,7 +229,7 @@ def _user_name(uid: int) -> str | None:
 _installed = False
 
 
-def install(ffi, lib) -> None:
+def install(ffi: Any, lib: Any) -> None:
     """Generate the attributes from the cffi types (once)."""
     global _installed, _lib
     if _installed:

@@ -1,0 +1,82 @@
+"""Generate slurmpy_plugins/_fields.py: the static types of the record
+fields (for mypy and IDEs) from csrc/spm_types.h, through the same
+generated classes the daemon uses (the test kit's ABI-mode view of the
+header).  At run time the fields are properties made by _records.install()
+and _jobdesc.install(); this file only declares them, under TYPE_CHECKING.
+
+    python scripts/gen_typing.py            # rewrite the file
+    python scripts/gen_typing.py --check    # exit 1 if it is out of date
+"""
+from __future__ import annotations
+
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from slurmpy_plugins import testing  # noqa: E402  (binds the records to the header)
+from slurmpy_plugins import Job, JobDesc, JobEnv, Partition  # noqa: E402
+
+TARGET = ROOT / "slurmpy_plugins" / "_fields.py"
+
+
+def _record_type(cls: type, name: str) -> str:
+    doc = getattr(cls, name).__doc__ or ""
+    if "(int)" in doc:
+        return "int"
+    if "(str or None)" in doc:
+        return "str | None"
+    if "(dict" in doc:
+        return "dict[str, str]"
+    if name == "state":
+        return "str"
+    if name == "state_flags":
+        return "frozenset[str]"
+    raise SystemExit(f"gen_typing: no type for {cls.__name__}.{name} ({doc!r})")
+
+
+def render() -> str:
+    out = ['"""Static types of the record fields, generated from csrc/spm_types.h by',
+           "scripts/gen_typing.py: do not edit (a unit test checks it is current).",
+           "Declarations only (TYPE_CHECKING): the properties are made at import by",
+           '_records.install() and _jobdesc.install()."""',
+           "from __future__ import annotations", "", "from typing import TYPE_CHECKING", ""]
+    for cls, title in ((Job, "JobFields"), (JobEnv, "JobEnvFields")):
+        out += ["", f"class {title}:", "    __slots__ = ()", "    if TYPE_CHECKING:"]
+        for name in cls.fields():
+            out += ["        @property", f"        def {name}(self) -> {_record_type(cls, name)}: ..."]
+    out += ["", "class JobDescFields:", "    __slots__ = ()", "    if TYPE_CHECKING:"]
+    from slurmpy_plugins import _jobdesc
+    for name in JobDesc.fields():
+        kind = JobDesc._kinds[name]
+        t = {"int": "int | None", "str": "str | None", "strv": "dict[str, str]"}[kind[0]]
+        if kind[0] == "strv" or name in _jobdesc.READ_ONLY:
+            out += ["        @property", f"        def {name}(self) -> {t}: ..."]
+        else:
+            out += [f"        {name}: {t}"]
+    out += ["", "class PartitionFields:", "    __slots__ = ()", "    if TYPE_CHECKING:"]
+    p = testing.make_partition("x")
+    for name in Partition._fields:
+        v = getattr(p, name)
+        t = "bool" if isinstance(v, bool) else "str | None" if (v is None and name not in (
+            "max_time", "default_time", "max_nodes", "max_cpus_per_node")) or isinstance(v, str) \
+            else "int | None" if name in ("max_time", "default_time", "max_nodes",
+                                          "max_cpus_per_node") else "int"
+        out += ["        @property", f"        def {name}(self) -> {t}: ..."]
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    text = render()
+    if "--check" in sys.argv:
+        if not TARGET.exists() or TARGET.read_text() != text:
+            print(f"{TARGET} is out of date: run python scripts/gen_typing.py", file=sys.stderr)
+            return 1
+        return 0
+    TARGET.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""What one PrEp or site_factor call decides: the code between the C
+dispatcher and the handler.  The daemon's entry points (_bridge) and the
+test kit (slurmpy_plugins.testing) both run these functions, with the
+embedded library or with the kit's stand-in (_abi.lib) bound by install().
+
+`own(arena)` returns an object keeping a C arena alive while Python holds
+it (None in the kit, whose records own their memory).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from . import _factors, _records
+from ._context import HOOKS, Context, say
+
+__all__ = ["install", "prep", "sf_set", "sf_update", "sf_reconfig", "method_site"]
+
+ffi: Any = None
+lib: Any = None
+
+
+def install(ffi_: Any, lib_: Any) -> None:
+    global ffi, lib
+    ffi, lib = ffi_, lib_
+
+
+def _keep_if_escaped(rec: Any, arena: Any, own: Callable[[Any], Any] | None) -> None:
+    """A record reads its arena, which C releases after the call.  If the
+    handler kept the record (stored it, or a traceback holds it), give it a
+    reference of its own; if not, skip the ref + ffi.gc (most calls).
+    References here: `rec` in the caller, the argument, getrefcount's own."""
+    if own is not None and sys.getrefcount(rec) > 3:
+        rec._owner = own(arena)
+
+
+def method_site(method: Any) -> str:
+    import inspect
+    try:
+        code = inspect.unwrap(method).__code__
+        return f"{code.co_filename}:{code.co_firstlineno}"
+    except (AttributeError, TypeError):
+        return "?"
+
+
+def prep(c: Context, hook: int, arena: Any, job: Any, env: Any,
+         own: Callable[[Any], Any] | None) -> int:
+    """spm_py_prep: SPM_PY_OK (the hook succeeded) or SPM_PY_FAILED."""
+    PREP, ERROR = lib.SPM_CTX_PREP, lib.SPM_LOG_ERROR
+    name = HOOKS[PREP][hook]
+    loaded = c.loaded
+    if loaded is None:
+        jid = job.job_id if job else env.job_id
+        say(PREP, ERROR, f"{name} for JobId={jid} failed: no usable handler ({c.error})")
+        return int(lib.SPM_PY_FAILED)
+    rec = _records.Job(job, None) if job else _records.JobEnv(env, None)
+    method = getattr(loaded.instance, name)
+    try:
+        result = method(rec)
+    except BaseException as e:  # even SystemExit must not leave the hook
+        _keep_if_escaped(rec, arena, own)
+        c.report(f"{name} for JobId={rec.job_id}", e)
+        return int(lib.SPM_PY_FAILED)
+    _keep_if_escaped(rec, arena, own)
+    if result is not None:
+        say(PREP, ERROR,
+            f"{name} for JobId={rec.job_id} failed: {method_site(method)}: {name}() "
+            f"returned {_factors.describe(result)}; a hook returns None to succeed and raises to fail")
+        return int(lib.SPM_PY_FAILED)
+    return int(lib.SPM_PY_OK)
+
+
+def sf_set(c: Context, arena: Any, job: Any, factor: Any, have: Any,
+           own: Callable[[Any], Any] | None) -> int:
+    """spm_py_sf_set: on SPM_PY_OK, *have says whether *factor holds the
+    (clamped, signed) factor."""
+    SITE_FACTOR, ERROR = lib.SPM_CTX_SITE_FACTOR, lib.SPM_LOG_ERROR
+    have[0] = 0
+    rec = _records.Job(job, None)
+    what = f"set() for JobId={rec.job_id}"
+    h = c.handler(what)
+    if h is None:
+        return int(lib.SPM_PY_FAILED)
+    try:
+        value = h.set(rec)
+    except BaseException as e:
+        _keep_if_escaped(rec, arena, own)
+        c.report(what, e)
+        return int(lib.SPM_PY_FAILED)
+    _keep_if_escaped(rec, arena, own)
+    try:
+        value, note = _factors.check_set(value, rec.job_id)
+    except _factors.FactorError as e:
+        say(SITE_FACTOR, ERROR, f"{what}: {method_site(h.set)}: {e}; factor left unchanged")
+        return int(lib.SPM_PY_FAILED)
+    if note:
+        say(SITE_FACTOR, lib.SPM_LOG_INFO, note)
+    if value is not None:
+        factor[0] = value
+        have[0] = 1
+    return int(lib.SPM_PY_OK)
+
+
+def sf_update(c: Context, jobs: Any, job_ids: Any, factors: Any, cap: int, n: Any) -> int:
+    """spm_py_sf_update: `jobs` is the JobList; on SPM_PY_OK the first *n
+    entries of job_ids/factors hold the (clamped, signed) factors."""
+    SITE_FACTOR, ERROR = lib.SPM_CTX_SITE_FACTOR, lib.SPM_LOG_ERROR
+    n[0] = 0
+    what = f"update() over {len(jobs)} pending jobs"
+    h = c.handler(what)
+    if h is None:
+        return int(lib.SPM_PY_FAILED)
+    try:
+        result = h.update(jobs)
+    except BaseException as e:
+        c.report(what, e)
+        return int(lib.SPM_PY_FAILED)
+    if result is None:
+        return int(lib.SPM_PY_OK)
+    try:
+        ids, vals, note = _factors.check_update(result, cap)
+    except _factors.FactorError as e:
+        say(SITE_FACTOR, ERROR,
+            f"{what}: {method_site(h.update)}: update() must return a mapping of int job id "
+            f"to int factor; {e}; factors left unchanged")
+        return int(lib.SPM_PY_FAILED)
+    if note:
+        say(SITE_FACTOR, lib.SPM_LOG_INFO, f"update(): {note}")
+    k = len(ids)
+    if k:
+        ffi.memmove(job_ids, ids, k * ids.itemsize)
+        ffi.memmove(factors, vals, k * vals.itemsize)
+    n[0] = k
+    return int(lib.SPM_PY_OK)
+
+
+def sf_reconfig(c: Context) -> int:
+    if c.loaded is None:
+        return int(lib.SPM_PY_FAILED)
+    try:
+        c.loaded.instance.reconfig()
+    except BaseException as e:
+        c.report("reconfig()", e)
+        return int(lib.SPM_PY_FAILED)
+    return int(lib.SPM_PY_OK)

@@ -1,0 +1,1 @@
+../csrc/spm_types.h

@@ -1,0 +1,691 @@
+"""Test a handler without a cluster, with the daemon's own semantics.
+
+The records (:class:`~slurmpy_plugins.Job`, :class:`~slurmpy_plugins.JobEnv`,
+:class:`~slurmpy_plugins.JobDesc`, :class:`~slurmpy_plugins.Partition`) are
+the daemon's own classes over the same C structs (csrc/spm_types.h, read by
+cffi in ABI mode: no compiler, no Slurm): the same fields, types, None and
+sentinel rules, and the same AttributeError on a typo.  Make them from
+keyword arguments (:func:`make_job`, :func:`make_env`, :func:`make_job_desc`,
+:func:`make_partition`) or from a real cluster's ``squeue --json`` /
+``scontrol show job --json`` output (:func:`jobs_from_json`).
+
+Run a hook with :func:`run_prep`, :func:`run_set`, :func:`run_update`,
+:func:`run_submit` or :func:`run_modify`: each goes through the same
+decision code the daemons run (slurmpy_plugins._calls and _jobsubmit) and
+returns the outcome Slurm acts on, with the log lines the daemon would
+write.  The pytest plugin (slurmpy_plugins.pytest_plugin) wraps these in
+fixtures.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable
+
+from . import _abi, _calls, _config, _context, _factors, _jobdesc, _jobsubmit, _loader, _log
+from . import _records
+from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
+from ._jobdesc import JobDesc, Partition
+from ._records import JOB_STATES, Job, JobEnv, JobList
+
+__all__ = [
+    "make_job", "make_env", "make_job_desc", "make_partition", "jobs_from_json",
+    "job_from_json", "env_from_json", "load_handler",
+    "run_prep", "run_set", "run_update", "run_submit", "run_modify",
+    "PrEpOutcome", "FactorOutcome", "UpdateOutcome", "SubmitOutcome",
+    "NICE_OFFSET", "PROLOG_DRAIN_REASON", "EPILOG_DRAIN_REASON",
+]
+
+ffi, lib = _abi.ffi, _abi.lib
+
+if _context.lib is not None and _context.lib is not lib:
+    raise ImportError("slurmpy_plugins.testing is for tests outside the daemons; "
+                      "it cannot be imported inside slurmctld or slurmd")
+_records.install(ffi, lib)
+_jobdesc.install(ffi, lib)
+_jobsubmit.install(ffi, lib)
+_factors.install(lib)
+_context.bind(ffi, lib)
+_calls.install(ffi, lib)
+
+#: What slurmctld adds to a signed factor to store it (job_record_t.site_factor):
+#: the factors.c static asserts tie it to SPM_FACTOR_MIN.
+NICE_OFFSET: int = -lib.SPM_FACTOR_MIN
+#: The node reason slurmctld sets when a slurmd prolog / epilog fails
+#: (src/slurmctld/node_mgr.c and job_mgr.c, 22.05 and 24.11 alike).
+PROLOG_DRAIN_REASON = "Prolog error"
+EPILOG_DRAIN_REASON = "Epilog error"
+
+_STATE_INDEX = {name: i for i, name in enumerate(JOB_STATES)}
+
+
+# -- records from keyword arguments -------------------------------------------
+
+def _near(name: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Keep:
+    """Owns the C memory of one kit record (the record's _owner)."""
+
+    def __init__(self) -> None:
+        self.objs: list[Any] = []
+
+    def cstr(self, value: str) -> Any:
+        p = ffi.new("char[]", value.encode("utf-8", "surrogateescape"))
+        self.objs.append(p)
+        return p
+
+    def strv(self, entries: Mapping[str, str]) -> tuple[Any, int]:
+        ps = [self.cstr(f"{k}={v}") for k, v in entries.items()]
+        arr = ffi.new("char *[]", ps or 1)
+        self.objs.append(arr)
+        return arr, len(ps)
+
+
+def _fill(what: str, c: Any, ctype: str, public: Mapping[str, str], values: Mapping[str, Any],
+          keep: _Keep, sizes: Mapping[str, str]) -> None:
+    """Store keyword values into a C struct, checked as the C types demand.
+    `public` maps a public name to its C field."""
+    ftypes = dict(ffi.typeof(ctype).fields)
+    for name, value in values.items():
+        field = public.get(name)
+        if field is None:
+            raise AttributeError(f"{what} has no field {name!r}{_near(name, public)}")
+        cname = ftypes[field].type.cname
+        if value is None:
+            if cname in ("char *", "char * *"):
+                continue
+            raise TypeError(f"{what}.{name} is an int field: None is not a value for it")
+        if cname == "char *":
+            if not isinstance(value, str):
+                raise TypeError(f"{what}.{name} must be a str or None, not {type(value).__name__}")
+            if "\0" in value:
+                raise ValueError(f"{what}.{name} must not contain a NUL character")
+            setattr(c, field, keep.cstr(value))
+        elif cname == "char * *":
+            if not isinstance(value, Mapping):
+                raise TypeError(f"{what}.{name} must be a dict of str, not {type(value).__name__}")
+            arr, n = keep.strv({str(k): str(v) for k, v in value.items()})
+            setattr(c, field, arr)
+            setattr(c, sizes[field], n)
+        else:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{what}.{name} must be an int, not {type(value).__name__}")
+            try:
+                setattr(c, field, value)
+            except OverflowError:
+                raise ValueError(f"{what}.{name}={value} does not fit its C type {cname}") from None
+
+
+def _public_map(ctype: str, renamed: Mapping[str, str], internal: set[str]) -> dict[str, str]:
+    return {renamed.get(n, n): n for n, _ in ffi.typeof(ctype).fields if n not in internal}
+
+
+_JOB_PUBLIC = _public_map("spm_job_t", _records._RENAMED, _records._INTERNAL_FIELDS)
+_ENV_PUBLIC = _public_map("spm_env_t", _records._RENAMED, _records._INTERNAL_FIELDS)
+
+
+def make_job(*, state: str | None = None, **fields: Any) -> Job:
+    """A :class:`Job` as slurmctld would copy it: ints default to 0, strings
+    to None (Slurm's NULL).  ``state="RUNNING"`` sets ``job_state``; ``nice``
+    and ``site_factor`` are signed, as a handler reads them (NICE_OFFSET
+    removed).  A misspelled field raises AttributeError, a wrong type
+    TypeError, a value the C field cannot hold ValueError."""
+    keep = _Keep()
+    c = ffi.new("spm_job_t *")
+    keep.objs.append(c)
+    c.strings_loaded = 1
+    if state is not None:
+        if state not in _STATE_INDEX:
+            raise ValueError(f"job state {state!r} is not one of {', '.join(JOB_STATES)}")
+        fields = {"job_state": _STATE_INDEX[state], **fields}
+    _fill("job", c, "spm_job_t", _JOB_PUBLIC, fields, keep,
+          {"spank_job_env": "spank_job_env_size"})
+    return Job(c, keep)
+
+
+def make_env(**fields: Any) -> JobEnv:
+    """A :class:`JobEnv` as slurmd hands it to prolog()/epilog():
+    ``spank_env`` and ``gres_env`` are dicts (``gres_env`` holds what the
+    GRES plugins set for the job, e.g. ``{"CUDA_VISIBLE_DEVICES": "0,1"}``)."""
+    keep = _Keep()
+    c = ffi.new("spm_env_t *")
+    keep.objs.append(c)
+    _fill("env", c, "spm_env_t", _ENV_PUBLIC, fields, keep,
+          {"spank_job_env": "spank_job_env_size", "gres_job_env": "gres_job_env_size"})
+    return JobEnv(c, keep)
+
+
+# Set by Slurm, so a test may give them (a handler may not change them).
+_JD_SIZES = {"environment": "environment_size", "spank_job_env": "spank_job_env_size"}
+
+
+def make_job_desc(**fields: Any) -> JobDesc:
+    """A job request as job_submit's submit() sees it: every field unset
+    (None) unless given; values are checked with the daemon's own rules
+    (the ones assignment in a handler uses).  ``environment`` and
+    ``spank_env`` are dicts; read-only fields (job_id, user_id, script...)
+    may be given here since Slurm sets them."""
+    keep = _Keep()
+    c = ffi.new("spm_jobdesc_t *")
+    keep.objs.append(c)
+    kinds = JobDesc._kinds
+    for name, kind in kinds.items():       # start from "unset"
+        field = {v: k for k, v in _jobdesc._RENAMED.items()}.get(name, name)
+        if kind[0] == "int":
+            setattr(c, field, kind[2])
+    for name, value in fields.items():
+        if name not in kinds:
+            raise AttributeError(f"job has no field {name!r}{_jobdesc._near(name, JobDesc._fields)}")
+        kind = kinds[name]
+        field = {v: k for k, v in _jobdesc._RENAMED.items()}.get(name, name)
+        if kind[0] == "strv":
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise TypeError(f"job.{name} must be a dict of str, not {type(value).__name__}")
+            arr, n = keep.strv({str(k): str(v) for k, v in value.items()})
+            setattr(c, field, arr)
+            setattr(c, _JD_SIZES[field], n)
+            continue
+        value = _jobdesc._check(name, kind, value)
+        if value is None:
+            continue
+        if kind[0] == "str":
+            setattr(c, field, keep.cstr(value))
+        else:
+            setattr(c, field, value)
+    if fields.get("min_mem_per_node") is not None and fields.get("min_mem_per_cpu") is not None:
+        raise ValueError("job: give at most one of min_mem_per_node and min_mem_per_cpu "
+                         "(Slurm stores one pn_min_memory)")
+    return JobDesc(c, keep)
+
+
+def make_partition(name: str, *, default: bool = False, **fields: Any) -> Partition:
+    """A :class:`Partition`: limits given as None (or left out) are
+    "UNLIMITED" for max_time/max_nodes/max_cpus_per_node and "not set" for
+    default_time, as slurmctld reports them."""
+    keep = _Keep()
+    c = ffi.new("spm_part_t *")
+    keep.objs.append(c)
+    c.name = keep.cstr(name)
+    c.is_default = int(bool(default))
+    c.state = keep.cstr("UP")
+    unlimited = {"max_time": lib.SPM_INFINITE, "max_nodes": lib.SPM_INFINITE,
+                 "max_cpus_per_node": lib.SPM_INFINITE, "default_time": lib.SPM_NO_VAL}
+    for f, v in unlimited.items():
+        setattr(c, f, v)
+    given = {k: v for k, v in fields.items() if not (k in unlimited and v is None)}
+    public = {n: n for n, _ in ffi.typeof("spm_part_t").fields if n not in ("name", "is_default")}
+    _fill("partition", c, "spm_part_t", public, given, keep, {})
+    return Partition(c, keep)
+
+
+# -- records from a real cluster's JSON ----------------------------------------
+
+# spm_job_t field -> the key(s) squeue --json / scontrol show job --json use
+# (22.05 and 24.11 name them alike; 24.11 wraps numbers in {set, infinite,
+# number} and job_state in a list).  Fields with no JSON counterpart keep
+# make_job's default (spank_env, site_factor, qos_id, resv_id, bit_flags,
+# state_reason: JSON gives the reason's name, the record holds Slurm's enum).
+_JSON_KEYS = {
+    "job_id": "job_id", "array_job_id": "array_job_id", "array_task_id": "array_task_id",
+    "het_job_id": "het_job_id", "het_job_offset": "het_job_offset",
+    "user_id": "user_id", "group_id": "group_id", "exit_code": "exit_code",
+    "derived_ec": "derived_exit_code", "priority": "priority", "time_limit": "time_limit",
+    "time_min": "time_minimum", "num_nodes": "node_count", "num_cpus": "cpus",
+    "min_nodes": "node_count", "max_nodes": "max_nodes", "min_cpus": "cpus",
+    "restart_cnt": "restart_cnt", "assoc_id": "association_id", "batch_flag": "batch_flag",
+    "requeue": "requeue", "nice": "nice", "submit_time": "submit_time",
+    "eligible_time": "eligible_time", "start_time": "start_time", "end_time": "end_time",
+    "deadline": "deadline", "account": "account", "admin_comment": "admin_comment",
+    "alloc_node": "allocating_node", "batch_host": "batch_host",
+    "burst_buffer": "burst_buffer", "comment": "comment", "features": "features",
+    "licenses": "licenses", "mcs_label": "mcs_label", "name": "name", "nodes": "nodes",
+    "partition": "partition", "qos": "qos", "resv_name": "resv_name",
+    "state_desc": "state_description", "std_err": "standard_error",
+    "std_in": "standard_input", "std_out": "standard_output",
+    "system_comment": "system_comment", "tres_alloc_str": "tres_alloc_str",
+    "tres_req_str": "tres_req_str", "tres_per_job": "tres_per_job",
+    "tres_per_node": "tres_per_node", "tres_per_task": "tres_per_task",
+    "user_name": "user_name", "wckey": "wckey", "work_dir": "current_working_directory",
+}
+_unmapped = set(_JSON_KEYS) - set(_JOB_PUBLIC)
+if _unmapped:   # the header lost a field: this table must follow
+    raise ImportError(f"testing._JSON_KEYS names fields spm_job_t does not have: {_unmapped}")
+_MEM_PER_CPU = 1 << 63      # slurm.h MEM_PER_CPU
+
+
+class JSONError(ValueError):
+    """Slurm JSON this kit cannot read; the message names the job and key."""
+
+
+def _json_number(value: Any, where: str) -> int | None:
+    """22.05: an int or null; 24.11: {"set", "infinite", "number"}.  None
+    for "not set"; SPM_INFINITE for "infinite"."""
+    if isinstance(value, dict):
+        if value.get("infinite"):
+            return int(lib.SPM_INFINITE)
+        if not value.get("set", True):
+            return None
+        value = value.get("number")
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return int(value)
+    raise JSONError(f"{where}: expected a number, got {value!r}")
+
+
+def _json_exit(value: Any, where: str) -> int | None:
+    if isinstance(value, dict) and "return_code" in value:   # 24.11
+        rc = _json_number(value["return_code"], where) or 0
+        sig = _json_number(value.get("signal", {}).get("id"), where) or 0
+        return ((rc & 0xFF) << 8) | (sig & 0x7F)
+    return _json_number(value, where)
+
+
+def job_from_json(obj: Mapping[str, Any]) -> Job:
+    """One job object of ``squeue --json`` / ``scontrol show job --json``
+    (Slurm 22.05 or 24.11) as slurmctld would copy it for a handler.
+    Empty strings read as None (Slurm's JSON writes NULL strings as "")."""
+    jid = obj.get("job_id", "?")
+    fields: dict[str, Any] = {}
+    for field, key in _JSON_KEYS.items():
+        if key not in obj:
+            continue
+        where = f"job {jid}: {key!r}"
+        raw = obj[key]
+        cname = dict(ffi.typeof("spm_job_t").fields)[field].type.cname
+        if cname == "char *":
+            if raw in ("", None):
+                continue
+            if not isinstance(raw, str):
+                raise JSONError(f"{where}: expected a string, got {raw!r}")
+            fields[field] = raw
+            continue
+        value = _json_exit(raw, where) if field in ("exit_code", "derived_ec") else \
+            _json_number(raw, where)
+        if value is None:    # null: Slurm's unset (nice: none given, i.e. 0)
+            value = 0 if field in ("nice", "exit_code", "derived_ec") else int(lib.SPM_NO_VAL)
+        if field == "nice":
+            value = value if value < 1 << 31 else value - NICE_OFFSET
+        fields[field] = value
+    state = obj.get("job_state")
+    if isinstance(state, list):          # 24.11: ["PENDING", flags...]
+        state = state[0] if state else None
+    mem_cpu = _json_number(obj.get("memory_per_cpu"), f"job {jid}: memory_per_cpu")
+    mem_node = _json_number(obj.get("memory_per_node"), f"job {jid}: memory_per_node")
+    if mem_cpu is not None and mem_cpu != lib.SPM_INFINITE:
+        fields["pn_min_memory"] = mem_cpu | _MEM_PER_CPU
+    elif mem_node is not None and mem_node != lib.SPM_INFINITE:
+        fields["pn_min_memory"] = mem_node
+    if state is not None and state not in _STATE_INDEX:
+        raise JSONError(f"job {jid}: job_state {state!r} is not one of {', '.join(JOB_STATES)}")
+    return make_job(state=state, **fields)
+
+
+def jobs_from_json(source: str | bytes | os.PathLike[str] | Mapping[str, Any],
+                   *, states: Iterable[str] | None = None) -> list[Job]:
+    """The jobs of ``squeue --json`` / ``scontrol show job --json`` output:
+    a parsed dict, the JSON text, or a file path.  ``states`` keeps only
+    jobs in those base states (e.g. ``("PENDING",)``)."""
+    if isinstance(source, Mapping):
+        data = source
+    elif isinstance(source, (str, bytes)) and source.lstrip()[:1] in ("{", b"{"):
+        data = json.loads(source)
+    else:
+        with open(source, encoding="utf-8") as f:
+            data = json.load(f)
+    if not isinstance(data, Mapping) or not isinstance(data.get("jobs"), list):
+        raise JSONError("not squeue/scontrol JSON: no \"jobs\" list at the top level")
+    jobs = [job_from_json(o) for o in data["jobs"]]
+    if states is not None:
+        wanted = set(states)
+        jobs = [j for j in jobs if j.state in wanted]
+    return jobs
+
+
+def env_from_json(obj: Mapping[str, Any], **fields: Any) -> JobEnv:
+    """A prolog/epilog :class:`JobEnv` for a job of squeue/scontrol JSON
+    (job_id, uid, gid, user_name, partition, node_list, work_dir); keyword
+    arguments add or override fields (gres_env, spank_env, step_id...)."""
+    job = job_from_json(obj)
+    base: dict[str, Any] = {"job_id": job.job_id, "uid": job.user_id, "gid": job.group_id,
+                            "user_name": job.user_name, "partition": job.partition,
+                            "node_list": job.nodes, "work_dir": job.work_dir}
+    base.update(fields)
+    return make_env(**base)
+
+
+# -- handlers --------------------------------------------------------------------
+
+_BASES = {"prep": PrEpHandler, "site_factor": SiteFactorHandler, "job_submit": JobSubmitHandler}
+
+
+def load_handler(spec: str, *, path: str | Sequence[str], kind: str,
+                 venv: str | None = None) -> Any:
+    """Load `module:Class` from `path` with the daemons' own loader and
+    permission checks (files owned by root, the SlurmUser or you, not
+    writable by others).  Raises _loader.HandlerError with the daemon's
+    message."""
+    base = _BASES[kind]
+    paths = (path,) if isinstance(path, str) else tuple(path)
+    params = f"handler={spec},path={':'.join(paths)}" + (f",venv={venv}" if venv else "")
+    cfg = _config.parse(params, conf_key=_context.CONF_KEY[_ctx_of(kind)], conf_path=None)
+    return _loader.load(cfg, base, {0, os.getuid()}).instance
+
+
+def _ctx_of(kind: str) -> int:
+    ctx: int = {"prep": lib.SPM_CTX_PREP, "site_factor": lib.SPM_CTX_SITE_FACTOR,
+                "job_submit": lib.SPM_CTX_JOB_SUBMIT}[kind]
+    return ctx
+
+
+def _context_for(handler: Any, kind: str) -> _context.Context:
+    base = _BASES[kind]
+    if isinstance(handler, type):
+        handler = handler()
+    if not isinstance(handler, base):
+        raise TypeError(f"{type(handler).__name__} is not a {base.__name__} subclass")
+    ctx = _ctx_of(kind)
+    c = _context.Context(ctx)
+    module = sys.modules.get(type(handler).__module__)
+    mfile = getattr(module, "__file__", None) or "?"
+    c.loaded = _loader.Loaded(instance=handler, module_file=mfile, signature=())
+    c.cfg = _config.Config(conf_key=_context.CONF_KEY[ctx], module=type(handler).__module__,
+                           cls=type(handler).__name__,
+                           path=(os.path.dirname(mfile),) if mfile != "?" else ())
+    c.error = None
+    return c
+
+
+@contextlib.contextmanager
+def _daemon_log(ctx: int, level: int) -> Iterator[_abi.LogSink]:
+    """This thread logs as the daemon would: spm_log lines, the handler's
+    `logging` records and print() output all go to one sink."""
+    sink = _abi.LogSink(level)
+    lib.set_sink(sink)
+    _log.set_prefix(_context.PREFIX[ctx])
+    handler = _log.SlurmLogHandler(ffi, lib)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(_log.python_level(level))
+    try:
+        yield sink
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        lib.set_sink(None)
+
+
+class _Writer(_log._LogWriter):
+    """print() inside a kit call: to the call's sink (other threads keep
+    the stream they had)."""
+
+    def __init__(self, level: int, fallback: Any, owner: threading.Thread) -> None:
+        super().__init__(lib, level)
+        self._fallback, self._thread = fallback, owner
+
+    def write(self, s: str) -> int:
+        if threading.current_thread() is not self._thread:
+            return int(self._fallback.write(s))
+        return super().write(s)
+
+
+def _run(kind: str, call: Callable[[], Any], timeout: float | None,
+         level: int) -> tuple[Any, bool, list[str]]:
+    """Run `call` on a worker thread as the daemon's pool does; returns
+    (result, timed_out, log lines)."""
+    box: dict[str, Any] = {}
+    ctx = _ctx_of(kind)
+
+    def work() -> None:
+        with _daemon_log(ctx, level) as sink:
+            box["sink"] = sink
+            out, err = sys.stdout, sys.stderr
+            me = threading.current_thread()
+            sys.stdout = _Writer(lib.SPM_LOG_INFO, out, me)
+            sys.stderr = _Writer(lib.SPM_LOG_ERROR, err, me)
+            try:
+                box["result"] = call()
+            except BaseException as e:   # the bridge's own error=-1 path
+                box["error"] = e
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                if sys.stdout.__class__ is _Writer:
+                    sys.stdout = out
+                if sys.stderr.__class__ is _Writer:
+                    sys.stderr = err
+
+    t = threading.Thread(target=work, name=f"slurmpy-kit-{kind}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        sink = box.get("sink")
+        return None, True, list(sink.lines) if sink else []
+    if "error" in box:
+        raise box["error"]
+    return box.get("result"), False, list(box["sink"].lines)
+
+
+# -- outcomes --------------------------------------------------------------------
+
+@dataclasses.dataclass
+class PrEpOutcome:
+    """What Slurm does after a PrEp hook.
+
+    action: "success"; "requeue" / "cancel" (a failed prolog_slurmctld:
+    requeued if the job can be, else killed); "drain" (a failed slurmd
+    prolog/epilog: the node is drained, reason in drain_reason); "logged"
+    (a failed epilog_slurmctld: Slurm only logs it).  job_state: the state
+    the job is put in for a failed prolog_slurmctld ("PENDING" when
+    requeued, "CANCELLED" when killed), else None."""
+    hook: str
+    ok: bool
+    timed_out: bool
+    action: str
+    drain_reason: str | None
+    log: list[str]
+    job_state: str | None = None
+
+
+@dataclasses.dataclass
+class FactorOutcome:
+    """set(): the SITE factor sprio shows afterwards (``factor``, signed)
+    and what slurmctld stores (``site_factor`` = factor + NICE_OFFSET);
+    ``changed`` is False when the factor was left unchanged (None returned,
+    or the call failed)."""
+    ok: bool
+    timed_out: bool
+    changed: bool
+    factor: int
+    site_factor: int
+    log: list[str]
+
+
+@dataclasses.dataclass
+class UpdateOutcome:
+    """update(): ``factors`` maps each pending job given to its SITE factor
+    afterwards (jobs left out keep theirs); ``ignored`` are the job ids the
+    handler returned that are unknown or not pending (slurmctld skips them)."""
+    ok: bool
+    timed_out: bool
+    factors: dict[int, int]
+    ignored: list[int]
+    log: list[str]
+
+
+@dataclasses.dataclass
+class SubmitOutcome:
+    """submit()/modify(): ``accepted``; ``message``: the text the user sees
+    (sbatch prints each line as "sbatch: error: <line>"), None if none;
+    ``changes``: {field: new value} Slurm applies (only when accepted)."""
+    accepted: bool
+    message: str | None
+    changes: dict[str, Any]
+    log: list[str]
+
+
+def _prep_action(hook: str, ok: bool, rec: Any) -> tuple[str, str | None]:
+    if ok:
+        return "success", None
+    if hook == "prolog":
+        return "drain", PROLOG_DRAIN_REASON
+    if hook == "epilog":
+        return "drain", EPILOG_DRAIN_REASON
+    if hook == "prolog_slurmctld":
+        # prep_prolog_slurmctld_callback(): job_requeue(), else the job is killed
+        return ("requeue" if rec.requeue and rec.batch_flag else "cancel"), None
+    return "logged", None
+
+
+def run_prep(handler: Any, hook: str, record: Job | JobEnv, *, timeout: float | None = None,
+             log_level: int = _log.INFO) -> PrEpOutcome:
+    """Call PrEp hook `hook` ("prolog", "epilog", "prolog_slurmctld",
+    "epilog_slurmctld") of `handler` (an instance or a class) on `record`
+    (a JobEnv for prolog/epilog, a Job for the slurmctld hooks)."""
+    hooks = {v: k for k, v in _context.HOOKS[lib.SPM_CTX_PREP].items()}
+    if hook not in hooks:
+        raise ValueError(f"no PrEp hook {hook!r}{_near(hook, hooks)}")
+    slurmd = hook in ("prolog", "epilog")
+    if slurmd and not isinstance(record, JobEnv):
+        raise TypeError(f"{hook}() takes a JobEnv (make_env()), not {type(record).__name__}")
+    if not slurmd and not isinstance(record, Job):
+        raise TypeError(f"{hook}() takes a Job (make_job()), not {type(record).__name__}")
+    c = _context_for(handler, "prep")
+    rc, timed_out, log = _run("prep", lambda: _calls.prep(
+        c, hooks[hook], _abi.Arena(), None if slurmd else record._c,
+        record._c if slurmd else None, None), timeout, log_level)
+    if timed_out:
+        log.append(_abi.log_line(lib.SPM_LOG_ERROR, "prep/python",
+                                 f"{hook} for JobId={record.job_id} timed out: the handler "
+                                 f"exceeded its time limit of {_ms(timeout)} ms"))
+    ok = rc == lib.SPM_PY_OK and not timed_out
+    action, reason = _prep_action(hook, ok, record)
+    state = {"requeue": "PENDING", "cancel": "CANCELLED"}.get(action)
+    return PrEpOutcome(hook, ok, timed_out, action, reason, log, state)
+
+
+def _ms(timeout: float | None) -> int:
+    return int((timeout or 0) * 1000)
+
+
+def run_set(handler: Any, job: Job, *, timeout: float | None = 5.0,
+            log_level: int = _log.INFO) -> FactorOutcome:
+    """Call ``set(job)``; the default timeout is site_factor's 5 s."""
+    c = _context_for(handler, "site_factor")
+    factor = ffi.new("int64_t *")
+    have = ffi.new("int *")
+    rc, timed_out, log = _run("site_factor", lambda: _calls.sf_set(
+        c, _abi.Arena(), job._c, factor, have, None), timeout, log_level)
+    if timed_out:
+        log.append(_abi.log_line(lib.SPM_LOG_ERROR, "site_factor/python",
+                                 "set(): the handler exceeded its time limit of "
+                                 f"{_ms(timeout)} ms; factors left unchanged"))
+    changed = bool(not timed_out and rc == lib.SPM_PY_OK and have[0])
+    value = int(factor[0]) if changed else job.site_factor
+    return FactorOutcome(rc == lib.SPM_PY_OK and not timed_out, timed_out, changed, value,
+                         value + NICE_OFFSET, log)
+
+
+def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = 5.0,
+               log_level: int = _log.INFO) -> UpdateOutcome:
+    """Call ``update(jobs)`` with the pending jobs (as slurmctld passes
+    them: a JobList); returns each job's factor afterwards."""
+    c = _context_for(handler, "site_factor")
+    n = len(jobs)
+    arr = ffi.new("spm_job_t[]", max(n, 1))
+    for i, j in enumerate(jobs):
+        ffi.memmove(arr + i, j._c, ffi.sizeof("spm_job_t"))
+    owner = [arr, list(jobs)]              # the copies point at the jobs' strings
+    jl = JobList(arr, n, owner)
+    ids = ffi.new("uint32_t[]", max(n, 1))
+    vals = ffi.new("int64_t[]", max(n, 1))
+    k = ffi.new("uint32_t *")
+    rc, timed_out, log = _run("site_factor", lambda: _calls.sf_update(c, jl, ids, vals, n, k),
+                              timeout, log_level)
+    factors = {j.job_id: j.site_factor for j in jobs}
+    ignored: list[int] = []
+    if timed_out:
+        log.append(_abi.log_line(lib.SPM_LOG_ERROR, "site_factor/python",
+                                 "update(): the handler exceeded its time limit of "
+                                 f"{_ms(timeout)} ms; factors left unchanged"))
+    elif rc == lib.SPM_PY_OK:
+        pending = {j.job_id for j in jobs if j.state == "PENDING"}
+        for i in range(k[0]):
+            jid, val = int(ids[i]), int(vals[i])
+            if jid in pending:
+                factors[jid] = val
+            else:
+                ignored.append(jid)
+        if ignored:   # spm_apply_factors() (csrc/factors.c) says so
+            sample = ", ".join(map(str, ignored[:5])) + (", ..." if len(ignored) > 5 else "")
+            log.append(_abi.log_line(
+                lib.SPM_LOG_INFO, "site_factor/python",
+                f"warning: update() returned factors for {len(ignored)} job(s) that are "
+                f"unknown or no longer pending (JobId={sample}); ignored"))
+    return UpdateOutcome(rc == lib.SPM_PY_OK and not timed_out, timed_out, factors,
+                         ignored, log)
+
+
+def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit_uid: int,
+             partitions: Iterable[Partition], log_level: int) -> SubmitOutcome:
+    if not isinstance(desc, JobDesc):
+        raise TypeError(f"{hook}() takes a JobDesc (make_job_desc()), not {type(desc).__name__}")
+    c = _context_for(handler, "job_submit")
+    hooks = {v: k for k, v in _context.HOOKS[lib.SPM_CTX_JOB_SUBMIT].items()}
+    arena = _abi.Arena()
+    c_out = ffi.new("spm_jobdesc_t *")
+    ffi.memmove(c_out, desc._c, ffi.sizeof("spm_jobdesc_t"))
+    parts = list(partitions)
+    c_parts = ffi.new("spm_partlist_t *")
+    arr = ffi.new("spm_part_t[]", max(len(parts), 1))
+    for i, p in enumerate(parts):
+        ffi.memmove(arr + i, p._c, ffi.sizeof("spm_part_t"))
+    c_parts.count, c_parts.parts = len(parts), arr
+    msg = ffi.new("char **")
+    c_current = current._c if current is not None else ffi.NULL
+    rc, _, log = _run("job_submit", lambda: _jobsubmit.call(
+        c, hooks[hook], arena, desc._c, c_out, _abi.Arena(), c_current, c_parts, submit_uid,
+        msg, None), None, log_level)
+    text = ffi.string(msg[0]).decode("utf-8", "backslashreplace") if msg[0] else None
+    accepted = rc == lib.SPM_PY_OK
+    changes: dict[str, Any] = {}
+    if accepted:   # jobdesc.c writes back every field where in and out differ
+        for name, kind in JobDesc._kinds.items():
+            if kind[0] == "strv":
+                continue
+            before = _jobdesc._read(desc._c, name, kind)
+            after = _jobdesc._read(c_out, name, kind)
+            if before != after:
+                changes[name] = after
+    return SubmitOutcome(accepted, text, changes, log)
+
+
+def run_submit(handler: Any, job: JobDesc, *, submit_uid: int = 0,
+               partitions: Iterable[Partition] = (), log_level: int = _log.INFO) -> SubmitOutcome:
+    """Call ``submit(job, submit_uid)`` as slurmctld does for sbatch; the
+    handler sees a fresh view of `job` (yours is left as it was)."""
+    return _js_call(handler, "submit", job, None, submit_uid, partitions, log_level)
+
+
+def run_modify(handler: Any, job: JobDesc, current: Job, *, submit_uid: int = 0,
+               partitions: Iterable[Partition] = (), log_level: int = _log.INFO) -> SubmitOutcome:
+    """Call ``modify(job, current, submit_uid)`` as for ``scontrol update``:
+    `job` holds only the fields being changed."""
+    return _js_call(handler, "modify", job, current, submit_uid, partitions, log_level)
+

@@ -1,0 +1,253 @@
+"""slurmpy_plugins.testing: the daemon's records and decisions outside the
+daemon (no compiler, no Slurm).  Fidelity against real daemons is in
+tests/integration/test_kit_fidelity.py."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from slurmpy_plugins import (JobDesc, JobSubmitHandler, PrEpHandler, Reject,
+                             SiteFactorHandler)
+from slurmpy_plugins import testing as kit
+
+from .conftest import REPO
+
+FIX = REPO / "tests" / "fixtures" / "slurm_json"
+
+
+def _c_fields(ctype: str) -> set[str]:
+    return {n for n, _ in kit.ffi.typeof(ctype).fields}
+
+
+def test_records_have_every_field_of_the_header():
+    header = (REPO / "csrc" / "spm_types.h").read_text()
+    assert kit._abi.HEADER == header
+    job = kit.make_job(job_id=1)
+    want = {kit._records._RENAMED.get(n, n) for n in _c_fields("spm_job_t")} \
+        - kit._records._INTERNAL_FIELDS
+    assert want <= set(job.fields())
+    assert set(kit.make_job_desc().fields()) == \
+        {kit._jobdesc._RENAMED.get(n, n) for n in _c_fields("spm_jobdesc_t")} - kit._jobdesc._INTERNAL
+
+
+def test_typos_raise_attribute_error_like_the_daemon():
+    with pytest.raises(AttributeError, match="did you mean 'account'"):
+        kit.make_job(acount="x")
+    with pytest.raises(AttributeError):
+        kit.make_job().acount
+    with pytest.raises(AttributeError, match="did you mean 'partition'"):
+        kit.make_job_desc(partiton="x")
+    d = kit.make_job_desc()
+    with pytest.raises(AttributeError, match="did you mean 'partition'"):
+        d.partiton = "gpu"
+    with pytest.raises(AttributeError, match="read-only"):
+        d.user_id = 5
+
+
+def test_types_and_sentinels():
+    d = kit.make_job_desc()
+    assert all(v is None for k, v in d.as_dict().items() if k not in ("environment", "spank_env"))
+    with pytest.raises(TypeError, match="job.time_limit must be an int"):
+        kit.make_job_desc(time_limit="10")
+    with pytest.raises(ValueError, match="job.time_limit=4294967294 is out of range"):
+        kit.make_job_desc(time_limit=kit.lib.SPM_NO_VAL)
+    with pytest.raises(TypeError, match="job.requeue must be an int"):
+        kit.make_job(requeue=True)
+    with pytest.raises(ValueError, match="does not fit"):
+        kit.make_job(job_id=-1)
+    j = kit.make_job(job_id=3, nice=-5, spank_env={"A": "1"}, state="RUNNING")
+    assert (j.nice, j.spank_env, j.state, j.account) == (-5, {"A": "1"}, "RUNNING", None)
+    e = kit.make_env(job_id=3, gres_env={"CUDA_VISIBLE_DEVICES": "0"})
+    assert e.gres_env == {"CUDA_VISIBLE_DEVICES": "0"} and e.spank_env == {}
+    p = kit.make_partition("gpu", default=True, max_time=60)
+    assert (p.name, p.default, p.max_time, p.max_nodes, p.default_time) == ("gpu", True, 60, None, None)
+
+
+class Prep(PrEpHandler):
+    def prolog(self, env):
+        print("checking", env.job_id)
+        raise OSError("disk full")
+
+    def epilog(self, env):
+        time.sleep(2)
+
+    def prolog_slurmctld(self, job):
+        if job.comment == "bad":
+            raise RuntimeError("refused")
+
+    def epilog_slurmctld(self, job):
+        return 1
+
+
+def test_prep_outcomes():
+    out = kit.run_prep(Prep, "prolog", kit.make_env(job_id=4))
+    assert (out.ok, out.action, out.drain_reason) == (False, "drain", "Prolog error")
+    assert out.log[0] == "prep/python: checking 4"
+    assert out.log[1].startswith("error: prep/python: prolog for JobId=4 failed at ")
+    assert out.log[1].endswith("OSError: disk full")
+    out = kit.run_prep(Prep, "epilog", kit.make_env(job_id=5), timeout=0.2)
+    assert (out.timed_out, out.action, out.drain_reason) == (True, "drain", "Epilog error")
+    assert out.log[-1] == ("error: prep/python: epilog for JobId=5 timed out: the handler "
+                           "exceeded its time limit of 200 ms")
+    bad = dict(comment="bad", batch_flag=1)
+    assert kit.run_prep(Prep, "prolog_slurmctld", kit.make_job(requeue=1, **bad)).action == "requeue"
+    out = kit.run_prep(Prep, "prolog_slurmctld", kit.make_job(requeue=0, **bad))
+    assert (out.action, out.job_state) == ("cancel", "CANCELLED")
+    assert kit.run_prep(Prep, "prolog_slurmctld", kit.make_job()).action == "success"
+    out = kit.run_prep(Prep, "epilog_slurmctld", kit.make_job(job_id=6))
+    assert out.action == "logged"
+    assert "epilog_slurmctld() returned 1 (int); a hook returns None to succeed" in out.log[0]
+    with pytest.raises(TypeError):
+        kit.run_prep(Prep, "prolog", kit.make_job())
+    with pytest.raises(ValueError, match="did you mean 'prolog'"):
+        kit.run_prep(Prep, "prolg", kit.make_env())
+
+
+class Factor(SiteFactorHandler):
+    def set(self, job):
+        return {"big": 2**40, "low": -2**40, "str": "5"}.get(job.account, 17)
+
+    def update(self, jobs):
+        return {j.job_id: j.job_id * 10 for j in jobs} | {999: 1}
+
+
+def test_site_factor_outcomes():
+    out = kit.run_set(Factor, kit.make_job(job_id=1, account="big"))
+    assert (out.factor, out.site_factor) == (2**31 - 1, 2**32 - 1)
+    assert "site factor 1099511627776 is out of range" in out.log[0]
+    out = kit.run_set(Factor, kit.make_job(job_id=1, account="low"))
+    assert (out.factor, out.site_factor) == (-2**31, 0)
+    out = kit.run_set(Factor, kit.make_job(job_id=2, account="str", site_factor=3))
+    assert (out.ok, out.changed, out.factor) == (False, False, 3)
+    assert "set() returned '5' (str); expected an int or None; factor left unchanged" in out.log[0]
+    assert kit.run_set(Factor, kit.make_job(job_id=2)).site_factor == 17 + kit.NICE_OFFSET
+    jobs = [kit.make_job(job_id=i, state=s) for i, s in ((1, "PENDING"), (2, "RUNNING"))]
+    out = kit.run_update(Factor, jobs)
+    # 3 answers for 2 jobs: refused as the daemon does
+    assert not out.ok and "returned 3 factors for 2 pending jobs" in out.log[0]
+
+    class Upd(SiteFactorHandler):
+        def update(self, jobs):
+            return {j.job_id: 5 for j in jobs}
+    out = kit.run_update(Upd, jobs)
+    assert out.factors == {1: 5, 2: 0} and out.ignored == [2]
+    assert "update() returned factors for 1 job(s) that are unknown or no longer pending" in out.log[0]
+
+
+class Policy(JobSubmitHandler):
+    def submit(self, job, submit_uid):
+        if job.name == "crash":
+            {}["x"]
+        if job.name == "no":
+            self.log_user("first")
+            raise Reject("not this one")
+        job.min_mem_per_cpu = 100
+        job.time_limit = min(job.time_limit or 30, self.partitions["gpu"].max_time)
+
+    def modify(self, job, current, submit_uid):
+        if job.time_limit is not None and job.time_limit > 60:
+            raise Reject(f"JobId={current.job_id}: at most 60 minutes")
+
+
+def test_job_submit_outcomes():
+    parts = [kit.make_partition("gpu", max_time=20)]
+    desc = kit.make_job_desc(name="a", min_mem_per_node=2000)
+    out = kit.run_submit(Policy, desc, partitions=parts)
+    assert out.accepted and out.message is None
+    assert out.changes == {"min_mem_per_cpu": 100, "min_mem_per_node": None, "time_limit": 20}
+    assert desc.min_mem_per_node == 2000 and desc.time_limit is None
+    out = kit.run_submit(Policy, kit.make_job_desc(name="no"), partitions=parts)
+    assert (out.accepted, out.message, out.changes) == (False, "first\nnot this one", {})
+    out = kit.run_submit(Policy, kit.make_job_desc(name="crash"), partitions=parts)
+    assert not out.accepted and out.message == kit._jobsubmit.GENERIC
+    assert any("KeyError" in line for line in out.log)
+    out = kit.run_modify(Policy, kit.make_job_desc(time_limit=90), kit.make_job(job_id=8))
+    assert out.message == "JobId=8: at most 60 minutes"
+
+
+@pytest.mark.parametrize("release", ["22.05.8", "24.11.5"])
+@pytest.mark.parametrize("name", ["squeue.json", "scontrol_show_job.json"])
+def test_jobs_from_real_json(release, name):
+    path = FIX / release / name
+    if not path.exists():
+        assert (release, name) == ("22.05.8", "scontrol_show_job.json")   # no --json before 23.02
+        return
+    jobs = {j.name: j for j in kit.jobs_from_json(path)}
+    run, held, later = jobs["kit-running"], jobs["kit-held"], jobs["kit-later"]
+    assert (run.state, held.state, later.state) == ("RUNNING", "PENDING", "PENDING")
+    assert run.comment == "sample run" and run.num_cpus == 2 and run.time_limit == 10
+    assert held.nice == 50 and held.pn_min_memory == 100 and held.time_limit == 5
+    assert later.requeue == 0 and held.requeue == 1 and run.batch_flag == 1
+    assert held.user_name == "root" and held.partition == "debug"
+    assert held.account is None          # "" in JSON is Slurm's NULL
+    assert [j.name for j in kit.jobs_from_json(path, states=("RUNNING",))] == ["kit-running"]
+    with pytest.raises(kit.JSONError, match="no \"jobs\" list"):
+        kit.jobs_from_json({"meta": {}})
+
+
+def test_preview_on_captured_squeue_json(tmp_path):
+    h = tmp_path / "h"
+    h.mkdir()
+    (h / "prev.py").write_text(
+        "from slurmpy_plugins import SiteFactorHandler, JobSubmitHandler, Reject\n"
+        "class F(SiteFactorHandler):\n"
+        "    def set(self, job):\n        return 1000 + job.nice\n"
+        "class P(JobSubmitHandler):\n"
+        "    def submit(self, job, uid):\n"
+        "        if job.name == 'kit-held':\n            raise Reject('no holds')\n"
+        "        job.comment = 'seen'\n")
+    (h / "prev.py").chmod(0o644)
+    src = str(FIX / "24.11.5" / "squeue.json")
+
+    def preview(*args):
+        return subprocess.run([sys.executable, "-m", "slurmpy_plugins", "preview", *args,
+                               "--path", str(h), "--input", src, "--json"],
+                              capture_output=True, text=True, cwd=REPO, timeout=60)
+    cp = preview("site-factor", "--handler", "prev:F")
+    assert cp.returncode == 0, cp.stderr
+    rows = {r["job_id"]: r["site"] for r in json.loads(cp.stdout)["jobs"]}
+    assert sorted(rows.values()) == [1000, 1050]       # the two pending jobs
+    cp = preview("job-submit", "--handler", "prev:P")
+    got = {r["job_id"]: (r["accepted"], r["message"], r["changes"]) for r in json.loads(cp.stdout)["jobs"]}
+    assert sorted(got.values(), key=str) == sorted(
+        [(True, None, {"comment": "seen"}), (False, "no holds", {}), (True, None, {"comment": "seen"})],
+        key=str)
+    cp = preview("site-factor", "--handler", "missing:F")
+    assert cp.returncode == 1 and "missing" in cp.stderr
+
+
+def test_examples_pass_with_the_kit_plugin():
+    cp = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "slurmpy_plugins.pytest_plugin",
+                         "-p", "no:cacheprovider", "examples/node_health", "examples/gpu_policy",
+                         "examples/fairshare"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert cp.returncode == 0 and "13 passed" in cp.stdout, cp.stdout + cp.stderr
+
+
+def test_generated_field_types_are_current():
+    """slurmpy_plugins/_fields.py (the static types of the record fields)
+    is generated from the header; a header change must regenerate it."""
+    cp = subprocess.run([sys.executable, "scripts/gen_typing.py", "--check"], cwd=REPO,
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+
+
+def test_hook_tables_match_the_c_side():
+    """The kit derives spm_hook_names/spm_hook_ctx/spm_ctx_names from the
+    header's constant names; they must be csrc/log.c's tables."""
+    import re
+    text = (REPO / "csrc" / "log.c").read_text()
+    names = dict(re.findall(r'\[SPM_HOOK_(\w+)\] = "(\w+)"', text))
+    ctxs = dict(re.findall(r'\[SPM_HOOK_(\w+)\] = SPM_CTX_(\w+)', text))
+    ctx_names = dict(re.findall(r'\[SPM_CTX_(\w+)\] = "([\w/]+)"', text))
+    lib = kit.lib
+    for hook, name in names.items():
+        n = getattr(lib, f"SPM_HOOK_{hook}")
+        assert kit.ffi.string(lib.spm_hook_names[n]).decode() == name
+        assert lib.spm_hook_ctx[n] == getattr(lib, f"SPM_CTX_{ctxs[hook]}")
+    assert len(names) == lib.SPM_HOOK_COUNT
+    for ctx, name in ctx_names.items():
+        assert kit.ffi.string(lib.spm_ctx_names[getattr(lib, f"SPM_CTX_{ctx}")]).decode() == name
