@@ -105,8 +105,8 @@ class Context:
         self.reload_lock = threading.Lock()
         # job_submit: job_submit_python.conf, watched like the handler file
         self.settings_path: str | None = None
-        self.settings_sig: tuple | None = None
-        self.refused_settings_sig: tuple | None = None
+        self.settings_sig: tuple[Any, ...] | None = None
+        self.refused_settings_sig: tuple[Any, ...] | None = None
         self.conf_path: str | None = None
         self.default_timeout_ms = 0
 
@@ -196,6 +196,7 @@ class Context:
         self.error = None
         self.refused_signature = None
         verb = "loaded" if initial else "reloaded"
+        assert self.cfg is not None
         say(self.ctx, lib.SPM_LOG_INFO, f"{verb} handler {self.cfg.handler} from "
             f"{loaded.module_file} (hooks: {', '.join(self.hook_names()) or 'none'})")
 
@@ -291,7 +292,7 @@ class Context:
         self.cfg = cfg
         say(self.ctx, lib.SPM_LOG_INFO, f"{path} changed: settings reloaded")
         lib.spm_ctx_apply_settings(self.ctx, *self.settings(cfg))
-        if had:
+        if loaded is not None:
             self._take(loaded, initial=False)
         else:
             self._try_load(initial=True)

@@ -209,7 +209,7 @@ def read_trusted(path: str, trusted: Any, what: str) -> tuple[bytes, os.stat_res
 SETTINGS_WHAT = "job_submit/python settings"
 
 
-def read_settings(path: str, trusted) -> tuple[str, tuple]:
+def read_settings(path: str, trusted: Any) -> tuple[str, tuple[Any, ...]]:
     """job_submit_python.conf, read from a descriptor that passed the
     handler files' checks (it names the code slurmctld runs: owned by root
     or SlurmUser, not writable by group or others, nor is any directory

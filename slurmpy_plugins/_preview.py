@@ -49,8 +49,9 @@ def _handler(kind: str, args: argparse.Namespace) -> Any:
             cfg = _config.parse(conf.get("PrioritySiteFactorParameters"),
                                 conf_key="PrioritySiteFactorParameters", conf_path=conf.path)
         else:
-            cfg = _config.parse_file(os.path.join(conf.dir, JOB_SUBMIT_CONF), None,
-                                     conf_path=conf.path)
+            js_conf = os.path.join(conf.dir, JOB_SUBMIT_CONF)
+            text, _ = _loader.read_settings(js_conf, trusted)
+            cfg = _config.parse_file(js_conf, text, conf_path=conf.path)
     return _loader.load(cfg, base, trusted).instance
 
 
