@@ -17,6 +17,7 @@ loads on the first call).
 from __future__ import annotations
 
 import pathlib
+import re
 import time
 
 import pytest
@@ -143,7 +144,11 @@ def test_four_node_job_runs_prolog_and_epilog_once_per_node(cluster_factory, tmp
             pids = {r["pid"] for r in _of(recs, "prolog", jid) + _of(recs, "epilog", jid)
                     if r["fields"]["node_name"] == node}
             assert len(pids) == 1, (node, pids)
+    # Python started in each slurmd and, with RunInJob, in the job's extern
+    # step on each node; never in the batch step or the srun steps
     for node in NODES:
+        started = re.findall(r"slurmpy: Python \S+ .* started", c.slurmd_log(node))
+        assert len(started) == (2 if flags == "RunInJob" else 1), (node, started)
         assert c.node_states(node) == {"IDLE"}, c.node(node)
 
 
@@ -219,6 +224,7 @@ def test_prolog_failing_on_one_node_does_what_a_failing_prolog_script_does(
                 marker.unlink()
             _reset(c, jid)
         script, python = outcomes[requeue, "script"], outcomes[requeue, "python"]
+        print(f"{flags or 'default'} {requeue}: script {script}\n  python {python}")
         assert python == script, (
             f"{requeue}: prep/python's failing prolog() did not do what a failing "
             f"Prolog= script does on this cluster:\n script: {script}\n python: {python}")
