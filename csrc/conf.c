@@ -10,6 +10,7 @@
 #include "config.h"
 #include "slurm/slurm.h"
 #include "src/common/read_config.h"
+#include "src/slurmd/slurmd/slurmd.h"
 
 #include "spm.h"
 #define SPM_COMPAT_CONF
@@ -17,6 +18,7 @@
 
 extern bool running_in_slurmctld(void);
 extern bool running_in_slurmd(void);
+extern bool running_in_slurmstepd(void);
 
 SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out)
 {
@@ -49,7 +51,23 @@ SPM_EXPORT int spm_daemon(void)
 		return SPM_DAEMON_SLURMCTLD;
 	if (running_in_slurmd())
 		return SPM_DAEMON_SLURMD;
+	if (running_in_slurmstepd())
+		return SPM_DAEMON_SLURMSTEPD;
 	return SPM_DAEMON_OTHER;
+}
+
+const char *spm_node_name(void)
+{
+	/* slurmd and slurmstepd both define `slurmd_conf_t *conf` (its
+	 * node_name is what `slurmd -N` or the launch message set); looked
+	 * up by name, as nothing else defines it for us. */
+	slurmd_conf_t **c;
+	int d = spm_daemon();
+
+	if (d != SPM_DAEMON_SLURMD && d != SPM_DAEMON_SLURMSTEPD)
+		return NULL;
+	c = (slurmd_conf_t **)dlsym(RTLD_DEFAULT, "conf");
+	return (c && *c) ? (*c)->node_name : NULL;
 }
 
 spm_slurm_cb_t spm_slurmctld_callback(int hook)

@@ -4,6 +4,10 @@
  * per-call limit, the hooks its handler overrides, and the boot that
  * starts Python and loads the handler.
  *
+ * slurmstepd (every one loads PrEp plugins from 24.05 on) never boots at
+ * init(): only the first hook call there (PrologFlags=RunInJob: prolog
+ * and epilog in the extern step) starts it, see spm_ctx_boot_on_call().
+ *
  * The boot runs on a thread of its own, started by init(): init() stays
  * cheap, nothing waits for an import under slurmctld's locks, and by the
  * time the first job comes the handler is usually loaded.  Calls that come
@@ -333,11 +337,26 @@ SPM_EXPORT int spm_ctx_init(int ctx)
 	/* Every path has its limit before any boot answered. */
 	if (!c->booted)
 		_set_timeout(ctx, c, c->default_timeout_ms);
-	if (daemon != SPM_DAEMON_OTHER &&
+	if ((daemon == SPM_DAEMON_SLURMCTLD || daemon == SPM_DAEMON_SLURMD) &&
 	    (!c->booted || !_same(c->params, c->booted_params)))
 		_start_boot_locked(ctx, c);
 	pthread_mutex_unlock(&c->mu);
 	return SLURM_SUCCESS;
+}
+
+SPM_EXPORT void spm_ctx_boot_on_call(int ctx)
+{
+	struct ctx_state *c = _ctx(ctx);
+
+	if (spm_daemon() != SPM_DAEMON_SLURMSTEPD)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (!c->booted && !c->booting && !c->dead) {
+		spm_logf(ctx, SPM_LOG_VERBOSE,
+			 "a hook is called in slurmstepd (PrologFlags=RunInJob): loading the handler here");
+		_start_boot_locked(ctx, c);
+	}
+	pthread_mutex_unlock(&c->mu);
 }
 
 SPM_EXPORT void spm_ctx_fini(int ctx)

@@ -27,7 +27,7 @@ static bool _overridden(int hook)
 }
 
 /* Cheap: reads PrEpParameters; in slurmctld and slurmd the handler loads
- * on a thread of its own (never in slurmstepd). */
+ * on a thread of its own (in slurmstepd only when a hook is called). */
 extern int init(void)
 {
 	return spm_ctx_init(SPM_CTX_PREP);
@@ -48,6 +48,7 @@ static int _slurmd_hook(int hook, job_env_t *job_env, slurm_cred_t *cred)
 {
 	if (!_overridden(hook))
 		return SLURM_SUCCESS;
+	spm_ctx_boot_on_call(SPM_CTX_PREP);   /* slurmstepd: RunInJob */
 	return spm_prep_slurmd(hook, job_env, cred);
 }
 

@@ -204,6 +204,7 @@ spm_env_t *spm_snapshot_env(void *job_env, void *cred,
 	S(node_list, e->node_list);
 	S(node_aliases, e->node_aliases);
 	S(work_dir, e->work_dir);
+	S(node_name, spm_node_name());
 	out->spank_job_env = _copy_strv(a, e->spank_job_env,
 					e->spank_job_env_size, &oom);
 	out->spank_job_env_size = out->spank_job_env ?

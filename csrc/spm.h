@@ -213,6 +213,10 @@ SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out);
 /* Which daemon this process is (SPM_DAEMON_*), from Slurm's own test. */
 SPM_EXPORT int spm_daemon(void);
 
+/* This node's NodeName as slurmd (or slurmstepd) knows it (`slurmd -N`),
+ * NULL in any other process.  Points into the daemon's conf. */
+const char *spm_node_name(void);
+
 /* slurmctld's exported PrEp callbacks, looked up by name (NULL outside
  * slurmctld).  22.05 re-inits a plugin with NULL callbacks. */
 spm_slurm_cb_t spm_slurmctld_callback(int hook);
@@ -224,6 +228,12 @@ spm_slurm_cb_t spm_slurmctld_callback(int hook);
  * not loaded with these parameters yet; elsewhere (slurmstepd) do nothing
  * more.  Never waits. */
 SPM_EXPORT int spm_ctx_init(int ctx);
+
+/* Before a hook call in slurmstepd (PrologFlags=RunInJob runs prolog and
+ * epilog in the extern step's slurmstepd, 24.05+): start the boot that
+ * init() did not, once; the call then queues behind it as calls do in
+ * slurmd.  Anywhere else, or once started, it does nothing. */
+SPM_EXPORT void spm_ctx_boot_on_call(int ctx);
 
 /* fini(): nothing is torn down (the library stays loaded, Python keeps
  * running); a later init() decides whether the handler is reloaded. */

@@ -105,6 +105,7 @@ typedef struct spm_env {
 	char *node_list;
 	char *node_aliases;
 	char *work_dir;
+	char *node_name;         /* this node's NodeName (slurmd's conf) */
 	char **spank_job_env;
 	char **gres_job_env;
 } spm_env_t;
@@ -260,6 +261,7 @@ typedef struct spm_boot {
 #define SPM_DAEMON_OTHER 0
 #define SPM_DAEMON_SLURMCTLD 1
 #define SPM_DAEMON_SLURMD 2
+#define SPM_DAEMON_SLURMSTEPD 3
 
 #define SPM_HOOK_PROLOG 0
 #define SPM_HOOK_EPILOG 1

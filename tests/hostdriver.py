@@ -229,8 +229,8 @@ class Host:
                  clean_env=False,
                  timeout=30.0, binary=None, build=True,
                  fail_on_deadlock=True, strict_callbacks=True):
-        if daemon not in ("slurmctld", "slurmd"):
-            raise ValueError("daemon must be slurmctld or slurmd")
+        if daemon not in ("slurmctld", "slurmd", "slurmstepd"):
+            raise ValueError("daemon must be slurmctld, slurmd or slurmstepd")
         self.plugin_path = plugin_path
         self.daemon = daemon
         self.asan = asan

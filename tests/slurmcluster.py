@@ -1,4 +1,4 @@
-"""A throw-away, single-node, real Slurm cluster for integration tests.
+"""A throw-away real Slurm cluster (one node, or several) for integration tests.
 
 ``Cluster`` writes a self-contained slurm.conf into its own work directory
 (state, spool, pid files, logs all live there), starts a real ``slurmctld``
@@ -12,6 +12,12 @@ leftover process (slurmstepd, job tasks, prolog scripts, slurmscriptd...) whose
 environment carries this cluster's unique tag / SLURM_CONF path or whose
 command line mentions this cluster's work directory.  The process and log
 plumbing shared with tests/slurmdbd.py lives in tests/daemonproc.py.
+
+``nodes=N`` (N > 1) starts N slurmd on this one machine, as Debian's Slurm
+(built with --enable-multiple-slurmd) allows: ``slurmd -N nodeK``, each node
+with its own NodeName, Port, spool directory, log and pid file (slurm.conf's
+``%n``), all on 127.0.0.1.  One node keeps the historical layout (node1,
+slurmd.log, spool/).
 
 Designed for the Debian 12 packages (Slurm 22.05.8), running as root in a
 container without munge: auth/none + cred/none.
@@ -155,7 +161,10 @@ def parse_kv_line(line: str) -> dict[str, str]:
 
 
 class Cluster(DaemonHarness):
-    """One slurmctld + one slurmd (NodeName ``node1``) on 127.0.0.1.
+    """One slurmctld + ``nodes`` slurmd (NodeName ``node1``..``nodeN``) on
+    127.0.0.1.  Methods that act on one node take ``node=`` (default: the
+    first, ``NODE``); those that act on the slurmd (start/stop) act on every
+    node unless given one.
 
     A context manager (start/stop); a cluster not stopped is stopped at
     interpreter exit as a last resort."""
@@ -168,6 +177,7 @@ class Cluster(DaemonHarness):
                  conf_extra: Sequence[str] = (),
                  plugin_dirs: Sequence[str] = (),
                  cpus: int = 64,
+                 nodes: int = 1,
                  epilog: str | None = None,
                  env: Mapping[str, str] | None = None,
                  debug: str = "debug",
@@ -177,21 +187,26 @@ class Cluster(DaemonHarness):
         self.conf_extra = list(conf_extra)
         self.plugin_dirs = [str(d) for d in plugin_dirs]
         self.cpus = int(cpus)
+        if int(nodes) < 1:
+            raise ValueError(f"nodes must be >= 1, not {nodes!r}")
+        #: NodeNames, in order; the first is NODE.
+        self.nodes = [self.NODE] if int(nodes) == 1 else \
+            [f"node{i}" for i in range(1, int(nodes) + 1)]
         self.debug = debug
         self.start_timeout = start_timeout
         self.extra_env = dict(env or {})
         self.tag = uuid.uuid4().hex[:10]
         self.name = f"t{self.tag[:8]}"          # ClusterName: lowercase
         self.hostname = socket.gethostname().split(".")[0]
-        self.ctld_port, self.slurmd_port = free_ports(2)
+        self._pick_ports()
 
         self.conf_path = self.workdir / "slurm.conf"
         self.state_dir = self.workdir / "state"
         self.spool_dir = self.workdir / "spool"
         self.ctld_log_path = self.workdir / "slurmctld.log"
-        self.slurmd_log_path = self.workdir / "slurmd.log"
         self.ctld_out_path = self.workdir / "slurmctld.stdout"
-        self.slurmd_out_path = self.workdir / "slurmd.stdout"
+        self.slurmd_log_path = self.slurmd_log_path_of(self.NODE)
+        self.slurmd_out_path = self.slurmd_out_path_of(self.NODE)
 
         if epilog is not None and epilog.startswith("#!"):
             p = self.workdir / "epilog.sh"
@@ -201,9 +216,10 @@ class Cluster(DaemonHarness):
         self.epilog = epilog
 
         self._ctld: subprocess.Popen | None = None
-        self._slurmd: subprocess.Popen | None = None
+        self._slurmds: dict[str, subprocess.Popen | None] = \
+            dict.fromkeys(self.nodes)
         self._ctld_started_once = False
-        self._slurmd_started_once = False
+        self._slurmd_started_once = dict.fromkeys(self.nodes, False)
         self.write_conf()
         self._remember()
 
@@ -223,11 +239,11 @@ class Cluster(DaemonHarness):
             "SlurmUser=root",
             "SlurmdUser=root",
             f"StateSaveLocation={self.state_dir}",
-            f"SlurmdSpoolDir={self.spool_dir}",
+            f"SlurmdSpoolDir={self._per_node(self.spool_dir)}",
             f"SlurmctldPidFile={w / 'slurmctld.pid'}",
-            f"SlurmdPidFile={w / 'slurmd.pid'}",
+            f"SlurmdPidFile={self._per_node(w / 'slurmd.pid')}",
             f"SlurmctldLogFile={self.ctld_log_path}",
-            f"SlurmdLogFile={self.slurmd_log_path}",
+            f"SlurmdLogFile={self._per_node(w / 'slurmd.log')}",
             f"SlurmctldDebug={self.debug}",
             f"SlurmdDebug={self.debug}",
             "LogTimeFormat=iso8601_ms",
@@ -256,13 +272,54 @@ class Cluster(DaemonHarness):
         ]
         if self.epilog:
             lines.append(f"Epilog={self.epilog}")
-        lines += [
-            f"NodeName={self.NODE} NodeAddr=127.0.0.1 "
-            f"NodeHostname={self.hostname} CPUs={self.cpus} State=UNKNOWN",
-            f"PartitionName={self.PARTITION} Nodes={self.NODE} Default=YES "
-            f"MaxTime=INFINITE State=UP",
-        ]
+        multi = len(self.nodes) > 1
+        for node in self.nodes:
+            port = f" Port={self.node_ports[node]}" if multi else ""
+            lines.append(
+                f"NodeName={node} NodeAddr=127.0.0.1 "
+                f"NodeHostname={self.hostname}{port} CPUs={self.cpus} "
+                f"State=UNKNOWN")
+        lines.append(
+            f"PartitionName={self.PARTITION} Nodes={','.join(self.nodes)} "
+            f"Default=YES MaxTime=INFINITE State=UP")
         return lines
+
+    # ---------------------------------------------------------- per node
+    def _pick_ports(self) -> None:
+        """Free ports for slurmctld and every slurmd (SlurmdPort is the
+        first node's; with several nodes each has its own Port=)."""
+        ports = free_ports(1 + len(self.nodes))
+        self.ctld_port = ports[0]
+        self.node_ports = dict(zip(self.nodes, ports[1:]))
+        self.slurmd_port = ports[1]
+
+    def _per_node(self, path: pathlib.Path) -> str:
+        """A slurmd path: as is for one node; with several, slurmd's own
+        per-node form (``%n`` is replaced by the NodeName)."""
+        if len(self.nodes) == 1:
+            return str(path)
+        if path.suffix:
+            return str(path.with_name(f"{path.stem}-%n{path.suffix}"))
+        return str(path / "%n")
+
+    def _node_path(self, path: pathlib.Path, node: str) -> pathlib.Path:
+        return pathlib.Path(self._per_node(path).replace("%n", node))
+
+    def _node(self, node: str | None) -> str:
+        node = node or self.NODE
+        if node not in self.nodes:
+            raise ValueError(f"no node {node!r} in this cluster "
+                             f"(nodes: {', '.join(self.nodes)})")
+        return node
+
+    def slurmd_log_path_of(self, node: str) -> pathlib.Path:
+        return self._node_path(self.workdir / "slurmd.log", node)
+
+    def slurmd_out_path_of(self, node: str) -> pathlib.Path:
+        return self._node_path(self.workdir / "slurmd.stdout", node)
+
+    def spool_dir_of(self, node: str) -> pathlib.Path:
+        return self._node_path(self.spool_dir, node)
 
     @staticmethod
     def _conf_key(line: str) -> str | None:
@@ -289,7 +346,8 @@ class Cluster(DaemonHarness):
         return out + list(self.conf_extra)
 
     def write_conf(self) -> None:
-        for d in (self.state_dir, self.spool_dir):
+        for d in (self.state_dir, self.spool_dir,
+                  *(self.spool_dir_of(n) for n in self.nodes)):
             d.mkdir(parents=True, exist_ok=True)
         cgroup = self.workdir / "cgroup.conf"
         if slurm_at_least(23, 2) and not cgroup.exists():
@@ -345,8 +403,18 @@ class Cluster(DaemonHarness):
         return pid_of(self._ctld)
 
     @property
+    def _slurmd(self) -> subprocess.Popen | None:
+        """The first node's slurmd."""
+        return self._slurmds[self.NODE]
+
+    @property
     def slurmd_pid(self) -> int | None:
         return pid_of(self._slurmd)
+
+    def slurmd_pids(self) -> dict[str, int | None]:
+        """{NodeName: pid of its slurmd (None if not running)}."""
+        return {n: (pid_of(p) if is_running(p) else None)
+                for n, p in self._slurmds.items()}
 
     def ctld_running(self) -> bool:
         return is_running(self._ctld)
@@ -358,8 +426,11 @@ class Cluster(DaemonHarness):
         it did not exit on SIGTERM within the timeout and was killed."""
         return self._ctld.poll() if self._ctld is not None else None
 
-    def slurmd_running(self) -> bool:
-        return is_running(self._slurmd)
+    def slurmd_running(self, node: str | None = None) -> bool:
+        """Is the slurmd of ``node`` running (default: any node's)?"""
+        if node is None:
+            return any(is_running(p) for p in self._slurmds.values())
+        return is_running(self._slurmds[self._node(node)])
 
     def start(self, timeout: float | None = None) -> "Cluster":
         """Start slurmctld then slurmd; wait for ping UP and node IDLE."""
@@ -377,9 +448,10 @@ class Cluster(DaemonHarness):
                 # pick new ones and retry from a clean state
                 if (isinstance(e, ClusterError) and attempt < 2
                         and "Address already in use" in str(e)):
-                    self.ctld_port, self.slurmd_port = free_ports(2)
+                    self._pick_ports()
                     self._ctld_started_once = False
-                    self._slurmd_started_once = False
+                    self._slurmd_started_once = dict.fromkeys(
+                        self.nodes, False)
                     self.write_conf()
                     continue
                 raise
@@ -400,56 +472,71 @@ class Cluster(DaemonHarness):
         argv = [SLURMCTLD, "-D", "-i", "-f", str(self.conf_path)]
         if clean:
             argv.insert(2, "-c")
-        since = self.log_offset("slurmd")
+        since = {n: self.log_offset(f"slurmd:{n}") for n in self.nodes}
         self._ctld = self._spawn(argv, self.ctld_out_path,
                                  env=self.daemon_env(), cwd=self.workdir)
         self._ctld_started_once = True
         deadline = time.monotonic() + timeout
         self._await_daemon(self._ctld, "slurmctld", self._ping_up, timeout,
                            waiting_for="UP")
-        if self.slurmd_running():
-            # restart under a live slurmd: wait until the node has
-            # re-registered (it is UNKNOWN for ~5 s otherwise)
-            self._wait_registered(
-                since, max(1.0, deadline - time.monotonic()))
+        for n in self.nodes:
+            if self.slurmd_running(n):
+                # restart under a live slurmd: wait until the node has
+                # re-registered (it is UNKNOWN for ~5 s otherwise)
+                self._wait_registered(
+                    since[n], max(1.0, deadline - time.monotonic()), node=n)
 
     def start_slurmd(self, *, timeout: float | None = None,
-                     wait_idle: bool = True) -> None:
-        """Start slurmd -D -N node1.  First start: wait for the node to be
-        IDLE; restart: wait until slurmctld saw it register again."""
-        if self.slurmd_running():
-            raise ClusterError("slurmd already running")
+                     wait_idle: bool = True, node: str | None = None) -> None:
+        """Start ``slurmd -D -N <node>`` for ``node``, or for every node
+        (default).  First start: wait for the node(s) to be IDLE; restart:
+        wait until slurmctld saw each register again."""
+        names = [self._node(node)] if node else list(self.nodes)
+        running = [n for n in names if self.slurmd_running(n)]
+        if running:
+            raise ClusterError(f"slurmd already running: {', '.join(running)}")
         timeout = self.start_timeout if timeout is None else timeout
-        argv = [SLURMD, "-D", "-N", self.NODE, "-f", str(self.conf_path)]
-        since = self.log_offset("slurmd")
-        first = not self._slurmd_started_once
-        self._slurmd = self._spawn(argv, self.slurmd_out_path,
-                                   env=self.daemon_env(), cwd=self.workdir)
-        self._slurmd_started_once = True
-        if wait_idle and first:
-            self.wait_node(("IDLE",), timeout=timeout)
-        elif wait_idle:
-            self._wait_registered(since, timeout)
+        deadline = time.monotonic() + timeout
+        started = []
+        for n in names:
+            argv = [SLURMD, "-D", "-N", n, "-f", str(self.conf_path)]
+            since = self.log_offset(f"slurmd:{n}")
+            first = not self._slurmd_started_once[n]
+            self._slurmds[n] = self._spawn(
+                argv, self.slurmd_out_path_of(n), env=self.daemon_env(),
+                cwd=self.workdir)
+            self._slurmd_started_once[n] = True
+            started.append((n, since, first))
+        if not wait_idle:
+            return
+        for n, since, first in started:
+            left = max(1.0, deadline - time.monotonic())
+            if first:
+                self.wait_node(("IDLE",), timeout=left, node=n)
+            else:
+                self._wait_registered(since, left, node=n)
 
     _REGISTERED_LOG_LEVELS = frozenset(
         {"debug", "debug2", "debug3", "debug4", "debug5"})
 
-    def _wait_registered(self, since: int, timeout: float) -> dict:
-        """Wait until slurmd got slurmctld's answer to a registration made
-        after slurmd-log offset ``since`` (seen in the slurmd log when
-        SlurmdDebug>=debug) and the node is neither UNKNOWN, DOWN nor
-        NOT_RESPONDING."""
+    def _wait_registered(self, since: int, timeout: float,
+                         node: str | None = None) -> dict:
+        """Wait until the slurmd of ``node`` got slurmctld's answer to a
+        registration made after its log offset ``since`` (seen in the
+        slurmd log when SlurmdDebug>=debug) and the node is neither
+        UNKNOWN, DOWN nor NOT_RESPONDING."""
+        node = self._node(node)
         deadline = time.monotonic() + timeout
         if self._conf_value("SlurmdDebug", self.debug) \
                 in self._REGISTERED_LOG_LEVELS:
             self.wait_for_log(r"_handle_node_reg_resp: slurmctld sent back",
-                              "slurmd", since=since, timeout=timeout)
+                              f"slurmd:{node}", since=since, timeout=timeout)
 
         def registered(rec: dict) -> bool:
             st = rec.get("State", "").split("+")
             return (st[0] not in ("UNKNOWN", "DOWN")
                     and "NOT_RESPONDING" not in st)
-        return self.wait_node(predicate=registered,
+        return self.wait_node(predicate=registered, node=node,
                               timeout=max(1.0, deadline - time.monotonic()))
 
     def _conf_value(self, key: str, default: str | None = None) -> str | None:
@@ -468,12 +555,17 @@ class Cluster(DaemonHarness):
         self._forget()
 
     def stop_slurmd(self, timeout: float = 15.0, *,
-                    kill_jobs: bool = True) -> None:
-        """Stop slurmd.  With kill_jobs (default) also kill every
-        slurmstepd/job/script process of this cluster left behind (except
-        a running slurmctld's own tree); kill_jobs=False leaves running
-        jobs' slurmstepds alone, as a real slurmd restart would."""
-        self._terminate(self._slurmd, timeout, scan=kill_jobs)
+                    kill_jobs: bool = True, node: str | None = None) -> None:
+        """Stop the slurmd of ``node``, or of every node (default).  With
+        kill_jobs (default) also kill every slurmstepd/job/script process
+        of this cluster left behind (except the trees of daemons still
+        running); kill_jobs=False leaves running jobs' slurmstepds alone,
+        as a real slurmd restart would."""
+        names = [self._node(node)] if node else list(self.nodes)
+        for n in names:
+            self._terminate(self._slurmds[n], timeout, scan=False)
+        if kill_jobs and not self.slurmd_running():
+            self.kill_leftovers()
 
     def stop_ctld(self, timeout: float = 15.0) -> None:
         """Stop slurmctld and whatever of its process tree survives it
@@ -506,7 +598,7 @@ class Cluster(DaemonHarness):
     def _protected(self) -> set[int]:
         """Ourselves, our ancestors, running daemons and their children."""
         mine = {os.getpid(), *_ancestors()}
-        running = [p.pid for p in (self._ctld, self._slurmd)
+        running = [p.pid for p in (self._ctld, *self._slurmds.values())
                    if is_running(p)]
         if running:
             # slurmstepd is re-parented away from slurmd, so this never
@@ -697,19 +789,21 @@ class Cluster(DaemonHarness):
 
     def wait_node(self, states: Iterable[str] = ("IDLE",), *,
                   timeout: float = _DEFAULT_TIMEOUT,
-                  predicate: Callable[[dict], bool] | None = None
-                  ) -> dict[str, str]:
+                  predicate: Callable[[dict], bool] | None = None,
+                  node: str | None = None) -> dict[str, str]:
         """Wait until the node's full State string (e.g. 'IDLE',
         'IDLE+DRAIN') is one of ``states`` (or ``predicate(node)``)."""
+        node = self._node(node)
+        proc = self._slurmds[node]
         states = set(states)
         deadline = time.monotonic() + timeout
         rec: dict = {}
         while True:
-            if self._slurmd is not None and self._slurmd.poll() is not None:
+            if proc is not None and proc.poll() is not None:
                 raise ClusterError(
-                    f"slurmd exited with {self._slurmd.returncode}\n"
+                    f"slurmd of {node} exited with {proc.returncode}\n"
                     + self.log_tails())
-            cp = self.run("scontrol", "show", "node", "-o", self.NODE,
+            cp = self.run("scontrol", "show", "node", "-o", node,
                           check=False)
             if cp.returncode == 0 and cp.stdout.strip():
                 rec = parse_kv_line(cp.stdout.strip().splitlines()[0])
@@ -719,17 +813,18 @@ class Cluster(DaemonHarness):
                     return rec
             if time.monotonic() > deadline:
                 raise ClusterError(
-                    f"node not in {sorted(states)} after {timeout}s: "
+                    f"{node} not in {sorted(states)} after {timeout}s: "
                     f"State={rec.get('State')} Reason={rec.get('Reason')}\n"
                     + self.log_tails())
             time.sleep(0.1)
 
-    def drain(self, reason: str = "test drain") -> None:
-        self.run("scontrol", "update", f"NodeName={self.NODE}",
+    def drain(self, reason: str = "test drain", node: str | None = None
+              ) -> None:
+        self.run("scontrol", "update", f"NodeName={self._node(node)}",
                  "State=DRAIN", f"Reason={reason}")
 
-    def resume(self) -> None:
-        self.run("scontrol", "update", f"NodeName={self.NODE}",
+    def resume(self, node: str | None = None) -> None:
+        self.run("scontrol", "update", f"NodeName={self._node(node)}",
                  "State=RESUME")
 
     def _ping_up(self) -> bool:
@@ -794,15 +889,19 @@ class Cluster(DaemonHarness):
     def ctld_log(self) -> str:
         return _read(self.ctld_log_path)
 
-    def slurmd_log(self) -> str:
-        return _read(self.slurmd_log_path)
+    def slurmd_log(self, node: str | None = None) -> str:
+        """The slurmd log of ``node`` (default: the first node)."""
+        return _read(self.slurmd_log_path_of(self._node(node)))
 
     def _log_path(self, which: str) -> pathlib.Path:
         if which == "ctld":
             return self.ctld_log_path
         if which == "slurmd":
             return self.slurmd_log_path
-        raise ValueError(f"which must be 'ctld' or 'slurmd', not {which!r}")
+        if which.startswith("slurmd:"):
+            return self.slurmd_log_path_of(self._node(which[7:]))
+        raise ValueError(f"which must be 'ctld', 'slurmd' or "
+                         f"'slurmd:<node>', not {which!r}")
 
     def log_offset(self, which: str = "ctld") -> int:
         """Current size of a log; pass as ``since=`` to wait_for_log to only
@@ -820,11 +919,12 @@ class Cluster(DaemonHarness):
     def log_tails(self, lines: int = 40) -> str:
         # *.stdout mostly duplicates the log, but holds fatal errors from
         # before the log file was opened (e.g. a bad slurm.conf)
-        return format_tails((
-            ("slurmctld.log", self.ctld_log_path, lines),
-            ("slurmctld.stdout", self.ctld_out_path, min(lines, 10)),
-            ("slurmd.log", self.slurmd_log_path, lines),
-            ("slurmd.stdout", self.slurmd_out_path, min(lines, 10))))
+        tails = [("slurmctld.log", self.ctld_log_path, lines),
+                 ("slurmctld.stdout", self.ctld_out_path, min(lines, 10))]
+        for n in self.nodes:
+            log, out = self.slurmd_log_path_of(n), self.slurmd_out_path_of(n)
+            tails += [(log.name, log, lines), (out.name, out, min(lines, 10))]
+        return format_tails(tails)
 
 
 def _read(path: pathlib.Path) -> str:

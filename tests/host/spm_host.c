@@ -2640,7 +2640,7 @@ static void dispatch(int argc, char **argv)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: " HOST_NAME " --plugin PATH --daemon slurmctld|slurmd "
+		"usage: " HOST_NAME " --plugin PATH --daemon slurmctld|slurmd|slurmstepd "
 		"[--log FILE] [--debug N] [--deadlock-ms MS]\n"
 		"  reads commands from stdin; see tests/host/README.md\n");
 	exit(2);
@@ -2730,7 +2730,8 @@ int main(int argc, char **argv)
 			usage();
 	}
 	if (!opt.plugin || !opt.daemon ||
-	    (strcmp(opt.daemon, "slurmctld") && strcmp(opt.daemon, "slurmd")) ||
+	    (strcmp(opt.daemon, "slurmctld") && strcmp(opt.daemon, "slurmd") &&
+	     strcmp(opt.daemon, "slurmstepd")) ||
 	    opt.debug < LOG_LEVEL_QUIET || opt.debug >= LOG_LEVEL_END ||
 	    opt.deadlock_ms <= 0)
 		usage();

@@ -300,7 +300,10 @@ JOB_FIELDS = (
     "work_dir", "spank_env", "state", "state_flags")
 ENV_FIELDS = ("job_id", "step_id", "uid", "gid", "het_job_id", "exit_code",
               "derived_ec", "user_name", "partition", "node_list",
-              "node_aliases", "work_dir", "spank_env", "gres_env")
+              "node_aliases", "work_dir", "node_name", "spank_env", "gres_env")
+#: The host's slurmd NodeName (tests/host/spm_host.c sets conf->node_name):
+#: JobEnv.node_name reads it from the daemon's conf, not from job_env_t.
+HOST_NODE_NAME = "spmnode1"
 
 
 def _pw_name(uid):
@@ -370,6 +373,7 @@ def expected_jobenv(f: dict) -> dict:
          "gres_env": expected_env(g("gres_job_env"))}
     for s in ENV_STRS:
         e[s] = expected_str(g(s))
+    e["node_name"] = HOST_NODE_NAME
     if f.get("user_name") is None and hostdriver.slurm_at_least(23, 11):
         # 23.11+ has no job_env_t.user_name: with no name in the credential
         # the shim looks the uid up, as prep/script does (csrc/compat.h)

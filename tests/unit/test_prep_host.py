@@ -9,12 +9,13 @@ called back without an outstanding async call.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
 import pytest
 
-from .conftest import (ENV_FIELDS, JOB_FIELDS, NICE_OFFSET, WAIT_FAILED,
+from .conftest import (ENV_FIELDS, HOST_NODE_NAME, JOB_FIELDS, NICE_OFFSET, WAIT_FAILED,
                        WAIT_KILLED, compare_record, expected_job,
                        expected_jobenv, wait_for)
 import hostdriver  # noqa: E402
@@ -1133,3 +1134,26 @@ def test_venv_that_is_not_a_venv_of_this_python_fails_closed(make_host, handlers
     assert_async_ok(h.prolog_slurmctld(job_id=6))
     assert h.wait_callbacks(1)[0]["rc"] == WAIT_FAILED
     assert "venv %s has no lib/python%d.%d/site-packages" % ((bogus,) + sys.version_info[:2]) in h.log()
+
+
+def test_slurmstepd_starts_python_on_the_first_hook_call_only(make_host, handlers):
+    """24.05+ calls init() in every slurmstepd; with PrologFlags=RunInJob the
+    extern step's slurmstepd then calls prolog/epilog.  init() there must
+    not start Python; the first hook call does, and runs the handler."""
+    handlers.write("hh", RECORDING)
+    h = make_host("prep", "slurmstepd")
+    h.conf(prep_params=handlers.params("hh:H"))
+    h.load()
+    time.sleep(1.0)     # a boot started by init() would have finished by now
+    assert h.boots_done() == 0, h.log()
+    assert not re.search(r"slurmpy: Python \S+ .* started", h.log()), h.log()
+    res = h.prolog(jobid=7, step_id=0xFFFFFFFC)
+    assert res["rc"] == 0, res
+    assert h.boots_done() == 1
+    assert re.search(r"slurmpy: Python \S+ .* started", h.log()), h.log()
+    seen = handlers.read("prolog.7.json")
+    assert seen["_type"] == "JobEnv" and seen["step_id"] == 0xFFFFFFFC
+    assert seen["node_name"] == HOST_NODE_NAME   # the slurmstepd's conf
+    assert h.epilog(jobid=7)["rc"] == 0
+    assert handlers.read("epilog.7.json")["job_id"] == 7
+    assert h.boots_done() == 1                   # one interpreter, one load
