@@ -12,6 +12,8 @@ PLUGINDIR  ?= /usr/lib/x86_64-linux-gnu/slurm-wlm
 SLURM_SRC  ?= $(shell test -x scripts/slurm-src.sh && dpkg-query -W slurmctld >/dev/null 2>&1 && scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src 2>/dev/null)
 CFLAGS     ?= -O2 -g
 PYTEST_ARGS ?=
+# test files/dirs instead of the target's default (tests, tests/unit, ...)
+TESTS ?=
 # extra `python -m venv` options (the trixie root uses Debian's cffi/pytest/
 # hypothesis: --system-site-packages)
 VENV_ARGS  ?=
@@ -87,13 +89,13 @@ install: build
 
 ## test: unit tests (C host, no daemons) + integration tests (real slurmctld/slurmd)
 test: build
-	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) tests
+	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests)
 
 unit: build
-	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) tests/unit
+	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
 
 integration: build
-	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) tests/integration
+	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/integration)
 
 ## test-24.11 (on Debian 12): the same `make test`, run as root inside a
 ## Debian 13 root (scripts/trixie-root.sh) against its Slurm 24.11.5 daemons,
@@ -106,14 +108,14 @@ trixie-root:
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) setup >/dev/null
 
 test-24.11: trixie-root
-	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) test PYTEST_ARGS='$(PYTEST_ARGS)'
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) test PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)'
 
 ## demo-24.11 (on Debian 12): `make demo` against Slurm 24.11.5 in the root
 demo-24.11: trixie-root
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) demo
 
 unit-24.11: trixie-root
-	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) unit PYTEST_ARGS='$(PYTEST_ARGS)'
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) unit PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)'
 
 ## demo: a throwaway single-node cluster on loopback running the example handlers
 demo: install
@@ -125,7 +127,7 @@ asan: $(VENV)/.deps-ok
 	$(MAKE) build BUILD=$(BUILD)/asan SLURM_SRC=$(SLURM_SRC) \
 	  SPM_CFLAGS="$(ASAN_FLAGS)" SPM_LDFLAGS="-fsanitize=address,undefined"
 	SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(BUILD)/asan/plugins SPM_TEST_ASAN=1 \
-	  $(PY) -m pytest -ra $(PYTEST_ARGS) tests/unit
+	  $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
 
 ## typecheck: mypy --strict over the package and the examples' handlers, from a
 ## throwaway venv (build/typecheck-venv; mypy is not a project dependency)
