@@ -288,9 +288,12 @@ class ForeignCPU:
     on this shared machine skew every figure here; this says by how much.
     CPU of processes that start and end between two samples is missed."""
 
-    def __init__(self, tags=(), period: float = 1.0):
+    def __init__(self, tags=(), period: float = 1.0, clusters=()):
         import threading
         self.tags = [f"SLURMCLUSTER_TAG={t}".encode() for t in tags]
+        # 24.11 starts a step's slurmstepd with an empty environment: ours if
+        # it works in or logs into one of our clusters' directories
+        self.clusters = list(clusters)
         self.period = period
         self.me = os.getpid()
         self.kind: dict[tuple[int, str], bool] = {}
@@ -335,6 +338,10 @@ class ForeignCPU:
                         ours = any(t in env for t in self.tags)
                     except OSError:
                         pass
+                if not ours and self.clusters and comm == "slurmstepd":
+                    ours = any(c._uses_workdir(pid) for c in self.clusters)
+                    if not ours:
+                        ours = None         # ask again next time: it may not have opened its files yet
                 self.kind[key] = ours
             if not ours and count and key in self.last:
                 d = ticks - self.last[key]
@@ -675,7 +682,7 @@ def run_cluster(kind: str, n: int, cpus: int, tmp: pathlib.Path, idx: int,
         time.sleep(1.0)
         cpu0 = sum(proc_cpu_s(p) for p in [pid, *children(pid)])
         t0 = time.time()
-        with ForeignCPU(tags=[c.tag]) as fcpu:
+        with ForeignCPU(tags=[c.tag], clusters=[c]) as fcpu:
             c.scontrol("update", f"PartitionName={c.PARTITION}", "State=UP")
             wait_all_done(c, ids, timeout=max(120, n * 0.5))
         t_wall = time.time() - t0
@@ -790,28 +797,23 @@ echo done >> $out
 """
 
 
-def _stepd_procs(tag: str, jid: int) -> dict[str, int]:
-    """{'J.step': pid} of the slurmstepd processes of job jid that carry
-    our cluster's tag (slurmstepd's argv[0] is 'slurmstepd: [J.S]')."""
+def _stepd_procs(c, jid: int) -> dict[str, int]:
+    """{'S': pid} of the slurmstepd processes of job jid in cluster c
+    (argv[0] is 'slurmstepd: [J.S]'; the cluster's own process list, as
+    24.11 starts a step's slurmstepd with an empty environment)."""
     out = {}
-    want = f"SLURMCLUSTER_TAG={tag}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in c.leftover_pids():
         try:
-            with open(f"/proc/{entry}/comm") as f:
+            with open(f"/proc/{pid}/comm") as f:
                 if f.read().strip() != "slurmstepd":
                     continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().decode(errors="replace")
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if want not in f.read().split(b"\0"):
-                    continue
         except OSError:
             continue
         m = re.search(r"\[(\d+)\.(\w+)\]", cmd)
         if m and int(m.group(1)) == jid:
-            out[m.group(2)] = int(entry)
+            out[m.group(2)] = pid
     return out
 
 
@@ -853,8 +855,10 @@ def run_steps(kind: str, n: int, hold: float, tmp: pathlib.Path, idx: int) -> di
     script.write_text(STEP_SCRIPT.format(n=n, hold=hold, out=out))
     os.chmod(script, 0o755)
     c = Cluster(work, conf_extra=extra, plugin_dirs=pdirs, cpus=4, debug="info")
+    fcpu = None
     try:
         c.start(timeout=60)
+        fcpu = ForeignCPU(tags=[c.tag], clusters=[c]).__enter__()
         t0 = time.monotonic()
         jid = c.sbatch("-o", str(work / "job.out"), "-e", str(work / "job.err"),
                        str(script), wrap=None, timeout=60)
@@ -868,7 +872,7 @@ def run_steps(kind: str, n: int, hold: float, tmp: pathlib.Path, idx: int) -> di
         # sample the sleeping step's slurmstepd and the batch step's
         t_hold = time.monotonic()
         while time.monotonic() - t_hold < hold - 0.5:
-            for step, pid in _stepd_procs(c.tag, jid).items():
+            for step, pid in _stepd_procs(c, jid).items():
                 role = "batch" if step == "batch" else (
                     "extern" if step == "extern" else "step")
                 s = _stepd_sample(pid)
@@ -877,6 +881,7 @@ def run_steps(kind: str, n: int, hold: float, tmp: pathlib.Path, idx: int) -> di
             time.sleep(0.2)
         c.wait_job(jid, timeout=60)
         wall = time.monotonic() - t0
+        fcpu.__exit__(None, None, None)
         text = out.read_text()
         if "failed" in text or "done" not in text:
             raise RuntimeError(f"steps ({kind}): job output {text[-300:]!r}\n"
@@ -904,12 +909,15 @@ def run_steps(kind: str, n: int, hold: float, tmp: pathlib.Path, idx: int) -> di
         res = {"kind": kind, "n": n, "step_ms": per, "med_ms": med(per),
                "mean_ms": statistics.fmean(per), "p95_ms": pct(per, 95),
                "step": agg("step"), "batch": agg("batch"),
-               "slurmd_python_started_lines": py_started, "wall_s": wall}
+               "slurmd_python_started_lines": py_started, "wall_s": wall,
+               "foreign": fcpu.result()}
         log(f"steps ({kind}): {n} steps, median {res['med_ms']:.1f} ms, step slurmstepd "
             f"VmRSS {res['step']['rss_kb']} kB, python started "
             f"{res['step']['python_started']}")
         return res
     finally:
+        if fcpu is not None:
+            fcpu._stop.set()
         c.stop()
         if os.environ.get("BENCH_KEEP") != "1":
             shutil.rmtree(work, ignore_errors=True)
@@ -920,10 +928,7 @@ def part_steps(n: int, rounds: int, tmp: pathlib.Path) -> dict:
     for r in range(rounds):
         for kind in ("a", "c"):
             log(f"steps: round {r + 1}/{rounds}, config ({kind}), {n} steps")
-            with ForeignCPU() as f:
-                x = run_steps(kind, n, 3.0, tmp, len(runs))
-            x["foreign"] = f.result()
-            runs.append(x)
+            runs.append(run_steps(kind, n, 3.0, tmp, len(runs)))
     out = {"n_per_run": n, "rounds": rounds, "runs": runs}
     for kind in ("a", "c"):
         rs = [x for x in runs if x["kind"] == kind]
@@ -1218,7 +1223,9 @@ def report_steps(lines: list, target, st: dict, rel: str, release: str) -> None:
                  f"{(c_['step_rss_kb'] - a['step_rss_kb']) / 1024:+.1f} MB")
     target(f"6{rel} slurmstepd never starts Python", "started" if c_["python_started"]
            else "not started", "not started", not c_["python_started"],
-           "prep_python.so " + ("mapped" if c_["prep_python_mapped"] else "not mapped"))
+           "prep_python.so " + ("mapped" if c_["prep_python_mapped"] else "not mapped")
+           + f"; VmRSS {(c_['step_rss_kb'] - a['step_rss_kb']) / 1024:+.1f} MB, "
+           f"step time {c_['med_ms'] / a['med_ms']:.2f}x")
     lines.append("")
 
 
@@ -1599,7 +1606,7 @@ def main() -> int:
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                     help="before each part, wait up to S s for the machine to be idle")
     ap.add_argument("--steps", type=int, help="srun steps per steps run (100; 20 with --quick)")
-    ap.add_argument("--js-jobs", type=int, help="sbatch per job_submit run (1000; 100 with --quick)")
+    ap.add_argument("--js-jobs", type=int, help="sbatch per job_submit run (2000; 100 with --quick)")
     ap.add_argument("--js-probe", type=int,
                     help="traced sbatch per job_submit run for the per-call cost (300; 100)")
     ap.add_argument("--clients", type=int, default=8, help="parallel sbatch clients (job_submit)")
@@ -1630,7 +1637,7 @@ def main() -> int:
         sys.exit(f"bench: --parts: unknown part(s) {', '.join(sorted(unknown))} "
                  f"(known: {ALL_PARTS})")
     steps = args.steps or (20 if q else 100)
-    js_jobs = args.js_jobs or (100 if q else 1000)
+    js_jobs = args.js_jobs or (100 if q else 2000)
     js_probe = args.js_probe if args.js_probe is not None else (100 if q else 300)
 
     if os.geteuid() != 0 and (parts & {"cluster", "steps", "jsubmit"} or args.trixie_root):
@@ -1685,7 +1692,7 @@ def main() -> int:
             res["steps"] = part_steps(steps, 1 if q else 3, tmp)
         if "jsubmit" in parts:
             quiet_check("jsubmit", args.wait_quiet, res)
-            res["jsubmit"] = part_jsubmit(js_jobs, js_probe, 1 if q else 2, args.clients, tmp)
+            res["jsubmit"] = part_jsubmit(js_jobs, js_probe, 1 if q else 3, args.clients, tmp)
         if args.trixie_root:
             res["release2"] = run_in_trixie(args)
     finally:
