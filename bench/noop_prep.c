@@ -20,7 +20,7 @@
  *                           return 0.  The floor of a plugin call.
  *
  * Also loadable by a real slurmctld (PrEpPlugins=prep/noop with
- * bench/.build in PluginDir): bench/run.py's cluster control (d).
+ * build/bench in PluginDir): bench/run.py's cluster control (d).
  */
 #include "config.h"
 

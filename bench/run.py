@@ -2,8 +2,9 @@
 """slurmpy_plugins benchmarks: bridge cost, site_factor update(), a real
 cluster's job throughput and prolog latency, slurmctld memory.
 
-    .venv/bin/python bench/run.py            # full run (`make bench`), < 15 min
-    .venv/bin/python bench/run.py --quick    # 10k calls, 100 jobs: iterate fast
+    make bench                               # full run, both releases, ~15 min
+    make bench BENCH_ARGS=--quick            # 10k calls, 100 jobs: iterate fast
+    .venv/bin/python bench/run.py [--quick]  # this machine's Slurm only
 
 Everything is measured in one run.  Output: a table on stdout, and
 bench/results/latest.{txt,json} plus a timestamped copy of both.  Nothing
@@ -26,6 +27,16 @@ Parts
  4. slurmctld VmRSS after those jobs, with and without prep/python.
  5. Attribution: the shim's C pieces (bench/micro_snapshot.c) and the
     Python side of a hook call (bench/micro_bridge.py), each alone.
+ 6. Job steps: N `srun true` steps in one job, time per step and the step's
+    slurmstepd VmRSS, with and without prep/python in PrEpPlugins (24.05+
+    loads PrEp plugins in every slurmstepd: Python must not start there).
+ 7. job_submit: submissions/s from 8 parallel sbatch clients with no
+    plugin, job_submit/python and job_submit/lua running the same policy;
+    per-call cost of each plugin's job_submit() from uprobes (perf probe)
+    in the real slurmctld, net of the probes' own cost.
+With --trixie-root DIR (what `make bench` passes), parts 3, 4 and 6 also
+run inside that Debian 13 root against Slurm 24.11 (this script with
+--json-out there) and are reported as 3', 4', 6'.
 Part 3 also runs (d), a C no-op async prep plugin, as a control, and an
 "isolated" latency phase; every part records how much CPU other processes
 took meanwhile (this machine is shared).  See bench/NOTES.md.
