@@ -1031,7 +1031,7 @@ class Uprobes:
         try:
             for name, (elf, func) in self.probes.items():
                 ev = f"{self.tag}_{name}"
-                for spec, key in ((f"{ev}={func}", "in"), (f"{ev}_ret={func}%return", "ret")):
+                for spec in (f"{ev}={func}", f"{ev}_ret={func}%return"):
                     cp = subprocess.run(["perf", "probe", "-q", "-x", elf, "-a", spec],
                                         capture_output=True, text=True)
                     if cp.returncode:
