@@ -1136,6 +1136,10 @@ def run_jsubmit(mode: str, n: int, n_probe: int, clients: int, tmp: pathlib.Path
                                "job_submit_plugin_submit")}
             if mode in so:
                 probes["plugin"] = (so[mode], "job_submit")
+            if mode == "python":
+                # the worker thread's part: the cffi entry (GIL) and the
+                # Python side; the rest of job_submit() is C and the hand-off
+                probes["py"] = (str(PLUGINS / "slurmpy" / "libslurmpy.so"), "spm_py_js_call")
             # with `clients` parallel sbatch (as in the burst), then one at a time
             for sfx, par, k_sub in (("", clients, n_probe), ("_1", 1, max(20, n_probe // 3))):
                 with Uprobes(probes, pid, work / f"perf{sfx}.data") as up:
@@ -1195,7 +1199,7 @@ def part_jsubmit(n: int, n_probe: int, rounds: int, clients: int, tmp: pathlib.P
                          "per_s_runs": [x["per_s"] for x in rs],
                          "ctld_cpu_ms_per_job": med([x["ctld_cpu_ms_per_job"] for x in rs]),
                          "foreign_frac_runs": [x["foreign"]["foreign_frac"] for x in rs]}
-        for k in ("wrap", "plugin", "wrap_1", "plugin_1"):
+        for k in ("wrap", "plugin", "py", "wrap_1", "plugin_1", "py_1"):
             v = [x["probe"][k] for x in rs if k in x["probe"]]
             if v:
                 o[k + "_med_us"] = med([p["med_us"] for p in v])
@@ -1282,6 +1286,16 @@ def report_jsubmit(lines: list, target, js: dict) -> None:
                      + " ".join(f"{us(v):>9}" for v in cols[:3]) + "  "
                      + " ".join(f"{us(v):>9}" for v in cols[3:]) + "   "
                      + ", ".join(f"{x:.1f}" for x in r["per_s_runs"]))
+    p = js["python"]
+    if "py_med_us" in p and "plugin_med_us" in p:
+        lines.append("   job_submit/python's plugin time split: spm_py_js_call() on the worker "
+                     "(GIL, Python side, handler) "
+                     f"{p['py_med_us']:.1f} us with {js['clients']} clients, "
+                     f"{p.get('py_1_med_us', float('nan')):.1f} us with one;")
+        lines.append("   the rest (snapshot, hand-off to the worker and back, write-back) "
+                     f"~{p['plugin_med_us'] - p['py_med_us']:.1f} us and "
+                     f"~{p.get('plugin_1_med_us', 0) - p.get('py_1_med_us', 0):.1f} us "
+                     "(medians subtracted: indicative)")
     lines.append("   other processes' CPU per run: " + "; ".join(
         f"{m} " + ", ".join(f"{x:.0%}" for x in js[m]["foreign_frac_runs"])
         for m in ("none", "python", "lua")))
