@@ -102,8 +102,9 @@ integration: build
 ## with its Python 3.13 and Debian's cffi/pytest/hypothesis.  The root has its
 ## own build/ and .venv/ over the checkout's, so both releases' builds coexist.
 TRIXIE_ROOT ?= /var/tmp/slurmpy-trixie/root
+TRIXIE_SLURM_SRC := /usr/src/slurm-24.11.5
 TRIXIE_MAKE = make -C $(CURDIR) VENV=.venv/trixie VENV_ARGS=--system-site-packages \
-              SLURM_SRC=/usr/src/slurm-24.11.5 PYTHON=/usr/bin/python3
+              SLURM_SRC=$(TRIXIE_SLURM_SRC) PYTHON=/usr/bin/python3
 trixie-root:
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) setup >/dev/null
 
@@ -145,9 +146,14 @@ wheel: $(VENV)/.deps-ok
 	$(PY) -m pip wheel -q --disable-pip-version-check --no-deps -w dist .
 	rm -rf slurmpy_plugins.egg-info
 
-## bench: speed and memory figures (bench/results/)
-bench: build
-	$(PY) bench/run.py
+## bench: speed and memory figures (bench/results/): the parts on this
+## machine's Slurm, then the cluster and step parts against Slurm 24.11.5 in
+## the Debian 13 root (built there first); BENCH_ARGS=--quick to iterate
+BENCH_ARGS ?=
+bench: build trixie-root
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) build
+	$(PY) bench/run.py --trixie-root $(TRIXIE_ROOT) --trixie-python $(CURDIR)/.venv/trixie/bin/python \
+	  --trixie-slurm-src $(TRIXIE_SLURM_SRC) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)/plugins $(BUILD)/host $(BUILD)/asan

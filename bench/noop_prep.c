@@ -20,7 +20,7 @@
  *                           return 0.  The floor of a plugin call.
  *
  * Also loadable by a real slurmctld (PrEpPlugins=prep/noop with
- * bench/.build in PluginDir): bench/run.py's cluster control (d).
+ * build/bench in PluginDir): bench/run.py's cluster control (d).
  */
 #include "config.h"
 
@@ -32,7 +32,8 @@
 
 #include "slurm/slurm.h"
 #include "slurm/slurm_errno.h"
-#include "src/common/prep.h"
+#include "compat.h"		/* csrc/: where prep.h lives on this release */
+#include SPM_PREP_H
 #include "src/slurmctld/slurmctld.h"
 
 const char plugin_name[] = "no-op PrEp plugin (slurmpy bench baseline)";

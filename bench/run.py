@@ -2,8 +2,9 @@
 """slurmpy_plugins benchmarks: bridge cost, site_factor update(), a real
 cluster's job throughput and prolog latency, slurmctld memory.
 
-    .venv/bin/python bench/run.py            # full run (`make bench`), < 15 min
-    .venv/bin/python bench/run.py --quick    # 10k calls, 100 jobs: iterate fast
+    make bench                               # full run, both releases, ~18 min
+    make bench BENCH_ARGS=--quick            # 10k calls, 100 jobs: iterate fast
+    .venv/bin/python bench/run.py [--quick]  # this machine's Slurm only
 
 Everything is measured in one run.  Output: a table on stdout, and
 bench/results/latest.{txt,json} plus a timestamped copy of both.  Nothing
@@ -26,6 +27,16 @@ Parts
  4. slurmctld VmRSS after those jobs, with and without prep/python.
  5. Attribution: the shim's C pieces (bench/micro_snapshot.c) and the
     Python side of a hook call (bench/micro_bridge.py), each alone.
+ 6. Job steps: N `srun true` steps in one job, time per step and the step's
+    slurmstepd VmRSS, with and without prep/python in PrEpPlugins (24.05+
+    loads PrEp plugins in every slurmstepd: Python must not start there).
+ 7. job_submit: submissions/s from 8 parallel sbatch clients with no
+    plugin, job_submit/python and job_submit/lua running the same policy;
+    per-call cost of each plugin's job_submit() from uprobes (perf probe)
+    in the real slurmctld, net of the probes' own cost.
+With --trixie-root DIR (what `make bench` passes), parts 3, 4 and 6 also
+run inside that Debian 13 root against Slurm 24.11 (this script with
+--json-out there) and are reported as 3', 4', 6'.
 Part 3 also runs (d), a C no-op async prep plugin, as a control, and an
 "isolated" latency phase; every part records how much CPU other processes
 took meanwhile (this machine is shared).  See bench/NOTES.md.
@@ -60,7 +71,8 @@ PLUGINS = ROOT / "build" / "plugins"
 SLURM_LIBDIR = hostdriver.SLURM_LIBDIR
 PREP_SO = PLUGINS / "prep_python.so"
 SF_SO = PLUGINS / "site_factor_python.so"
-BUILD = HERE / ".build"
+# per release: the trixie root has its own build/ over the checkout's
+BUILD = ROOT / "build" / "bench"
 RESULTS = HERE / "results"
 
 # Targets (the project's performance goals).
@@ -158,10 +170,11 @@ def tree_state() -> dict:
             "stale_build": newest > built}
 
 
-def build_tools() -> dict:
-    """Compile bench/noop_prep.c (as the Makefile builds the real plugins)
-    and bench/spawn_true.c into bench/.build/."""
-    BUILD.mkdir(exist_ok=True)
+def build_tools(parts: set[str]) -> dict:
+    """Compile bench/noop_prep.c (as the Makefile builds the real plugins),
+    bench/spawn_true.c and bench/micro_snapshot.c into build/bench/, those
+    the chosen parts use."""
+    BUILD.mkdir(parents=True, exist_ok=True)
     src = slurm_src()
     noop = BUILD / "prep_noop.so"
     spawn = BUILD / "spawn_true"
@@ -184,14 +197,19 @@ def build_tools() -> dict:
           f"-Wl,-rpath,{SLURM_LIBDIR}", "-ldl", "-lpthread"]),
     ]
     deps = {micro: [ROOT / "csrc" / "spm_types.h"]}
+    used = {noop: bool(parts & {"calls", "cluster"}), spawn: "calls" in parts,
+            micro: "attrib" in parts}
     for out, source, cmd in cmds:
+        if not used[out]:
+            continue
         newest = max([source.stat().st_mtime] + [d.stat().st_mtime for d in deps.get(out, [])])
         if out.exists() and out.stat().st_mtime >= newest:
             continue
         subprocess.run(cmd, check=True)
         os.replace(str(out) + ".tmp", out)
     return {"noop": str(noop), "spawn": str(spawn), "micro": str(micro),
-            "host": hostdriver.ensure_built(), "slurm_src": src}
+            "host": hostdriver.ensure_built() if parts & {"calls", "update"} else None,
+            "slurm_src": src}
 
 
 def handler_dir(base: pathlib.Path, files: dict[str, str]) -> pathlib.Path:
@@ -281,9 +299,12 @@ class ForeignCPU:
     on this shared machine skew every figure here; this says by how much.
     CPU of processes that start and end between two samples is missed."""
 
-    def __init__(self, tags=(), period: float = 1.0):
+    def __init__(self, tags=(), period: float = 1.0, clusters=()):
         import threading
         self.tags = [f"SLURMCLUSTER_TAG={t}".encode() for t in tags]
+        # 24.11 starts a step's slurmstepd with an empty environment: ours if
+        # it works in or logs into one of our clusters' directories
+        self.clusters = list(clusters)
         self.period = period
         self.me = os.getpid()
         self.kind: dict[tuple[int, str], bool] = {}
@@ -328,6 +349,10 @@ class ForeignCPU:
                         ours = any(t in env for t in self.tags)
                     except OSError:
                         pass
+                if not ours and self.clusters and comm == "slurmstepd":
+                    ours = any(c._uses_workdir(pid) for c in self.clusters)
+                    if not ours:
+                        ours = None         # ask again next time: it may not have opened its files yet
                 self.kind[key] = ours
             if not ours and count and key in self.last:
                 d = ticks - self.last[key]
@@ -668,7 +693,7 @@ def run_cluster(kind: str, n: int, cpus: int, tmp: pathlib.Path, idx: int,
         time.sleep(1.0)
         cpu0 = sum(proc_cpu_s(p) for p in [pid, *children(pid)])
         t0 = time.time()
-        with ForeignCPU(tags=[c.tag]) as fcpu:
+        with ForeignCPU(tags=[c.tag], clusters=[c]) as fcpu:
             c.scontrol("update", f"PartitionName={c.PARTITION}", "State=UP")
             wait_all_done(c, ids, timeout=max(120, n * 0.5))
         t_wall = time.time() - t0
@@ -760,6 +785,540 @@ def part_cluster(n: int, rounds: int, cpus: int, tmp: pathlib.Path, iso_n: int) 
 
 
 # --------------------------------------------------------------------------
+# part 6: job steps with and without prep/python (Slurm 24.05+ loads PrEp
+# plugins in every slurmstepd and calls init(); Python must not start there)
+# --------------------------------------------------------------------------
+
+STEP_SCRIPT = """\
+#!/bin/sh
+# {n} steps of `srun true`, each timed; then one step that sleeps {hold} s
+# so that the bench can read its slurmstepd
+out={out}
+i=0
+while [ $i -lt {n} ]; do
+    t0=$(date +%s%N)
+    srun -n1 -N1 true || {{ echo "failed $i" >> $out; exit 1; }}
+    t1=$(date +%s%N)
+    echo "step $((t1 - t0))" >> $out
+    i=$((i + 1))
+done
+echo hold >> $out
+srun -n1 -N1 sleep {hold}
+echo done >> $out
+"""
+
+
+def _stepd_procs(c, jid: int) -> dict[str, int]:
+    """{'S': pid} of the slurmstepd processes of job jid in cluster c
+    (argv[0] is 'slurmstepd: [J.S]'; the cluster's own process list, as
+    24.11 starts a step's slurmstepd with an empty environment)."""
+    out = {}
+    for pid in c.leftover_pids():
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "slurmstepd":
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        m = re.search(r"\[(\d+)\.(\w+)\]", cmd)
+        if m and int(m.group(1)) == jid:
+            out[m.group(2)] = pid
+    return out
+
+
+def _stepd_sample(pid: int) -> dict | None:
+    st = proc_status(pid)
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read()
+    except OSError:
+        return None
+    if not st:
+        return None
+    return {"rss_kb": st.get("VmRSS"), "hwm_kb": st.get("VmHWM"),
+            "anon_kb": st.get("RssAnon"), "threads": st.get("Threads"),
+            "prep_python_mapped": "prep_python.so" in maps,
+            # Python starting imports the cffi backend (as the tests check)
+            "python_started": "_cffi_backend" in maps}
+
+
+def run_steps(kind: str, n: int, hold: float, tmp: pathlib.Path, idx: int) -> dict:
+    """One cluster: a batch job that runs n `srun true` steps one after the
+    other (each timed inside the job with date +%s%N: srun's start, the step
+    RPCs, slurmd forking slurmstepd, which loads the plugins, `true`, the
+    step's end), then one `srun sleep` step whose slurmstepd (and the batch
+    step's) the bench samples for VmRSS, threads and what is mapped."""
+    from slurmcluster import Cluster
+    work = tmp / f"steps-{idx}-{kind}"
+    work.mkdir(parents=True)
+    os.chmod(work, 0o755)
+    if kind == "c":
+        hdir = handler_dir(work, {"bench_steps.py": NOOP_PREP})
+        extra = ["PrEpPlugins=prep/python",
+                 f"PrEpParameters=handler=bench_steps:Handler,path={hdir}"]
+        pdirs = [str(PLUGINS)]
+    else:
+        extra, pdirs = [], []          # PrEpPlugins default: prep/script, no scripts
+    out = work / "steps.out"
+    script = work / "steps.sh"
+    script.write_text(STEP_SCRIPT.format(n=n, hold=hold, out=out))
+    os.chmod(script, 0o755)
+    c = Cluster(work, conf_extra=extra, plugin_dirs=pdirs, cpus=4, debug="info")
+    fcpu = None
+    try:
+        c.start(timeout=60)
+        fcpu = ForeignCPU(tags=[c.tag], clusters=[c]).__enter__()
+        t0 = time.monotonic()
+        jid = c.sbatch("-o", str(work / "job.out"), "-e", str(work / "job.err"),
+                       str(script), wrap=None, timeout=60)
+        samples: dict[str, list[dict]] = {}
+        deadline = time.monotonic() + max(120, n * 2)
+        while "hold" not in (out.read_text() if out.exists() else ""):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"steps ({kind}): no hold step after {n} steps:\n"
+                                   + c.log_tails())
+            time.sleep(0.2)
+        # sample the sleeping step's slurmstepd and the batch step's
+        t_hold = time.monotonic()
+        while time.monotonic() - t_hold < hold - 0.5:
+            for step, pid in _stepd_procs(c, jid).items():
+                role = "batch" if step == "batch" else (
+                    "extern" if step == "extern" else "step")
+                s = _stepd_sample(pid)
+                if s:
+                    samples.setdefault(role, []).append(s)
+            time.sleep(0.2)
+        c.wait_job(jid, timeout=60)
+        wall = time.monotonic() - t0
+        fcpu.__exit__(None, None, None)
+        text = out.read_text()
+        if "failed" in text or "done" not in text:
+            raise RuntimeError(f"steps ({kind}): job output {text[-300:]!r}\n"
+                               + (work / "job.err").read_text()[-500:])
+        per = [int(l.split()[1]) / 1e6 for l in text.splitlines() if l.startswith("step ")]
+        if len(per) != n:
+            raise RuntimeError(f"steps ({kind}): {len(per)} step times for {n} steps")
+        if "step" not in samples:
+            raise RuntimeError(f"steps ({kind}): never saw the sleeping step's slurmstepd")
+        if kind == "c" and "loaded handler bench_steps:Handler" not in c.slurmd_log():
+            raise RuntimeError("steps (c): prep/python handler not loaded in slurmd:\n"
+                               + c.log_tails())
+        py_started = len(re.findall(r"slurmpy: Python \S+ .* started", c.slurmd_log()))
+
+        def agg(role):
+            xs = samples.get(role, [])
+            if not xs:
+                return None
+            return {"rss_kb": max(x["rss_kb"] for x in xs),
+                    "hwm_kb": max(x["hwm_kb"] for x in xs),
+                    "anon_kb": max(x["anon_kb"] or 0 for x in xs),
+                    "threads": max(x["threads"] for x in xs),
+                    "prep_python_mapped": any(x["prep_python_mapped"] for x in xs),
+                    "python_started": any(x["python_started"] for x in xs)}
+        res = {"kind": kind, "n": n, "step_ms": per, "med_ms": med(per),
+               "mean_ms": statistics.fmean(per), "p95_ms": pct(per, 95),
+               "step": agg("step"), "batch": agg("batch"),
+               "slurmd_python_started_lines": py_started, "wall_s": wall,
+               "foreign": fcpu.result()}
+        log(f"steps ({kind}): {n} steps, median {res['med_ms']:.1f} ms, step slurmstepd "
+            f"VmRSS {res['step']['rss_kb']} kB, python started "
+            f"{res['step']['python_started']}")
+        return res
+    finally:
+        if fcpu is not None:
+            fcpu._stop.set()
+        c.stop()
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def part_steps(n: int, rounds: int, tmp: pathlib.Path) -> dict:
+    runs = []
+    for r in range(rounds):
+        for kind in ("a", "c"):
+            log(f"steps: round {r + 1}/{rounds}, config ({kind}), {n} steps")
+            runs.append(run_steps(kind, n, 3.0, tmp, len(runs)))
+    out = {"n_per_run": n, "rounds": rounds, "runs": runs}
+    for kind in ("a", "c"):
+        rs = [x for x in runs if x["kind"] == kind]
+        per = [v for x in rs for v in x["step_ms"]]
+
+        def m(role, key, rs=rs):
+            v = [x[role][key] for x in rs if x.get(role)]
+            return med(v) if v else None
+        out[kind] = {"steps": len(per), "med_ms": med(per), "mean_ms": statistics.fmean(per),
+                     "p95_ms": pct(per, 95),
+                     "med_ms_runs": [x["med_ms"] for x in rs],
+                     "step_rss_kb": m("step", "rss_kb"), "step_anon_kb": m("step", "anon_kb"),
+                     "step_threads": m("step", "threads"),
+                     "batch_rss_kb": m("batch", "rss_kb"),
+                     "prep_python_mapped": any((x["step"] or {}).get("prep_python_mapped")
+                                               or (x["batch"] or {}).get("prep_python_mapped")
+                                               for x in rs),
+                     "python_started": any((x["step"] or {}).get("python_started")
+                                           or (x["batch"] or {}).get("python_started")
+                                           for x in rs),
+                     "foreign_frac_runs": [x["foreign"]["foreign_frac"] for x in rs]}
+    for x in runs:
+        x.pop("step_ms")
+    return out
+
+
+# --------------------------------------------------------------------------
+# part 7: job_submit throughput (none / python / lua) and per-call cost
+# --------------------------------------------------------------------------
+
+JS_PY_POLICY = """\
+from slurmpy_plugins import JobSubmitHandler, Reject
+
+
+class Policy(JobSubmitHandler):
+    def submit(self, job, submit_uid):
+        if job.time_limit is None:
+            job.time_limit = 10
+        if job.name == "forbidden":
+            raise Reject("forbidden name")
+        job.comment = "stamped"
+"""
+
+JS_LUA_POLICY = """\
+function slurm_job_submit(job_desc, part_list, submit_uid)
+    if job_desc.time_limit == slurm.NO_VAL then
+        job_desc.time_limit = 10
+    end
+    if job_desc.name == "forbidden" then
+        slurm.log_user("forbidden name")
+        return slurm.ERROR
+    end
+    job_desc.comment = "stamped"
+    return slurm.SUCCESS
+end
+function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
+    return slurm.SUCCESS
+end
+return slurm.SUCCESS
+"""
+
+T_JS_THROUGHPUT = 0.95    # job_submit/python submissions/s >= 0.95 x no plugin
+T_JS_VS_LUA = 2.0         # job_submit/python per-call cost <= 2 x job_submit/lua's
+
+
+def _tracefs() -> bool:
+    """perf probe needs tracefs; mount it if nothing has (returns whether
+    we did, so that the caller unmounts it again)."""
+    if os.path.exists("/sys/kernel/tracing/uprobe_events"):
+        return False
+    subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"],
+                   check=True, capture_output=True)
+    return True
+
+
+class Uprobes:
+    """Entry and return uprobes on functions of ELF files (perf probe),
+    recorded with `perf record -p PID` while the block runs; `durations()`
+    pairs entry and return per thread: wall ns of every call.  The kernel's
+    trap on each probe adds the same fixed cost to every measured call; the
+    caller measures that floor on an empty-ish function and subtracts it."""
+
+    def __init__(self, probes: dict[str, tuple[str, str]], pid: int, out: pathlib.Path):
+        self.probes, self.pid, self.out = probes, pid, out
+        self.events: dict[str, tuple[str, str]] = {}
+        self.tag = f"spmb{os.getpid()}"
+
+    def __enter__(self):
+        try:
+            for name, (elf, func) in self.probes.items():
+                ev = f"{self.tag}_{name}"
+                for spec in (f"{ev}={func}", f"{ev}_ret={func}%return"):
+                    cp = subprocess.run(["perf", "probe", "-q", "-x", elf, "-a", spec],
+                                        capture_output=True, text=True)
+                    if cp.returncode:
+                        raise RuntimeError(f"perf probe -x {elf} -a {spec}: {cp.stderr.strip()}")
+                group = "probe_" + re.sub(r"[^A-Za-z0-9_]", "_",
+                                          os.path.basename(elf).split(".")[0])
+                self.events[name] = (f"{group}:{ev}", f"{group}:{ev}_ret__return")
+            cmd = ["perf", "record", "-q", "-o", str(self.out), "-p", str(self.pid)]
+            for a, b in self.events.values():
+                cmd += ["-e", a, "-e", b]
+            self.rec = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(1.0)             # perf attaches
+            if self.rec.poll() is not None:
+                raise RuntimeError(f"perf record: {self.rec.stderr.read().decode()[-300:]}")
+        except BaseException:
+            self._delete()
+            raise
+        return self
+
+    def _delete(self):
+        subprocess.run(["perf", "probe", "-q", "-d", f"probe_*:{self.tag}_*"],
+                       capture_output=True)
+
+    def __exit__(self, *exc):
+        try:
+            self.rec.send_signal(2)
+            self.rec.wait(timeout=60)
+        finally:
+            self._delete()
+
+    def durations(self) -> dict[str, list[float]]:
+        cp = subprocess.run(["perf", "script", "-i", str(self.out), "--ns", "-F", "tid,time,event"],
+                            capture_output=True, text=True, check=True)
+        names = {}
+        for name, (a, b) in self.events.items():
+            names[a.split(":")[1]] = (name, "in")
+            names[b.split(":")[1]] = (name, "ret")
+        open_: dict[tuple[int, str], float] = {}
+        out: dict[str, list[float]] = {n: [] for n in self.events}
+        for line in cp.stdout.splitlines():
+            m = re.match(r"\s*(\d+)\s+(\d+\.\d+):\s+(\S+?):?\s*$", line)
+            if not m:
+                continue
+            tid, t, ev = int(m.group(1)), float(m.group(2)), m.group(3).split(":")[-1]
+            if ev not in names:
+                continue
+            name, which = names[ev]
+            if which == "in":
+                open_[(tid, name)] = t
+            elif (tid, name) in open_:
+                out[name].append((t - open_.pop((tid, name))) * 1e6)
+        return out
+
+
+def run_jsubmit(mode: str, n: int, n_probe: int, clients: int, tmp: pathlib.Path,
+                idx: int) -> dict:
+    """One cluster with JobSubmitPlugins=<mode> (none: the key unset):
+    n `sbatch --hold` from `clients` threads (submissions/s over the whole
+    burst), then n_probe more with uprobes on the plugin's job_submit() and
+    on slurmctld's job_submit_plugin_submit(), which wraps the plugins."""
+    from slurmcluster import Cluster
+    work = tmp / f"js-{idx}-{mode}"
+    work.mkdir(parents=True)
+    os.chmod(work, 0o755)
+    hdir = handler_dir(work, {"bench_policy.py": JS_PY_POLICY})
+    extra = ["MaxJobCount=100000"]
+    if mode != "none":
+        extra.append(f"JobSubmitPlugins={mode}")
+    c = Cluster(work, plugin_dirs=[str(PLUGINS)], conf_extra=extra, debug="info")
+    (c.conf_path.parent / "job_submit_python.conf").write_text(
+        f"handler=bench_policy:Policy\npath={hdir}\n")
+    (c.conf_path.parent / "job_submit.lua").write_text(JS_LUA_POLICY)
+    try:
+        c.start(timeout=60)
+
+        def one(i):
+            return c.run("sbatch", "--parsable", "--hold", "-J", f"b{i}", "-o", "/dev/null",
+                         "--wrap=true", check=False, timeout=120)
+
+        def burst(k, par=clients):
+            with concurrent.futures.ThreadPoolExecutor(par) as ex:
+                cps = list(ex.map(one, range(k)))
+            bad = [cp for cp in cps if cp.returncode]
+            if bad:
+                raise RuntimeError(f"jsubmit ({mode}): {len(bad)} sbatch failed: "
+                                   f"{bad[0].stderr.strip()[:300]}")
+        for i in range(5):                       # warm up: the handler loads
+            if one(-1).returncode:
+                raise RuntimeError(f"jsubmit ({mode}): warm-up sbatch failed\n" + c.log_tails())
+        pid = c.ctld_pid
+        cpu0 = proc_cpu_s(pid)
+        with ForeignCPU(tags=[c.tag]) as fcpu:
+            t0 = time.monotonic()
+            burst(n)
+            wall = time.monotonic() - t0
+        cpu = proc_cpu_s(pid) - cpu0
+        probe: dict = {}
+        if n_probe:
+            so = {"python": str(PLUGINS / "job_submit_python.so"),
+                  "lua": os.path.join(SLURM_LIBDIR, "job_submit_lua.so")}
+            probes = {"wrap": (shutil.which("slurmctld") or "/usr/sbin/slurmctld",
+                               "job_submit_plugin_submit")}
+            if mode in so:
+                probes["plugin"] = (so[mode], "job_submit")
+            if mode == "python":
+                # the worker thread's part: the cffi entry (GIL) and the
+                # Python side; the rest of job_submit() is C and the hand-off
+                probes["py"] = (str(PLUGINS / "slurmpy" / "libslurmpy.so"), "spm_py_js_call")
+            # with `clients` parallel sbatch (as in the burst), then one at a time
+            for sfx, par, k_sub in (("", clients, n_probe), ("_1", 1, max(20, n_probe // 3))):
+                with Uprobes(probes, pid, work / f"perf{sfx}.data") as up:
+                    burst(k_sub, par)
+                for k, v in up.durations().items():
+                    if len(v) < 0.9 * k_sub:
+                        raise RuntimeError(f"jsubmit ({mode}): {len(v)} {k} calls traced "
+                                           f"for {k_sub} submissions")
+                    probe[k + sfx] = {"n": len(v), "med_us": med(v),
+                                      "mean_us": statistics.fmean(v), "p95_us": pct(v, 95)}
+        jobs = c.jobs()
+        if mode != "none":
+            unstamped = [j for j, v in jobs.items() if v.get("Comment") != "stamped"
+                         or v.get("TimeLimit") != "00:10:00"]
+            if unstamped:
+                raise RuntimeError(f"jsubmit ({mode}): policy not applied to {len(unstamped)} "
+                                   f"jobs, e.g. {jobs[unstamped[0]]}")
+        res = {"mode": mode, "n": n, "clients": clients, "wall_s": wall,
+               "per_s": n / wall, "ctld_cpu_ms_per_job": cpu * 1000 / n,
+               "probe": probe, "foreign": fcpu.result()}
+        log(f"jsubmit ({mode}): {res['per_s']:.1f} submissions/s, probes "
+            + ", ".join(f"{k} {v['med_us']:.1f} us" for k, v in probe.items()))
+        return res
+    finally:
+        c.stop()
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def part_jsubmit(n: int, n_probe: int, rounds: int, clients: int, tmp: pathlib.Path) -> dict:
+    probe_err = None
+    mounted = False
+    if n_probe:
+        try:
+            mounted = _tracefs()
+            if not shutil.which("perf"):
+                raise RuntimeError("perf not installed (linux-perf)")
+        except (OSError, subprocess.CalledProcessError, RuntimeError) as e:
+            probe_err = f"per-call cost not measured: {e}"
+            log(f"jsubmit: {probe_err}")
+            n_probe = 0
+    runs = []
+    try:
+        for r in range(rounds):
+            for mode in ("none", "python", "lua"):
+                log(f"jsubmit: round {r + 1}/{rounds}, JobSubmitPlugins={mode}, {n} sbatch "
+                    f"from {clients} clients" + (f", then {n_probe} traced" if n_probe else ""))
+                runs.append(run_jsubmit(mode, n, n_probe, clients, tmp, len(runs)))
+    finally:
+        if mounted:
+            subprocess.run(["umount", "/sys/kernel/tracing"], capture_output=True)
+    out = {"n_per_run": n, "n_probe": n_probe, "rounds": rounds, "clients": clients,
+           "probe_error": probe_err, "runs": runs}
+    for mode in ("none", "python", "lua"):
+        rs = [x for x in runs if x["mode"] == mode]
+        o = out[mode] = {"per_s": sum(x["n"] for x in rs) / sum(x["wall_s"] for x in rs),
+                         "per_s_runs": [x["per_s"] for x in rs],
+                         "ctld_cpu_ms_per_job": med([x["ctld_cpu_ms_per_job"] for x in rs]),
+                         "foreign_frac_runs": [x["foreign"]["foreign_frac"] for x in rs]}
+        for k in ("wrap", "plugin", "py", "wrap_1", "plugin_1", "py_1"):
+            v = [x["probe"][k] for x in rs if k in x["probe"]]
+            if v:
+                o[k + "_med_us"] = med([p["med_us"] for p in v])
+                o[k + "_mean_us"] = med([p["mean_us"] for p in v])
+    return out
+
+
+def report_steps(lines: list, target, st: dict, rel: str, release: str) -> None:
+    lines.append(f"6{rel}. Job steps with and without prep/python{release}: {st['rounds']} round(s) "
+                 f"of a batch job running {st['n_per_run']} `srun true` steps in turn")
+    lines.append("   step time: each srun timed inside the job (date +%s%N around it: srun start, "
+                 "step RPCs, slurmd forks slurmstepd, which loads")
+    lines.append("   the PrEp plugins from 24.05 on, `true`, step end); slurmstepd figures: "
+                 "the max while a final `srun sleep 3` step runs")
+    lines.append(f"   {'config':<40} {'step med':>9} {'mean':>8} {'p95':>8} {'step RSS':>9} "
+                 f"{'anon':>7} {'thr':>4} {'batch RSS':>10} {'plugin':>7} {'Python':>7}")
+    for key, label in (("a", "(a) no prep/python (prep/script default)"),
+                       ("c", "(c) prep/python, no-op handler")):
+        r = st[key]
+
+        def kb(v):
+            return "-" if v is None else f"{v / 1024:.1f} MB"
+        lines.append(f"   {label:<40} {r['med_ms']:>6.1f} ms {r['mean_ms']:>5.1f} ms "
+                     f"{r['p95_ms']:>5.1f} ms {kb(r['step_rss_kb']):>9} "
+                     f"{kb(r['step_anon_kb']):>7} {r['step_threads'] or '-':>4} "
+                     f"{kb(r['batch_rss_kb']):>10} "
+                     f"{'mapped' if r['prep_python_mapped'] else 'no':>7} "
+                     f"{'STARTED' if r['python_started'] else 'no':>7}")
+    lines.append("   step median per run: " + "; ".join(
+        f"({k}) " + ", ".join(f"{x:.1f}" for x in st[k]["med_ms_runs"]) for k in ("a", "c"))
+        + " ms;  other processes' CPU per run: " + "; ".join(
+        f"({k}) " + ", ".join(f"{x:.0%}" for x in st[k]["foreign_frac_runs"]) for k in ("a", "c")))
+    a, c_ = st["a"], st["c"]
+    lines.append(f"   (c) - (a): step time {c_['med_ms'] - a['med_ms']:+.1f} ms "
+                 f"({c_['med_ms'] / a['med_ms']:.2f}x), step slurmstepd VmRSS "
+                 f"{(c_['step_rss_kb'] - a['step_rss_kb']) / 1024:+.1f} MB")
+    target(f"6{rel} slurmstepd never starts Python", "started" if c_["python_started"]
+           else "not started", "not started", not c_["python_started"],
+           "prep_python.so " + ("mapped" if c_["prep_python_mapped"] else "not mapped")
+           + f"; VmRSS {(c_['step_rss_kb'] - a['step_rss_kb']) / 1024:+.1f} MB, "
+           f"step time {c_['med_ms'] / a['med_ms']:.2f}x")
+    lines.append("")
+
+
+def clients_hdr(js: dict) -> str:
+    return f"{js['clients']} parallel clients"
+
+
+def report_jsubmit(lines: list, target, js: dict) -> None:
+    lines.append(f"7. job_submit: {js['rounds']} round(s) of none, python, lua, interleaved; "
+                 f"{js['n_per_run']:,} `sbatch --hold` per run from {js['clients']} parallel "
+                 "clients; policy in Python and in Lua: default")
+    lines.append("   time limit, a refusal rule that never fires, a comment stamp (checked on "
+                 "every job). submissions/s = jobs / wall time of the burst")
+    lines.append("   (sbatch's own start-up, on the same 2 CPUs as slurmctld, is most of it).")
+    if js.get("probe_error"):
+        lines.append(f"   {js['probe_error']}")
+    else:
+        lines.append(f"   per-call cost: then {js['n_probe']:,} more submissions per run "
+                     f"({js['clients']} clients) and {max(20, js['n_probe'] // 3)} one at a time, "
+                     "with uprobes (perf probe) on the plugin's job_submit() entry and return,")
+        lines.append("   inside the real slurmctld: wall time per call, paired per thread, "
+                     "median per run, median of runs. The probes' own trap")
+        lines.append("   cost (the floor) is job_submit_plugin_submit() timed with no plugin "
+                     "(mode none); net = plugin - floor. The wrapper column")
+        lines.append("   is job_submit_plugin_submit() itself: with parallel clients it includes "
+                     "waiting for job_submit.c's g_context_lock.")
+    lines.append(f"   {'':<10} {'':>8} {'':>13} {clients_hdr(js):^29}  {'one client at a time':^29}")
+    lines.append(f"   {'JobSubmit':<10} {'subm/s':>8} {'ctld CPU/job':>13} "
+                 f"{'wrapper':>9} {'plugin':>9} {'net':>9}  {'wrapper':>9} {'plugin':>9} {'net':>9}"
+                 "   subm/s per run")
+
+    def us(v):
+        return "-" if v is None else f"{v:.1f} us"
+    for mode in ("none", "python", "lua"):
+        r = js[mode]
+        cols = []
+        for sfx in ("", "_1"):
+            fl = js["none"].get("wrap" + sfx + "_med_us")
+            pl = r.get("plugin" + sfx + "_med_us")
+            cols += [r.get("wrap" + sfx + "_med_us"), pl,
+                     None if pl is None or fl is None else pl - fl]
+        lines.append(f"   {mode:<10} {r['per_s']:>8.1f} {r['ctld_cpu_ms_per_job']:>10.2f} ms "
+                     + " ".join(f"{us(v):>9}" for v in cols[:3]) + "  "
+                     + " ".join(f"{us(v):>9}" for v in cols[3:]) + "   "
+                     + ", ".join(f"{x:.1f}" for x in r["per_s_runs"]))
+    p = js["python"]
+    if "py_med_us" in p and "plugin_med_us" in p:
+        lines.append("   job_submit/python's plugin time split: spm_py_js_call() on the worker "
+                     "(GIL, Python side, handler) "
+                     f"{p['py_med_us']:.1f} us with {js['clients']} clients, "
+                     f"{p.get('py_1_med_us', float('nan')):.1f} us with one;")
+        lines.append("   the rest (snapshot, hand-off to the worker and back, write-back) "
+                     f"~{p['plugin_med_us'] - p['py_med_us']:.1f} us and "
+                     f"~{p.get('plugin_1_med_us', 0) - p.get('py_1_med_us', 0):.1f} us "
+                     "(medians subtracted: indicative)")
+    lines.append("   other processes' CPU per run: " + "; ".join(
+        f"{m} " + ", ".join(f"{x:.0%}" for x in js[m]["foreign_frac_runs"])
+        for m in ("none", "python", "lua")))
+    ratio = js["python"]["per_s"] / js["none"]["per_s"]
+    target("7a job_submit/python subm/s >= 0.95 x none", f"{ratio:.3f} x none", "0.95",
+           ratio >= T_JS_THROUGHPUT,
+           f"{ratio:.3f}; lua {js['lua']['per_s'] / js['none']['per_s']:.3f}")
+    for sfx, name in (("", f"7b python per-call <= 2 x lua, {js['clients']} clients"),
+                      ("_1", "7c python per-call <= 2 x lua, one client")):
+        py = js["python"].get("plugin" + sfx + "_med_us")
+        lu = js["lua"].get("plugin" + sfx + "_med_us")
+        floor = js["none"].get("wrap" + sfx + "_med_us")
+        if py is not None and lu is not None and floor is not None:
+            pn, ln = py - floor, lu - floor
+            r2 = pn / max(ln, 0.01)
+            target(name, f"{pn:.1f} vs {ln:.1f} us", "2x", r2 <= T_JS_VS_LUA,
+                   f"{r2:.2f}x net of probes; raw {py:.1f} vs {lu:.1f} us")
+        else:
+            target(name, "not measured", "2x", False, js.get("probe_error") or "no probe data")
+    lines.append("")
+
+
+# --------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------
 
@@ -773,6 +1332,70 @@ def fmt_ns(ns) -> str:
     if abs(ns) < 1e6:
         return f"{ns / 1000:.2f} us"
     return f"{ns / 1e6:.2f} ms"
+
+
+def report_cluster(lines: list, target, cl: dict, rel: str = "", release: str = "") -> None:
+    """Parts 3 and 4 of one release (rel: a suffix for the section and target
+    names; release: what ran, for the header)."""
+    a, b, c_ = cl["a"], cl["b"], cl["c"]
+    lines.append(f"3{rel}. Real cluster{release}: {cl['rounds']} round(s) of (a), (b), (c), interleaved, "
+                 f"{cl['n_per_run']:,} `sbatch --wrap=true` jobs per run, 1 node with "
+                 f"{cl['cpus']} CPUs")
+    lines.append("   burst: jobs submitted with the partition DOWN, then set UP; jobs/s = jobs /"
+                 " (last '_job_complete: JobId=N done' - first")
+    lines.append("   allocation) in slurmctld's log; prolog latency: 'sched: Allocate' or "
+                 "'_start_job: Started JobId=N' -> 'prolog_running_decr:")
+    lines.append("   Configuration for JobId=N is complete' (log timestamps: 1 ms resolution)."
+                 f"  isolated: {cl.get('iso_per_run', 0)} jobs per run, one every 1.1 s")
+    lines.append(f"   {'config':<44} {'jobs/s':>7} {'burst med':>9} {'p95':>7} "
+                 f"{'isol med':>9} {'p95':>6} {'mean':>8} {'RSS MB':>7} {'ctld CPU s/1k':>13}")
+
+    def ms(v):
+        return "-" if v is None else f"{v:.0f} ms"
+    for key, label in (("a", "(a) no PrEp work (prep/script, no scripts)"),
+                       ("b", "(b) prep/script, trivial sh scripts"),
+                       ("c", "(c) prep/python, trivial handlers"),
+                       ("d", "(d) control: C no-op async plugin (round 1)")):
+        r = cl[key]
+        lines.append(f"   {label:<44} {r['jobs_per_s']:>7.1f} {ms(r['lat_med_ms']):>9} "
+                     f"{ms(r['lat_p95_ms']):>7} {ms(r.get('iso_med_ms')):>9} "
+                     f"{ms(r.get('iso_p95_ms')):>6} "
+                     f"{'-' if r.get('iso_mean_ms') is None else format(r['iso_mean_ms'], '.2f') + ' ms':>8} "
+                     f"{r['rss_kb'] / 1024:>7.1f} "
+                     f"{r['ctld_cpu_s_per_1k']:>13.2f}")
+    lines.append("   jobs/s per run: " + "; ".join(
+        f"({k}) " + ", ".join(f"{x:.1f}" for x in cl[k]["jobs_per_s_runs"])
+        for k in ("a", "b", "c", "d")))
+    lines.append("   other processes' CPU during each burst (share of the machine): " + "; ".join(
+        f"({k}) " + ", ".join(f"{x:.0%}" for x in cl[k].get("foreign_frac_runs", []))
+        for k in ("a", "b", "c", "d")))
+    ratio = c_["jobs_per_s"] / a["jobs_per_s"]
+    target(f"3a{rel} (c) jobs/s >= 0.95 x (a)", f"{ratio:.3f} x (a)", "0.95", ratio >= T_THROUGHPUT,
+           f"{ratio:.3f}")
+    bm, cm = b["lat_med_ms"], c_["lat_med_ms"]
+    if bm is not None and cm is not None:
+        lr = bm / max(cm, 1.0)
+        target(f"3b{rel} (c) prolog median >= 20x shorter than (b), burst",
+               f"{cm:.0f} vs {bm:.0f} ms", "20x", lr >= T_LATENCY_RATIO, f"{lr:.1f}x")
+    bi, ci = b.get("iso_mean_ms"), c_.get("iso_mean_ms")
+    if bi is not None and ci is not None:
+        # Isolated latencies are near the log's 1 ms resolution, where a
+        # median is mostly quantization.  The mean of the truncated
+        # differences is unbiased (uniform sub-ms phase), so it decides.
+        lr = bi / max(ci, 0.001)
+        target(f"3c{rel} (c) prolog >= 20x shorter than (b), isolated (means)",
+               f"{ci:.2f} vs {bi:.2f} ms", "20x", lr >= T_LATENCY_RATIO,
+               f"{lr:.1f}x; medians {c_['iso_med_ms']:.0f} vs {b['iso_med_ms']:.0f} ms")
+    lines.append("")
+    d_mb = (c_["rss_kb"] - a["rss_kb"]) / 1024
+    lines.append(f"4{rel}. slurmctld VmRSS after the burst (median of runs): (a) "
+                 f"{a['rss_kb'] / 1024:.1f} MB, (b) {b['rss_kb'] / 1024:.1f} MB, "
+                 f"(c) {c_['rss_kb'] / 1024:.1f} MB;")
+    lines.append(f"   right after start: (a) {a['rss_idle_kb'] / 1024:.1f} MB, (b) "
+                 f"{b['rss_idle_kb'] / 1024:.1f} MB, (c) {c_['rss_idle_kb'] / 1024:.1f} MB")
+    target(f"4{rel} prep/python adds <= 25 MB RSS", f"+{d_mb:.1f} MB", "25 MB", d_mb <= T_RSS_MB,
+           f"{d_mb / T_RSS_MB:.2f}x the budget")
+    lines.append("")
 
 
 def report(res: dict) -> tuple[str, list[dict]]:
@@ -801,6 +1424,16 @@ def report(res: dict) -> tuple[str, list[dict]]:
             f"{k} {v['foreign_frac']:.0%}" + (f" ({v['top'][0][0]})" if v["top"] and
                                               v["foreign_frac"] > 0.05 else "")
             for k, v in fg.items()) + "; during the cluster runs: see part 3")
+    if "jsubmit" in res:
+        lines.append("job_submit per-call cost (7b): uprobes (perf probe) on each plugin's job_submit() "
+                     "entry/return inside the real slurmctld, minus the")
+        lines.append("   probes' own cost measured on job_submit_plugin_submit() with no plugin; "
+                     "not inferred from throughput")
+    r2 = res.get("release2")
+    if r2:
+        lines.append(f"parts marked ' ran on Slurm {r2['meta'].get('slurm', '?').split()[-1]} in "
+                     f"{r2['meta'].get('where')} (bench/run.py run there, same checkout, "
+                     f"Python {r2['meta'].get('python')}), right after the parts above")
     lines.append("")
     if "calls" in res:
         c = res["calls"]
@@ -883,66 +1516,11 @@ def report(res: dict) -> tuple[str, list[dict]]:
                    f"{ms / T_UPDATE_MS:.1f}x the budget")
         lines.append("")
     if "cluster" in res:
-        cl = res["cluster"]
-        a, b, c_ = cl["a"], cl["b"], cl["c"]
-        lines.append(f"3. Real cluster: {cl['rounds']} round(s) of (a), (b), (c), interleaved, "
-                     f"{cl['n_per_run']:,} `sbatch --wrap=true` jobs per run, 1 node with "
-                     f"{cl['cpus']} CPUs")
-        lines.append("   burst: jobs submitted with the partition DOWN, then set UP; jobs/s = jobs /"
-                     " (last '_job_complete: JobId=N done' - first")
-        lines.append("   allocation) in slurmctld's log; prolog latency: 'sched: Allocate' or "
-                     "'_start_job: Started JobId=N' -> 'prolog_running_decr:")
-        lines.append("   Configuration for JobId=N is complete' (log timestamps: 1 ms resolution)."
-                     f"  isolated: {cl.get('iso_per_run', 0)} jobs per run, one every 1.1 s")
-        lines.append(f"   {'config':<44} {'jobs/s':>7} {'burst med':>9} {'p95':>7} "
-                     f"{'isol med':>9} {'p95':>6} {'mean':>8} {'RSS MB':>7} {'ctld CPU s/1k':>13}")
-
-        def ms(v):
-            return "-" if v is None else f"{v:.0f} ms"
-        for key, label in (("a", "(a) no PrEp work (prep/script, no scripts)"),
-                           ("b", "(b) prep/script, trivial sh scripts"),
-                           ("c", "(c) prep/python, trivial handlers"),
-                           ("d", "(d) control: C no-op async plugin (round 1)")):
-            r = cl[key]
-            lines.append(f"   {label:<44} {r['jobs_per_s']:>7.1f} {ms(r['lat_med_ms']):>9} "
-                         f"{ms(r['lat_p95_ms']):>7} {ms(r.get('iso_med_ms')):>9} "
-                         f"{ms(r.get('iso_p95_ms')):>6} "
-                         f"{'-' if r.get('iso_mean_ms') is None else format(r['iso_mean_ms'], '.2f') + ' ms':>8} "
-                         f"{r['rss_kb'] / 1024:>7.1f} "
-                         f"{r['ctld_cpu_s_per_1k']:>13.2f}")
-        lines.append("   jobs/s per run: " + "; ".join(
-            f"({k}) " + ", ".join(f"{x:.1f}" for x in cl[k]["jobs_per_s_runs"])
-            for k in ("a", "b", "c", "d")))
-        lines.append("   other processes' CPU during each burst (share of the machine): " + "; ".join(
-            f"({k}) " + ", ".join(f"{x:.0%}" for x in cl[k].get("foreign_frac_runs", []))
-            for k in ("a", "b", "c", "d")))
-        ratio = c_["jobs_per_s"] / a["jobs_per_s"]
-        target("3a (c) jobs/s >= 0.95 x (a)", f"{ratio:.3f} x (a)", "0.95", ratio >= T_THROUGHPUT,
-               f"{ratio:.3f}")
-        bm, cm = b["lat_med_ms"], c_["lat_med_ms"]
-        if bm is not None and cm is not None:
-            lr = bm / max(cm, 1.0)
-            target("3b (c) prolog median >= 20x shorter than (b), burst",
-                   f"{cm:.0f} vs {bm:.0f} ms", "20x", lr >= T_LATENCY_RATIO, f"{lr:.1f}x")
-        bi, ci = b.get("iso_mean_ms"), c_.get("iso_mean_ms")
-        if bi is not None and ci is not None:
-            # Isolated latencies are near the log's 1 ms resolution, where a
-            # median is mostly quantization.  The mean of the truncated
-            # differences is unbiased (uniform sub-ms phase), so it decides.
-            lr = bi / max(ci, 0.001)
-            target("3c (c) prolog >= 20x shorter than (b), isolated (means)",
-                   f"{ci:.2f} vs {bi:.2f} ms", "20x", lr >= T_LATENCY_RATIO,
-                   f"{lr:.1f}x; medians {c_['iso_med_ms']:.0f} vs {b['iso_med_ms']:.0f} ms")
-        lines.append("")
-        d_mb = (c_["rss_kb"] - a["rss_kb"]) / 1024
-        lines.append(f"4. slurmctld VmRSS after the burst (median of runs): (a) "
-                     f"{a['rss_kb'] / 1024:.1f} MB, (b) {b['rss_kb'] / 1024:.1f} MB, "
-                     f"(c) {c_['rss_kb'] / 1024:.1f} MB;")
-        lines.append(f"   right after start: (a) {a['rss_idle_kb'] / 1024:.1f} MB, (b) "
-                     f"{b['rss_idle_kb'] / 1024:.1f} MB, (c) {c_['rss_idle_kb'] / 1024:.1f} MB")
-        target("4 prep/python adds <= 25 MB RSS", f"+{d_mb:.1f} MB", "25 MB", d_mb <= T_RSS_MB,
-               f"{d_mb / T_RSS_MB:.2f}x the budget")
-        lines.append("")
+        report_cluster(lines, target, res["cluster"], "", f" (Slurm {m['slurm'].split()[-1]}, this machine)")
+    r2 = res.get("release2")
+    if r2 and "cluster" in r2:
+        report_cluster(lines, target, r2["cluster"], "'", f" (Slurm {r2['meta']['slurm'].split()[-1]}, "
+                       f"{r2['meta']['where']}, Python {r2['meta']['python']})")
     if "attrib" in res:
         a = res["attrib"]
         cc, py = a["c"], a["py"]
@@ -974,6 +1552,17 @@ def report(res: dict) -> tuple[str, list[dict]]:
                      f"{g(py, 'update_all', 'ms'):.1f} ms; the bridge's checks + C arrays of "
                      f"the result {g(py, 'bridge_check+arrays', 'ms'):.1f} ms")
         lines.append("")
+    if "steps" in res:
+        report_steps(lines, target, res["steps"], "", f" (Slurm {m['slurm'].split()[-1]}, this machine)")
+    r2 = res.get("release2")
+    if r2 and "steps" in r2:
+        report_steps(lines, target, r2["steps"], "'", f" (Slurm {r2['meta']['slurm'].split()[-1]}, "
+                     f"{r2['meta']['where']})")
+    if "jsubmit" in res:
+        report_jsubmit(lines, target, res["jsubmit"])
+    if r2 and r2.get("error"):
+        lines.append(f"Slurm 24.11 parts ({r2['meta'].get('where')}) FAILED: {r2['error']}")
+        lines.append("")
     lines.append("Targets")
     for t in targets:
         lines.append(f"   {t['status']}  {t['target']:<58} {t['measured']:<20} "
@@ -983,11 +1572,56 @@ def report(res: dict) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", targets
 
 
+ALL_PARTS = "calls,update,attrib,cluster,steps,jsubmit"
+
+
+def where_am_i() -> str:
+    """'Debian 13 (trixie) root' inside scripts/trixie-root.sh's root."""
+    try:
+        osr = dict(l.rstrip("\n").split("=", 1) for l in open("/etc/os-release") if "=" in l)
+    except OSError:
+        return "?"
+    name = f"Debian {osr.get('VERSION_ID', '?').strip(chr(34))} ({osr.get('VERSION_CODENAME', '?')})"
+    # scripts/trixie-root.sh leaves its stamps in the root's /var/lib/slurmpy
+    return name + (" root" if os.path.exists("/var/lib/slurmpy/debootstrap") else "")
+
+
+def run_in_trixie(args) -> dict:
+    """Run bench/run.py --parts <trixie-parts> inside the Debian 13 root
+    against its Slurm 24.11 daemons (same checkout, the root's own build/),
+    and return its results; its progress goes to our stderr.  A failure
+    there is reported, not fatal: the host's figures stand."""
+    root = os.path.realpath(args.trixie_root)
+    name = f"slurmpy-bench-release2-{os.getpid()}.json"
+    inner = [f"SLURM_SRC={args.trixie_slurm_src}", args.trixie_python, str(HERE / "run.py"),
+             "--parts", args.trixie_parts, "--json-out", f"/tmp/{name}",
+             "--cpus", str(args.cpus), "--wait-quiet", str(args.wait_quiet)]
+    for opt in ("jobs", "rounds", "steps"):
+        v = getattr(args, opt)
+        if v:
+            inner += [f"--{opt}", str(v)]
+    if args.quick:
+        inner.append("--quick")
+    cmd = [str(ROOT / "scripts" / "trixie-root.sh"), "-r", root, "run", "/usr/bin/env", *inner]
+    log(f"release 2: {' '.join(cmd)}")
+    out = pathlib.Path(root + "/tmp/" + name)
+    cp = subprocess.run(cmd, stdout=subprocess.DEVNULL)
+    try:
+        if cp.returncode:
+            return {"meta": {"where": f"the Debian 13 root {root}"},
+                    "error": f"bench/run.py in the root exited {cp.returncode} (its log is above)"}
+        r2 = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+    r2["meta"]["where"] = f"{r2['meta']['where']} {root}"
+    return r2
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="10k calls, 100 jobs")
-    ap.add_argument("--parts", default="calls,update,attrib,cluster",
-                    help="comma-separated subset of calls,update,attrib,cluster")
+    ap.add_argument("--parts", default=ALL_PARTS,
+                    help=f"comma-separated subset of {ALL_PARTS}")
     ap.add_argument("--calls", type=int, help="calls per run (100000)")
     ap.add_argument("--reps", type=int, help="runs per measurement (3)")
     ap.add_argument("--jobs", type=int, help="sbatch jobs per cluster run (1000)")
@@ -996,6 +1630,24 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=64, help="CPUs of the cluster's node")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                     help="before each part, wait up to S s for the machine to be idle")
+    ap.add_argument("--steps", type=int, help="srun steps per steps run (100; 20 with --quick)")
+    ap.add_argument("--js-jobs", type=int, help="sbatch per job_submit run (2000; 100 with --quick)")
+    ap.add_argument("--js-probe", type=int,
+                    help="traced sbatch per job_submit run for the per-call cost (300; 100)")
+    ap.add_argument("--clients", type=int, default=8, help="parallel sbatch clients (job_submit)")
+    ap.add_argument("--trixie-root", metavar="DIR",
+                    help="then run --trixie-parts against Slurm 24.11 inside this Debian 13 "
+                    "root (scripts/trixie-root.sh; the plugins built there first: make bench "
+                    "does both) and merge its figures into the report")
+    ap.add_argument("--trixie-parts", default="cluster,steps",
+                    help="parts run in the trixie root (cluster,steps)")
+    ap.add_argument("--trixie-python", default=str(ROOT / ".venv" / "trixie" / "bin" / "python"),
+                    help="the root's venv interpreter (the Makefile's TRIXIE_MAKE VENV)")
+    ap.add_argument("--trixie-slurm-src", default="/usr/src/slurm-24.11.5",
+                    help="the configured Slurm tree inside the root")
+    ap.add_argument("--json-out", metavar="PATH",
+                    help="write the results as JSON to PATH only (no report, no bench/results): "
+                    "what --trixie-root runs inside the root")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results")
     args = ap.parse_args()
     q = args.quick
@@ -1005,9 +1657,16 @@ def main() -> int:
     rounds = args.rounds or (1 if q else 3)
     ujobs = args.update_jobs or (100_000)
     parts = set(args.parts.split(","))
+    unknown = parts - set(ALL_PARTS.split(","))
+    if unknown:
+        sys.exit(f"bench: --parts: unknown part(s) {', '.join(sorted(unknown))} "
+                 f"(known: {ALL_PARTS})")
+    steps = args.steps or (20 if q else 100)
+    js_jobs = args.js_jobs or (100 if q else 2000)
+    js_probe = args.js_probe if args.js_probe is not None else (100 if q else 300)
 
-    if os.geteuid() != 0 and "cluster" in parts:
-        sys.exit("bench: the cluster part runs slurmctld/slurmd and needs root")
+    if os.geteuid() != 0 and (parts & {"cluster", "steps", "jsubmit"} or args.trixie_root):
+        sys.exit("bench: the cluster, steps and jsubmit parts run slurmctld/slurmd and need root")
     for p in (PREP_SO, SF_SO):
         if not p.exists():
             sys.exit(f"bench: {p} missing: run `make build` first")
@@ -1021,13 +1680,16 @@ def main() -> int:
         "python": platform.python_version(),
         "slurm": subprocess.run(["slurmctld", "-V"], capture_output=True,
                                 text=True).stdout.strip(),
-        "git": subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True).stdout.strip(),
+        # the Debian 13 root has no git: the host's report names the commit
+        "git": (subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                               capture_output=True, text=True).stdout.strip()
+                if shutil.which("git") else None),
         "tree": tree_state(),
         "params": {"calls": calls, "reps": reps, "jobs": jobs, "rounds": rounds,
-                   "update_jobs": ujobs, "node_cpus": args.cpus},
+                   "update_jobs": ujobs, "node_cpus": args.cpus, "steps": steps,
+                   "js_jobs": js_jobs, "js_probe": js_probe, "clients": args.clients},
     }}
-    tools = build_tools()
+    tools = build_tools(parts)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="slurmpy-bench."))
     os.chmod(tmp, 0o755)
     try:
@@ -1050,12 +1712,27 @@ def main() -> int:
         if "cluster" in parts:
             quiet_check("cluster", args.wait_quiet, res)
             res["cluster"] = part_cluster(jobs, rounds, args.cpus, tmp, 5 if q else 12)
+        if "steps" in parts:
+            quiet_check("steps", args.wait_quiet, res)
+            res["steps"] = part_steps(steps, 1 if q else 3, tmp)
+        if "jsubmit" in parts:
+            quiet_check("jsubmit", args.wait_quiet, res)
+            res["jsubmit"] = part_jsubmit(js_jobs, js_probe, 1 if q else 3, args.clients, tmp)
+        if args.trixie_root:
+            res["release2"] = run_in_trixie(args)
     finally:
         if os.environ.get("BENCH_KEEP") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             log(f"kept {tmp}")
     res["meta"]["runtime_s"] = time.monotonic() - t_begin
+    if args.json_out:
+        res["meta"]["where"] = where_am_i()
+        tmpf = args.json_out + ".tmp"
+        with open(tmpf, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+        os.replace(tmpf, args.json_out)
+        return 0
     text, targets = report(res)
     res["targets"] = targets
     print(text, end="")
