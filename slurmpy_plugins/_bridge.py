@@ -126,15 +126,16 @@ def spm_py_sf_set(arena, job, factor, have):
 
 
 @ffi.def_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_sf_update(arena, batch, job_ids, factors, cap, n):
+def spm_py_sf_update(arena, batch, job_ids, factors, cap, n, by_index):
     _log.set_prefix(_context.PREFIX[SITE_FACTOR])
     c = context(SITE_FACTOR)
     n[0] = 0
+    by_index[0] = 0
     what = f"update() over {batch.count} pending jobs"
     h = c.handler(what)
     if h is None:
         return FAILED
-    jobs = _records.JobList(batch.jobs, batch.count, _own(arena))
+    jobs = _records.JobList(batch, _own(arena), c.loaded.fields)
     try:
         result = h.update(jobs)
     except BaseException as e:
@@ -142,19 +143,30 @@ def spm_py_sf_update(arena, batch, job_ids, factors, cap, n):
         return FAILED
     if result is None:
         return OK
+    aligned = _factors.is_aligned(result)
     try:
-        ids, vals, note = _factors.check_update(result, cap)
+        if aligned:
+            vals, note = _factors.check_aligned(result, batch.count,
+                                                lambda: jobs.column("job_id"))
+        else:
+            ids, vals, note = _factors.check_update(result, cap)
     except _factors.FactorError as e:
         say(SITE_FACTOR, ERROR,
             f"{what}: {_method_site(h.update)}: update() must return a mapping of int job id "
-            f"to int factor; {e}; factors left unchanged")
+            f"to int factor, or one int factor (or None) per job in batch order; {e}; "
+            "factors left unchanged")
         return FAILED
     if note:
         say(SITE_FACTOR, INFO, f"update(): {note}")
-    k = len(ids)
+    k = len(vals)
+    if not k <= cap:   # never past C's arrays
+        say(SITE_FACTOR, ERROR, f"{what}: {k} factors for room of {cap}; factors left unchanged")
+        return FAILED
     if k:
-        ffi.memmove(job_ids, ids, k * ids.itemsize)
-        ffi.memmove(factors, vals, k * vals.itemsize)
+        if not aligned:
+            ffi.memmove(job_ids, ids, k * ids.itemsize)
+        ffi.memmove(factors, vals, k * 8)
+    by_index[0] = int(aligned)
     n[0] = k
     return OK
 

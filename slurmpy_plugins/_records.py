@@ -16,6 +16,7 @@ numbers and strings already read stay available.
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import pwd
 from collections.abc import Sequence
@@ -98,31 +99,212 @@ class JobEnv(_Record):
 
 class JobList(Sequence):
     """The pending jobs given to ``SiteFactorHandler.update()``: a sequence
-    of :class:`Job`, created lazily as they are indexed or iterated."""
-    __slots__ = ("_arr", "_n", "_owner")
+    of jobs in batch order, plus columnar access.
 
-    def __init__(self, arr: Any, n: int, owner: Any) -> None:
-        self._arr, self._n, self._owner = arr, n, owner
+    Iterating or indexing gives one view per job: a :class:`Job` when the
+    handler declares no ``fields``, else a light row with the declared
+    fields (and ``job_id``).  ``column(name)`` gives one field of every job,
+    aligned with the batch: numbers as a ``memoryview`` over the batch's C
+    memory (no copy; ``numpy.frombuffer(jobs.column("num_cpus"))`` also
+    copies nothing), strings as a list of ``str``/``None``.  Everything is
+    copied from slurmctld's records on first use, and only during update().
+    """
+    __slots__ = ("_batch", "_n", "_owner", "_fields", "_row_cls", "_cols", "_rows")
+
+    def __init__(self, batch: Any, owner: Any, fields: tuple[str, ...] | None = None) -> None:
+        self._batch, self._n, self._owner = batch, batch.count, owner
+        self._fields = fields
+        self._row_cls = _row_class(fields) if fields is not None else None
+        self._cols: dict[str, Any] = {}
+        self._rows: list | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...] | None:
+        """The fields the handler declared (``job_id`` first), or None."""
+        return self._row_cls._names if self._row_cls else None
 
     def __len__(self) -> int:
         return self._n
 
+    # -- per job -----------------------------------------------------------
+    def _job_rows(self):
+        b = self._batch
+        if b.jobs == _ffi.NULL:
+            _check_rc(_lib.spm_batch_rows(b.lazy), "the jobs' fields")
+        return b.jobs
+
+    def _declared_rows(self) -> list:
+        if self._rows is None:
+            cols = [self.column(f) for f in self._row_cls._names]
+            cols = [c.tolist() if isinstance(c, memoryview) else c for c in cols]
+            self._rows = list(map(self._row_cls, zip(*cols)))
+        return self._rows
+
     def __getitem__(self, i):  # type: ignore[override]
+        if self._row_cls is not None:
+            return self._declared_rows()[i]
         if isinstance(i, slice):
-            return [Job(self._arr + k, self._owner) for k in range(*i.indices(self._n))]
+            arr = self._job_rows()
+            return [Job(arr + k, self._owner) for k in range(*i.indices(self._n))]
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError("job index out of range")
-        return Job(self._arr + i, self._owner)
+        return Job(self._job_rows() + i, self._owner)
 
     def __iter__(self) -> Iterator[Job]:
-        arr, owner = self._arr, self._owner
-        for k in range(self._n):
-            yield Job(arr + k, owner)
+        if self._row_cls is not None:
+            return iter(self._declared_rows())
+        if not self._n:
+            return iter(())
+        arr, owner = self._job_rows(), self._owner
+        return map(Job, map(arr.__add__, range(self._n)), itertools.repeat(owner, self._n))
+
+    # -- columns -----------------------------------------------------------
+    def column(self, name: str):
+        """One field of every job, in batch order: a read-only memoryview
+        (format ``I``, ``q`` or ``Q``: the C type) for numbers, a list of
+        str/None for strings.  Any Job field may be asked for, declared or
+        not; each is copied once per update()."""
+        col = self._cols.get(name)
+        if col is not None:
+            return col
+        kind = _COLUMN_KIND.get(name)
+        if kind is None:
+            raise KeyError(_unknown_field(name))
+        if name == "user_name":
+            codes, values = self.categories(name)
+            uids = self.column("user_id")
+            col = [values[c] if c else _user_name(u) for c, u in zip(codes, uids)]
+        elif kind == "str":
+            codes, values = self.categories(name)
+            col = list(map(values.__getitem__, codes)) if self._n else []
+        else:
+            out = _ffi.new("void **")
+            _check_rc(_lib.spm_batch_column(self._batch.lazy, _OFFSET[name], out), name)
+            col = memoryview(_ffi.buffer(out[0], self._n * _SIZE[name])).cast(kind)
+            col = col.toreadonly()
+        self._cols[name] = col
+        return col
+
+    def categories(self, name: str) -> tuple[memoryview, tuple]:
+        """A string field, dictionary-encoded: (codes, values), where
+        ``values[codes[i]]`` is job i's value; ``codes`` is a memoryview of
+        uint32 (``I``) over C memory and ``values[0]`` is None."""
+        key = "\0" + name
+        got = self._cols.get(key)
+        if got is not None:
+            return got
+        if _COLUMN_KIND.get(name) != "str":
+            raise KeyError(_unknown_field(name) if name not in _COLUMN_KIND else
+                           f"{name!r} is not a string field")
+        codes = _ffi.new("uint32_t **")
+        values = _ffi.new("char ***")
+        nvalues = _ffi.new("uint32_t *")
+        _check_rc(_lib.spm_batch_strings(self._batch.lazy, _OFFSET[name], codes, values,
+                                         nvalues), name)
+        string, v = _ffi.string, values[0]
+        vals = (None,) + tuple(string(v[k]).decode("utf-8", "surrogateescape")
+                               for k in range(1, nvalues[0]))
+        mv = memoryview(_ffi.buffer(codes[0], self._n * 4)).cast("I").toreadonly()
+        got = self._cols[key] = (mv, vals)
+        return got
 
     def __repr__(self) -> str:
         return f"<JobList of {self._n} pending jobs>"
+
+
+def _check_rc(rc: int, what: str) -> None:
+    if rc == -1:
+        raise SnapshotClosed(
+            f"{what}: the jobs given to update() can only be read during update() "
+            "(slurmctld holds its job lock only until then)")
+    if rc == -2:
+        raise MemoryError(f"cannot copy {what} of the pending jobs")
+    if rc:
+        raise KeyError(f"{what}: not a field the shim can copy (rc {rc})")
+
+
+# Job fields by kind, checked against the C struct at install(): what a
+# handler may declare in SiteFactorHandler.fields and read with column().
+JOB_NUMBER_FIELDS = (
+    "job_id", "array_job_id", "array_task_id", "het_job_id", "het_job_offset", "user_id",
+    "group_id", "job_state", "state_reason", "exit_code", "derived_ec", "priority",
+    "time_limit", "time_min", "num_nodes", "num_cpus", "min_nodes", "max_nodes", "min_cpus",
+    "restart_cnt", "qos_id", "assoc_id", "resv_id", "batch_flag", "requeue", "nice",
+    "site_factor", "pn_min_memory", "bit_flags", "submit_time", "eligible_time",
+    "start_time", "end_time", "deadline")
+JOB_STRING_FIELDS = (
+    "account", "admin_comment", "alloc_node", "batch_host", "burst_buffer", "comment",
+    "features", "licenses", "mcs_label", "name", "nodes", "partition", "qos", "resv_name",
+    "state_desc", "std_err", "std_in", "std_out", "system_comment", "tres_alloc_str",
+    "tres_req_str", "tres_per_job", "tres_per_node", "tres_per_task", "user_name",
+    "wckey", "work_dir")
+# Not declarable: a dict per job (spank_env), derived (state, state_flags:
+# declare job_state).
+_NOT_COLUMNS = {"spank_env": "a dict per job", "state": "derived: declare job_state",
+                "state_flags": "derived: declare job_state"}
+_COLUMN_KIND: dict[str, str] = {}   # name -> memoryview format or "str"
+_OFFSET: dict[str, int] = {}
+_SIZE: dict[str, int] = {}
+
+
+def _unknown_field(name: str) -> str:
+    if name in _NOT_COLUMNS:
+        return f"{name!r} cannot be a column ({_NOT_COLUMNS[name]})"
+    import difflib
+    close = difflib.get_close_matches(str(name), JOB_NUMBER_FIELDS + JOB_STRING_FIELDS, 1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{name!r} is not a Job field{hint}"
+
+
+def declared_fields(value: Any) -> tuple[str, ...] | None:
+    """SiteFactorHandler.fields, checked: None, or a tuple of Job field
+    names with job_id first.  Raises ValueError naming the bad entry."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (tuple, list, frozenset, set)):
+        raise ValueError(f"must be a tuple of Job field names, not {type(value).__name__}")
+    out = ["job_id"]
+    for name in value:
+        if not isinstance(name, str):
+            raise ValueError(f"{name!r} is not a field name (a str)")
+        if name not in JOB_NUMBER_FIELDS and name not in JOB_STRING_FIELDS:
+            raise ValueError(_unknown_field(name))
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_class(names: tuple[str, ...]) -> type:
+    """The view of one job when a handler declares fields: a tuple of the
+    declared values (job_id first) read by name."""
+    ns: dict[str, Any] = {"__slots__": (), "_names": names}
+    for i, name in enumerate(names):
+        ns[name] = property(operator.itemgetter(i), doc=f"{name} (declared field)")
+    if "job_state" in names:
+        ns["state"] = Job.state
+        ns["state_flags"] = Job.state_flags
+        ns["_c"] = property(lambda self: self)   # Job.state reads self._c.job_state
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name in JOB_NUMBER_FIELDS or name in JOB_STRING_FIELDS or name in _NOT_COLUMNS:
+            raise AttributeError(
+                f"JobId={self[0]}: {name!r} is not among the fields the handler declared "
+                f"({', '.join(names)}): add it to the handler's `fields`")
+        raise AttributeError(_unknown_field(name))
+
+    def __repr__(self):
+        return "<Job " + " ".join(f"{n}={v!r}" for n, v in zip(names, self)) + ">"
+
+    def as_dict(self):
+        return dict(zip(names, self))
+    ns.update(__getattr__=__getattr__, __repr__=__repr__, as_dict=as_dict,
+              __module__=__name__, __doc__="A pending job's declared fields (read-only).")
+    return type("JobRow", (tuple,), ns)
 
 
 def _int_prop(name: str) -> property:
@@ -130,6 +312,7 @@ def _int_prop(name: str) -> property:
 
 
 _lib = None
+_ffi = None
 
 
 def _load_strings(c) -> None:
@@ -225,13 +408,40 @@ def _user_name(uid: int) -> str | None:
 
 _installed = False
 
+_FORMATS = {("primitive", 4, False): "I", ("primitive", 8, True): "q",
+            ("primitive", 8, False): "Q"}
+
+
+def _install_columns(ffi) -> None:
+    """Column formats and offsets from spm_job_t; the two name lists above
+    must match it (they let `slurmpy-plugins check` validate declared
+    fields without the C library)."""
+    nums, strs = [], []
+    for name, field in ffi.typeof("spm_job_t").fields:
+        if name in _INTERNAL_FIELDS or name in _RENAMED:
+            continue
+        t = field.type
+        if t.cname == "char *":
+            strs.append(name)
+            _COLUMN_KIND[name] = "str"
+        else:
+            signed = t.cname.startswith("int")
+            _COLUMN_KIND[name] = _FORMATS[(t.kind, ffi.sizeof(t), signed)]
+            nums.append(name)
+        _OFFSET[name], _SIZE[name] = field.offset, ffi.sizeof(t)
+    if set(nums) != set(JOB_NUMBER_FIELDS) or set(strs) != set(JOB_STRING_FIELDS):
+        raise RuntimeError("_records.JOB_*_FIELDS differ from spm_job_t: "
+                           f"{sorted(set(nums) ^ set(JOB_NUMBER_FIELDS))} "
+                           f"{sorted(set(strs) ^ set(JOB_STRING_FIELDS))}")
+
 
 def install(ffi, lib) -> None:
     """Generate the attributes from the cffi types (once)."""
-    global _installed, _lib
+    global _installed, _lib, _ffi
     if _installed:
         return
-    _lib = lib
+    _lib, _ffi = lib, ffi
+    _install_columns(ffi)
     _install_one(ffi, Job, "spm_job_t")
     _install_one(ffi, JobEnv, "spm_env_t")
     _installed = True
