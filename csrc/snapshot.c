@@ -364,6 +364,28 @@ static int _fill_column(spm_lazy_t *lz, uint32_t offset, void **out)
 	}
 }
 
+/* After spm_lazy_close(): the same column from the copied rows, if any
+ * (the bridge copies the rows when a handler keeps its jobs). */
+static int _gather_column(spm_lazy_t *lz, uint32_t offset, void **out)
+{
+	switch (offset) {
+#define X(f, v) case offsetof(spm_job_t, f): { \
+		__typeof__(((spm_job_t *)0)->f) *col; \
+		if (!(col = spm_arena_alloc(lz->arena, \
+					    (size_t)lz->count * sizeof(*col) + 1))) \
+			return -2; \
+		for (uint32_t i = 0; i < lz->count; i++) \
+			col[i] = lz->jobs[i].f; \
+		*out = col; \
+		return 0; \
+	}
+	SPM_JOB_NUMBERS(X)
+#undef X
+	default:
+		return -3;
+	}
+}
+
 int spm_batch_column(spm_lazy_t *lz, uint32_t offset, void **out)
 {
 	int rc;
@@ -374,6 +396,8 @@ int spm_batch_column(spm_lazy_t *lz, uint32_t offset, void **out)
 	pthread_mutex_lock(&lz->mu);
 	if (!(rc = _lazy_usable(lz)))
 		rc = _fill_column(lz, offset, out);
+	else if (lz->jobs)
+		rc = _gather_column(lz, offset, out);
 	pthread_mutex_unlock(&lz->mu);
 	return rc;
 }

@@ -341,7 +341,8 @@ int spm_lazy_load(spm_lazy_t *lazy, spm_job_t *job);
  * Each copies into the batch's arena:
  * spm_batch_rows: every job's numbers into batch->jobs (once);
  * spm_batch_column: one numeric field of every job, by its offset in
- *   spm_job_t, into an array of the field's C type (*out);
+ *   spm_job_t, into an array of the field's C type (*out); after the
+ *   call, from the rows if spm_batch_rows() ran;
  * spm_batch_strings: one char * field of every job, dictionary-encoded:
  *   (*codes)[i] indexes (*values)[0 .. *nvalues - 1]; code 0 is NULL. */
 int spm_batch_rows(spm_lazy_t *lazy);

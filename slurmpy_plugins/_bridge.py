@@ -53,6 +53,15 @@ def _keep_if_escaped(rec, arena) -> None:
         rec._owner = _own(arena)
 
 
+def _seal_if_kept(jobs) -> None:
+    """Kept jobs (by the handler, a traceback, or their views, which
+    reference the JobList) get every number copied before C closes the
+    batch.  References when nothing kept them: `jobs` in the caller, the
+    argument, getrefcount's own."""
+    if sys.getrefcount(jobs) > 3:
+        _records.seal(jobs)
+
+
 def _method_site(method) -> str:
     import inspect
     try:
@@ -139,8 +148,10 @@ def spm_py_sf_update(arena, batch, job_ids, factors, cap, n, by_index):
     try:
         result = h.update(jobs)
     except BaseException as e:
+        _seal_if_kept(jobs)   # the traceback holds them
         c.report(what, e)
         return FAILED
+    _seal_if_kept(jobs)
     if result is None:
         return OK
     aligned = _factors.is_aligned(result)
@@ -151,10 +162,11 @@ def spm_py_sf_update(arena, batch, job_ids, factors, cap, n, by_index):
         else:
             ids, vals, note = _factors.check_update(result, cap)
     except _factors.FactorError as e:
+        shape = ("one int factor (or None) per job, in the order of `jobs`, or a mapping"
+                 if aligned else "a mapping")
         say(SITE_FACTOR, ERROR,
-            f"{what}: {_method_site(h.update)}: update() must return a mapping of int job id "
-            f"to int factor, or one int factor (or None) per job in batch order; {e}; "
-            "factors left unchanged")
+            f"{what}: {_method_site(h.update)}: update() must return {shape} of int job id "
+            f"to int factor; {e}; factors left unchanged")
         return FAILED
     if note:
         say(SITE_FACTOR, INFO, f"update(): {note}")

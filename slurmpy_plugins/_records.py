@@ -19,6 +19,7 @@ import functools
 import itertools
 import operator
 import pwd
+import weakref
 from collections.abc import Sequence
 from typing import Any, Iterator
 
@@ -109,14 +110,15 @@ class JobList(Sequence):
     copies nothing), strings as a list of ``str``/``None``.  Everything is
     copied from slurmctld's records on first use, and only during update().
     """
-    __slots__ = ("_batch", "_n", "_owner", "_fields", "_row_cls", "_cols", "_rows")
+    __slots__ = ("_batch", "_n", "_owner", "_row_cls", "_cols", "_lists", "_view_cls",
+                 "__weakref__")
 
     def __init__(self, batch: Any, owner: Any, fields: tuple[str, ...] | None = None) -> None:
         self._batch, self._n, self._owner = batch, batch.count, owner
-        self._fields = fields
         self._row_cls = _row_class(fields) if fields is not None else None
         self._cols: dict[str, Any] = {}
-        self._rows: list | None = None
+        self._lists: dict[str, list] = {}
+        self._view_cls: type | None = None
 
     @property
     def fields(self) -> tuple[str, ...] | None:
@@ -127,38 +129,37 @@ class JobList(Sequence):
         return self._n
 
     # -- per job -----------------------------------------------------------
-    def _job_rows(self):
-        b = self._batch
-        if b.jobs == _ffi.NULL:
-            _check_rc(_lib.spm_batch_rows(b.lazy), "the jobs' fields")
-        return b.jobs
+    def _list(self, name: str) -> list:
+        """column(name) as a list of Python values (cached)."""
+        got = self._lists.get(name)
+        if got is None:
+            col = self.column(name)
+            got = self._lists[name] = col.tolist() if isinstance(col, memoryview) else col
+        return got
 
-    def _declared_rows(self) -> list:
-        if self._rows is None:
-            cols = [self.column(f) for f in self._row_cls._names]
-            cols = [c.tolist() if isinstance(c, memoryview) else c for c in cols]
-            self._rows = list(map(self._row_cls, zip(*cols)))
-        return self._rows
+    def _views(self) -> type:
+        if self._view_cls is None:
+            self._view_cls = _view_class(self)
+        return self._view_cls
 
     def __getitem__(self, i):  # type: ignore[override]
-        if self._row_cls is not None:
-            return self._declared_rows()[i]
         if isinstance(i, slice):
-            arr = self._job_rows()
-            return [Job(arr + k, self._owner) for k in range(*i.indices(self._n))]
+            return [self[k] for k in range(*i.indices(self._n))]
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError("job index out of range")
-        return Job(self._job_rows() + i, self._owner)
+        if self._row_cls is not None:
+            return self._row_cls(self._list(f)[i] for f in self._row_cls._names)
+        return self._views()(i, self)
 
     def __iter__(self) -> Iterator[Job]:
-        if self._row_cls is not None:
-            return iter(self._declared_rows())
-        if not self._n:
+        n = self._n
+        if not n:
             return iter(())
-        arr, owner = self._job_rows(), self._owner
-        return map(Job, map(arr.__add__, range(self._n)), itertools.repeat(owner, self._n))
+        if self._row_cls is not None:
+            return map(self._row_cls, zip(*map(self._list, self._row_cls._names)))
+        return map(self._views(), range(n), itertools.repeat(self, n))
 
     # -- columns -----------------------------------------------------------
     def column(self, name: str):
@@ -214,11 +215,76 @@ class JobList(Sequence):
         return f"<JobList of {self._n} pending jobs>"
 
 
+class _BatchJob(Job):
+    """A Job of an update() batch: `_c` is its index in the batch and
+    `_owner` the JobList; every field reads that JobList's column (copied
+    from slurmctld, for the whole batch, on the first read of the field).
+    Each JobList has its own subclass (see _view_class)."""
+    __slots__ = ()
+
+    @property
+    def state(self) -> str:
+        base = self.job_state & _JOB_STATE_BASE
+        return JOB_STATES[base] if base < len(JOB_STATES) else f"UNKNOWN({base})"
+
+    @property
+    def state_flags(self) -> frozenset[str]:
+        s = self.job_state
+        return frozenset(n for n, bit in JOB_STATE_FLAGS.items() if s & bit)
+
+    @property
+    def spank_env(self) -> dict[str, str]:
+        jl = self._owner
+        b = jl._batch
+        if b.jobs == _ffi.NULL:
+            _check_rc(_lib.spm_batch_rows(b.lazy), "the jobs' fields")
+        return Job.spank_env.fget(Job(b.jobs + self._c, jl._owner))
+
+    def __repr__(self) -> str:
+        # never copies a string column: the name only if already copied
+        names = self._owner._lists.get("name")
+        if names is None:
+            return f"<Job {self.job_id} {self.state}>"
+        return f"<Job {self.job_id} {names[self._c]!r} {self.state}>"
+
+
+def seal(jobs: "JobList") -> None:
+    """update() returned and the handler kept `jobs` or one of its Job
+    views: copy every job's numbers now (slurmctld still holds its lock),
+    so that numbers stay readable afterwards, as the README promises."""
+    b = jobs._batch
+    if jobs._row_cls is None and b.count and b.jobs == _ffi.NULL:
+        _check_rc(_lib.spm_batch_rows(b.lazy), "the jobs' fields")
+
+
+def _view_class(jl: "JobList") -> type:
+    """A _BatchJob subclass for one JobList.  Its field properties start
+    as loaders: the first read of a field copies its column and replaces
+    the property by a plain list lookup (no reference back to the JobList:
+    the class and the jobs do not keep each other alive)."""
+    ref = weakref.ref(jl)
+    cls = type("Job", (_BatchJob,), {"__slots__": (), "__module__": __name__})
+
+    def loader(name: str) -> property:
+        def get(self):
+            values = (ref() or self._owner)._list(name)
+
+            def fast(self, values=values):
+                return values[self._c]
+            setattr(cls, name, property(fast, doc=f"{name} (batch column)"))
+            return values[self._c]
+        return property(get, doc=name)
+    for name in _COLUMN_KIND:
+        setattr(cls, name, loader(name))
+    return cls
+
+
 def _check_rc(rc: int, what: str) -> None:
     if rc == -1:
         raise SnapshotClosed(
-            f"{what}: the jobs given to update() can only be read during update() "
-            "(slurmctld holds its job lock only until then)")
+            f"{what}: fields of the jobs given to update() that were not read during "
+            "update() cannot be read afterwards (slurmctld holds its job lock only until "
+            "then); read them in update() to keep them")
     if rc == -2:
         raise MemoryError(f"cannot copy {what} of the pending jobs")
     if rc:
