@@ -1,0 +1,215 @@
+"""One site_factor handler, every way of reading the batch and of answering
+(issue 12): per-job Job views (iterated and indexed), declared-field rows,
+columns (lists, dictionary-encoded strings, numpy without copying), and
+answers as {job_id: factor}, a list aligned with the batch (None: leave the
+job as it is) or an integer buffer.  Driven through the C host (the real
+snapshot, bridge and apply code), with hypothesis drawing the jobs; the
+oracle is the factor computed here from the fields the host was given.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from .conftest import NICE_OFFSET, expected_job
+from .test_records_hypothesis import (hyp_settings, job_fields, pending,
+                                      time_t, uint)
+
+# numpy is optional (never a dependency): the numpy path runs when the
+# daemon's Python can import it, from this venv if it exists
+# (/usr/bin/python3 -m venv DIR && DIR/bin/pip install numpy).
+NUMPY_VENV = os.environ.get("SLURMPY_NUMPY_VENV", "/var/tmp/slurmpy-numpy-venv")
+
+FIELDS = ("account", "num_cpus", "submit_time", "name", "nice", "user_name",
+          "bit_flags")
+
+SOURCE = '''\
+import array
+import spmtest_rec as R
+from slurmpy_plugins import SiteFactorHandler
+
+FIELDS = {fields!r}
+
+
+def factor(account, num_cpus, submit_time, name, nice, user_name, bit_flags):
+    if num_cpus % 5 == 0:
+        return None                      # leave this job as it is
+    return (len(account or "") * 7 + num_cpus + submit_time // 3600
+            + len(name or "") + nice + len(user_name or "") + bit_flags % 1000)
+
+
+def seen(path, rows):
+    R.dump("{{out}}/seen.json", [path] + [list(r) for r in rows])
+
+
+class PerJob(SiteFactorHandler):
+    def update(self, jobs):
+        rows = [[getattr(j, f) for f in FIELDS] + [j.job_id] for j in jobs]
+        seen("PerJob", rows)
+        out = {{}}
+        for r in rows:
+            v = factor(*r[:-1])
+            if v is not None:
+                out[r[-1]] = v
+        return out
+
+
+class PerJobIndex(SiteFactorHandler):
+    def update(self, jobs):
+        rows = [[getattr(jobs[i], f) for f in FIELDS] + [jobs[i].job_id]
+                for i in range(len(jobs))]
+        seen("PerJobIndex", rows)
+        return [factor(*r[:-1]) for r in rows]
+
+
+class Declared(SiteFactorHandler):
+    fields = FIELDS
+
+    def update(self, jobs):
+        assert jobs.fields == ("job_id",) + FIELDS
+        rows = [[getattr(j, f) for f in FIELDS] + [j.job_id] for j in jobs]
+        seen("Declared", rows)
+        return {{r[-1]: factor(*r[:-1]) for r in rows
+                if factor(*r[:-1]) is not None}}
+
+
+class DeclaredAligned(SiteFactorHandler):
+    fields = FIELDS
+
+    def update(self, jobs):
+        rows = [[getattr(j, f) for f in FIELDS] + [j.job_id] for j in jobs]
+        seen("DeclaredAligned", rows)
+        return [factor(*r[:-1]) for r in rows]
+
+
+class Columns(SiteFactorHandler):
+    def update(self, jobs):
+        cols = [list(jobs.column(f)) for f in FIELDS + ("job_id",)]
+        seen("Columns", zip(*cols))
+        return list(map(factor, *cols[:-1]))
+
+
+class Categories(SiteFactorHandler):
+    """Strings dictionary-encoded, the answer an array.array of int64 by
+    index; jobs to leave alone get their current factor back."""
+    def update(self, jobs):
+        cols = []
+        for f in FIELDS + ("job_id",):
+            if f in ("account", "name"):
+                codes, values = jobs.categories(f)
+                cols.append([values[c] for c in codes])
+            else:
+                c = jobs.column(f)   # numbers: a memoryview; user_name: a list
+                cols.append(c.tolist() if isinstance(c, memoryview) else c)
+        seen("Categories", zip(*cols))
+        cur = jobs.column("site_factor")
+        out = array.array("q", (cur[i] if v is None else max(-2**63, min(v, 2**63 - 1))
+                                for i, v in enumerate(map(factor, *cols[:-1]))))
+        return out
+
+
+class Numpy(SiteFactorHandler):
+    def update(self, jobs):
+        try:
+            import numpy as np
+        except ImportError:
+            R.dump("{{out}}/seen.json", ["no numpy"])
+            return None
+        num = {{f: np.frombuffer(jobs.column(f), dtype=jobs.column(f).format)
+               for f in FIELDS + ("job_id",) if f not in ("account", "name", "user_name")}}
+        for f in num:   # no copy: the arrays read the batch's C memory
+            assert not num[f].flags.owndata
+        cols = [num[f].tolist() if f in num else jobs.column(f)
+                for f in FIELDS + ("job_id",)]
+        seen("Numpy", zip(*cols))
+        keep = np.frombuffer(jobs.column("site_factor"), dtype=np.int64)
+        vals = [factor(*r) for r in zip(*cols[:-1])]
+        big = [k if v is None else max(-2**63, min(v, 2**63 - 1))
+               for v, k in zip(vals, keep.tolist())]
+        return np.array(big, dtype=np.int64)
+'''
+
+PATHS = ("PerJob", "PerJobIndex", "Declared", "DeclaredAligned", "Columns",
+         "Categories", "Numpy")
+
+
+def oracle_factor(e):
+    if e["num_cpus"] % 5 == 0:
+        return None
+    return (len(e["account"] or "") * 7 + e["num_cpus"] + e["submit_time"] // 3600
+            + len(e["name"] or "") + e["nice"] + len(e["user_name"] or "")
+            + e["bit_flags"] % 1000)
+
+
+def clamp(v):
+    return min(max(v, -(2**31)), 2**31 - 1)
+
+
+def test_every_access_path_gives_the_same_factors(make_host, handlers):
+    handlers.write("paths", SOURCE.format(fields=FIELDS))
+    hosts = {}
+    for p in PATHS:
+        h = make_host("sf", timeout=120)
+        keys = {"timeout": 60}
+        if p == "Numpy" and os.path.isdir(NUMPY_VENV):
+            keys["venv"] = NUMPY_VENV
+        h.conf(site_factor_params=handlers.params("paths:%s" % p, **keys))
+        h.load()
+        hosts[p] = h
+    counter = iter(range(1, 10**9))
+    no_numpy = []
+
+    # strings that stress the dictionary encoding: few distinct values,
+    # duplicates, NULL, empty, invalid UTF-8
+    shared = st.sampled_from([None, b"", b"acct1", b"acct2", b"\xff\xfe", "é".encode()])
+
+    @hyp_settings(40)
+    @given(data=st.data(), n=st.integers(0, 15))
+    def run(data, n):
+        batch = []
+        for _ in range(n):
+            f = pending(data.draw(job_fields(next(counter))))
+            for k in ("account", "name"):
+                if data.draw(st.booleans()):
+                    f[k] = data.draw(shared)
+            f["total_cpus"] = data.draw(uint(32))
+            f["submit_time"] = data.draw(time_t)
+            batch.append(f)
+        want = {}
+        for f in batch:
+            e = expected_job(f)
+            e.setdefault("submit_time", 0)
+            v = oracle_factor(e)
+            want[f["job_id"]] = (clamp(v) + NICE_OFFSET if v is not None
+                                 else f.get("site_factor", NICE_OFFSET))
+        rows_want = []
+        for f in batch:
+            e = expected_job(f)
+            e.setdefault("submit_time", 0)
+            rows_want.append([e[k] for k in FIELDS] + [f["job_id"]])
+        for p, h in hosts.items():
+            h.jobs_clear()
+            for f in batch:
+                h.jobs_add(**f)
+            got = h.site_update()
+            try:
+                seen = handlers.read("seen.json", timeout=5)
+            except AssertionError:
+                raise AssertionError(f"{p}: {h.log()[-3000:]}") from None
+            (handlers.out / "seen.json").unlink()
+            if seen == ["no numpy"]:
+                no_numpy.append(p)
+                continue
+            assert seen[0] == p
+            assert seen[1:] == rows_want, p
+            assert got == want, p
+            assert "error" not in h.log().lower(), p
+
+    run()
+    if no_numpy:
+        pytest.skip(f"numpy is not importable in the host's Python (no {NUMPY_VENV}): "
+                    "the numpy path was not run (every other path was)")
+
