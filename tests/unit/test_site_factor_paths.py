@@ -213,3 +213,56 @@ def test_every_access_path_gives_the_same_factors(make_host, handlers):
         pytest.skip(f"numpy is not importable in the host's Python (no {NUMPY_VENV}): "
                     "the numpy path was not run (every other path was)")
 
+
+
+@pytest.mark.parametrize("fields,message", [
+    ('("account", "num_cpu")', "paths_bad:H.fields: 'num_cpu' is not a Job field "
+                               "(did you mean 'num_cpus'?)"),
+    ('("spank_env",)', "paths_bad:H.fields: 'spank_env' cannot be a column (a dict per job)"),
+    ('"account"', "paths_bad:H.fields: must be a tuple of Job field names, not str"),
+])
+def test_a_bad_declared_field_fails_the_load_naming_it(make_host, handlers, fields,
+                                                       message):
+    handlers.write("paths_bad", "from slurmpy_plugins import SiteFactorHandler\n"
+                   "class H(SiteFactorHandler):\n"
+                   f"    fields = {fields}\n"
+                   "    def update(self, jobs):\n"
+                   "        return {}\n")
+    h = make_host("sf")
+    h.conf(site_factor_params=handlers.params("paths_bad:H"))
+    h.load()
+    h.jobs_add(job_id=5, job_state="PENDING", site_factor=77)
+    assert h.site_update() == {5: 77}
+    log = h.log()
+    assert "handler not loaded: %s/paths_bad.py: %s" % (handlers.path, message) in log
+
+
+def test_declared_rows_refuse_undeclared_fields(make_host, handlers):
+    handlers.write("paths_rows", """\
+        import spmtest_rec as R
+        from slurmpy_plugins import SiteFactorHandler
+        class H(SiteFactorHandler):
+            fields = ("num_cpus", "job_state")
+            def update(self, jobs):
+                j = jobs[0]
+                out = {"repr": repr(j), "state": j.state, "fields": list(jobs.fields)}
+                for name in ("account", "acount"):
+                    try:
+                        getattr(j, name)
+                    except AttributeError as e:
+                        out[name] = str(e)
+                R.dump("{out}/rows.json", out)
+                return [j.num_cpus for j in jobs]
+        """)
+    h = make_host("sf")
+    h.conf(site_factor_params=handlers.params("paths_rows:H"))
+    h.load()
+    h.jobs_add(job_id=5, job_state="PENDING", total_cpus=3)
+    assert h.site_update() == {5: NICE_OFFSET + 3}
+    got = handlers.read("rows.json")
+    assert got == {
+        "repr": "<Job job_id=5 num_cpus=3 job_state=0>", "state": "PENDING",
+        "fields": ["job_id", "num_cpus", "job_state"],
+        "account": "JobId=5: 'account' is not among the fields the handler declared "
+                   "(job_id, num_cpus, job_state): add it to the handler's `fields`",
+        "acount": "'acount' is not a Job field (did you mean 'account'?)"}
