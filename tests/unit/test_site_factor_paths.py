@@ -8,6 +8,7 @@ oracle is the factor computed here from the fields the host was given.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -266,3 +267,26 @@ def test_declared_rows_refuse_undeclared_fields(make_host, handlers):
         "account": "JobId=5: 'account' is not among the fields the handler declared "
                    "(job_id, num_cpus, job_state): add it to the handler's `fields`",
         "acount": "'acount' is not a Job field (did you mean 'account'?)"}
+
+
+def test_check_reports_a_bad_declared_field_like_the_daemon(make_host, handlers, tmp_path):
+    from .test_check import run_check, slurm_conf
+    handlers.write("paths_chk", "from slurmpy_plugins import SiteFactorHandler\n"
+                   "class H(SiteFactorHandler):\n"
+                   "    fields = ('acount',)\n"
+                   "    def update(self, jobs):\n"
+                   "        return {}\n")
+    params = handlers.params("paths_chk:H")
+    h = make_host("sf")
+    h.conf(site_factor_params=params)
+    h.load()
+    h.site_update()
+    conf = slurm_conf(tmp_path, ["PriorityType=priority/multifactor",
+                                 "PrioritySiteFactorPlugin=site_factor/python",
+                                 f"PrioritySiteFactorParameters={params}"])
+    cp = run_check(str(conf), "--json")
+    assert cp.returncode == 1, cp
+    (p,) = json.loads(cp.stdout)["plugins"]
+    assert p["loaded"] is False
+    assert "'acount' is not a Job field (did you mean 'account'?)" in p["error"]
+    assert "site_factor/python: " + p["error"] in h.log()
