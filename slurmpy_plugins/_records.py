@@ -8,10 +8,12 @@ A misspelled attribute raises ``AttributeError``; setting one raises too.
 
 Records are copies: they stay valid for as long as a handler keeps them.
 One exception, for speed: the jobs given to ``SiteFactorHandler.update()``
-copy their string fields on first access, during the call (slurmctld holds
-its job lock until update() returns).  After update() has returned, a string
-field of such a job that was never read raises :class:`SnapshotClosed`;
-numbers and strings already read stay available.
+(a :class:`JobList`) copy each field, for the whole batch, on its first
+read during the call (slurmctld holds its job lock until update() returns).
+After update() has returned, a string field never read raises
+:class:`SnapshotClosed`; fields read in time stay available, and numbers
+too when the handler kept the jobs (the bridge copies them as the call
+returns).
 """
 from __future__ import annotations
 
