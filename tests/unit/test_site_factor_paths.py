@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 from hypothesis import given
@@ -21,7 +22,8 @@ from .test_records_hypothesis import (hyp_settings, job_fields, pending,
 
 # numpy is optional (never a dependency): the numpy path runs when the
 # daemon's Python can import it, from this venv if it exists
-# (/usr/bin/python3 -m venv DIR && DIR/bin/pip install numpy).
+# (/usr/bin/python3 -m venv DIR && DIR/bin/pip install numpy), made with
+# the Python the plugin embeds (the one running these tests).
 NUMPY_VENV = os.environ.get("SLURMPY_NUMPY_VENV", "/var/tmp/slurmpy-numpy-venv")
 
 FIELDS = ("account", "num_cpus", "submit_time", "name", "nice", "user_name",
@@ -155,7 +157,8 @@ def test_every_access_path_gives_the_same_factors(make_host, handlers):
     for p in PATHS:
         h = make_host("sf", timeout=120)
         keys = {"timeout": 60}
-        if p == "Numpy" and os.path.isdir(NUMPY_VENV):
+        if p == "Numpy" and os.path.isdir(os.path.join(
+                NUMPY_VENV, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")):
             keys["venv"] = NUMPY_VENV
         h.conf(site_factor_params=handlers.params("paths:%s" % p, **keys))
         h.load()
