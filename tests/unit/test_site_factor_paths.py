@@ -214,8 +214,9 @@ def test_every_access_path_gives_the_same_factors(make_host, handlers):
 
     run()
     if no_numpy:
-        pytest.skip(f"numpy is not importable in the host's Python (no {NUMPY_VENV}): "
-                    "the numpy path was not run (every other path was)")
+        pytest.skip("numpy is not importable in the host's Python (no venv for Python "
+                    "%d.%d at %s): the numpy path was not run (every other path was)"
+                    % (*sys.version_info[:2], NUMPY_VENV))
 
 
 
