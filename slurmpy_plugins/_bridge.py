@@ -155,6 +155,10 @@ def spm_py_sf_update(arena, batch, job_ids, factors, cap, n, by_index):
     if result is None:
         return OK
     aligned = _factors.is_aligned(result)
+    if not aligned:
+        in_order = _factors.in_batch_order(result, batch.count, lambda: jobs._list("job_id"))
+        if in_order is not None:
+            result, aligned = in_order, True
     try:
         if aligned:
             vals, note = _factors.check_aligned(result, batch.count,

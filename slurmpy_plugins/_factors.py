@@ -105,6 +105,23 @@ def is_aligned(result: Any) -> bool:
     return not isinstance(result, Mapping) and not hasattr(result, "keys")
 
 
+def in_batch_order(result: Any, count: int, job_ids) -> list | None:
+    """A dict whose keys are exactly the batch's job ids, in batch order
+    (what ``{j.job_id: f(j) for j in jobs}`` builds): its values, so that
+    they are applied by position, without a job id lookup per entry.  None
+    for anything else (the mapping path then reads and checks it).
+    `job_ids()` gives the batch's job ids as a list."""
+    if type(result) is not dict or len(result) != count or not count:
+        return None
+    snap = result.copy()                  # read once, like check_update
+    if len(snap) != count or list(snap) != job_ids():
+        return None
+    vals = list(snap.values())
+    if not all(map(_is_int, set(map(type, vals)))):
+        return None                       # check_update names the bad entry
+    return vals
+
+
 def check_aligned(result: Any, count: int, job_ids) -> tuple[Any, str | None]:
     """update()'s answer as one factor per job of the batch, in batch order
     -> (int64 factors, with KEEP for None; clamp warning or None).
