@@ -151,7 +151,9 @@ def main() -> None:
     arr = ffi.cast("spm_job_t *", lib.spm_arena_alloc(big, n_jobs * ffi.sizeof("spm_job_t")))
     for i in range(n_jobs):
         arr[i].job_id = 1000000 + i
-    jobs = _records.JobList(arr, n_jobs, None)
+    # Job views over C rows (an update() JobList now reads per-field
+    # columns copied from slurmctld's records, which needs the daemon)
+    jobs = [_records.Job(arr + i, None) for i in range(n_jobs)]
     import array
     for label, fn in (("update_empty", lambda: {}),
                       ("update_all", lambda: {j.job_id: 1 for j in jobs}),

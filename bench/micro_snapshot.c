@@ -55,6 +55,7 @@ static spm_batch_t *(*snapshot_pending)(spm_arena_t **);
 static void (*arena_unref)(spm_arena_t *);
 static void (*lazy_close)(spm_lazy_t *);
 static int (*lazy_load)(spm_lazy_t *, spm_job_t *);
+static int (*batch_rows)(spm_lazy_t *);
 
 /* end an update() batch as dispatch_site_factor.c does: close the lazy part, unref */
 static void batch_done(spm_batch_t *b, spm_arena_t *a)
@@ -204,6 +205,7 @@ int main(int argc, char **argv)
 	arena_unref = dlsym(h, "spm_arena_unref");
 	lazy_close = dlsym(h, "spm_lazy_close");
 	lazy_load = dlsym(h, "spm_lazy_load");
+	batch_rows = dlsym(h, "spm_batch_rows");   /* rows on request (issue 12) */
 	if (!snapshot_job || !snapshot_pending || !arena_unref) {
 		fprintf(stderr, "missing spm_* symbols in %s\n", lib);
 		return 1;
@@ -282,7 +284,9 @@ int main(int argc, char **argv)
 
 			t0 = now_ns();
 			b = snapshot_pending(&a);
-			for (uint32_t i = 0; b && i < b->count; i++)
+			if (b && batch_rows)
+				(void)batch_rows(b->lazy);
+			for (uint32_t i = 0; b && b->jobs && i < b->count; i++)
 				lazy_load(b->lazy, &b->jobs[i]);
 			d = (now_ns() - t0) / 1e6;
 			batch_done(b, a);

@@ -18,6 +18,7 @@ struct sf_call {
 	int64_t *factors;          /* update(): their factors; set(): [0] */
 	uint32_t cap, n;
 	int have;
+	int by_index;              /* update(): factors[i] is job i's */
 };
 
 static int _run_sf(spm_task_t *task)
@@ -29,7 +30,7 @@ static int _run_sf(spm_task_t *task)
 		return spm_py_sf_set(s->arena, s->job, s->factors, &s->have);
 	case SPM_HOOK_SF_UPDATE:
 		return spm_py_sf_update(s->arena, s->batch, s->ids, s->factors,
-					s->cap, &s->n);
+					s->cap, &s->n, &s->by_index);
 	default:
 		return spm_py_sf_reconfig();
 	}
@@ -147,7 +148,10 @@ SPM_EXPORT void spm_sf_update(void)
 	/* Before slurmctld releases its job lock: from here on Python reads
 	 * nothing more from Slurm's records (our reference keeps s). */
 	spm_lazy_close(batch->lazy);
-	if (ok)
+	if (ok && s->by_index)
+		spm_apply_factors_at(spm_lazy_records(batch->lazy), s->factors,
+				     s->n < batch->count ? s->n : batch->count);
+	else if (ok)
 		spm_apply_factors(s->ids, s->factors, s->n);
 	spm_task_unref(&s->task);
 }

@@ -26,21 +26,27 @@ static job_record_t *(*_find_job(void))(uint32_t)
 						  "find_job_record");
 }
 
-void spm_apply_factor(struct job_record *job_ptr, int64_t factor)
+bool spm_apply_factor(struct job_record *job_ptr, int64_t factor)
 {
+	uint32_t v;
+
 	/* Python clamped already (and said so); saturate, never wrap. */
 	if (factor < SPM_FACTOR_MIN)
 		factor = SPM_FACTOR_MIN;
 	else if (factor > SPM_FACTOR_MAX)
 		factor = SPM_FACTOR_MAX;
-	job_ptr->site_factor = (uint32_t)(factor + (int64_t)NICE_OFFSET);
+	v = (uint32_t)(factor + (int64_t)NICE_OFFSET);
+	if (job_ptr->site_factor == v)
+		return false;   /* no write: the record's line stays clean */
+	job_ptr->site_factor = v;
+	return true;
 }
 
 void spm_apply_factors(const uint32_t *ids, const int64_t *factors,
 		       uint32_t n)
 {
 	job_record_t *(*find)(uint32_t) = _find_job();
-	uint32_t skipped = 0;
+	uint32_t skipped = 0, changed = 0;
 	char sample[160] = "";
 	size_t used = 0;
 
@@ -53,7 +59,7 @@ void spm_apply_factors(const uint32_t *ids, const int64_t *factors,
 		job_record_t *job = find(ids[i]);
 
 		if (job && IS_JOB_PENDING(job)) {
-			spm_apply_factor(job, factors[i]);
+			changed += spm_apply_factor(job, factors[i]);
 			continue;
 		}
 		if (skipped++ < 5 && used < sizeof(sample))
@@ -64,4 +70,21 @@ void spm_apply_factors(const uint32_t *ids, const int64_t *factors,
 		spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_INFO,
 			 "warning: update() returned factors for %u job(s) that are unknown or no longer pending (JobId=%s%s); ignored",
 			 skipped, sample, skipped > 5 ? ", ..." : "");
+	spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_DEBUG2,
+		 "update(): %u factor(s) by job id, %u changed", n, changed);
+}
+
+void spm_apply_factors_at(struct job_record **recs, const int64_t *factors,
+			  uint32_t n)
+{
+	uint32_t set = 0, changed = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (factors[i] == SPM_FACTOR_KEEP)
+			continue;
+		set++;
+		changed += spm_apply_factor(recs[i], factors[i]);
+	}
+	spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_DEBUG2,
+		 "update(): %u factor(s) by batch index, %u changed", set, changed);
 }

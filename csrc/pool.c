@@ -8,8 +8,10 @@
  *  - Each task is answered exactly once: by the worker that ran it, or by
  *    the reaper when its deadline (submission + timeout_ms) passed first,
  *    or at once when the pool cannot run it (closed, or every worker stuck).
- *    An async answer (task->done) is always delivered from a pool thread,
- *    never from the submitting thread and never with a pool mutex held.
+ *    An async answer (task->done) is always delivered from a pool thread
+ *    (the deliverer for answers from workers, the reaper for its own),
+ *    never from the submitting thread, never with a pool mutex or the GIL
+ *    held.
  *  - A worker whose task overran is written off (a replacement starts) and
  *    TimeoutError is raised in its Python thread (effective at its next
  *    bytecode).  At most SPM_POOL_MAX_STUCK are written off per pool; a
@@ -41,7 +43,10 @@ struct pool {
 	pthread_cond_t work_cv;     /* workers: a task was queued */
 	pthread_cond_t done_cv;     /* sync waiters: a task was answered */
 	pthread_cond_t reaper_cv;   /* reaper: something to look at */
+	pthread_cond_t dl_cv;       /* deliverer: answers to deliver */
 	spm_task_t *q_head, *q_tail;
+	spm_task_t *dl_head, *dl_tail; /* async answers for the deliverer */
+	bool deliverer_started;
 	spm_task_t *running;
 	uint32_t target, live, stuck_cnt;
 	uint32_t barriers;          /* barrier tasks queued or running, and
@@ -78,6 +83,7 @@ static void _init_pools(void)
 		pthread_cond_init(&pools[i].work_cv, NULL);
 		pthread_cond_init(&pools[i].done_cv, &attr);
 		pthread_cond_init(&pools[i].reaper_cv, &attr);
+		pthread_cond_init(&pools[i].dl_cv, NULL);
 		pools[i].ctx = i;
 	}
 	pthread_condattr_destroy(&attr);
@@ -433,6 +439,66 @@ static void _ensure_reaper_locked(struct pool *p)
 	pthread_attr_destroy(&attr);
 }
 
+/* ---- the deliverer ---- */
+
+/*
+ * Async answers a worker produced are delivered by one thread per pool, in
+ * order, so that workers go straight back to Python: Slurm's callback takes
+ * slurmctld's job write lock, and with every worker calling back there
+ * were up to (workers + 1) threads handing that lock around (issue 12).
+ * Falls back to the worker delivering itself if the thread cannot start.
+ */
+static void *_deliverer(void *arg)
+{
+	struct pool *p = arg;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		spm_task_t *list;
+
+		while (!p->dl_head)
+			pthread_cond_wait(&p->dl_cv, &p->mu);
+		list = p->dl_head;
+		p->dl_head = p->dl_tail = NULL;
+		pthread_mutex_unlock(&p->mu);
+		while (list) {
+			spm_task_t *t = list;
+
+			list = t->deliver_next;
+			t->done(t, t->result, t->timed_out);
+			spm_task_unref(t);    /* the pool's reference */
+		}
+		pthread_mutex_lock(&p->mu);
+	}
+	return NULL;
+}
+
+/* Hand a worker-answered async task (and the pool's reference) to the
+ * deliverer; false if there is none.  p->mu held. */
+static bool _to_deliverer_locked(struct pool *p, spm_task_t *task)
+{
+	if (!p->deliverer_started) {
+		pthread_t tid;
+		pthread_attr_t attr;
+
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (spm_thread_create(&tid, &attr, _deliverer, p) == 0)
+			p->deliverer_started = true;
+		pthread_attr_destroy(&attr);
+		if (!p->deliverer_started)
+			return false;
+	}
+	task->deliver_next = NULL;
+	if (p->dl_tail)
+		p->dl_tail->deliver_next = task;
+	else
+		p->dl_head = task;
+	p->dl_tail = task;
+	pthread_cond_signal(&p->dl_cv);
+	return true;
+}
+
 /* ---- workers ---- */
 
 /* The task a worker takes next: the oldest, except that while a barrier
@@ -454,6 +520,7 @@ static void *_worker(void *arg)
 	PyGILState_STATE gil;
 	PyThreadState *ts;
 	unsigned long ident;
+	bool have_gil = false;
 
 	/* Signals belong to the daemon's own threads (a child started from a
 	 * handler gets a clean mask: see runtime.c). */
@@ -465,6 +532,15 @@ static void *_worker(void *arg)
 	ident = PyThread_get_thread_ident();
 	ts = PyEval_SaveThread();
 
+	/*
+	 * While tasks are queued the worker keeps the GIL from one task to the
+	 * next (the entry points' PyGILState_Ensure then only nests), instead
+	 * of handing it to another worker after every call; Python's switch
+	 * interval still rotates the GIL between busy workers.  It is dropped
+	 * before waiting for work, and never held while delivering an answer
+	 * (the deliverer does that, without the GIL).  Lock order as
+	 * everywhere: GIL, then p->mu.
+	 */
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		spm_task_t *task, *deliver = NULL;
@@ -472,6 +548,13 @@ static void *_worker(void *arg)
 		int result;
 
 		while (!(task = _next_locked(p)) || p->closed_why) {
+			if (have_gil) {
+				pthread_mutex_unlock(&p->mu);
+				ts = PyEval_SaveThread();
+				have_gil = false;
+				pthread_mutex_lock(&p->mu);
+				continue;
+			}
 			if (p->closed_why || p->live > p->target)
 				goto out;
 			pthread_cond_wait(&p->work_cv, &p->mu);
@@ -483,6 +566,10 @@ static void *_worker(void *arg)
 		task->py_ident = ident;
 		pthread_mutex_unlock(&p->mu);
 
+		if (!have_gil) {
+			PyEval_RestoreThread(ts);
+			have_gil = true;
+		}
 		result = task->run(task);
 		/* A handler that forked and returned in the child: the child
 		 * must never touch the pool or call into Slurm. */
@@ -511,10 +598,19 @@ static void *_worker(void *arg)
 				 "a handler that overran its time limit has returned; its result was discarded%s",
 				 leave ? "" : "; its thread rejoins the pool");
 		}
-		pthread_mutex_unlock(&p->mu);
-		if (deliver)
-			task->done(task, result, false);
-		spm_task_unref(task);    /* the pool's reference */
+		if (deliver && _to_deliverer_locked(p, task)) {
+			pthread_mutex_unlock(&p->mu);
+		} else {
+			pthread_mutex_unlock(&p->mu);
+			if (deliver) {
+				if (have_gil) {   /* the callback takes Slurm locks */
+					ts = PyEval_SaveThread();
+					have_gil = false;
+				}
+				task->done(task, result, false);
+			}
+			spm_task_unref(task);    /* the pool's reference */
+		}
 		if (leave)
 			goto gone;
 		pthread_mutex_lock(&p->mu);
@@ -523,7 +619,8 @@ out:
 	p->live--;
 	pthread_mutex_unlock(&p->mu);
 gone:
-	PyEval_RestoreThread(ts);
+	if (!have_gil)
+		PyEval_RestoreThread(ts);
 	PyGILState_Release(gil);
 	return NULL;
 }

@@ -7,7 +7,9 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -53,92 +55,96 @@ static uint32_t _strv_len(char **v)
 	return n;
 }
 
-#define S(f, v) do { if ((v) && !(out->f = spm_arena_strdup(a, (v)))) \
-			     oom = 1; } while (0)
+/*
+ * The fields of spm_job_t and where they come from, once: the full copies
+ * below and the per-field columns of update() batches both expand these.
+ * `job` is the job_record_t, `d` its details (may be NULL).
+ */
+#define SPM_JOB_NUMBERS(X) \
+	X(job_id, job->job_id) \
+	X(array_job_id, job->array_job_id) \
+	X(array_task_id, job->array_task_id) \
+	X(het_job_id, job->het_job_id) \
+	X(het_job_offset, job->het_job_offset) \
+	X(user_id, job->user_id) \
+	X(group_id, job->group_id) \
+	X(job_state, job->job_state) \
+	X(state_reason, job->state_reason) \
+	X(exit_code, job->exit_code) \
+	X(derived_ec, job->derived_ec) \
+	X(priority, job->priority) \
+	X(time_limit, job->time_limit) \
+	X(time_min, job->time_min) \
+	X(restart_cnt, job->restart_cnt) \
+	X(qos_id, job->qos_id) \
+	X(assoc_id, job->assoc_id) \
+	X(resv_id, job->resv_id) \
+	X(batch_flag, job->batch_flag) \
+	X(bit_flags, job->bit_flags) \
+	X(site_factor, (int64_t)job->site_factor - (int64_t)NICE_OFFSET) \
+	X(start_time, job->start_time) \
+	X(end_time, job->end_time) \
+	X(deadline, job->deadline) \
+	X(num_nodes, job->node_cnt ? job->node_cnt : d ? d->min_nodes : 0) \
+	X(num_cpus, job->total_cpus ? job->total_cpus : d ? d->min_cpus : 0) \
+	X(min_nodes, d ? d->min_nodes : 0) \
+	X(max_nodes, d ? d->max_nodes : 0) \
+	X(min_cpus, d ? d->min_cpus : 0) \
+	X(requeue, d ? d->requeue : 0) \
+	X(nice, d ? (int64_t)d->nice - (int64_t)NICE_OFFSET : 0) \
+	X(pn_min_memory, d ? d->pn_min_memory : 0) \
+	X(submit_time, d ? d->submit_time : 0) \
+	X(eligible_time, d ? d->begin_time : 0)
+
+#define SPM_JOB_STRINGS(X) \
+	X(features, d ? d->features : NULL) \
+	X(std_err, d ? d->std_err : NULL) \
+	X(std_in, d ? d->std_in : NULL) \
+	X(std_out, d ? d->std_out : NULL) \
+	X(work_dir, d ? d->work_dir : NULL) \
+	X(account, job->account) \
+	X(admin_comment, job->admin_comment) \
+	X(alloc_node, job->alloc_node) \
+	X(batch_host, job->batch_host) \
+	X(burst_buffer, job->burst_buffer) \
+	X(comment, job->comment) \
+	X(licenses, job->licenses) \
+	X(mcs_label, job->mcs_label) \
+	X(name, job->name) \
+	X(nodes, job->nodes) \
+	X(partition, job->partition) \
+	X(qos, job->qos_ptr ? job->qos_ptr->name : NULL) \
+	X(resv_name, job->resv_name) \
+	X(state_desc, job->state_desc) \
+	X(system_comment, job->system_comment) \
+	X(tres_alloc_str, job->tres_alloc_str) \
+	X(tres_req_str, job->tres_req_str) \
+	X(tres_per_job, job->tres_per_job) \
+	X(tres_per_node, job->tres_per_node) \
+	X(tres_per_task, job->tres_per_task) \
+	X(user_name, job->user_name) \
+	X(wckey, job->wckey)
 
 /* The numeric fields of *job (cheap: no allocation). */
 static void _copy_job_numbers(spm_job_t *out, job_record_t *job)
 {
 	__typeof__(job->details) d = job->details; /* a named type from 24.11 */
 
-	out->job_id = job->job_id;
-	out->array_job_id = job->array_job_id;
-	out->array_task_id = job->array_task_id;
-	out->het_job_id = job->het_job_id;
-	out->het_job_offset = job->het_job_offset;
-	out->user_id = job->user_id;
-	out->group_id = job->group_id;
-	out->job_state = job->job_state;
-	out->state_reason = job->state_reason;
-	out->exit_code = job->exit_code;
-	out->derived_ec = job->derived_ec;
-	out->priority = job->priority;
-	out->time_limit = job->time_limit;
-	out->time_min = job->time_min;
-	out->restart_cnt = job->restart_cnt;
-	out->qos_id = job->qos_id;
-	out->assoc_id = job->assoc_id;
-	out->resv_id = job->resv_id;
-	out->batch_flag = job->batch_flag;
-	out->bit_flags = job->bit_flags;
-	out->site_factor = (int64_t)job->site_factor - (int64_t)NICE_OFFSET;
-	out->start_time = job->start_time;
-	out->end_time = job->end_time;
-	out->deadline = job->deadline;
-	out->num_nodes = job->node_cnt;
-	out->num_cpus = job->total_cpus;
-	if (d) {
-		out->min_nodes = d->min_nodes;
-		out->max_nodes = d->max_nodes;
-		out->min_cpus = d->min_cpus;
-		out->requeue = d->requeue;
-		out->nice = (int64_t)d->nice - (int64_t)NICE_OFFSET;
-		out->pn_min_memory = d->pn_min_memory;
-		out->submit_time = d->submit_time;
-		out->eligible_time = d->begin_time;
-		if (!out->num_nodes)
-			out->num_nodes = d->min_nodes;
-		if (!out->num_cpus)
-			out->num_cpus = d->min_cpus;
-	}
+#define X(f, v) out->f = (v);
+	SPM_JOB_NUMBERS(X)
+#undef X
 }
 
 /* The string fields of *job into arena a; returns 0 or -1 on OOM. */
 static int _copy_job_strings(spm_arena_t *a, spm_job_t *out, job_record_t *job)
 {
-	__typeof__(job->details) d = job->details; /* a named type from 24.11 */
+	__typeof__(job->details) d = job->details;
 	int oom = 0;
 
-	if (d) {
-		S(features, d->features);
-		S(std_err, d->std_err);
-		S(std_in, d->std_in);
-		S(std_out, d->std_out);
-		S(work_dir, d->work_dir);
-	}
-	S(account, job->account);
-	S(admin_comment, job->admin_comment);
-	S(alloc_node, job->alloc_node);
-	S(batch_host, job->batch_host);
-	S(burst_buffer, job->burst_buffer);
-	S(comment, job->comment);
-	S(licenses, job->licenses);
-	S(mcs_label, job->mcs_label);
-	S(name, job->name);
-	S(nodes, job->nodes);
-	S(partition, job->partition);
-	if (job->qos_ptr)
-		S(qos, job->qos_ptr->name);
-	S(resv_name, job->resv_name);
-	S(state_desc, job->state_desc);
-	S(system_comment, job->system_comment);
-	S(tres_alloc_str, job->tres_alloc_str);
-	S(tres_req_str, job->tres_req_str);
-	S(tres_per_job, job->tres_per_job);
-	S(tres_per_node, job->tres_per_node);
-	S(tres_per_task, job->tres_per_task);
-	S(user_name, job->user_name);
-	S(wckey, job->wckey);
+#define X(f, v) { const char *s_ = (v); \
+		  if (s_ && !(out->f = spm_arena_strdup(a, s_))) oom = 1; }
+	SPM_JOB_STRINGS(X)
+#undef X
 	out->spank_job_env = _copy_strv(a, job->spank_job_env,
 					job->spank_job_env_size, &oom);
 	out->spank_job_env_size = out->spank_job_env ?
@@ -175,6 +181,9 @@ spm_job_t *spm_snapshot_job(struct job_record *job_ptr,
 	*arena_out = a;
 	return out;
 }
+
+#define S(f, v) do { if ((v) && !(out->f = spm_arena_strdup(a, (v)))) \
+			     oom = 1; } while (0)
 
 spm_env_t *spm_snapshot_env(void *job_env, void *cred,
 			    spm_arena_t **arena_out)
@@ -222,42 +231,41 @@ spm_env_t *spm_snapshot_env(void *job_env, void *cred,
 #undef S
 
 /*
- * update() batches.  Copying every string of 100,000 pending jobs costs more
- * than the whole 50 ms budget, and a handler typically reads a few fields.
- * update() runs while slurmctld holds its job write lock and waits for the
- * answer, so Slurm's records cannot change or go away until the waiting
- * thread calls spm_lazy_close(): until then, the strings of a job are
- * copied on its first string access.  Afterwards nothing is read from
- * Slurm's memory again; numbers stay readable, strings already copied too.
+ * update() batches.  Reading 100,000 of Slurm's records is mostly cache
+ * misses (each field group is another line of a ~1.5 KiB record), and a
+ * handler typically reads a few fields.  So the snapshot under the lock
+ * only collects the pending records' addresses; everything else is copied
+ * on request, from the worker thread running update(), while slurmctld
+ * still holds its job write lock and waits for the answer: whole rows
+ * (spm_batch_rows, for Job views), one field of every job
+ * (spm_batch_column, spm_batch_strings), or the strings of one row
+ * (spm_lazy_load).  The waiting thread calls spm_lazy_close() before it
+ * releases the lock; afterwards nothing is read from Slurm's memory again
+ * and what was copied stays readable.  `mu` serializes the copies (they
+ * allocate in the batch's arena).
  */
 struct spm_lazy {
 	pthread_mutex_t mu;
 	bool open;
 	spm_arena_t *arena;        /* the batch's arena (this struct lives in it) */
-	spm_job_t *jobs;
-	job_record_t **recs;       /* recs[i] is jobs[i]'s record (C only) */
+	spm_batch_t *batch;
+	spm_job_t *jobs;           /* batch->jobs once spm_batch_rows() ran */
+	job_record_t **recs;       /* recs[i] is job i's record (C only) */
 	uint32_t count;
 };
 
 struct collect {
-	spm_batch_t *batch;
 	job_record_t **recs;
-	spm_lazy_t *lazy;
-	uint32_t cap;
+	uint32_t count, cap;
 };
 
 static int _collect_one(void *x, void *arg)
 {
 	job_record_t *job = x;
 	struct collect *c = arg;
-	spm_job_t *out;
 
-	if (!IS_JOB_PENDING(job) || c->batch->count >= c->cap)
-		return 0;
-	out = &c->batch->jobs[c->batch->count];
-	_copy_job_numbers(out, job);
-	out->lazy = c->lazy;
-	c->recs[c->batch->count++] = job;
+	if (IS_JOB_PENDING(job) && c->count < c->cap)
+		c->recs[c->count++] = job;
 	return 0;
 }
 
@@ -266,37 +274,281 @@ spm_batch_t *spm_snapshot_pending(spm_arena_t **arena_out)
 	spm_list_t *jl = _job_list();
 	struct collect c = { 0 };
 	spm_arena_t *arena;
+	spm_batch_t *batch;
+	spm_lazy_t *lz;
 	uint32_t total;
 
 	*arena_out = NULL;
 	if (!jl || !*jl)
 		return NULL;
 	total = list_count(*jl);
-	/* One chunk for the records; strings come later, if asked for. */
-	if (!(arena = spm_arena_new((size_t)total *
-				    (sizeof(spm_job_t) + sizeof(void *)) + 4096)))
+	if (!(arena = spm_arena_new((size_t)total * sizeof(void *) + 4096)))
 		return NULL;
 	c.cap = total;
-	if (!(c.batch = spm_arena_alloc(arena, sizeof(*c.batch))) ||
-	    !(c.lazy = spm_arena_alloc(arena, sizeof(*c.lazy))) ||
-	    (total && !(c.batch->jobs = spm_arena_alloc(
-				arena, (size_t)total * sizeof(spm_job_t)))) ||
+	if (!(batch = spm_arena_alloc(arena, sizeof(*batch))) ||
+	    !(lz = spm_arena_alloc(arena, sizeof(*lz))) ||
 	    (total && !(c.recs = spm_arena_alloc(
 				arena, (size_t)total * sizeof(*c.recs))))) {
 		spm_arena_unref(arena);
 		return NULL;
 	}
-	pthread_mutex_init(&c.lazy->mu, NULL);
-	c.lazy->open = true;
-	c.lazy->arena = arena;
-	c.batch->lazy = c.lazy;
+	pthread_mutex_init(&lz->mu, NULL);
+	lz->open = true;
+	lz->arena = arena;
+	lz->batch = batch;
+	batch->lazy = lz;
 	if (total)
 		(void)list_for_each(*jl, _collect_one, &c);
-	c.lazy->jobs = c.batch->jobs;
-	c.lazy->recs = c.recs;
-	c.lazy->count = c.batch->count;
+	lz->recs = c.recs;
+	lz->count = batch->count = c.count;
 	*arena_out = arena;
-	return c.batch;
+	return batch;
+}
+
+/* Under lz->mu: 0 if Slurm's records may be read, else -1. */
+static int _lazy_usable(spm_lazy_t *lz)
+{
+	return lz->open ? 0 : -1;
+}
+
+int spm_batch_rows(spm_lazy_t *lz)
+{
+	spm_job_t *jobs;
+	int rc;
+
+	if (!lz)
+		return -1;
+	pthread_mutex_lock(&lz->mu);
+	if (lz->jobs || !lz->count) {
+		rc = 0;
+	} else if ((rc = _lazy_usable(lz))) {
+		;
+	} else if (!(jobs = spm_arena_alloc(lz->arena, (size_t)lz->count *
+					    sizeof(*jobs)))) {
+		rc = -2;
+	} else {
+		for (uint32_t i = 0; i < lz->count; i++) {
+			_copy_job_numbers(&jobs[i], lz->recs[i]);
+			jobs[i].lazy = lz;
+		}
+		lz->jobs = lz->batch->jobs = jobs;
+	}
+	pthread_mutex_unlock(&lz->mu);
+	return rc;
+}
+
+/* One numeric field of every job, by its offset in spm_job_t. */
+static int _fill_column(spm_lazy_t *lz, uint32_t offset, void **out)
+{
+	job_record_t **recs = lz->recs;
+	uint32_t n = lz->count;
+
+	switch (offset) {
+#define X(f, v) case offsetof(spm_job_t, f): { \
+		__typeof__(((spm_job_t *)0)->f) *col; \
+		if (!(col = spm_arena_alloc(lz->arena, \
+					    (size_t)n * sizeof(*col) + 1))) \
+			return -2; \
+		for (uint32_t i = 0; i < n; i++) { \
+			job_record_t *job = recs[i]; \
+			__typeof__(job->details) d = job->details; \
+			(void)d; \
+			col[i] = (v); \
+		} \
+		*out = col; \
+		return 0; \
+	}
+	SPM_JOB_NUMBERS(X)
+#undef X
+	default:
+		return -3;
+	}
+}
+
+/* After spm_lazy_close(): the same column from the copied rows, if any
+ * (the bridge copies the rows when a handler keeps its jobs). */
+static int _gather_column(spm_lazy_t *lz, uint32_t offset, void **out)
+{
+	switch (offset) {
+#define X(f, v) case offsetof(spm_job_t, f): { \
+		__typeof__(((spm_job_t *)0)->f) *col; \
+		if (!(col = spm_arena_alloc(lz->arena, \
+					    (size_t)lz->count * sizeof(*col) + 1))) \
+			return -2; \
+		for (uint32_t i = 0; i < lz->count; i++) \
+			col[i] = lz->jobs[i].f; \
+		*out = col; \
+		return 0; \
+	}
+	SPM_JOB_NUMBERS(X)
+#undef X
+	default:
+		return -3;
+	}
+}
+
+int spm_batch_column(spm_lazy_t *lz, uint32_t offset, void **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (!lz)
+		return -1;
+	pthread_mutex_lock(&lz->mu);
+	if (!(rc = _lazy_usable(lz)))
+		rc = _fill_column(lz, offset, out);
+	else if (lz->jobs)
+		rc = _gather_column(lz, offset, out);
+	pthread_mutex_unlock(&lz->mu);
+	return rc;
+}
+
+#define X(f, v) static const char *_get_##f(job_record_t *job) \
+	{ __typeof__(job->details) d = job->details; (void)d; return (v); }
+SPM_JOB_STRINGS(X)
+#undef X
+
+static const struct {
+	uint32_t offset;
+	const char *(*get)(job_record_t *);
+} _string_fields[] = {
+#define X(f, v) { offsetof(spm_job_t, f), _get_##f },
+	SPM_JOB_STRINGS(X)
+#undef X
+};
+
+/* FNV-1a; *len gets strlen(s). */
+static uint64_t _hash(const char *s, size_t *len)
+{
+	uint64_t h = 1469598103934665603ULL;
+	const char *p = s;
+
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	*len = p - s;
+	return h;
+}
+
+struct dict {
+	uint64_t *hashes;          /* per slot: the hash of its value */
+	uint32_t *slots;           /* per slot: code (1-based), 0 empty */
+	uint32_t mask;
+	char **values;             /* values[code], values[0] = NULL */
+	uint32_t n, cap;
+};
+
+static int _dict_grow(struct dict *t)
+{
+	uint32_t size = t->mask ? (t->mask + 1) * 2 : 1024;
+	uint64_t *h = calloc(size, sizeof(*h));
+	uint32_t *sl = calloc(size, sizeof(*sl));
+
+	if (!h || !sl) {
+		free(h);
+		free(sl);
+		return -1;
+	}
+	for (uint32_t i = 0; t->mask && i <= t->mask; i++) {
+		uint32_t j;
+
+		if (!t->slots[i])
+			continue;
+		for (j = t->hashes[i] & (size - 1); sl[j]; j = (j + 1) & (size - 1))
+			;
+		sl[j] = t->slots[i];
+		h[j] = t->hashes[i];
+	}
+	free(t->hashes);
+	free(t->slots);
+	t->hashes = h;
+	t->slots = sl;
+	t->mask = size - 1;
+	return 0;
+}
+
+/* The code of s in t, adding a copy of s (in arena a) if new; 0 on OOM. */
+static uint32_t _dict_code(struct dict *t, spm_arena_t *a, const char *s)
+{
+	size_t len;
+	uint64_t h = _hash(s, &len);
+	uint32_t j;
+
+	for (j = h & t->mask; t->slots[j]; j = (j + 1) & t->mask)
+		if (t->hashes[j] == h && !strcmp(t->values[t->slots[j]], s))
+			return t->slots[j];
+	if (t->n == t->cap) {
+		uint32_t cap = t->cap * 2;
+		char **v = realloc(t->values, cap * sizeof(*v));
+
+		if (!v)
+			return 0;
+		t->values = v;
+		t->cap = cap;
+	}
+	if (!(t->values[t->n] = spm_arena_strdup(a, s)))
+		return 0;
+	t->slots[j] = t->n;
+	t->hashes[j] = h;
+	if (++t->n * 2 > t->mask + 1 && _dict_grow(t))
+		return 0;
+	return t->n - 1;
+}
+
+int spm_batch_strings(spm_lazy_t *lz, uint32_t offset, uint32_t **codes,
+		      char ***values, uint32_t *nvalues)
+{
+	const char *(*get)(job_record_t *) = NULL;
+	struct dict t = { 0 };
+	uint32_t *col = NULL;
+	int rc;
+
+	*codes = NULL;
+	*values = NULL;
+	*nvalues = 0;
+	for (size_t k = 0; k < sizeof(_string_fields) / sizeof(_string_fields[0]); k++)
+		if (_string_fields[k].offset == offset)
+			get = _string_fields[k].get;
+	if (!lz)
+		return -1;
+	if (!get)
+		return -3;
+	pthread_mutex_lock(&lz->mu);
+	if ((rc = _lazy_usable(lz)))
+		goto out;
+	rc = -2;
+	t.cap = 64;
+	if (!(t.values = malloc(t.cap * sizeof(*t.values))) || _dict_grow(&t))
+		goto out;
+	t.values[0] = NULL;
+	t.n = 1;
+	if (!(col = spm_arena_alloc(lz->arena,
+				    (size_t)lz->count * sizeof(*col) + 1)))
+		goto out;
+	for (uint32_t i = 0; i < lz->count; i++) {
+		const char *s = get(lz->recs[i]);
+
+		if (!s)
+			col[i] = 0;
+		else if (!(col[i] = _dict_code(&t, lz->arena, s)))
+			goto out;
+	}
+	if (!(*values = spm_arena_alloc(lz->arena, t.n * sizeof(**values))))
+		goto out;
+	memcpy(*values, t.values, t.n * sizeof(**values));
+	*codes = col;
+	*nvalues = t.n;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&lz->mu);
+	free(t.values);
+	free(t.hashes);
+	free(t.slots);
+	return rc;
+}
+
+struct job_record **spm_lazy_records(spm_lazy_t *lz)
+{
+	return lz ? lz->recs : NULL;
 }
 
 int spm_lazy_load(spm_lazy_t *lz, spm_job_t *job)
@@ -310,7 +562,7 @@ int spm_lazy_load(spm_lazy_t *lz, spm_job_t *job)
 		rc = 0;
 	} else if (!lz->open) {
 		rc = -1;
-	} else if (job < lz->jobs || job >= lz->jobs + lz->count) {
+	} else if (!lz->jobs || job < lz->jobs || job >= lz->jobs + lz->count) {
 		rc = -1;    /* not one of ours: never read Slurm memory */
 	} else if (_copy_job_strings(lz->arena, job,
 				     lz->recs[job - lz->jobs])) {

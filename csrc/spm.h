@@ -330,6 +330,10 @@ spm_env_t *spm_snapshot_env(void *job_env, void *cred,
 spm_batch_t *spm_snapshot_pending(spm_arena_t **arena_out);
 void spm_lazy_close(spm_lazy_t *lazy);
 
+/* The batch's records, in batch order (valid while the caller holds the
+ * job write lock it took the snapshot under). */
+struct job_record **spm_lazy_records(spm_lazy_t *lazy);
+
 /* Copy a job_desc_msg_t into arena a (strings copied).  Returns NULL on
  * OOM. */
 spm_jobdesc_t *spm_snapshot_jobdesc(struct job_descriptor *desc,
@@ -346,13 +350,20 @@ uint32_t spm_job_id(struct job_record *job_ptr);
 /* ---- factors.c: the only file that writes into Slurm's records ---- */
 
 /* Store a factor (signed, within [SPM_FACTOR_MIN, SPM_FACTOR_MAX]: Python
- * clamps) into the job record, NICE_OFFSET added. */
-void spm_apply_factor(struct job_record *job_ptr, int64_t factor);
+ * clamps) into the job record, NICE_OFFSET added.  Writes only if the
+ * factor changes; returns whether it did. */
+bool spm_apply_factor(struct job_record *job_ptr, int64_t factor);
 
 /* Look jobs up by id and store their factors; jobs unknown or no longer
  * pending are skipped, with one log line for all of them. */
 void spm_apply_factors(const uint32_t *job_ids, const int64_t *factors,
 		       uint32_t n);
+
+/* update() by batch index: factors[i] for recs[i] (the batch's records,
+ * all pending: the lock was held since the snapshot), SPM_FACTOR_KEEP
+ * leaves a job as it is. */
+void spm_apply_factors_at(struct job_record **recs, const int64_t *factors,
+			  uint32_t n);
 
 /* ---- jobdesc.c: the only file that writes into job_desc_msg_t ---- */
 

@@ -25,10 +25,12 @@ int spm_py_sf_set(spm_arena_t *arena, spm_job_t *job, int64_t *factor,
 		  int *have);
 
 /* site_factor update(): writes up to cap (job id, signed factor) pairs
- * into the two arrays and sets *n. */
+ * into the two arrays and sets *n; or, with *by_index set to 1, factors[i]
+ * for job i of the batch (SPM_FACTOR_KEEP: unchanged), *n = batch->count,
+ * job_ids unused. */
 int spm_py_sf_update(spm_arena_t *arena, spm_batch_t *batch,
 		     uint32_t *job_ids, int64_t *factors, uint32_t cap,
-		     uint32_t *n);
+		     uint32_t *n, int *by_index);
 
 /* site_factor reconfig(), and a check for a changed handler file. */
 int spm_py_sf_reconfig(void);

@@ -110,7 +110,8 @@ typedef struct spm_env {
 	char **gres_job_env;
 } spm_env_t;
 
-/* A batch of pending jobs for site_factor update(). */
+/* A batch of pending jobs for site_factor update().  jobs is NULL until
+ * spm_batch_rows() copied the rows (see snapshot.c). */
 typedef struct spm_batch {
 	uint32_t count;
 	spm_job_t *jobs;
@@ -286,6 +287,9 @@ extern const int spm_hook_ctx[];
  * line per call); factors.c stores without clamping again. */
 #define SPM_FACTOR_MIN -2147483648
 #define SPM_FACTOR_MAX 2147483647
+/* In update()'s factors by batch index: "leave this job's factor as it
+ * is" (outside [SPM_FACTOR_MIN, SPM_FACTOR_MAX]). */
+#define SPM_FACTOR_KEEP -9223372036854775807
 
 /* Slurm's "unset" and "unlimited" values (slurm.h; jobdesc.c checks
  * they match).  Python reads a field holding its unset value as None. */
@@ -333,6 +337,20 @@ void spm_boot_failure(const char *text);
  * yet).  Returns 0, -1 if update() has returned (Slurm's records may be
  * gone: nothing is read), or -2 on OOM. */
 int spm_lazy_load(spm_lazy_t *lazy, spm_job_t *job);
+
+/* update() batches, during the call (the same return codes as
+ * spm_lazy_load, and -3 for an offset that is not a field of that kind).
+ * Each copies into the batch's arena:
+ * spm_batch_rows: every job's numbers into batch->jobs (once);
+ * spm_batch_column: one numeric field of every job, by its offset in
+ *   spm_job_t, into an array of the field's C type (*out); after the
+ *   call, from the rows if spm_batch_rows() ran;
+ * spm_batch_strings: one char * field of every job, dictionary-encoded:
+ *   (*codes)[i] indexes (*values)[0 .. *nvalues - 1]; code 0 is NULL. */
+int spm_batch_rows(spm_lazy_t *lazy);
+int spm_batch_column(spm_lazy_t *lazy, uint32_t offset, void **out);
+int spm_batch_strings(spm_lazy_t *lazy, uint32_t offset, uint32_t **codes,
+		      char ***values, uint32_t *nvalues);
 
 /* A copy of s in the arena (NULL for NULL or out of memory): how Python
  * hands strings to C (job_submit changes and messages). */

@@ -69,10 +69,11 @@ def spm_py_sf_set(arena: Any, job: Any, factor: Any, have: Any) -> int:
 
 
 @_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_sf_update(arena: Any, batch: Any, job_ids: Any, factors: Any, cap: int, n: Any) -> int:
+def spm_py_sf_update(arena: Any, batch: Any, job_ids: Any, factors: Any, cap: int, n: Any,
+                     by_index: Any) -> int:
     _log.set_prefix(_context.PREFIX[SITE_FACTOR])
-    jobs = _records.JobList(batch.jobs, batch.count, _own(arena))
-    return _calls.sf_update(context(SITE_FACTOR), jobs, job_ids, factors, cap, n)
+    return _calls.sf_update(context(SITE_FACTOR), batch, _own(arena), job_ids, factors, cap,
+                            n, by_index)
 
 
 @_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)

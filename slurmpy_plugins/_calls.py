@@ -101,35 +101,69 @@ def sf_set(c: Context, arena: Any, job: Any, factor: Any, have: Any,
     return int(lib.SPM_PY_OK)
 
 
-def sf_update(c: Context, jobs: Any, job_ids: Any, factors: Any, cap: int, n: Any) -> int:
-    """spm_py_sf_update: `jobs` is the JobList; on SPM_PY_OK the first *n
-    entries of job_ids/factors hold the (clamped, signed) factors."""
+def _seal_if_kept(jobs: _records.JobList) -> None:
+    """Kept jobs (by the handler, a traceback, or their views, which
+    reference the JobList) get every number copied before C closes the
+    batch.  References when nothing kept them: `jobs` in the caller, the
+    argument, getrefcount's own."""
+    if sys.getrefcount(jobs) > 3:
+        _records.seal(jobs)
+
+
+def sf_update(c: Context, batch: Any, owner: Any, job_ids: Any, factors: Any, cap: int,
+              n: Any, by_index: Any) -> int:
+    """spm_py_sf_update: `batch` is the spm_batch_t (rows copied on
+    demand, or given: the kit's), `owner` keeps its arena alive.  On
+    SPM_PY_OK either the first *n entries of job_ids/factors hold (job id,
+    clamped signed factor) pairs, or, with *by_index set, factors[i] is
+    job i's (SPM_FACTOR_KEEP: unchanged) and *n the batch's count."""
     SITE_FACTOR, ERROR = lib.SPM_CTX_SITE_FACTOR, lib.SPM_LOG_ERROR
     n[0] = 0
-    what = f"update() over {len(jobs)} pending jobs"
+    by_index[0] = 0
+    what = f"update() over {batch.count} pending jobs"
     h = c.handler(what)
     if h is None:
         return int(lib.SPM_PY_FAILED)
+    assert c.loaded is not None
+    jobs = _records.JobList(batch, owner, c.loaded.fields)
     try:
         result = h.update(jobs)
     except BaseException as e:
+        _seal_if_kept(jobs)   # the traceback holds them
         c.report(what, e)
         return int(lib.SPM_PY_FAILED)
+    _seal_if_kept(jobs)
     if result is None:
         return int(lib.SPM_PY_OK)
+    aligned = _factors.is_aligned(result)
+    if not aligned:
+        in_order = _factors.in_batch_order(result, batch.count, lambda: jobs._list("job_id"))
+        if in_order is not None:
+            result, aligned = in_order, True
     try:
-        ids, vals, note = _factors.check_update(result, cap)
+        if aligned:
+            vals, note = _factors.check_aligned(result, batch.count,
+                                                lambda: jobs.column("job_id"))
+        else:
+            ids, vals, note = _factors.check_update(result, cap)
     except _factors.FactorError as e:
+        shape = ("one int factor (or None) per job, in the order of `jobs`, or a mapping"
+                 if aligned else "a mapping")
         say(SITE_FACTOR, ERROR,
-            f"{what}: {method_site(h.update)}: update() must return a mapping of int job id "
+            f"{what}: {method_site(h.update)}: update() must return {shape} of int job id "
             f"to int factor; {e}; factors left unchanged")
         return int(lib.SPM_PY_FAILED)
     if note:
         say(SITE_FACTOR, lib.SPM_LOG_INFO, f"update(): {note}")
-    k = len(ids)
+    k = len(vals)
+    if not k <= cap:   # never past C's arrays
+        say(SITE_FACTOR, ERROR, f"{what}: {k} factors for room of {cap}; factors left unchanged")
+        return int(lib.SPM_PY_FAILED)
     if k:
-        ffi.memmove(job_ids, ids, k * ids.itemsize)
-        ffi.memmove(factors, vals, k * vals.itemsize)
+        if not aligned:
+            ffi.memmove(job_ids, ids, k * ids.itemsize)
+        ffi.memmove(factors, vals, k * 8)
+    by_index[0] = int(aligned)
     n[0] = k
     return int(lib.SPM_PY_OK)
 

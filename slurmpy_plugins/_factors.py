@@ -7,12 +7,12 @@ This module is the one place that clamps them to what Slurm can store
 from __future__ import annotations
 
 import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["FactorError", "install", "check_set", "check_update"]
+__all__ = ["FactorError", "install", "check_set", "check_update", "check_aligned"]
 
-FACTOR_MIN = FACTOR_MAX = 0
+FACTOR_MIN = FACTOR_MAX = KEEP = 0
 _UINT32_MAX = 0xFFFFFFFF
 
 
@@ -21,8 +21,9 @@ class FactorError(ValueError):
 
 
 def install(lib: Any) -> None:
-    global FACTOR_MIN, FACTOR_MAX
+    global FACTOR_MIN, FACTOR_MAX, KEEP
     FACTOR_MIN, FACTOR_MAX = lib.SPM_FACTOR_MIN, lib.SPM_FACTOR_MAX
+    KEEP = lib.SPM_FACTOR_KEEP
 
 
 def describe(value: Any) -> str:
@@ -93,3 +94,89 @@ def check_update(result: Any, cap: int) -> tuple[array.array[int], array.array[i
     if not len(ids) == len(vals) <= cap:   # never past C's arrays
         raise FactorError(f"inconsistent answer ({len(ids)} ids, {len(vals)} factors, room for {cap})")
     return ids, vals, note
+
+
+_INT_FORMATS = frozenset("bBhHiIlLqQnN")
+
+
+def is_aligned(result: Any) -> bool:
+    """update() returned factors by batch index (a sequence or an integer
+    buffer), not a mapping by job id."""
+    return not isinstance(result, Mapping) and not hasattr(result, "keys")
+
+
+def in_batch_order(result: Any, count: int, job_ids: Callable[[], list[Any]]) -> list[Any] | None:
+    """A dict whose keys are exactly the batch's job ids, in batch order
+    (what ``{j.job_id: f(j) for j in jobs}`` builds): its values, so that
+    they are applied by position, without a job id lookup per entry.  None
+    for anything else (the mapping path then reads and checks it).
+    `job_ids()` gives the batch's job ids as a list."""
+    if type(result) is not dict or len(result) != count or not count:
+        return None
+    snap = result.copy()                  # read once, like check_update
+    if len(snap) != count or list(snap) != job_ids():
+        return None
+    vals = list(snap.values())
+    if not all(map(_is_int, set(map(type, vals)))):
+        return None                       # check_update names the bad entry
+    return vals
+
+
+def check_aligned(result: Any, count: int, job_ids: Callable[[], Any]) -> tuple[Any, str | None]:
+    """update()'s answer as one factor per job of the batch, in batch order
+    -> (int64 factors, with KEEP for None; clamp warning or None).
+    Accepts a list/tuple of int or None, or any 1-D buffer of integers
+    (array.array, memoryview, numpy array).  `job_ids()` gives the batch's
+    job ids, for the warning.  Raises FactorError."""
+    if isinstance(result, (str, bytes, bytearray)):
+        raise FactorError(f"got {describe(result)}")
+    try:
+        mv = memoryview(result)
+    except TypeError:
+        mv = None
+    if mv is not None:
+        fmt = mv.format.lstrip("@=")
+        if mv.ndim != 1 or fmt not in _INT_FORMATS:
+            raise FactorError(f"got a buffer of format {mv.format!r} and {mv.ndim} dimension(s) "
+                              "(factors by batch index must be integers, one per job)")
+        if len(mv) != count:
+            raise FactorError(f"got {len(mv)} factors by batch index for {count} pending jobs")
+        if fmt in "qln" and mv.itemsize == 8:
+            vals = mv if mv.c_contiguous else array.array("q", mv)
+        else:
+            vals = None
+            seq: Any = mv.tolist()
+    else:
+        if not isinstance(result, (list, tuple)):
+            raise FactorError(f"got {describe(result)}")
+        if len(result) != count:
+            raise FactorError(f"got {len(result)} factors by batch index for {count} pending jobs")
+        seq, vals = result, None
+    if vals is None:
+        types = set(map(type, seq))
+        has_none = type(None) in types
+        if not all(_is_int(t) for t in types if t is not type(None)):
+            for i, v in enumerate(seq):
+                if v is not None and not _is_int(type(v)):
+                    raise FactorError(f"first bad entry at index {i}: {describe(v)} "
+                                      "(expected an int, or None to leave the job as it is)")
+        if has_none:
+            seq = [KEEP if v is None else v for v in seq]
+    else:
+        seq = vals
+    note = None
+    if count:
+        if vals is None and has_none:
+            lo = min((v for v in seq if v != KEEP), default=None)
+        else:
+            lo = min(seq)
+        hi = max(seq)
+        if (lo is not None and lo < FACTOR_MIN) or hi > FACTOR_MAX:
+            bad = [i for i, v in enumerate(seq) if v != KEEP and not FACTOR_MIN <= v <= FACTOR_MAX]
+            ids = job_ids()
+            note = clamp_note(ids[bad[0]], seq[bad[0]], len(bad))
+            seq = [v if v == KEEP else _clamp(v) for v in seq]
+            vals = None
+    if vals is None:
+        vals = array.array("q", seq)
+    return vals, note

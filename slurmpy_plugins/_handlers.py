@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 from ._jobdesc import JobDesc, Partition
@@ -46,14 +46,24 @@ class SiteFactorHandler:
     priority/multifactor).  Factors are signed ints as ``sprio`` shows them
     in its SITE column."""
 
+    #: The Job fields update() reads, e.g. ``("account", "num_cpus",
+    #: "submit_time")``: then iterating ``jobs`` gives light rows holding
+    #: only those fields (and ``job_id``), copied from slurmctld in one pass
+    #: per field.  None (the default): full :class:`Job` views.  Checked
+    #: when the handler loads: an unknown name fails the load, naming it.
+    fields: tuple[str, ...] | None = None
+
     def set(self, job: Job) -> int | None:
         """A job was submitted or its priority is being recalculated:
         return its factor, or None to leave it unchanged."""
         return None
 
-    def update(self, jobs: JobList) -> Mapping[int, int] | None:
-        """Every PriorityCalcPeriod, with all pending jobs: return
-        {job_id: factor}; jobs left out keep their factor."""
+    def update(self, jobs: JobList) -> Mapping[int, int] | Sequence[int | None] | None:
+        """Every PriorityCalcPeriod, with all pending jobs (a
+        :class:`JobList`).  Return {job_id: factor} (jobs left out keep
+        their factor), or one factor per job in the order of ``jobs`` (a
+        list/tuple of int or None for "unchanged", or an integer buffer:
+        ``array.array``, a numpy array), or None to change nothing."""
         return None
 
     def reconfig(self) -> None:

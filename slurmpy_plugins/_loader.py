@@ -32,7 +32,9 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from . import _records
 from ._config import Config
+from ._handlers import SiteFactorHandler
 
 __all__ = ["HandlerError", "Loaded", "load", "where", "file_signature", "check_safe",
            "format_tb"]
@@ -47,6 +49,7 @@ class Loaded:
     instance: Any
     module_file: str
     signature: tuple[Any, ...]
+    fields: tuple[str, ...] | None = None    # SiteFactorHandler.fields, checked
 
 
 def where(exc: BaseException, roots: tuple[str, ...] = ()) -> str:
@@ -472,7 +475,19 @@ def load(cfg: Config, base: type, trusted_uids: set[int]) -> Loaded:
         else:
             sys.modules[spec.name] = previous
         raise
-    return Loaded(instance=instance, module_file=spec.origin, signature=signature)
+    return Loaded(instance=instance, module_file=spec.origin, signature=signature,
+                  fields=_declared_fields(cfg, type(instance), spec.origin))
+
+
+def _declared_fields(cfg: Config, cls: type, origin: str) -> tuple[str, ...] | None:
+    """A SiteFactorHandler's `fields`, checked now (at load), so that a
+    misspelled name is a load error naming it, not a failure in update()."""
+    if not issubclass(cls, SiteFactorHandler):
+        return None
+    try:
+        return _records.declared_fields(cls.fields)
+    except ValueError as e:
+        raise HandlerError(f"{origin}: {cfg.handler}.fields: {e}") from None
 
 
 def _instantiate(cfg: Config, base: type, code: Any, module: Any, origin: str) -> Any:

@@ -611,12 +611,16 @@ def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = 5.0
     arr = ffi.new("spm_job_t[]", max(n, 1))
     for i, j in enumerate(jobs):
         ffi.memmove(arr + i, j._c, ffi.sizeof("spm_job_t"))
-    owner = [arr, list(jobs)]              # the copies point at the jobs' strings
-    jl = JobList(arr, n, owner)
+    # the batch as the daemon's, with its rows given (no lazy part)
+    batch = ffi.new("spm_batch_t *", {"count": n, "jobs": arr, "lazy": ffi.NULL})
+    owner = [arr, batch, list(jobs)]       # the copies point at the jobs' strings
     ids = ffi.new("uint32_t[]", max(n, 1))
     vals = ffi.new("int64_t[]", max(n, 1))
     k = ffi.new("uint32_t *")
-    rc, timed_out, log = _run("site_factor", lambda: _calls.sf_update(c, jl, ids, vals, n, k),
+    by_index = ffi.new("int *")
+    rc, timed_out, log = _run("site_factor",
+                              lambda: _calls.sf_update(c, batch, owner, ids, vals, n, k,
+                                                       by_index),
                               timeout, log_level)
     factors = {j.job_id: j.site_factor for j in jobs}
     ignored: list[int] = []
@@ -626,8 +630,12 @@ def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = 5.0
                                  f"{_ms(timeout)} ms; factors left unchanged"))
     elif rc == lib.SPM_PY_OK:
         pending = {j.job_id for j in jobs if j.state == "PENDING"}
-        for i in range(k[0]):
-            jid, val = int(ids[i]), int(vals[i])
+        if by_index[0]:       # factors[i] is job i's (csrc/factors.c)
+            pairs = [(int(arr[i].job_id), int(vals[i])) for i in range(k[0])
+                     if vals[i] != lib.SPM_FACTOR_KEEP]
+        else:
+            pairs = [(int(ids[i]), int(vals[i])) for i in range(k[0])]
+        for jid, val in pairs:
             if jid in pending:
                 factors[jid] = val
             else:

@@ -887,7 +887,7 @@ static job_record_t *job_from_args(const char *verb, int argc, char **argv)
  * find_job_record() must not lock job_list: plugins call it from inside
  * list_for_each(job_list, ...), which already holds the List's own lock.
  */
-#define JOB_HASH_SIZE 16384
+#define JOB_HASH_SIZE (1 << 20)   /* slurmctld sizes its hash by MaxJobCount */
 static job_record_t *job_hash[JOB_HASH_SIZE];
 static pthread_mutex_t hash_mutex = PTHREAD_MUTEX_INITIALIZER;
 

@@ -251,3 +251,37 @@ def test_hook_tables_match_the_c_side():
     assert len(names) == lib.SPM_HOOK_COUNT
     for ctx, name in ctx_names.items():
         assert kit.ffi.string(lib.spm_ctx_names[getattr(lib, f"SPM_CTX_{ctx}")]).decode() == name
+
+
+def test_update_access_paths_give_the_same_factors_in_the_kit():
+    """The kit's batch (rows given, no lazy part) serves the same access
+    paths as the daemon's: Job views, declared rows, columns, categories,
+    answers by id or by position."""
+    import array
+
+    def f(acct, cpus, t):
+        return (len(acct or "") * 7 + cpus * 3 - t % 11) % 1000
+
+    class Views(SiteFactorHandler):
+        def update(self, jobs):
+            return {j.job_id: f(j.account, j.num_cpus, j.submit_time) for j in jobs}
+
+    class Rows(SiteFactorHandler):
+        fields = ("account", "num_cpus", "submit_time")
+
+        def update(self, jobs):
+            return [f(j.account, j.num_cpus, j.submit_time) for j in jobs]
+
+    class Columns(SiteFactorHandler):
+        def update(self, jobs):
+            codes, values = jobs.categories("account")
+            cpus, t = jobs.column("num_cpus"), jobs.column("submit_time")
+            return array.array("q", (f(values[c], n, s) for c, n, s in zip(codes, cpus, t)))
+
+    jobs = [kit.make_job(job_id=10 + i, state="PENDING", account=acct, num_cpus=i + 1,
+                         submit_time=1_700_000_000 + 13 * i)
+            for i, acct in enumerate(["phys", None, "chem", "phys", "bio"])]
+    results = [kit.run_update(h, jobs) for h in (Views, Rows, Columns)]
+    assert all(r.ok for r in results), [r.log for r in results]
+    expected = {j.job_id: f(j.account, j.num_cpus, j.submit_time) for j in jobs}
+    assert [r.factors for r in results] == [expected] * 3

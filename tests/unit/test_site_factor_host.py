@@ -300,7 +300,10 @@ def test_update_out_of_int64_range_is_clamped_too(make_host, handlers):
     ("{1: 'x'}", "first bad entry 1 (int): 'x' (str)"),
     ("{1: 2.5}", "first bad entry 1 (int): 2.5 (float)"),
     ("{'1': 2}", "first bad entry '1' (str): 2 (int)"),
-    ("[1, 2]", "[1, 2] (list)"),
+    ("[1, 2]", "got 2 factors by batch index for 4 pending jobs"),
+    ("[1, 2, 'x', 4]", "first bad entry at index 2: 'x' (str)"),
+    ("__import__('array').array('d', [1, 2, 3, 4])", "got a buffer of format 'd'"),
+    ("[True, 1, 2, 3]", "first bad entry at index 0: True (bool)"),
     ("42", "42 (int)"),
     ("{1: 5, 2: None}", "first bad entry 2 (int): None (NoneType)"),
 ])
@@ -314,9 +317,11 @@ def test_update_wrong_types_change_nothing(make_host, handlers, expr,
                    4: 44, 5: 55, 6: 66}
     path = handlers.path / "sf.py"
     log = h.log()
+    shape = ("a mapping" if expr.startswith("{") else
+             "one int factor (or None) per job, in the order of `jobs`, or a mapping")
     assert ("error: site_factor/python: update() over 4 pending jobs: %s:%d: "
-            "update() must return a mapping of int job id to int factor; "
-            % (path, LINE_UPDATE_DEF)) in log
+            "update() must return %s of int job id to int factor; "
+            % (path, LINE_UPDATE_DEF, shape)) in log
     assert fragment in log and "factors left unchanged" in log
 
 
@@ -626,10 +631,11 @@ def test_bridge_that_never_attaches_changes_nothing(make_host, handlers,
 
 
 def test_update_strings_are_lazy_and_closed_after_the_call(make_host, handlers):
-    """update() jobs copy their string fields on first access during the
-    call; afterwards an unread job's strings raise SnapshotClosed (Slurm's
-    records are only guaranteed while slurmctld holds its job lock), while
-    numbers and strings read in time stay available."""
+    """update() jobs copy a field (for every job of the batch) on its
+    first read during the call; afterwards a string field never read raises
+    SnapshotClosed (Slurm's records are only guaranteed while slurmctld
+    holds its job lock), while numbers (the handler kept the jobs) and
+    fields read in time stay available."""
     handlers.write("lz", """\
         import json
         from slurmpy_plugins import SiteFactorHandler, SnapshotClosed
@@ -642,7 +648,8 @@ def test_update_strings_are_lazy_and_closed_after_the_call(make_host, handlers):
                 if not hasattr(self, "kept"):
                     return None
                 out = {"numbers": [k.job_id for k in self.kept],
-                       "name0": self.kept[0].name, "account0": self.kept[0].account}
+                       "priority": [k.priority for k in self.kept],
+                       "name0": self.kept[0].name, "name1": self.kept[1].name}
                 try:
                     self.kept[1].account
                     out["late"] = "no error"
@@ -655,21 +662,23 @@ def test_update_strings_are_lazy_and_closed_after_the_call(make_host, handlers):
     h = make_host("sf")
     h.conf(site_factor_params=handlers.params("lz:F"))
     h.load()
-    h.jobs_add(job_id=11, name="first", account="acct1", job_state="PENDING")
-    h.jobs_add(job_id=12, name="second", account="acct2", job_state="PENDING")
+    h.jobs_add(job_id=11, name="first", account="acct1", job_state="PENDING",
+               priority=7)
+    h.jobs_add(job_id=12, name="second", account="acct2", job_state="PENDING",
+               priority=8)
     h.site_update()
     h.site_set(job_id=13)
     late = handlers.read("late.json")
-    assert late["numbers"] == [11, 12]
-    assert late["name0"] == "first" and late["account0"] == "acct1"
-    assert late["late"].startswith("JobId=12: string fields of a job given to update() "
-                                   "can only be read during update()")
+    assert late["numbers"] == [11, 12] and late["priority"] == [7, 8]
+    assert late["name0"] == "first" and late["name1"] == "second"
+    assert late["late"].startswith("account: fields of the jobs given to update() that "
+                                   "were not read during update() cannot be read afterwards")
 
 
 def test_repr_of_an_update_job_does_not_load_its_strings(make_host, handlers):
     """repr() (a log line, a debugger, a traceback) must not copy a lazy
-    job's strings: it shows the numbers, and the name only once loaded, and
-    it still works after update() has returned."""
+    job's strings: it shows the numbers, and the name only once the name
+    column was copied, and it still works after update() has returned."""
     handlers.write("rp", """\
         import json
         from slurmpy_plugins import SiteFactorHandler, SnapshotClosed
@@ -677,7 +686,7 @@ def test_repr_of_an_update_job_does_not_load_its_strings(make_host, handlers):
             def update(self, jobs):
                 self.kept = list(jobs)
                 self.seen = {"before": repr(self.kept[1])}
-                self.kept[0].name                        # job 0: strings copied
+                self.kept[0].name                   # the name column: copied
                 self.seen["loaded"] = repr(self.kept[0])
                 return {}
             def set(self, job):
@@ -685,7 +694,7 @@ def test_repr_of_an_update_job_does_not_load_its_strings(make_host, handlers):
                     return None
                 out = dict(self.seen, after=repr(self.kept[1]))
                 try:
-                    self.kept[1].name
+                    self.kept[1].comment
                     out["late"] = "strings were loaded"
                 except SnapshotClosed:
                     out["late"] = "closed"
@@ -703,5 +712,5 @@ def test_repr_of_an_update_job_does_not_load_its_strings(make_host, handlers):
     h.site_set(job_id=13, name="third", job_state="PENDING")
     got = handlers.read("repr.json")
     assert got == {"before": "<Job 12 PENDING>", "loaded": "<Job 11 'first' PENDING>",
-                   "after": "<Job 12 PENDING>", "late": "closed",
+                   "after": "<Job 12 'second' PENDING>", "late": "closed",
                    "full": "<Job 13 'third' PENDING>"}
