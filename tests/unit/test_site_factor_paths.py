@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -151,7 +153,27 @@ def clamp(v):
     return min(max(v, -(2**31)), 2**31 - 1)
 
 
+def _numpy_venv() -> None:
+    """Make NUMPY_VENV (numpy from PyPI, for the Python the plugin embeds)
+    unless it exists; if pip cannot, the numpy path is skipped (and says
+    so): numpy is never a dependency of the project."""
+    site = os.path.join(NUMPY_VENV, "lib", "python%d.%d" % sys.version_info[:2],
+                        "site-packages")
+    if os.path.isdir(os.path.join(site, "numpy")):
+        return
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    try:
+        subprocess.run([base, "-m", "venv", "--clear", NUMPY_VENV], check=True,
+                       capture_output=True, timeout=120)
+        subprocess.run([os.path.join(NUMPY_VENV, "bin", "pip"), "install", "-q",
+                        "--disable-pip-version-check", "numpy"], check=True,
+                       capture_output=True, timeout=300)
+    except (OSError, subprocess.SubprocessError):
+        shutil.rmtree(NUMPY_VENV, ignore_errors=True)
+
+
 def test_every_access_path_gives_the_same_factors(make_host, handlers):
+    _numpy_venv()
     handlers.write("paths", SOURCE.format(fields=FIELDS))
     hosts = {}
     for p in PATHS:
