@@ -74,7 +74,7 @@ $(PLUGINS)/%.so: csrc/%.c csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bri
 # The embedded interpreter imports slurmpy_plugins and _cffi_backend from
 # <dir of libslurmpy.so>/python, whatever the daemon's environment.  The
 # package is a symlink here (tests see edits at once); install.py copies it.
-$(CORE)/python/.staged: $(VENV)/.deps-ok
+$(CORE)/python/.staged: $(VENV)/.deps-ok FORCE
 	mkdir -p $(CORE)/python
 	ln -sfn $(CURDIR)/slurmpy_plugins $(CORE)/python/slurmpy_plugins
 	@# never write over a .so in place: a daemon that has it mapped would crash

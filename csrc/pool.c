@@ -566,7 +566,17 @@ static void *_worker(void *arg)
 		task->py_ident = ident;
 		pthread_mutex_unlock(&p->mu);
 
-		if (!have_gil) {
+		if (task->barrier) {
+			/* A boot: its cffi entry may be the process's first,
+			 * which takes cffi's init lock; the thread holding that
+			 * lock (another pool's boot) waits for the GIL.  Enter
+			 * without the GIL.  Every other task runs after its
+			 * pool's boot, when cffi's init is done. */
+			if (have_gil) {
+				ts = PyEval_SaveThread();
+				have_gil = false;
+			}
+		} else if (!have_gil) {
 			PyEval_RestoreThread(ts);
 			have_gil = true;
 		}
