@@ -857,11 +857,8 @@ def _stepd_procs(c, jid: int) -> dict[str, int]:
     (argv[0] is 'slurmstepd: [J.S]'; the cluster's own process list, as
     24.11 starts a step's slurmstepd with an empty environment)."""
     out = {}
-    for pid in c.leftover_pids():
+    for pid in c.slurmstepd_pids():
         try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() != "slurmstepd":
-                    continue
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().decode(errors="replace")
         except OSError:

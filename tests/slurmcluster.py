@@ -624,6 +624,20 @@ class Cluster(DaemonHarness):
             return False
         return any(l == wd or l.startswith(wd + "/") for l in links)
 
+    def slurmstepd_pids(self) -> list[int]:
+        """This cluster's live slurmstepd processes (by comm; found through
+        leftover_pids(), as 24.11 starts a step's slurmstepd with an empty
+        environment)."""
+        out = []
+        for pid in self.leftover_pids():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "slurmstepd":
+                        out.append(pid)
+            except OSError:
+                continue
+        return out
+
     def leftover_pids(self) -> list[int]:
         """Live (non-zombie) processes that belong to this cluster: those
         whose environment has this cluster's tag (daemons and the client

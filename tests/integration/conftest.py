@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import textwrap
+import time
 
 import pytest
 
@@ -31,6 +32,22 @@ def read_calls(path: pathlib.Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_calls(calls: pathlib.Path, predicate, timeout: float = 30.0, *, what: str = "",
+               cluster=None) -> list[dict]:
+    """read_calls(calls) once predicate holds for it; AssertionError after
+    timeout, naming `what` and, given the cluster, its daemons' log tails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = read_calls(calls)
+        if predicate(recs):
+            return recs
+        if time.monotonic() > deadline:
+            tails = "\n" + cluster.log_tails() if cluster is not None else ""
+            raise AssertionError(f"handler calls never satisfied the test"
+                                 f"{' (' + what + ')' if what else ''}: {recs}{tails}")
+        time.sleep(0.2)
 
 
 # A handler that appends one JSON line per call; {calls} and extra code are

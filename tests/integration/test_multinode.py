@@ -24,7 +24,7 @@ import pytest
 
 from slurmcluster import TERMINAL_JOB_STATES, slurm_at_least
 
-from .conftest import BUILD_PLUGINS, RECORDING_HANDLER, read_calls, write_handler
+from .conftest import BUILD_PLUGINS, RECORDING_HANDLER, read_calls, wait_calls, write_handler
 
 NODES = [f"node{i}" for i in range(1, 5)]
 BAD = "node3"
@@ -94,17 +94,6 @@ def _cluster(cluster_factory, tmp_path: pathlib.Path, flags: str, *,
     return c, calls, fail_python, fail_script
 
 
-def _wait_calls(calls, predicate, what, c, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        recs = read_calls(calls)
-        if predicate(recs):
-            return recs
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timeout waiting for {what}: {recs}\n" + c.log_tails())
-        time.sleep(0.2)
-
-
 def _of(recs, hook, jid):
     return [r for r in recs if r["hook"] == hook and r["job_id"] == jid]
 
@@ -117,8 +106,8 @@ def test_four_node_job_runs_prolog_and_epilog_once_per_node(cluster_factory, tmp
     # when the job first starts something there
     jid = c.sbatch("-N4", "-o", "/dev/null", wrap="srun true")
     c.wait_job(jid, timeout=90)
-    recs = _wait_calls(calls, lambda r: len(_of(r, "epilog", jid)) >= 4,
-                       f"4 epilogs of job {jid}", c)
+    recs = wait_calls(calls, lambda r: len(_of(r, "epilog", jid)) >= 4, 60.0,
+                      what=f"4 epilogs of job {jid}", cluster=c)
     time.sleep(1)   # a duplicate would come now, not later
     recs = read_calls(calls)
     for hook in ("prolog", "epilog"):
@@ -242,7 +231,7 @@ def test_prolog_failing_on_one_node_does_what_a_failing_prolog_script_does(
     jid = c.sbatch("-N3", "-o", "/dev/null", wrap="srun true")
     rec = c.wait_job(jid, timeout=90)
     assert rec["NodeList"] == "node[1-2,4]", rec
-    recs = _wait_calls(calls, lambda r: len(_of(r[before:], "epilog", jid)) >= 3,
-                       f"3 epilogs of job {jid}", c)
+    recs = wait_calls(calls, lambda r: len(_of(r[before:], "epilog", jid)) >= 3, 60.0,
+                      what=f"3 epilogs of job {jid}", cluster=c)
     assert sorted(r["fields"]["node_name"] for r in _of(recs, "prolog", jid)) == \
         ["node1", "node2", "node4"]

@@ -9,22 +9,11 @@ import pytest
 
 from slurmcluster import slurm_at_least
 
-from .conftest import read_calls, write_handler
+from .conftest import read_calls, wait_calls, write_handler
 
 pytestmark = pytest.mark.integration
 
 HOOKS = ("prolog_slurmctld", "prolog", "epilog", "epilog_slurmctld")
-
-
-def wait_calls(calls, predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        recs = read_calls(calls)
-        if predicate(recs):
-            return recs
-        if time.monotonic() > deadline:
-            raise AssertionError(f"handler calls never satisfied the test: {recs}")
-        time.sleep(0.2)
 
 
 def test_all_four_hooks_once_with_fields(prep_cluster, tmp_path):

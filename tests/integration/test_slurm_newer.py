@@ -25,11 +25,8 @@ SLEEPER = "sleep 6"
 def _stepds(c) -> dict[int, str]:
     """{pid: /proc/pid/maps text} of this cluster's slurmstepd processes."""
     out = {}
-    for pid in c.leftover_pids():
+    for pid in c.slurmstepd_pids():
         try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() != "slurmstepd":
-                    continue
             with open(f"/proc/{pid}/maps") as f:
                 out[pid] = f.read()
         except OSError:
