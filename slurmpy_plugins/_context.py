@@ -156,10 +156,7 @@ class Context:
         noting its signature first, so that a bad file is retried only once
         it changes."""
         assert self.settings_path is not None
-        try:
-            self.settings_sig = _loader.file_signature(self.settings_path)
-        except OSError as e:
-            self.settings_sig = ("missing", e.errno)
+        self.settings_sig = _loader.file_signature(self.settings_path)
         text, sig = _loader.read_settings(self.settings_path, self.trusted)
         self.settings_sig = sig
         return _config.parse_file(self.settings_path, text, conf_path=self.conf_path)
@@ -242,10 +239,7 @@ class Context:
             if self.loaded is None:
                 self._try_load(initial=True)
             else:
-                try:
-                    sig = _loader.file_signature(self.loaded.module_file)
-                except OSError as e:
-                    sig = ("missing", str(e))
+                sig = _loader.file_signature(self.loaded.module_file)
                 if sig == self.loaded.signature or sig == self.refused_signature:
                     return
                 if not self._try_load(initial=False):
@@ -264,10 +258,7 @@ class Context:
         file had changed."""
         path = self.settings_path
         assert path is not None
-        try:
-            sig = _loader.file_signature(path)
-        except OSError as e:
-            sig = ("missing", e.errno)
+        sig = _loader.file_signature(path)
         if sig in (self.settings_sig, self.refused_settings_sig):
             return False
         had = self.loaded is not None

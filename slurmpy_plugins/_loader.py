@@ -77,7 +77,12 @@ def _signature_of(st: os.stat_result) -> tuple[Any, ...]:
 
 
 def file_signature(path: str) -> tuple[Any, ...]:
-    return _signature_of(os.stat(path))
+    """What tells a changed file: its stat signature, or ("missing", errno)
+    when it cannot be stat'ed (a file that comes back is a change too)."""
+    try:
+        return _signature_of(os.stat(path))
+    except OSError as e:
+        return ("missing", e.errno)
 
 
 # -- what makes a file or directory unsafe ------------------------------
