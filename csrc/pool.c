@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,10 @@ enum { T_NEW, T_QUEUED, T_RUNNING, T_FINISHED };
 #define REAPER_SLACK_MS 10
 #define REAPER_IDLE_MS 1000
 #define DEFER_RING 4096
+/* A sync caller polls this long for its answer before it sleeps (see
+ * _poll_answer), while the pool's recent calls answered within it. */
+#define SPIN_US 200
+#define RECENT_CAP_US (10 * SPIN_US)
 
 struct pool {
 	pthread_mutex_t mu;
@@ -66,6 +71,9 @@ struct pool {
 	/* fail-fast calls refused since the last log line */
 	uint32_t refused_cnt;
 	uint64_t refused_logged_ms;
+	/* running average of a sync call's time from submission to answer,
+	 * in us (capped at RECENT_CAP_US): whether the next one polls */
+	uint32_t recent_us;
 	int ctx;
 };
 
@@ -283,10 +291,11 @@ static bool _answer_locked(struct pool *p, spm_task_t *task, int result,
 {
 	if (task->answered)
 		return false;
-	task->answered = true;
 	task->result = result;
 	task->timed_out = timed_out;
 	task->why = why;
+	/* also read without p->mu, by a polling sync caller */
+	__atomic_store_n(&task->answered, true, __ATOMIC_RELEASE);
 	if (task->waited) {
 		pthread_cond_broadcast(&p->done_cv);
 	} else {
@@ -810,10 +819,35 @@ static unsigned long _expire_own_locked(struct pool *p, spm_task_t *task,
 	return task->no_interrupt ? 0 : task->py_ident;
 }
 
+static uint64_t _now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Wait for `task`'s answer until `until_us` without sleeping on done_cv,
+ * giving the CPU away between looks (sched_yield: a worker queued on this
+ * CPU runs first).  A handler that answers within tens of microseconds then
+ * costs the caller no second thread wake-up, which on a VM is most of the
+ * hand-off.  No mutex held; the answer itself is read under p->mu after.
+ */
+static void _poll_answer(spm_task_t *task, uint64_t until_us)
+{
+	for (unsigned i = 0;
+	     !__atomic_load_n(&task->answered, __ATOMIC_ACQUIRE); i++) {
+		if (!(i & 7) && _now_us() >= until_us)
+			return;
+		sched_yield();
+	}
+}
+
 int spm_pool_call(spm_task_t *task, bool *timed_out)
 {
 	struct pool *p = _pool(task->ctx);
-	uint64_t now = spm_now_ms();
+	uint64_t now = spm_now_ms(), t0;
 	unsigned long interrupt = 0;
 	bool drop_pool_ref = false;
 	int result;
@@ -829,6 +863,12 @@ int spm_pool_call(spm_task_t *task, bool *timed_out)
 	}
 	spm_task_ref(task);         /* the pool's reference */
 	_enqueue_locked(p, task);
+	t0 = _now_us();
+	if (p->recent_us <= SPIN_US && !task->answered) {
+		pthread_mutex_unlock(&p->mu);
+		_poll_answer(task, t0 + SPIN_US);
+		pthread_mutex_lock(&p->mu);
+	}
 	while (!task->answered) {
 		struct timespec abs;
 
@@ -843,6 +883,9 @@ int spm_pool_call(spm_task_t *task, bool *timed_out)
 	}
 	result = task->result;
 	*timed_out = task->timed_out;
+	t0 = _now_us() - t0;
+	p->recent_us = (p->recent_us * 7 +
+			(t0 < RECENT_CAP_US ? t0 : RECENT_CAP_US)) / 8;
 	pthread_mutex_unlock(&p->mu);
 	if (task->why)
 		spm_logf(task->ctx, SPM_LOG_ERROR, "%s", task->why);

@@ -122,4 +122,6 @@ class JobSubmitHandler:
         parts = getattr(_call, "partitions", None)
         if parts is None:
             raise RuntimeError("partitions can only be read during a submit() or modify() call")
+        if callable(parts):   # built on first use (most calls never read them)
+            parts = _call.partitions = parts()
         return cast("dict[str, Partition]", parts)

@@ -10,20 +10,23 @@ With on_failure=accept, the last two accept the request unchanged instead
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from . import _context, _handlers, _jobdesc, _records
 from ._context import say
 
 ffi: Any = None
 lib: Any = None
+OK = FAILED = MODIFY = 0
 GENERIC = ("job_submit/python: request refused: the site's job submission policy "
            "failed (an administrator can find the error in slurmctld's log)")
 
 
 def install(ffi_: Any, lib_: Any) -> None:
-    global ffi, lib
+    global ffi, lib, OK, FAILED, MODIFY
     ffi, lib = ffi_, lib_
+    OK, FAILED = int(lib.SPM_PY_OK), int(lib.SPM_PY_FAILED)
+    MODIFY = int(lib.SPM_HOOK_JS_MODIFY)
 
 
 def _set_msg(arena: Any, msg_out: Any, lines: list[str]) -> None:
@@ -35,23 +38,41 @@ def _set_msg(arena: Any, msg_out: Any, lines: list[str]) -> None:
         msg_out[0] = p
 
 
+def _what(job: _jobdesc.JobDesc, modify: bool, submit_uid: int) -> str:
+    """The call as log lines name it (built only when one is written)."""
+    if modify:
+        return f"modify() for JobId={job.job_id}"
+    return f"submit() for a job of uid {submit_uid}"
+
+
+def _partitions(c_parts: Any, owner: Any) -> Callable[[], dict[str, _jobdesc.Partition]]:
+    """The call's partitions, built when the handler first reads them."""
+    def build() -> dict[str, _jobdesc.Partition]:
+        parts = {}
+        for i in range(c_parts.count):
+            p = _jobdesc.Partition(c_parts.parts + i, owner)
+            parts[p.name] = p
+        return parts
+    return build
+
+
 def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, current_arena: Any,
          c_current: Any, c_parts: Any, submit_uid: int, msg_out: Any, own: Any) -> int:
     """`own(arena)` returns an object that keeps a C arena alive while
     Python holds it: every record handed to the handler holds one, so a
     handler that keeps `job`, `current` or a partition never reads freed
-    memory."""
-    name = _context.HOOKS[lib.SPM_CTX_JOB_SUBMIT][hook]
-    OK, FAILED = int(lib.SPM_PY_OK), int(lib.SPM_PY_FAILED)
-    accept_on_failure = ctx.cfg is not None and ctx.cfg.on_failure == "accept"
+    memory.  The success path formats nothing and builds the partitions
+    only if the handler reads them: this runs on every submission, under
+    slurmctld's locks."""
+    modify = hook == MODIFY
     owner = own(arena) if own else None
     job = _jobdesc.JobDesc(c_in, owner)
-    what = (f"{name}() for JobId={job.job_id}" if name == "modify"
-            else f"{name}() for a job of uid {submit_uid}")
 
-    h = ctx.loaded.instance if ctx.loaded is not None else None
+    loaded = ctx.loaded
+    h = loaded.instance if loaded is not None else None
     if h is None:
-        if accept_on_failure:
+        what = _what(job, modify, submit_uid)
+        if ctx.cfg is not None and ctx.cfg.on_failure == "accept":
             say(ctx.ctx, lib.SPM_LOG_ERROR, f"{what}: no usable handler ({ctx.error}); "
                 "on_failure=accept: the request is accepted unchanged")
             return OK
@@ -60,42 +81,42 @@ def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, cu
                                   f"submission policy is not loaded ({ctx.error})"])
         return FAILED
 
-    parts = {}
-    for i in range(c_parts.count):
-        p = _jobdesc.Partition(c_parts.parts + i, owner)
-        parts[p.name] = p
+    current = (_records.Job(c_current, own(current_arena) if own else None)
+               if modify and c_current else None)
     messages: list[str] = []
     state = _handlers._call
-    state.messages, state.partitions = messages, parts
-    current = (_records.Job(c_current, own(current_arena) if own else None)
-               if c_current else None)
+    state.messages, state.partitions = messages, _partitions(c_parts, owner)
     try:
         try:
-            if current is None:
-                h.submit(job, int(submit_uid))
-            else:
+            if modify:
                 h.modify(job, current, int(submit_uid))
+            else:
+                h.submit(job, int(submit_uid))
         finally:
             job._close()
             state.messages = state.partitions = None
     except _handlers.Reject as e:
-        say(ctx.ctx, lib.SPM_LOG_INFO, f"{what} rejected by the handler: {e.message}")
+        say(ctx.ctx, lib.SPM_LOG_INFO,
+            f"{_what(job, modify, submit_uid)} rejected by the handler: {e.message}")
         _set_msg(arena, msg_out, messages + [e.message])
         return FAILED
     except BaseException as e:  # even SystemExit must not leave the hook
+        what = _what(job, modify, submit_uid)
         ctx.report(what, e)
-        if accept_on_failure:
+        if ctx.cfg is not None and ctx.cfg.on_failure == "accept":
             say(ctx.ctx, lib.SPM_LOG_ERROR,
                 f"{what}: on_failure=accept: the request is accepted unchanged")
             _set_msg(arena, msg_out, messages)
             return OK
         _set_msg(arena, msg_out, messages + [GENERIC])
         return FAILED
-    try:
-        job._commit(c_out, arena, lib, ffi)
-    except _jobdesc.CommitError as e:
-        say(ctx.ctx, lib.SPM_LOG_ERROR, f"{what}: {e}; refused")
-        _set_msg(arena, msg_out, [f"job_submit/python: request refused: {e}"])
-        return FAILED
-    _set_msg(arena, msg_out, messages)
+    if job._changes:
+        try:
+            job._commit(c_out, arena, lib, ffi)
+        except _jobdesc.CommitError as e:
+            say(ctx.ctx, lib.SPM_LOG_ERROR, f"{_what(job, modify, submit_uid)}: {e}; refused")
+            _set_msg(arena, msg_out, [f"job_submit/python: request refused: {e}"])
+            return FAILED
+    if messages:
+        _set_msg(arena, msg_out, messages)
     return OK

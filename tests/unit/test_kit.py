@@ -153,6 +153,31 @@ class Policy(JobSubmitHandler):
             raise Reject(f"JobId={current.job_id}: at most 60 minutes")
 
 
+class KeepsPartitions(JobSubmitHandler):
+    seen: list = []
+
+    def submit(self, job, submit_uid):
+        first = self.partitions
+        assert self.partitions is first          # built once per call
+        self.seen.append(first)
+
+
+def test_partitions_only_during_a_call_and_valid_when_kept():
+    h = KeepsPartitions()
+    with pytest.raises(RuntimeError, match="during a submit"):
+        h.partitions
+    with pytest.raises(RuntimeError, match="during a submit"):
+        h.log_user("x")
+    parts = [kit.make_partition("gpu", max_time=20), kit.make_partition("cpu", default=True)]
+    out = kit.run_submit(h, kit.make_job_desc(name="a"), partitions=parts)
+    assert out.accepted
+    with pytest.raises(RuntimeError, match="during a submit"):
+        h.partitions
+    kept = h.seen[-1]           # a dict the handler kept: still readable
+    assert sorted(kept) == ["cpu", "gpu"]
+    assert kept["gpu"].max_time == 20 and kept["cpu"].default
+
+
 def test_job_submit_outcomes():
     parts = [kit.make_partition("gpu", max_time=20)]
     desc = kit.make_job_desc(name="a", min_mem_per_node=2000)
