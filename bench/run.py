@@ -1334,7 +1334,7 @@ def clients_hdr(js: dict) -> str:
 
 
 def report_jsubmit(lines: list, target, js: dict) -> None:
-    lines.append(f"7. job_submit: {js['rounds']} round(s) of none, python, lua, interleaved; "
+    lines.append(f"7. job_submit: {js['rounds']} round(s) of none, python, lua (the order rotating each round); "
                  f"{js['n_per_run']:,} `sbatch --hold` per run from {js['clients']} parallel "
                  "clients; policy in Python and in Lua: default")
     lines.append("   time limit, a refusal rule that never fires, a comment stamp (checked on "
