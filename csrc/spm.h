@@ -178,7 +178,9 @@ void spm_pool_submit(spm_task_t *task);
  * result; SPM_PY_EXCEPTION with *timed_out set when the deadline passed
  * (the run function may still be running on a written-off worker: the
  * caller must not read what it writes); SPM_PY_FAILED when the pool could
- * not run it (or, for fail_fast, while a worker is stuck). */
+ * not run it (or, for fail_fast, while a worker is stuck).  The caller
+ * first polls for the answer for up to 200 us, yielding the CPU between
+ * looks (while the pool's recent calls answered that fast), then sleeps. */
 int spm_pool_call(spm_task_t *task, bool *timed_out);
 
 /* Wait, without limit, until the task's run function has returned (or
