@@ -10,7 +10,7 @@ With on_failure=accept, the last two accept the request unchanged instead
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from . import _context, _handlers, _jobdesc, _records
 from ._context import say
@@ -48,10 +48,10 @@ def _what(job: _jobdesc.JobDesc, modify: bool, submit_uid: int) -> str:
 def _partitions(c_parts: Any, owner: Any) -> Callable[[], dict[str, _jobdesc.Partition]]:
     """The call's partitions, built when the handler first reads them."""
     def build() -> dict[str, _jobdesc.Partition]:
-        parts = {}
+        parts: dict[str, _jobdesc.Partition] = {}
         for i in range(c_parts.count):
             p = _jobdesc.Partition(c_parts.parts + i, owner)
-            parts[p.name] = p
+            parts[cast(str, p.name)] = p     # slurmctld's partitions all have a name
         return parts
     return build
 
