@@ -103,12 +103,17 @@ static struct pool *_pool(int ctx)
 	return &pools[spm_ctx_index(ctx)];
 }
 
-uint64_t spm_now_ms(void)
+static uint64_t _now_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+uint64_t spm_now_ms(void)
+{
+	return _now_us() / 1000;
 }
 
 static struct timespec _abs(uint64_t ms)
@@ -817,14 +822,6 @@ static unsigned long _expire_own_locked(struct pool *p, spm_task_t *task,
 	(void)_answer_locked(p, task, SPM_PY_EXCEPTION, true, NULL, &none);
 	_write_off_locked(p, task);
 	return task->no_interrupt ? 0 : task->py_ident;
-}
-
-static uint64_t _now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /*
