@@ -38,6 +38,10 @@ def _set_msg(arena: Any, msg_out: Any, lines: list[str]) -> None:
         msg_out[0] = p
 
 
+def _accepts_on_failure(ctx: _context.Context) -> bool:
+    return ctx.cfg is not None and ctx.cfg.on_failure == "accept"
+
+
 def _what(job: _jobdesc.JobDesc, modify: bool, submit_uid: int) -> str:
     """The call as log lines name it (built only when one is written)."""
     if modify:
@@ -72,7 +76,7 @@ def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, cu
     h = loaded.instance if loaded is not None else None
     if h is None:
         what = _what(job, modify, submit_uid)
-        if ctx.cfg is not None and ctx.cfg.on_failure == "accept":
+        if _accepts_on_failure(ctx):
             say(ctx.ctx, lib.SPM_LOG_ERROR, f"{what}: no usable handler ({ctx.error}); "
                 "on_failure=accept: the request is accepted unchanged")
             return OK
@@ -103,20 +107,18 @@ def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, cu
     except BaseException as e:  # even SystemExit must not leave the hook
         what = _what(job, modify, submit_uid)
         ctx.report(what, e)
-        if ctx.cfg is not None and ctx.cfg.on_failure == "accept":
+        if _accepts_on_failure(ctx):
             say(ctx.ctx, lib.SPM_LOG_ERROR,
                 f"{what}: on_failure=accept: the request is accepted unchanged")
             _set_msg(arena, msg_out, messages)
             return OK
         _set_msg(arena, msg_out, messages + [GENERIC])
         return FAILED
-    if job._changes:
-        try:
-            job._commit(c_out, arena, lib, ffi)
-        except _jobdesc.CommitError as e:
-            say(ctx.ctx, lib.SPM_LOG_ERROR, f"{_what(job, modify, submit_uid)}: {e}; refused")
-            _set_msg(arena, msg_out, [f"job_submit/python: request refused: {e}"])
-            return FAILED
-    if messages:
-        _set_msg(arena, msg_out, messages)
+    try:
+        job._commit(c_out, arena, lib, ffi)
+    except _jobdesc.CommitError as e:
+        say(ctx.ctx, lib.SPM_LOG_ERROR, f"{_what(job, modify, submit_uid)}: {e}; refused")
+        _set_msg(arena, msg_out, [f"job_submit/python: request refused: {e}"])
+        return FAILED
+    _set_msg(arena, msg_out, messages)
     return OK
