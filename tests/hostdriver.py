@@ -550,6 +550,11 @@ class Host:
     def stats(self):
         return self.request("stats")
 
+    def mem(self):
+        """{'rss_kib': VmRSS, 'malloc_inuse': bytes malloc has out}."""
+        r = self.request("mem")
+        return {k: int(r[k]) for k in ("rss_kib", "malloc_inuse")}
+
     def mark(self, text):
         return self.request("mark", "text=%s" % encode_str(text))
 

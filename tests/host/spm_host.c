@@ -22,6 +22,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -2556,6 +2557,35 @@ static void cmd_stats(const char *verb, int argc, char **argv)
 	pthread_mutex_unlock(&cb_mutex);
 }
 
+/* The host's memory: VmRSS, and the bytes malloc has handed out and not
+ * had back (mallinfo2 sums every glibc arena; what glibc keeps after a
+ * free() counts in RSS but not here). */
+static void cmd_mem(const char *verb, int argc, char **argv)
+{
+	struct mallinfo2 mi;
+	char line[256];
+	unsigned long rss_kib = 0;
+	FILE *f;
+
+	if (no_args(verb, argc))
+		return;
+	if ((f = fopen("/proc/self/status", "r"))) {
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "VmRSS: %lu kB", &rss_kib) == 1)
+				break;
+		fclose(f);
+	}
+	if (!rss_kib) {
+		out_error(verb, "no VmRSS in /proc/self/status");
+		return;
+	}
+	mi = mallinfo2();
+	out_begin();
+	out_printf("ok %s rss_kib=%lu malloc_inuse=%zu", verb, rss_kib,
+		   mi.uordblks + mi.hblkhd);
+	out_end();
+}
+
 static void cmd_mark(const char *verb, int argc, char **argv)
 {
 	kopt_t o[] = { { "text", 'w', true } };
@@ -2672,6 +2702,7 @@ static const command_t commands[] = {
 	{ "bench_call", cmd_bench_call },
 	{ "bench_js", cmd_bench_js },
 	{ "stats", cmd_stats },
+	{ "mem", cmd_mem },
 	{ "mark", cmd_mark },
 	{ "sleep_ms", cmd_sleep_ms },
 	{ "ping", cmd_ping },
