@@ -844,7 +844,7 @@ static void _poll_answer(spm_task_t *task, uint64_t until_us)
 int spm_pool_call(spm_task_t *task, bool *timed_out)
 {
 	struct pool *p = _pool(task->ctx);
-	uint64_t now = spm_now_ms(), t0;
+	uint64_t t0, took_us;
 	unsigned long interrupt = 0;
 	bool drop_pool_ref = false;
 	int result;
@@ -854,7 +854,7 @@ int spm_pool_call(spm_task_t *task, bool *timed_out)
 
 	pthread_mutex_lock(&p->mu);
 	if (task->fail_fast && p->stuck_cnt) {
-		_log_refused_locked(p, now);
+		_log_refused_locked(p, spm_now_ms());
 		pthread_mutex_unlock(&p->mu);
 		return SPM_PY_FAILED;
 	}
@@ -880,9 +880,9 @@ int spm_pool_call(spm_task_t *task, bool *timed_out)
 	}
 	result = task->result;
 	*timed_out = task->timed_out;
-	t0 = _now_us() - t0;
-	p->recent_us = (p->recent_us * 7 +
-			(t0 < RECENT_CAP_US ? t0 : RECENT_CAP_US)) / 8;
+	took_us = _now_us() - t0;
+	p->recent_us = (p->recent_us * 7 + (took_us < RECENT_CAP_US ?
+					    took_us : RECENT_CAP_US)) / 8;
 	pthread_mutex_unlock(&p->mu);
 	if (task->why)
 		spm_logf(task->ctx, SPM_LOG_ERROR, "%s", task->why);
