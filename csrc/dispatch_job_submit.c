@@ -3,9 +3,11 @@
  * calls job_submit()/job_modify() on an RPC thread that holds its config,
  * job, node and partition read locks and job_submit's own mutex (one call
  * at a time): the call copies the request and the partitions, hands them
- * to a worker and waits at most the context's timeout (not at all while a
- * worker of the pool is stuck).  The handler's changes are written back
- * only if it accepted in time.  Every failure refuses the request with a
+ * to a worker and waits at most the context's timeout.  A worker stuck
+ * past it is written off and the next call runs on a fresh one (up to the
+ * pool's bound, SPM_POOL_MAX_STUCK), so one hung call costs one refusal;
+ * the written-off call may still be running when the next one starts.
+ * The handler's changes are written back only if it accepted in time.  Every failure refuses the request with a
  * message, or accepts it unchanged with on_failure=accept (logged).
  */
 #define _GNU_SOURCE
@@ -58,7 +60,6 @@ static struct js_call *_js_new(int hook, struct job_descriptor *desc,
 		return NULL;
 	spm_task_init(&j->task, SPM_CTX_JOB_SUBMIT, _run_js, NULL, _release_js,
 		      spm_ctx_timeout_ms(SPM_CTX_JOB_SUBMIT));
-	j->task.fail_fast = true;
 	j->task.ctx_timeout = true;
 	j->hook = hook;
 	j->submit_uid = uid;
@@ -141,9 +142,10 @@ static int _js_run(int hook, struct job_descriptor *desc,
 		spm_set_err_msg(err_msg, j->msg);
 		ret = SLURM_ERROR;
 	} else if (rc == SPM_PY_FAILED) {
-		ret = _failed(hook, j->in->job_id,
-			      "no worker could run the handler (one is stuck past its time limit, or the handler is not loaded)",
-			      err_msg);
+		/* the pool could not run it: its reason (every worker stuck,
+		 * or the pool closed) */
+		ret = _failed(hook, j->in->job_id, j->task.why ? j->task.why :
+			      "no worker could run the handler", err_msg);
 	} else {
 		ret = _failed(hook, j->in->job_id,
 			      "the Python bridge is not attached", err_msg);
