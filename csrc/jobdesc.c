@@ -21,6 +21,7 @@ _Static_assert(SPM_NO_VAL64 == NO_VAL64, "SPM_NO_VAL64 must match Slurm");
 _Static_assert(SPM_INFINITE16 == INFINITE16, "SPM_INFINITE16 must match Slurm");
 _Static_assert(SPM_INFINITE == INFINITE, "SPM_INFINITE must match Slurm");
 _Static_assert(SPM_INFINITE64 == INFINITE64, "SPM_INFINITE64 must match Slurm");
+_Static_assert(SPM_MEM_PER_CPU == MEM_PER_CPU, "SPM_MEM_PER_CPU must match Slurm");
 
 static bool _same(const char *a, const char *b)
 {
@@ -54,8 +55,12 @@ void spm_apply_jobdesc(struct job_descriptor *desc, const spm_jobdesc_t *in,
 
 void spm_set_err_msg(char **err_msg, const char *msg)
 {
-	if (!err_msg || !msg)
+	if (!err_msg || !msg || !*msg)
 		return;
-	xfree(*err_msg);
-	*err_msg = xstrdup(msg);
+	if (*err_msg && **err_msg)   /* an earlier plugin's lines stay first */
+		xstrfmtcat(*err_msg, "\n%s", msg);
+	else {
+		xfree(*err_msg);
+		*err_msg = xstrdup(msg);
+	}
 }

@@ -12,12 +12,19 @@
  *    (the deliverer for answers from workers, the reaper for its own),
  *    never from the submitting thread, never with a pool mutex or the GIL
  *    held.
- *  - A worker whose task overran is written off (a replacement starts) and
- *    TimeoutError is raised in its Python thread (effective at its next
- *    bytecode).  At most SPM_POOL_MAX_STUCK are written off per pool; a
- *    stuck worker that returns rejoins the pool while it is short.
+ *  - A worker whose task overran is written off (a replacement starts while
+ *    fewer than SPM_POOL_MAX_STUCK are) and TimeoutError is raised in its
+ *    Python thread (effective at its next bytecode), however many are
+ *    written off.  A stuck worker that returns rejoins the pool while it is
+ *    short.
  *  - Tasks are reference counted (spm_task_ref/unref); release() runs once,
- *    when the last reference goes, on whichever thread drops it.
+ *    when the last reference goes, on whichever thread drops it.  Who holds
+ *    one: the submitter (until spm_pool_submit hands it over, or for as
+ *    long as spm_pool_call runs), the pool (from queueing until the task
+ *    left the queue or its worker let go of it) and a delivery list (an
+ *    async answer, from _answer_locked until done() has returned).  So a
+ *    task whose done() blocks (Slurm's callback waits for the job write
+ *    lock) stays valid whatever its worker does meanwhile.
  */
 #define _GNU_SOURCE
 #include <Python.h>
@@ -60,11 +67,6 @@ struct pool {
 	uint64_t reaper_wake_ms;    /* when the sleeping reaper wakes */
 	uint32_t ctx_timeout_ms;    /* the context's limit (spm_pool_retime) */
 	const char *closed_why;     /* non-NULL: fail every task at once */
-	/* Python idents of written-off workers still inside a handler: an
-	 * interrupt is sent only to a thread listed here (a finished thread's
-	 * ident may be reused by a new worker). */
-	unsigned long stuck[SPM_POOL_MAX_STUCK];
-	uint64_t stuck_since_ms[SPM_POOL_MAX_STUCK];
 	/* deferred calls (spm_pool_defer): a ring that needs no allocation */
 	struct { void (*fn)(uintptr_t); uintptr_t arg; } defer[DEFER_RING];
 	uint32_t defer_head, defer_cnt;
@@ -151,27 +153,6 @@ void spm_task_unref(spm_task_t *task)
 
 /* ---- stuck workers ---- */
 
-static void _stuck_add(struct pool *p, unsigned long ident)
-{
-	for (int i = 0; i < SPM_POOL_MAX_STUCK; i++) {
-		if (!p->stuck[i]) {
-			p->stuck[i] = ident;
-			p->stuck_since_ms[i] = spm_now_ms();
-			return;
-		}
-	}
-}
-
-static void _stuck_remove(struct pool *p, unsigned long ident)
-{
-	for (int i = 0; i < SPM_POOL_MAX_STUCK; i++) {
-		if (p->stuck[i] == ident) {
-			p->stuck[i] = 0;
-			return;
-		}
-	}
-}
-
 static bool _exhausted(struct pool *p)
 {
 	return !p->live && p->stuck_cnt >= SPM_POOL_MAX_STUCK;
@@ -211,7 +192,6 @@ static void _fill_locked(struct pool *p)
 static void _write_off_locked(struct pool *p, spm_task_t *task)
 {
 	task->worker_written_off = true;
-	_stuck_add(p, task->py_ident);
 	p->live--;
 	p->stuck_cnt++;
 	if (p->stuck_cnt < SPM_POOL_MAX_STUCK) {
@@ -233,11 +213,15 @@ static void *_interrupt(void *arg)
 	PyGILState_STATE g;
 
 	/* Lock order: GIL, then p->mu (no thread holds p->mu while waiting
-	 * for the GIL).  Only a thread still stuck in its handler is hit. */
+	 * for the GIL).  Only a thread still stuck in its handler is hit: a
+	 * written-off task still on the running list (a worker unlinks its
+	 * task under p->mu as soon as the handler returns; a finished
+	 * thread's ident may be reused by a new worker, whose task is not
+	 * written off). */
 	g = PyGILState_Ensure();
 	pthread_mutex_lock(&p->mu);
-	for (int i = 0; i < SPM_POOL_MAX_STUCK; i++) {
-		if (p->stuck[i] == in->ident) {
+	for (spm_task_t *t = p->running; t; t = t->next) {
+		if (t->worker_written_off && t->py_ident == in->ident) {
 			PyThreadState_SetAsyncExc(in->ident, PyExc_TimeoutError);
 			break;
 		}
@@ -288,8 +272,9 @@ static void _unlink(spm_task_t **head, spm_task_t **tail, spm_task_t *task)
 }
 
 /* Mark `task` answered with (result, timed_out).  A sync waiter is woken
- * here; an async task is put on *deliver, for done() outside p->mu.
- * Returns false if it was answered already.  p->mu held. */
+ * here; an async task is put on *deliver, for done() outside p->mu, with a
+ * reference of its own (the delivery list's: dropped once done() has
+ * returned).  Returns false if it was answered already.  p->mu held. */
 static bool _answer_locked(struct pool *p, spm_task_t *task, int result,
 			   bool timed_out, const char *why,
 			   spm_task_t **deliver)
@@ -304,14 +289,15 @@ static bool _answer_locked(struct pool *p, spm_task_t *task, int result,
 	if (task->waited) {
 		pthread_cond_broadcast(&p->done_cv);
 	} else {
+		spm_task_ref(task);
 		task->deliver_next = *deliver;
 		*deliver = task;
 	}
 	return true;
 }
 
-/* Deliver async answers; drops the pool's reference of those that have
- * left the pool (queued tasks answered early).  No mutex held. */
+/* Deliver async answers, then drop the delivery list's reference of each.
+ * No mutex held. */
 static void _deliver(struct pool *p, spm_task_t *list)
 {
 	while (list) {
@@ -321,8 +307,7 @@ static void _deliver(struct pool *p, spm_task_t *list)
 		if (t->why)
 			spm_logf(p->ctx, SPM_LOG_ERROR, "%s", t->why);
 		t->done(t, t->result, t->timed_out);
-		if (t->left_pool)
-			spm_task_unref(t);
+		spm_task_unref(t);
 	}
 }
 
@@ -354,14 +339,10 @@ static uint64_t _reap_locked(struct pool *p, uint64_t now,
 				p->barriers--;
 			_answer_locked(p, t, late ? SPM_PY_EXCEPTION : SPM_PY_FAILED,
 				       late, late ? NULL : fail_all, deliver);
-			/* The pool's reference: dropped after delivery
-			 * (async) or now (sync: the waiter holds its own). */
-			if (t->waited) {
-				t->unref_next = *unref;
-				*unref = t;
-			} else {
-				t->left_pool = true;
-			}
+			/* The pool's reference, dropped outside p->mu (the
+			 * waiter, or the delivery list, holds its own). */
+			t->unref_next = *unref;
+			*unref = t;
 		} else if (t->deadline_ms && (!next || t->deadline_ms < next)) {
 			next = t->deadline_ms;
 		}
@@ -395,6 +376,7 @@ static void *_reaper(void *arg)
 		struct timespec abs;
 
 		next = _reap_locked(p, now, &deliver, &unref);
+		/* More than fit here are picked up by the next pass. */
 		for (spm_task_t *t = p->running; t; t = t->next) {
 			if (t->interrupt && n_int < SPM_POOL_MAX_STUCK) {
 				t->interrupt = false;
@@ -480,15 +462,15 @@ static void *_deliverer(void *arg)
 
 			list = t->deliver_next;
 			t->done(t, t->result, t->timed_out);
-			spm_task_unref(t);    /* the pool's reference */
+			spm_task_unref(t);    /* the delivery list's */
 		}
 		pthread_mutex_lock(&p->mu);
 	}
 	return NULL;
 }
 
-/* Hand a worker-answered async task (and the pool's reference) to the
- * deliverer; false if there is none.  p->mu held. */
+/* Hand a worker-answered async task (with the delivery list's reference)
+ * to the deliverer; false if there is none.  p->mu held. */
 static bool _to_deliverer_locked(struct pool *p, spm_task_t *task)
 {
 	if (!p->deliverer_started) {
@@ -610,7 +592,6 @@ static void *_worker(void *arg)
 		(void)_answer_locked(p, task, result, false, NULL, &deliver);
 		leave = false;
 		if (task->worker_written_off) {
-			_stuck_remove(p, ident);
 			p->stuck_cnt--;
 			p->exhausted_logged = false;
 			/* Rejoin while the pool is short, else go. */
@@ -622,19 +603,18 @@ static void *_worker(void *arg)
 				 "a handler that overran its time limit has returned; its result was discarded%s",
 				 leave ? "" : "; its thread rejoins the pool");
 		}
-		if (deliver && _to_deliverer_locked(p, task)) {
-			pthread_mutex_unlock(&p->mu);
-		} else {
-			pthread_mutex_unlock(&p->mu);
-			if (deliver) {
-				if (have_gil) {   /* the callback takes Slurm locks */
-					ts = PyEval_SaveThread();
-					have_gil = false;
-				}
-				task->done(task, result, false);
+		if (deliver && _to_deliverer_locked(p, task))
+			deliver = NULL;
+		pthread_mutex_unlock(&p->mu);
+		if (deliver) {          /* no deliverer: answer it here */
+			if (have_gil) {   /* the callback takes Slurm locks */
+				ts = PyEval_SaveThread();
+				have_gil = false;
 			}
-			spm_task_unref(task);    /* the pool's reference */
+			task->done(task, result, false);
+			spm_task_unref(task);    /* the delivery list's */
 		}
+		spm_task_unref(task);    /* the pool's reference */
 		if (leave)
 			goto gone;
 		pthread_mutex_lock(&p->mu);

@@ -102,7 +102,9 @@ bool spm_forked_child(void);
 /* ---- pool.c: workers that run Python, with deadlines ---- */
 
 /* Most worker threads a pool writes off (stuck in a handler past its
- * deadline) before it stops replacing them. */
+ * deadline) and replaces; past it, a stuck worker is not replaced (every
+ * written-off worker is still interrupted).  With no live worker left,
+ * calls fail at once (logged) until one of them returns. */
 #define SPM_POOL_MAX_STUCK 128
 
 typedef struct spm_task spm_task_t;
@@ -131,7 +133,7 @@ struct spm_task {
 	int refs;
 	int state;
 	int result;
-	bool answered, timed_out, waited, left_pool;
+	bool answered, timed_out, waited;
 	bool worker_written_off, interrupt;
 	const char *why;         /* static text: why it failed unrun */
 	uint64_t submitted_ms, deadline_ms;
@@ -373,7 +375,9 @@ void spm_apply_factors_at(struct job_record **recs, const int64_t *factors,
 void spm_apply_jobdesc(struct job_descriptor *desc, const spm_jobdesc_t *in,
 		       const spm_jobdesc_t *out);
 
-/* Replace *err_msg (Slurm's xmalloc'd string) with a copy of msg. */
+/* Add msg to *err_msg (Slurm's xmalloc'd string): after what an earlier
+ * plugin of JobSubmitPlugins wrote there (job_submit/lua's
+ * slurm.log_user lines), on a line of its own; NULL or "" adds nothing. */
 void spm_set_err_msg(char **err_msg, const char *msg);
 
 #endif /* SPM_H */

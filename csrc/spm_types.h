@@ -299,6 +299,10 @@ extern const int spm_hook_ctx[];
 #define SPM_INFINITE16 0xffff
 #define SPM_INFINITE 0xffffffff
 #define SPM_INFINITE64 0xffffffffffffffff
+/* pn_min_memory's flag bit: the value is per CPU (slurm.h MEM_PER_CPU).
+ * A handler's memory values stay below what Slurm reads as something
+ * else: per node below the flag, per CPU below NO_VAL64 once flagged. */
+#define SPM_MEM_PER_CPU 0x8000000000000000
 
 /* Results of the Python entry points.  0 is never success: cffi returns 0
  * from an extern "Python" function that has no code attached (for instance

@@ -222,6 +222,10 @@ def install(ffi: Any, lib: Any) -> None:
             # the largest value a handler may set: below Slurm's unset
             # (and "unlimited") values
             hi = (1 << 63) - 1 if cname == "int64_t" else unset - 1
+            if name == "min_mem_per_node":   # MEM_PER_CPU set means per CPU
+                hi = lib.SPM_MEM_PER_CPU - 1
+            elif name == "min_mem_per_cpu":  # flagged: below NO_VAL64, INFINITE64
+                hi = (lib.SPM_NO_VAL64 & ~lib.SPM_MEM_PER_CPU) - 1
             lo = 1 if name in _TIMES else 0
             kind = ("int", (lo, hi), unset)
         else:  # a new field kind in the header must be mapped here first

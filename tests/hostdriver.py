@@ -511,11 +511,13 @@ class Host:
     def parts_clear(self):
         return self.request("parts_clear")
 
-    def js_submit(self, submit_uid=0, _thread=False, _timeout=None, **desc):
+    def js_submit(self, submit_uid=0, _thread=False, _timeout=None, _err_msg=None, **desc):
         """job_submit() on a job_desc_msg_t built from `desc` (unset
-        members as slurm_init_job_desc_msg() leaves them).  Returns the ok
-        line (rc, err_msg, us) with the request afterwards under 'desc'."""
-        res = self.request("js_submit", "submit_uid=%d" % submit_uid,
+        members as slurm_init_job_desc_msg() leaves them; `_err_msg`: what
+        an earlier JobSubmitPlugins plugin left in *err_msg).  Returns the
+        ok line (rc, err_msg, us) with the request afterwards under 'desc'."""
+        extra = [] if _err_msg is None else ["err_msg=" + encode_str(_err_msg)]
+        res = self.request("js_submit", "submit_uid=%d" % submit_uid, *extra,
                            *encode_fields(desc), thread=_thread, timeout=_timeout)
         res["desc"] = res.pop("rows")[0]
         return res
@@ -563,6 +565,14 @@ class Host:
 
     def ping(self):
         return self.request("ping")
+
+    def lock_hold(self):
+        """A host thread takes the job write lock and keeps it (callbacks
+        block on it) until lock_release()."""
+        return self.request("lock_hold")
+
+    def lock_release(self):
+        return self.request("lock_release")
 
     def sanitizer_report(self):
         err = self.stderr()

@@ -2401,13 +2401,22 @@ static void out_desc_row(job_desc_msg_t *d)
 
 /* Split off submit_uid=N and job.<field>=... tokens. */
 static int js_split(const char *verb, int argc, char **argv, uint32_t *uid,
-		    char **desc_argv, int *ndesc, char **job_argv, int *njob)
+		    char **desc_argv, int *ndesc, char **job_argv, int *njob,
+		    char **err_msg)
 {
 	*ndesc = *njob = 0;
 	for (int i = 0; i < argc; i++) {
 		uint64_t v;
+		const char *why;
 
-		if (!strncmp(argv[i], "submit_uid=", 11)) {
+		if (!strncmp(argv[i], "err_msg=", 8)) {
+			/* what an earlier plugin of JobSubmitPlugins left */
+			xfree(*err_msg);
+			if (decode_str(argv[i] + 8, err_msg, &why)) {
+				out_error(verb, "bad err_msg: %s", why);
+				return -1;
+			}
+		} else if (!strncmp(argv[i], "submit_uid=", 11)) {
 			if (parse_u64(argv[i] + 11, &v) || v > UINT32_MAX) {
 				out_error(verb, "bad submit_uid");
 				return -1;
@@ -2423,8 +2432,10 @@ static int js_split(const char *verb, int argc, char **argv, uint32_t *uid,
 	return 0;
 }
 
-/* js_submit <desc fields> [submit_uid=N]  /  js_modify <desc fields>
- * job.<job field>=... [submit_uid=N]: like validate_job_create_req() /
+/* js_submit <desc fields> [submit_uid=N] [err_msg=x..]  /  js_modify
+ * <desc fields> job.<job field>=... [submit_uid=N] [err_msg=x..] (err_msg:
+ * what an earlier plugin of JobSubmitPlugins left, e.g. job_submit/lua's
+ * slurm.log_user lines): like validate_job_create_req() /
  * update_job(), with the job lock (read locks in slurmctld) held. */
 static void cmd_js(const char *verb, int argc, char **argv)
 {
@@ -2441,10 +2452,14 @@ static void cmd_js(const char *verb, int argc, char **argv)
 	    need_sym(verb, modify ? (void *) plug.js_modify :
 		     (void *) plug.js_submit, modify ? "job_modify" : "job_submit"))
 		return;
-	if (js_split(verb, argc, argv, &uid, dargv, &nd, jargv, &nj))
+	if (js_split(verb, argc, argv, &uid, dargv, &nd, jargv, &nj,
+		     &err_msg)) {
+		xfree(err_msg);
 		return;
+	}
 	if (nj && !modify) {
 		out_error(verb, "job.* fields only for js_modify");
+		xfree(err_msg);
 		return;
 	}
 	desc = xmalloc(sizeof(*desc));
@@ -2453,10 +2468,12 @@ static void cmd_js(const char *verb, int argc, char **argv)
 	if (apply_fields(verb, desc_fields, NFIELDS(desc_fields), &t, nd,
 			 dargv)) {
 		desc_free(desc);
+		xfree(err_msg);
 		return;
 	}
 	if (modify && !(job = job_from_args(verb, nj, jargv))) {
 		desc_free(desc);
+		xfree(err_msg);
 		return;
 	}
 	desc->site_factor = NO_VAL;   /* as job_submit_plugin_submit() */
@@ -2621,6 +2638,78 @@ static void cmd_sleep_ms(const char *verb, int argc, char **argv)
 	out_end();
 }
 
+/*
+ * lock_hold / lock_release: a thread of the host takes the job write lock and
+ * keeps it until lock_release, as a long slurmctld scheduling pass would.
+ * Callbacks (which take the lock) then block meanwhile.  lock_hold answers
+ * once the lock is taken.
+ */
+static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
+static int hold_state;		/* 0 none, 1 taking/held, 2 release asked */
+static bool hold_taken;
+static pthread_t hold_tid;
+
+static void *hold_main(void *arg)
+{
+	(void) arg;
+	pthread_mutex_lock(&job_lock);
+	pthread_mutex_lock(&hold_mu);
+	hold_taken = true;
+	pthread_cond_broadcast(&hold_cv);
+	while (hold_state != 2)
+		pthread_cond_wait(&hold_cv, &hold_mu);
+	pthread_mutex_unlock(&hold_mu);
+	pthread_mutex_unlock(&job_lock);
+	return NULL;
+}
+
+static void cmd_lock_hold(const char *verb, int argc, char **argv)
+{
+	if (no_args(verb, argc))
+		return;
+	pthread_mutex_lock(&hold_mu);
+	if (hold_state) {
+		pthread_mutex_unlock(&hold_mu);
+		out_error(verb, "the job lock is held already (lock_release first)");
+		return;
+	}
+	hold_state = 1;
+	hold_taken = false;
+	if (pthread_create(&hold_tid, NULL, hold_main, NULL)) {
+		hold_state = 0;
+		pthread_mutex_unlock(&hold_mu);
+		out_error(verb, "pthread_create failed");
+		return;
+	}
+	while (!hold_taken)
+		pthread_cond_wait(&hold_cv, &hold_mu);
+	pthread_mutex_unlock(&hold_mu);
+	out_begin();
+	out_printf("ok %s", verb);
+	out_end();
+}
+
+static void cmd_lock_release(const char *verb, int argc, char **argv)
+{
+	if (no_args(verb, argc))
+		return;
+	pthread_mutex_lock(&hold_mu);
+	if (hold_state != 1) {
+		pthread_mutex_unlock(&hold_mu);
+		out_error(verb, "the job lock is not held by lock_hold");
+		return;
+	}
+	hold_state = 2;
+	pthread_cond_broadcast(&hold_cv);
+	pthread_mutex_unlock(&hold_mu);
+	pthread_join(hold_tid, NULL);
+	hold_state = 0;
+	out_begin();
+	out_printf("ok %s", verb);
+	out_end();
+}
+
 static void cmd_ping(const char *verb, int argc, char **argv)
 {
 	if (no_args(verb, argc))
@@ -2706,6 +2795,8 @@ static const command_t commands[] = {
 	{ "mark", cmd_mark },
 	{ "sleep_ms", cmd_sleep_ms },
 	{ "ping", cmd_ping },
+	{ "lock_hold", cmd_lock_hold },
+	{ "lock_release", cmd_lock_release },
 	{ "in_thread", cmd_in_thread },
 	{ "quit", cmd_quit },
 };
@@ -2786,8 +2877,12 @@ static void cleanup(void)
 	for (size_t i = 0; i < NFIELDS(dconf_fields); i++)
 		field_release(&dconf_fields[i], conf);
 	xfree(conf);
+	/* a plugin thread may still call back (a late answer) */
+	pthread_mutex_lock(&cb_mutex);
 	free(pending);
 	pending = NULL;
+	pending_cnt = pending_cap = 0;
+	pthread_mutex_unlock(&cb_mutex);
 }
 
 int main(int argc, char **argv)
@@ -2878,6 +2973,13 @@ int main(int argc, char **argv)
 	}
 	free(line);
 
+	if (hold_state == 1) {	/* a lock_hold never released */
+		pthread_mutex_lock(&hold_mu);
+		hold_state = 2;
+		pthread_cond_broadcast(&hold_cv);
+		pthread_mutex_unlock(&hold_mu);
+		pthread_join(hold_tid, NULL);
+	}
 	cleanup();
 	out_begin();
 	out_printf("ok quit");

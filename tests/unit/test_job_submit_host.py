@@ -436,3 +436,95 @@ def test_bad_settings_at_start_are_retried_once_changed(make_host, handlers):
     res = wait_for(lambda: (r := h.js_submit(name="b")) and r["rc"] == 0 and r,
                    timeout=15, what="a call accepted after the fix")
     assert handlers.lines("calls.jsonl")[-1] == ["submit", "b", "v1"]
+
+
+def test_one_hung_call_costs_one_refusal(make_host, handlers):
+    """issue 18.2: a submit() stuck in C (time.sleep, a socket read, a
+    locked file) is refused at timeout=, and its worker is written off: the
+    very next requests, submit and modify, run on a fresh worker at once
+    instead of being refused for as long as the stuck call lasts."""
+    h = start(make_host, handlers, extra=["timeout=0.5"])
+    policy(handlers, "import time\nif job.name == 'hang':\n    time.sleep(600)\n"
+                     "job.comment = 'ok'\n")
+    res = h.js_submit(name="hang", comment="orig")
+    assert res["rc"] != 0 and res["desc"]["comment"] == "orig"
+    assert "did not answer within its time limit of 500 ms" in res["err_msg"]
+    for i in range(5):
+        res = h.js_submit(name=f"next{i}", comment="orig")
+        assert res["rc"] == 0 and res["desc"]["comment"] == "ok", res
+    policy(handlers, "job.comment = 'changed'\n", name="modify")
+    res = h.js_modify({"job_id": 77}, comment="orig")
+    assert res["rc"] == 0 and res["desc"]["comment"] == "changed", res
+    assert "failed at once" not in h.log()
+
+
+def test_written_off_workers_are_bounded_and_the_bound_is_said(make_host, handlers):
+    """Each hung call writes one worker off; at the pool's bound (128) no
+    fresh worker starts: requests are then refused at once, the refusal and
+    the log say why, until a stuck call returns."""
+    h = start(make_host, handlers, extra=["timeout=0.05"])
+    policy(handlers, "import time\nif job.name.startswith('hang'):\n    time.sleep(600)\n")
+    for i in range(128):
+        res = h.js_submit(name=f"hang{i}")
+        assert "did not answer within its time limit of 50 ms" in res["err_msg"], (i, res)
+    log = wait_for(lambda: (t := h.log()) and "(128 written off, the limit)" in t and t,
+                   timeout=10, what="the bound's log line")
+    assert "all worker threads are stuck in handlers (128 written off, the limit)" in log
+    res = h.js_submit(name="fine")
+    assert res["rc"] != 0
+    assert ("the site's job submission policy failed (no worker thread can run it: "
+            "all are stuck in handlers)") in res["err_msg"], res
+
+
+@pytest.mark.parametrize("field,largest,stored", [
+    ("min_mem_per_node", 2**63 - 1, 2**63 - 1),
+    ("min_mem_per_cpu", 2**63 - 3, (2**63 - 3) | MEM_PER_CPU),
+])
+def test_memory_ranges_exclude_what_slurm_reads_as_something_else(
+        make_host, handlers, field, largest, stored):
+    """issue 18.4: pn_min_memory's bit 63 means per CPU, and NO_VAL64 and
+    INFINITE64 have it set: a per-node value must stay below the bit, a
+    per-CPU one below NO_VAL64 once flagged.  Out of range: a ValueError
+    naming the field and the range; the largest value arrives exactly."""
+    h = start(make_host, handlers)
+    policy(handlers, f"""
+errs = []
+for value in ({largest + 1}, {largest + 2}, 2**64 - 2, 2**64 - 1):
+    try:
+        job.{field} = value
+        errs.append("no error")
+    except ValueError as e:
+        errs.append(str(e))
+job.{field} = {largest}
+R.dump(OUT + '/errs.json', errs)
+""")
+    res = h.js_submit(name="mem")
+    errs = handlers.read("errs.json")
+    assert errs == [f"job.{field}={v} is out of range: it must be from 0 to {largest} "
+                    "(or None to unset it)"
+                    for v in (largest + 1, largest + 2, 2**64 - 2, 2**64 - 1)]
+    assert res["rc"] == 0
+    assert res["desc"]["pn_min_memory"] == stored
+    assert stored not in (NO_VAL64, 2**64 - 1)
+
+
+def test_an_earlier_plugins_user_messages_are_kept(make_host, handlers):
+    """issue 18.6: with JobSubmitPlugins=lua,python, *err_msg already holds
+    the lines Lua's slurm.log_user gave when python runs: python's message
+    (accepted, refused, or the failure text) comes after them, none lost."""
+    h = start(make_host, handlers)
+    lua = "lua: line one\nlua: line two"
+    policy(handlers, "self.log_user('py says hi')\n")
+    res = h.js_submit(name="a", _err_msg=lua)
+    assert res["rc"] == 0 and res["err_msg"] == lua + "\npy says hi"
+    policy(handlers, "raise Reject('py refuses')\n")
+    res = h.js_submit(name="b", _err_msg=lua)
+    assert res["rc"] != 0 and res["err_msg"] == lua + "\npy refuses"
+    policy(handlers, "raise KeyError('ledger')\n")
+    res = h.js_submit(name="c", _err_msg=lua)
+    assert res["rc"] != 0
+    first, _, ours = res["err_msg"].partition("lua: line two\n")
+    assert first == "lua: line one\n" and ours.startswith("job_submit/python: request refused")
+    # python with nothing to say leaves Lua's lines as they are
+    policy(handlers, "pass\n")
+    assert h.js_submit(name="d", _err_msg=lua)["err_msg"] == lua
