@@ -198,6 +198,7 @@ static void _boot_once(int ctx, struct ctx_state *c, const char *params)
 	b->boot.default_timeout_ms = c->default_timeout_ms;
 	b->boot.slurm_user_id = conf.slurm_user_id;
 	b->boot.epilog_set = conf.epilog_set;
+	b->boot.load_limit_ms = spm_boot_timeout_ms();
 	b->rc = SPM_PY_EXCEPTION;
 
 	(void)spm_pool_call(&b->task, &timed_out);

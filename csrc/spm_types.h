@@ -245,6 +245,9 @@ typedef struct spm_boot {
 	uint32_t default_timeout_ms; /* in: the context's limit without timeout= (0: none) */
 	uint32_t slurm_user_id;  /* in: SlurmUser uid (trusted file owner) */
 	int epilog_set;          /* in: slurm.conf has Epilog= */
+	uint32_t load_limit_ms;  /* in: the longest a handler load may take
+				  * (SPM_BOOT_TIMEOUT_MS): a reload running
+				  * longer is interrupted (0: no limit) */
 	uint32_t hooks;          /* out: bit (1 << SPM_HOOK_*) per override */
 	uint32_t timeout_ms;     /* out: per-call limit in ms (0: unlimited) */
 	uint32_t workers;        /* out: worker threads wanted */

@@ -6,6 +6,7 @@ embedded library; every constant comes from lib (csrc/spm_types.h).
 """
 from __future__ import annotations
 
+import ctypes
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ DEFAULT_WORKERS: dict[int, int] = {}
 
 _contexts: dict[int, "Context"] = {}
 _contexts_lock = threading.Lock()
+_daemon = False      # install() ran: each context gets its reload thread
 
 EPILOG_WARNING = (
     "warning: the handler defines epilog(), but slurm.conf has no Epilog=: slurmd in "
@@ -38,9 +40,12 @@ EPILOG_WARNING = (
 
 
 def install(ffi_: Any, lib_: Any) -> None:
-    """In a daemon: bind to the embedded library and start the reload loop."""
+    """In a daemon: bind to the embedded library and start the log level
+    loop; each context starts its own reload loop when it is made."""
+    global _daemon
     bind(ffi_, lib_)
-    threading.Thread(target=_reload_loop, name="slurmpy-reload", daemon=True).start()
+    _daemon = True
+    threading.Thread(target=_level_loop, name="slurmpy-loglevel", daemon=True).start()
 
 
 def bind(ffi_: Any, lib_: Any) -> None:
@@ -87,7 +92,14 @@ def context(ctx: int) -> "Context":
     c = _contexts.get(ctx)
     if c is None:
         with _contexts_lock:
-            c = _contexts.setdefault(ctx, Context(ctx))
+            c = _contexts.get(ctx)
+            if c is None:
+                c = _contexts[ctx] = Context(ctx)
+                if _daemon:
+                    # one per plugin: a handler import that hangs during a
+                    # reload stops only that plugin's reloads
+                    threading.Thread(target=_reload_loop, args=(c,), daemon=True,
+                                     name=f"slurmpy-reload-{PREFIX[ctx]}").start()
     return c
 
 
@@ -102,7 +114,12 @@ class Context:
         self.trusted: set[int] = {0}
         self.next_check = 0.0
         self.refused_signature: tuple[Any, ...] | None = None
+        # held by boot and by every reload: one load at a time
         self.reload_lock = threading.Lock()
+        # how long a reload's load may take (0: no limit), and the thread
+        # of a load given up on that may still be running
+        self.load_limit = 0.0
+        self.abandoned_load: threading.Thread | None = None
         # job_submit: job_submit_python.conf, watched like the handler file
         self.settings_path: str | None = None
         self.settings_sig: tuple[Any, ...] | None = None
@@ -114,9 +131,16 @@ class Context:
     def boot(self, boot: Any) -> int:
         """spm_py_boot: parse the parameters, load the handler, fill the
         out fields of *boot.  Returns lib.SPM_PY_OK or SPM_PY_FAILED."""
+        # the reload loop must not start a second load while this one
+        # imports (it would see cfg set and nothing loaded yet)
+        with self.reload_lock:
+            return self._boot(boot)
+
+    def _boot(self, boot: Any) -> int:
         self.trusted = {0, int(boot.slurm_user_id)}
         self.conf_path = _cstr(boot.conf_path)
         self.default_timeout_ms = int(boot.default_timeout_ms)
+        self.load_limit = int(boot.load_limit_ms) / 1000
         boot.timeout_ms, boot.on_failure_accept, boot.workers = self.settings(None)
         try:
             if self.ctx == JOB_SUBMIT:
@@ -173,10 +197,47 @@ class Context:
         if cause is not None and not isinstance(cause, SyntaxError):
             say(self.ctx, lib.SPM_LOG_ERROR, _loader.format_tb(cause))
 
-    def _try_load(self, initial: bool) -> bool:
+    def _load(self, cfg: _config.Config, bounded: bool) -> _loader.Loaded:
+        """_loader.load; bounded (the reload loop's loads): on a thread of
+        its own, given up after load_limit s, so that an import that hangs
+        never stops this plugin's reloads for good.  A load given up on is
+        interrupted (TimeoutError at its next bytecode; one blocked in C
+        runs on until it returns, and no other load starts meanwhile)."""
+        if not bounded or not self.load_limit:
+            return _loader.load(cfg, BASE[self.ctx], self.trusted)
+        if self.abandoned_load is not None and self.abandoned_load.is_alive():
+            raise _loader.HandlerError(
+                f"a load of {cfg.handler} given up on earlier is still running (an import "
+                "blocked in C?): no new load starts until it returns")
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            _log.set_prefix(PREFIX[self.ctx])
+            try:
+                box["loaded"] = _loader.load(cfg, BASE[self.ctx], self.trusted)
+            except BaseException as e:  # handed to the waiting thread
+                box["error"] = e
+
+        t = threading.Thread(target=run, name=f"slurmpy-load-{PREFIX[self.ctx]}", daemon=True)
+        t.start()
+        t.join(self.load_limit)
+        if t.is_alive():
+            self.abandoned_load = t
+            assert t.ident is not None
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident),
+                                                       ctypes.py_object(TimeoutError))
+            raise _loader.HandlerError(
+                f"loading {cfg.handler} took longer than {self.load_limit:g} s (an import "
+                "that hangs?): given up, and interrupted (TimeoutError)")
+        if "error" in box:
+            raise box["error"]
+        loaded: _loader.Loaded = box["loaded"]
+        return loaded
+
+    def _try_load(self, initial: bool, bounded: bool = False) -> bool:
         assert self.cfg is not None
         try:
-            loaded = _loader.load(self.cfg, BASE[self.ctx], self.trusted)
+            loaded = self._load(self.cfg, bounded)
         except _loader.HandlerError as e:
             if self.loaded is None:
                 self._fail(refusal(PREFIX[self.ctx], e), e.__cause__)
@@ -219,9 +280,10 @@ class Context:
             return self.cfg.reload
         return _config.DEFAULT_RELOAD if self.settings_path else 0.0
 
-    def maybe_reload(self, force: bool = False) -> None:
+    def maybe_reload(self, force: bool = False, bounded: bool = False) -> None:
         """Pick up a changed handler file, or job_submit_python.conf (at
-        most every reload= s)."""
+        most every reload= s).  bounded: the reload loop's call, whose loads
+        are given up after load_limit s (see _load)."""
         interval = self.reload_interval()
         if not force and not interval:
             return
@@ -232,24 +294,24 @@ class Context:
             return
         try:
             self.next_check = now + interval
-            if self.settings_path and self._reload_settings():
+            if self.settings_path and self._reload_settings(bounded):
                 return
             if self.cfg is None:
                 return
             if self.loaded is None:
-                self._try_load(initial=True)
+                self._try_load(initial=True, bounded=bounded)
             else:
                 sig = _loader.file_signature(self.loaded.module_file)
                 if sig == self.loaded.signature or sig == self.refused_signature:
                     return
-                if not self._try_load(initial=False):
+                if not self._try_load(initial=False, bounded=bounded):
                     self.refused_signature = sig
                     return
             lib.spm_set_hooks(self.ctx, self.hooks())
         finally:
             self.reload_lock.release()
 
-    def _reload_settings(self) -> bool:
+    def _reload_settings(self, bounded: bool = False) -> bool:
         """job_submit: take a changed job_submit_python.conf.  A file that
         reads, parses and whose handler loads replaces the settings and the
         handler together; a bad one is refused (logged once per version)
@@ -265,7 +327,7 @@ class Context:
         try:
             text, sig = _loader.read_settings(path, self.trusted)
             cfg = _config.parse_file(path, text, conf_path=self.conf_path)
-            loaded = _loader.load(cfg, BASE[self.ctx], self.trusted) if had else None
+            loaded = self._load(cfg, bounded) if had else None
         except (_config.ConfigError, _loader.HandlerError) as e:
             self.refused_settings_sig = sig
             if had:
@@ -286,7 +348,7 @@ class Context:
         if loaded is not None:
             self._take(loaded, initial=False)
         else:
-            self._try_load(initial=True)
+            self._try_load(initial=True, bounded=bounded)
         lib.spm_set_hooks(self.ctx, self.hooks())
         return True
 
@@ -305,19 +367,28 @@ class Context:
         say(self.ctx, lib.SPM_LOG_ERROR, _loader.format_tb(exc))
 
 
-def _reload_loop() -> None:
-    """Notice changed handler files within `reload=` seconds, calls or not
-    (a prep plugin gets no call on `scontrol reconfigure` in 22.05)."""
+def _reload_loop(c: Context) -> None:
+    """One plugin's changed handler file, noticed within `reload=` seconds,
+    calls or not (a prep plugin gets no call on `scontrol reconfigure` in
+    22.05)."""
+    _log.set_prefix(PREFIX[c.ctx])
     while True:
-        waits = [w for c in list(_contexts.values()) if (w := c.reload_interval())]
-        time.sleep(min(waits + [1.0]))
-        _log.sync_level(lib)     # follow scontrol setdebug, reload= or not
-        for c in list(_contexts.values()):
-            _log.set_prefix(PREFIX[c.ctx])
-            try:
-                c.maybe_reload()
-            except Exception:
-                internal_error(*sys.exc_info())
+        time.sleep(min(c.reload_interval() or 1.0, 1.0))
+        try:
+            c.maybe_reload(bounded=True)
+        except Exception:
+            internal_error(*sys.exc_info())
+
+
+def _level_loop() -> None:
+    """Follow the daemon's log level (scontrol setdebug) every second, on a
+    thread of its own: no plugin's reload can hold it up."""
+    while True:
+        time.sleep(1.0)
+        try:
+            _log.sync_level(lib)
+        except Exception:
+            internal_error(*sys.exc_info())
 
 
 def internal_error(exc_type: Any, exc: Any, tb: Any) -> None:
