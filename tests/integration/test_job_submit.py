@@ -409,3 +409,64 @@ def test_500_submissions_from_8_clients(js_cluster):
     assert len(jobs) == 500
     assert all(j.get("Comment") == "seen" for j in jobs.values())
     assert pings and max(pings) < 1.0, max(pings)
+
+
+def test_one_stuck_submit_costs_one_refusal(js_cluster):
+    """issue 18.2 on a real slurmctld: a submit() stuck in C (time.sleep) is
+    refused at timeout=; the submissions after it, from 8 parallel clients,
+    and `scontrol update` are served at once, not refused while it sleeps."""
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            record("submit", name=job.name)
+            if job.name == "hang":
+                time.sleep(600)  # in C: no TimeoutError reaches it
+            job.comment = "seen"
+
+        def modify(self, job, current, submit_uid):
+            record("modify", job_id=job.job_id)
+            job.comment = "modified"
+    ''', conf=["timeout=1"])
+    cp = sbatch_raw(c, "-J", "hang")
+    assert cp.returncode != 0
+    assert "did not answer within its time limit of 1000 ms" in cp.stderr, cp.stderr
+    names = [f"after-{i}" for i in range(40)]
+
+    def submit(name):
+        cp = c.run("sbatch", "--parsable", "--hold", "-J", name, "--wrap=true",
+                   check=False, timeout=120)
+        return name, cp.returncode, cp.stderr
+
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(submit, names))
+    assert [r for r in results if r[1] != 0] == []
+    jid = next(iter(c.jobs()))
+    c.scontrol("update", f"JobId={jid}", "TimeLimit=10")
+    assert c.job(jid)["Comment"] == "modified"
+    seen = [r for r in read_calls(calls)]
+    assert sorted(r["name"] for r in seen if r["hook"] == "submit") == sorted(["hang", *names])
+    assert "failed at once" not in c.ctld_log()
+
+
+@pytest.mark.skipif(not LUA_SO.exists(), reason="job_submit/lua is not installed")
+def test_lua_user_messages_come_before_python_s(js_cluster):
+    """issue 18.6: with JobSubmitPlugins=lua,python the user sees the lines
+    Lua's slurm.log_user gave, then python's log_user lines."""
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            self.log_user("python: second")
+    ''', plugins="lua,python", start=False)
+    (c.conf_path.parent / "job_submit.lua").write_text(textwrap.dedent('''
+        function slurm_job_submit(job_desc, part_list, submit_uid)
+            slurm.log_user("lua: first")
+            return slurm.SUCCESS
+        end
+        function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
+            return slurm.SUCCESS
+        end
+        return slurm.SUCCESS
+    '''))
+    c.start()
+    cp = sbatch_raw(c, "--hold")
+    assert cp.returncode == 0, cp.stderr
+    assert "lua: first" in cp.stderr and "python: second" in cp.stderr, cp.stderr
+    assert cp.stderr.index("lua: first") < cp.stderr.index("python: second")
