@@ -354,6 +354,16 @@ def _case_syntax_error(hd):
     return hd.params("syn:H"), ["%s:3: syntax error" % p]
 
 
+def _case_nul_bytes(hd):
+    # a crash while the file was written can leave it with zero-filled
+    # blocks: Python 3.11's compile() raises ValueError there, 3.12+ a
+    # SyntaxError; either way it is this handler's load error, with its file
+    p = hd.write("nul", GOOD + "\0" * 4096)
+    line = GOOD.count("\n") + 1
+    return hd.params("nul:H"), [
+        "%s:%d: syntax error: the file contains a NUL byte" % (p, line)]
+
+
 def _case_import_error(hd):
     p = hd.write("imp", "import os\nimport no_such_module_xyz\n")
     return hd.params("imp:H"), [
@@ -835,7 +845,9 @@ class Caller:
         assert last[:2] == [hook, self.job]
         return last[2]
 
-    def until(self, pred, what, limit=3.0):
+    def until(self, pred, what, limit=30.0):
+        # limit only catches a hang (reload= is 0.2 s in these tests): it
+        # is no claim about how soon a reload happens
         t0 = time.monotonic()
         while True:
             v = self.call()
@@ -877,6 +889,59 @@ def test_hot_reload_picks_up_a_replaced_file(make_host, handlers):
     handlers.write("hh", recording("v5"))
     c.until(lambda v: v == "v5", "v5 to run")
     assert all(cb["rc"] == 0 for cb in h.callback_events)
+
+
+def test_a_zero_filled_handler_file_is_the_handlers_load_error(make_host, handlers):
+    """A crash while the handler file is written can leave zero-filled
+    blocks in it: a reload refuses it as the handler's error, naming the
+    file (Python 3.11's compile() raises ValueError on a NUL byte, not
+    SyntaxError), and the running handler keeps running.  Booted with such
+    a file, the plugin fails closed with that error, and the fixed file is
+    taken at the next reload check."""
+    h = start(make_host, handlers, reload="0.2")
+    c = Caller(h, handlers)
+    assert c.call() == "v1"
+    good = recording("v2")
+    path = handlers.write("hh", good[:len(good) // 2] + "\0" * 8192)
+    line = good[:len(good) // 2].count("\n") + 1
+    c.until(lambda v: "changed handler refused" in h.log(),
+            "the zero-filled file to be refused")
+    assert c.call() == "v1"
+    log = h.log()
+    assert ("error: prep/python: changed handler refused, the previous one keeps "
+            "running: %s:%d: syntax error: the file contains a NUL byte" % (path, line)) in log
+    assert "internal error" not in log
+    handlers.write("hh", good)
+    c.until(lambda v: v == "v2", "the repaired file to run")
+    log = h.log()
+    assert "internal error" not in log
+    assert log.count("changed handler refused") == 1
+
+
+def test_booted_with_a_zero_filled_handler_file_fails_closed_until_fixed(make_host, handlers):
+    path = handlers.write("hh", "\0" * 4096 + RECORDING)
+    h = make_host("prep")
+    h.conf(prep_params=handlers.params("hh:H", reload="0.2"))
+    h.load()
+    h.callbacks()
+    h.wait_booted()
+    assert_async_ok(h.prolog_slurmctld(job_id=1))
+    assert h.wait_callbacks(1)[0]["rc"] == WAIT_FAILED
+    why = "%s:1: syntax error: the file contains a NUL byte" % path
+    log = h.log()
+    assert "error: prep/python: handler not loaded: " + why in log, log
+    assert ("prolog_slurmctld for JobId=1 failed: no usable handler (%s" % why) in log
+    assert "did not attach" not in log and "not booted" not in log
+    # the reload check retries it (every reload= s) without an internal
+    # error, and takes the repaired file
+    handlers.write("hh", RECORDING)
+    wait_for(lambda: "loaded handler hh:H from %s" % path in h.log(), 30,
+             what="the repaired handler to load")
+    assert_async_ok(h.prolog_slurmctld(job_id=2))
+    assert h.wait_callbacks(2)[-1]["rc"] == 0
+    log = h.log()
+    assert "internal error" not in log
+    assert log.count("handler not loaded") == 1
 
 
 def test_hot_reload_changes_the_set_of_hooks(make_host, handlers):
