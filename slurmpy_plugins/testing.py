@@ -454,7 +454,7 @@ def _check_on_failure(on_failure: str) -> str:
 
 _capture_lock = threading.Lock()
 _capturing: dict[int, _abi.LogSink] = {}     # thread ident -> its call's sink
-_saved: list[Any] = []                       # [root level, sys.stdout, sys.stderr]
+_saved: list[Any] = []                       # [the root level before the first call]
 
 
 class _ToCallSink(logging.Filter):
@@ -499,9 +499,13 @@ def _capture_start(ctx: int, sink: _abi.LogSink) -> None:
     root = logging.getLogger()
     with _capture_lock:
         if not _capturing:
-            _saved[:] = [root.level, sys.stdout, sys.stderr]
+            _saved[:] = [root.level]
             root.addHandler(_log_handler)
+        # (again if something, e.g. pytest's capture between tests, put its
+        # own stream there while an earlier call still runs)
+        if not isinstance(sys.stdout, _Stream):
             sys.stdout = _Stream(lib.SPM_LOG_INFO, sys.stdout)
+        if not isinstance(sys.stderr, _Stream):
             sys.stderr = _Stream(lib.SPM_LOG_ERROR, sys.stderr)
         _capturing[threading.get_ident()] = sink
         root.setLevel(_root_level())
@@ -523,12 +527,11 @@ def _capture_end() -> None:
             root.setLevel(_root_level())
         else:
             root.removeHandler(_log_handler)
-            level, out, err = _saved
-            root.setLevel(level)
+            root.setLevel(_saved[0])
             if isinstance(sys.stdout, _Stream):
-                sys.stdout = out
+                sys.stdout = sys.stdout.fallback
             if isinstance(sys.stderr, _Stream):
-                sys.stderr = err
+                sys.stderr = sys.stderr.fallback
     lib.set_sink(None)
 
 

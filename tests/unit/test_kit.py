@@ -488,6 +488,12 @@ class Stuck(PrEpHandler):
 
 def test_a_timed_out_call_leaves_the_next_calls_log_capture_alone(capsys):
     import logging
+    # calls of earlier tests that timed out may still run (test_prep_outcomes'
+    # 2 s epilog): wait for them, so that "before" has no kit capture in it
+    for t in threading.enumerate():
+        if t.name.startswith("slurmpy-kit-"):
+            t.join(60)
+            assert not t.is_alive(), t
     root = logging.getLogger()
     before = (root.level, list(root.handlers), sys.stdout, sys.stderr)
     out = kit.run_prep(Stuck, "prolog", kit.make_env(job_id=1), timeout=0.2)
