@@ -24,8 +24,6 @@
 
 #include "spm.h"
 
-#define SF_DEFAULT_TIMEOUT_MS 5000
-#define JS_DEFAULT_TIMEOUT_MS 5000
 #define JS_CONF_MAX (1 << 20)
 
 struct ctx_state {
@@ -328,11 +326,11 @@ SPM_EXPORT int spm_ctx_init(int ctx)
 	if (ctx == SPM_CTX_JOB_SUBMIT) {
 		memcpy(c->params_file, conf.params_file, sizeof(c->params_file));
 		c->params = _read_params_file(conf.params_file);
-		c->default_timeout_ms = JS_DEFAULT_TIMEOUT_MS;
+		c->default_timeout_ms = SPM_JS_DEFAULT_TIMEOUT_MS;
 	} else {
 		c->params = _dup(conf.params);
 		c->default_timeout_ms = ctx == SPM_CTX_SITE_FACTOR ?
-			SF_DEFAULT_TIMEOUT_MS :
+			SPM_SF_DEFAULT_TIMEOUT_MS :
 			conf.prolog_epilog_timeout * 1000;
 	}
 	/* Every path has its limit before any boot answered. */

@@ -323,6 +323,12 @@ extern const int spm_hook_ctx[];
 #define SPM_LOG_DEBUG 5
 #define SPM_LOG_DEBUG2 6
 
+/* The per-call limit without timeout= (site_factor/python and
+ * job_submit/python; prep/python's is PrologEpilogTimeout).  The test kit
+ * takes the same defaults from here. */
+#define SPM_SF_DEFAULT_TIMEOUT_MS 5000
+#define SPM_JS_DEFAULT_TIMEOUT_MS 5000
+
 /* C services Python may call. */
 
 /* Log one message through the daemon's own log at a SPM_LOG_* level.  The

@@ -235,6 +235,26 @@ def read_settings(path: str, trusted: Any) -> tuple[str, tuple[Any, ...]]:
 
 # -- the import guard ---------------------------------------------------
 
+def _compile(source: bytes, path: str) -> Any:
+    """compile(), with every failure a SyntaxError or a HandlerError that
+    names `path`.  A NUL byte (the zero-filled blocks a crash during a
+    write can leave) is a SyntaxError at its line on every Python: 3.11's
+    compile() raises ValueError there, 3.12+ a SyntaxError of its own
+    wording."""
+    nul = source.find(b"\0")
+    if nul >= 0:
+        line = source.count(b"\n", 0, nul) + 1
+        raise SyntaxError("the file contains a NUL byte (Python source cannot; a crash "
+                          "during a write can leave zero-filled blocks in a file)",
+                          (path, line, nul - source.rfind(b"\n", 0, nul), None))
+    try:
+        return compile(source, path, "exec", dont_inherit=True)
+    except SyntaxError:
+        raise
+    except Exception as e:  # ValueError, RecursionError, MemoryError: not SyntaxError
+        raise HandlerError(f"{path}: cannot compile: {type(e).__name__}: {e}") from e
+
+
 class _CheckedSourceLoader(importlib.machinery.SourceFileLoader):
     """Runs a module's source as read by read_trusted(); never bytecode."""
 
@@ -246,8 +266,7 @@ class _CheckedSourceLoader(importlib.machinery.SourceFileLoader):
         """Check, read and compile: raises HandlerError or SyntaxError
         before any of the module's code has run."""
         source, st = read_trusted(self.path, self._trusted, self._what)
-        code = compile(source, self.path, "exec", dont_inherit=True)
-        return code, _signature_of(st)
+        return _compile(source, self.path), _signature_of(st)
 
     def get_code(self, fullname: str) -> Any:
         return self.code_and_signature()[0]
@@ -459,9 +478,24 @@ def _handler_spec(cfg: Config, trusted: set[int]) -> Any:
 
 def load(cfg: Config, base: type, trusted_uids: set[int]) -> Loaded:
     """Import cfg.module afresh (without touching the running handler),
-    check and instantiate cfg.cls.  Raises HandlerError."""
+    check and instantiate cfg.cls.  Raises HandlerError, and nothing else:
+    every failure to load is the handler's error (the daemons and `check`
+    report it as such), never an exception out of the loader."""
+    found: list[str] = []
+    try:
+        return _load(cfg, base, trusted_uids, found)
+    except HandlerError:
+        raise
+    except Exception as e:
+        what = found[0] if found else f"module {cfg.module!r}"
+        raise HandlerError(f"{what}: loading {cfg.handler} failed: "
+                           f"{type(e).__name__}: {e}") from e
+
+
+def _load(cfg: Config, base: type, trusted_uids: set[int], found: list[str]) -> Loaded:
     _prepare_path(cfg, trusted_uids)
     spec = _handler_spec(cfg, trusted_uids)
+    found.append(spec.origin)
     try:
         code, signature = spec.loader.code_and_signature()
     except SyntaxError as e:

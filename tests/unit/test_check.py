@@ -26,6 +26,9 @@ BAD_HANDLERS = {
     "world-writable file": ("from slurmpy_plugins import PrEpHandler\n"
                             "class H(PrEpHandler):\n    pass\n", {}, 0o666),
     "module not found": (None, {}, 0o644),
+    # zero-filled blocks, as a crash while the file was written leaves them
+    "NUL bytes": ("from slurmpy_plugins import PrEpHandler\n"
+                  "class H(PrEpHandler):\n    pass\n" + "\0" * 4096, {}, 0o644),
     "unknown key": ("from slurmpy_plugins import PrEpHandler\n"
                     "class H(PrEpHandler):\n    pass\n", {"bogus": "1"}, 0o644),
     "timeout out of range": ("from slurmpy_plugins import PrEpHandler\n"
@@ -67,6 +70,7 @@ def test_check_reports_the_daemons_own_message(make_host, handlers, tmp_path, ca
     assert p["loaded"] is False and report["ok"] is False
     assert p["error"].startswith("handler not loaded: ")
     assert "prep/python: " + p["error"] in log, (p["error"], log)
+    assert "Traceback" not in cp.stderr, cp.stderr
 
 
 def test_check_lists_hooks_and_traps(handlers, tmp_path):

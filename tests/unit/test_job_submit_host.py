@@ -291,10 +291,13 @@ def test_hung_handler_is_refused_at_timeout(make_host, handlers):
     took = time.monotonic() - t0
     assert res["rc"] != 0 and res["desc"]["comment"] == "orig"
     assert "did not answer within its time limit of 500 ms" in res["err_msg"]
-    assert 0.4 < took < 3
+    # not before the limit, and then at once: the loop never ends unless it
+    # is interrupted, so without the limit the call would not return at all
+    # (the bound is generous: a shared 2-vCPU machine)
+    assert 0.5 <= took < 15, took
     # TimeoutError reaches the pure-Python loop: the pool recovers
     res = wait_for(lambda: (r := h.js_submit(name="fine")) and r["rc"] == 0 and r,
-                   timeout=10, what="a call accepted after the hang")
+                   timeout=30, what="a call accepted after the hang")
     assert res["desc"]["comment"] == "ok"
 
 
@@ -325,7 +328,7 @@ def test_changed_file_reloads_and_a_broken_change_keeps_the_last_good(make_host,
     assert handlers.lines("calls.jsonl")[-1] == ["submit", "b", "v2"]
     handlers.write("policy", "def broken(:\n")
     wait_for(lambda: "changed handler refused, the previous one keeps running" in h.log(),
-             timeout=10, what="the refusal")
+             timeout=30, what="the refusal")
     assert h.js_submit(name="c")["rc"] == 0
     assert handlers.lines("calls.jsonl")[-1] == ["submit", "c", "v2"]
 
@@ -384,7 +387,7 @@ def test_changed_settings_take_effect_without_reinit(make_host, handlers):
 
     _write_conf(handlers, base + ["on_failure=accept"])
     wait_for(lambda: "job_submit_python.conf changed: settings reloaded" in h.log(),
-             timeout=10, what="the settings reload")
+             timeout=30, what="the settings reload")
     res = h.js_submit(comment="orig")
     assert res["rc"] == 0 and res["desc"]["comment"] == "orig"   # accepted unchanged
 
@@ -401,7 +404,7 @@ def test_changed_settings_take_effect_without_reinit(make_host, handlers):
     _write_conf(handlers, ["handler=other:Policy", f"path={handlers.path}", "reload=0.2",
                            "timeuot=1"])
     wait_for(lambda: "previous settings and handler keep running" in h.log(),
-             timeout=10, what="the refusal")
+             timeout=30, what="the refusal")
     assert "job_submit_python.conf:4: unknown key 'timeuot'" in h.log()
     assert h.js_submit(name="m")["rc"] == 0
     assert handlers.lines("calls.jsonl")[-1] == ["submit", "m", "other"]
@@ -410,7 +413,7 @@ def test_changed_settings_take_effect_without_reinit(make_host, handlers):
     _write_conf(handlers, ["handler=missing_mod:Policy", f"path={handlers.path}",
                            "reload=0.2"])
     wait_for(lambda: h.log().count("previous settings and handler keep running") >= 2,
-             timeout=10, what="the second refusal")
+             timeout=30, what="the second refusal")
     assert h.js_submit(name="k")["rc"] == 0
     assert handlers.lines("calls.jsonl")[-1] == ["submit", "k", "other"]
 

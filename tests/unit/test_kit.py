@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -14,7 +15,9 @@ from slurmpy_plugins import (JobDesc, JobSubmitHandler, PrEpHandler, Reject,
                              SiteFactorHandler)
 from slurmpy_plugins import testing as kit
 
-from .conftest import REPO
+import hostdriver
+
+from .conftest import REPO, wait_for
 
 FIX = REPO / "tests" / "fixtures" / "slurm_json"
 
@@ -310,3 +313,213 @@ def test_update_access_paths_give_the_same_factors_in_the_kit():
     assert all(r.ok for r in results), [r.log for r in results]
     expected = {j.job_id: f(j.account, j.num_cpus, j.submit_time) for j in jobs}
     assert [r.factors for r in results] == [expected] * 3
+
+
+# -- the kit against the daemon: fields, timeouts, on_failure, log capture ------
+
+def _import_file(path, name):
+    """The module of a handler file, imported as the daemon names it."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod      # where the kit finds the handler's file, as for any import
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _log_lines(h, needle):
+    """The host log's lines containing `needle`, without their timestamp."""
+    return [line.split("] ", 1)[1] for line in h.log().splitlines() if needle in line]
+
+
+@pytest.mark.parametrize("fields", ['("account", "num_cpu")', '"account"', '("spank_env",)'])
+def test_a_bad_fields_entry_fails_the_handler_in_the_kit_as_in_slurmctld(
+        make_host, handlers, fields):
+    """slurmctld refuses to load a handler whose `fields` names no Job
+    column: every call then fails closed.  The kit must not accept it."""
+    path = handlers.write("kit_fields", "from slurmpy_plugins import SiteFactorHandler\n"
+                          "class H(SiteFactorHandler):\n"
+                          f"    fields = {fields}\n"
+                          "    def set(self, job):\n        return 7\n"
+                          "    def update(self, jobs):\n        return [1 for j in jobs]\n")
+    h = make_host("sf")
+    h.conf(site_factor_params=handlers.params("kit_fields:H"))
+    h.load()
+    h.jobs_add(job_id=5, job_state="PENDING", site_factor=kit.NICE_OFFSET + 77)
+    assert h.site_update() == {5: kit.NICE_OFFSET + 77}        # unchanged
+    (daemon_line,) = _log_lines(h, "handler not loaded")
+    cls = _import_file(path, "kit_fields").H
+    out = kit.run_update(cls, [kit.make_job(job_id=5, state="PENDING", site_factor=77)])
+    assert (out.ok, out.factors) == (False, {5: 77})
+    assert out.log[0] == daemon_line
+    assert out.log[1].startswith("error: site_factor/python: update() over 1 pending jobs "
+                                 "failed: no usable handler (")
+    out = kit.run_set(cls, kit.make_job(job_id=6, site_factor=3))   # set() too, as in slurmctld
+    assert (out.ok, out.changed, out.factor) == (False, False, 3)
+    assert out.log[0] == daemon_line
+
+
+def test_reading_an_undeclared_field_raises_in_the_kit_as_in_slurmctld():
+    class Declared(SiteFactorHandler):
+        fields = ("account",)
+
+        def update(self, jobs):
+            return [j.num_cpus for j in jobs]
+
+    out = kit.run_update(Declared, [kit.make_job(job_id=1, state="PENDING", num_cpus=4)])
+    assert not out.ok and out.factors == {1: 0}
+    assert ("AttributeError: JobId=1: 'num_cpus' is not among the fields the handler declared "
+            "(job_id, account): add it to the handler's `fields`") in out.log[0]
+
+
+SPIN_POLICY = """\
+from slurmpy_plugins import JobSubmitHandler
+class P(JobSubmitHandler):
+    def submit(self, job, uid):
+        job.comment = "changed"
+        while job.name == "spin":      # pure Python: the TimeoutError stops it
+            pass
+    def modify(self, job, current, uid):
+        job.comment = "changed"
+        while True:
+            pass
+"""
+
+
+@pytest.mark.parametrize("on_failure", ["reject", "accept"])
+def test_job_submit_timeout_and_on_failure_in_the_kit_match_the_c_host(
+        make_host, handlers, on_failure):
+    """The same handler, timeout=0.5 and on_failure=, in the real plugin
+    (C host) and in the kit: the same answer, message and log line."""
+    from .test_job_submit_host import JS_SO
+    path = handlers.write("kit_spin", SPIN_POLICY)
+    conf = handlers.path.parent / "job_submit_python.conf"
+    conf.write_text(f"handler=kit_spin:P\npath={handlers.path}\ntimeout=0.5\n"
+                    f"on_failure={on_failure}\n")
+    slurm_conf = handlers.path.parent / "slurm.conf"
+    slurm_conf.write_text("# not read by the host\n")
+    h = make_host(so=JS_SO)
+    h.conf(slurm_conf=str(slurm_conf))
+    h.load()
+    host_sub = h.js_submit(name="spin", comment="orig")
+    # the interrupted worker returns before the next call (not what is tested here)
+    wait_for(lambda: "overran its time limit has returned" in h.log(), 30,
+             what="the timed-out submit() to return")
+    host_mod = h.js_modify(dict(job_id=7), comment="orig")
+    cls = _import_file(path, "kit_spin").P
+    kw = dict(timeout=0.5, on_failure=on_failure)
+    kit_sub = kit.run_submit(cls, kit.make_job_desc(name="spin", comment="orig"), **kw)
+    kit_mod = kit.run_modify(cls, kit.make_job_desc(comment="orig"), kit.make_job(job_id=7), **kw)
+    for host, out, name in ((host_sub, kit_sub, "submit"), (host_mod, kit_mod, "modify")):
+        assert host["desc"]["comment"] == "orig"
+        assert out.changes == {}
+        assert out.accepted is (host["rc"] == 0) is (on_failure == "accept")
+        if name == "submit" or hostdriver.slurm_at_least(23, 2):   # 22.05: modify has no err_msg
+            assert out.message == (host["err_msg"] or None)
+        if on_failure == "reject":
+            assert "did not answer within its time limit of 500 ms" in out.message
+        (line,) = [x for x in out.log if "time limit" in x]
+        assert _log_lines(h, line.removeprefix("error: ")) == [line], (line, h.log())
+    # a request that does not hang is answered (the TimeoutError stopped the loop)
+    assert kit.run_submit(cls, kit.make_job_desc(name="ok"), **kw).changes == {"comment": "changed"}
+
+
+def test_kit_timeout_and_on_failure_values_are_checked_as_the_daemon_checks_them():
+    with pytest.raises(ValueError, match="timeout='0' must be a positive number of seconds"):
+        kit.run_submit(Policy, kit.make_job_desc(), timeout=0)
+    with pytest.raises(ValueError, match="at most 86400 seconds"):
+        kit.run_set(Factor, kit.make_job(), timeout=86401)
+    with pytest.raises(ValueError, match="on_failure='maybe' must be reject or accept"):
+        kit.run_modify(Policy, kit.make_job_desc(), kit.make_job(), on_failure="maybe")
+
+
+def test_on_failure_accept_in_the_kit():
+    class Crash(JobSubmitHandler):
+        def submit(self, job, uid):
+            job.comment = "changed"
+            self.log_user("looked")
+            {}["ledger"]
+
+    out = kit.run_submit(Crash, kit.make_job_desc(comment="orig"), on_failure="accept")
+    assert (out.accepted, out.changes, out.message) == (True, {}, "looked")
+    assert out.log[-1] == ("error: job_submit/python: submit() for a job of uid 0: "
+                           "on_failure=accept: the request is accepted unchanged")
+    assert not kit.run_submit(Crash, kit.make_job_desc()).accepted      # reject: the default
+
+
+class SixSeconds(JobSubmitHandler):
+    release = threading.Event()
+
+    def submit(self, job, uid):
+        self.release.wait(6)
+
+
+def test_kit_submit_has_the_daemons_default_timeout():
+    """job_submit/python's default timeout is 5 s: a 6 s submit() is refused
+    by slurmctld, and so by the kit (which has no timeout= given)."""
+    try:
+        out = kit.run_submit(SixSeconds, kit.make_job_desc())
+    finally:
+        SixSeconds.release.set()
+    assert not out.accepted
+    assert out.message == ("job_submit/python: request refused: the site's job submission "
+                           "policy failed (the handler did not answer within its time limit "
+                           f"of {kit.lib.SPM_JS_DEFAULT_TIMEOUT_MS} ms)")
+    assert kit.lib.SPM_JS_DEFAULT_TIMEOUT_MS == 5000
+
+
+class Stuck(PrEpHandler):
+    release = threading.Event()
+    threads: list = []
+
+    def prolog(self, env):
+        Stuck.threads.append(threading.current_thread())
+        Stuck.release.wait(60)          # blocked: past its timeout
+
+    def epilog(self, env):
+        import logging
+        logging.getLogger("h").info("while the timed-out call still runs")
+        Stuck.release.set()
+        Stuck.threads[0].join(60)       # it has returned now
+        assert not Stuck.threads[0].is_alive()
+        print("printed after it returned")
+        logging.getLogger("h").info("logged after it returned")
+
+
+def test_a_timed_out_call_leaves_the_next_calls_log_capture_alone(capsys):
+    import logging
+    # calls of earlier tests that timed out may still run (test_prep_outcomes'
+    # 2 s epilog): wait for them, so that "before" has no kit capture in it
+    for t in threading.enumerate():
+        if t.name.startswith("slurmpy-kit-"):
+            t.join(60)
+            assert not t.is_alive(), t
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers), sys.stdout, sys.stderr)
+    out = kit.run_prep(Stuck, "prolog", kit.make_env(job_id=1), timeout=0.2)
+    assert out.timed_out
+    out = kit.run_prep(Stuck, "epilog", kit.make_env(job_id=2))
+    assert out.ok, out.log
+    assert out.log == ["prep/python: h: while the timed-out call still runs",
+                       "prep/python: printed after it returned",
+                       "prep/python: h: logged after it returned"]
+    assert "printed after" not in capsys.readouterr().out
+    assert (root.level, list(root.handlers), sys.stdout, sys.stderr) == before
+
+
+class Spin(PrEpHandler):
+    threads: list = []
+
+    def prolog(self, env):
+        Spin.threads.append(threading.current_thread())
+        end = time.monotonic() + 60
+        while time.monotonic() < end:     # pure Python, past its timeout
+            pass
+
+
+def test_kit_interrupts_a_timed_out_handler_with_timeout_error_as_the_daemon_does():
+    out = kit.run_prep(Spin, "prolog", kit.make_env(job_id=1), timeout=0.2)
+    assert out.timed_out and out.action == "drain"
+    # a generous deadline that only catches a thread left running (60 s)
+    Spin.threads[0].join(30)
+    assert not Spin.threads[0].is_alive()

@@ -209,25 +209,31 @@ def test_record_is_a_copy_that_outlives_the_slurm_record(make_host,
     """The host frees (and scribbles 0x5a over) the job record as soon as
     the hook returns; a handler reading its Job later still sees the
     values, and a Job kept across calls stays valid."""
+    # Ordering, not timing: each handler reads its Job only once the test
+    # has seen the hook return (the host has freed the record by then).
     h = start(make_host, handlers, source="""\
-        import time
+        import os, time
         import spmtest_rec as R
         from slurmpy_plugins import PrEpHandler
         KEPT = []
         class H(PrEpHandler):
             def prolog_slurmctld(self, job):
                 KEPT.append(job)
-                time.sleep(0.3)
+                gate = "{out}/go.%d" % job.job_id
+                for _ in range(6000):           # at most 60 s: catches a hang only
+                    if os.path.exists(gate):
+                        break
+                    time.sleep(0.01)
                 R.dump("{out}/late.%d.json" % job.job_id,
                        [R.plain(j) for j in KEPT])
         """)
     j1 = dict(job_id=11, name="first", account="a" * 300,
               spank_job_env=["K=v" * 50])
     j2 = dict(job_id=12, name="second", comment="c")
-    assert_async_ok(h.prolog_slurmctld(**j1))
-    h.wait_callbacks(1)
-    assert_async_ok(h.prolog_slurmctld(**j2))
-    h.wait_callbacks(2)
+    for n, j in enumerate((j1, j2), 1):
+        assert_async_ok(h.prolog_slurmctld(**j))
+        (handlers.out / ("go.%d" % j["job_id"])).touch()
+        assert h.wait_callbacks(n, timeout=90)[-1]["rc"] == 0
     first, second = handlers.read("late.12.json")
     compare_record(first, expected_job(j1), JOB_FIELDS)
     compare_record(second, expected_job(j2), JOB_FIELDS)
@@ -281,7 +287,10 @@ def test_hook_not_overridden_is_not_called(make_host, handlers):
     assert res["rc"] == 0 and res["async"] == 0
     assert_async_ok(h.prolog_slurmctld(job_id=4))
     h.wait_callbacks(1)
-    time.sleep(0.2)
+    # a callback for the synchronous epilog would be one without an
+    # outstanding call: the host counts those (and make_host's teardown
+    # fails on any that comes later), so no wait for "nothing more"
+    assert h.stats()["unexpected"] == 0
     assert [(c["hook"], c["job_id"]) for c in h.callback_events] == [
         ("prolog_slurmctld", 4)]
     assert handlers.lines("calls.jsonl") == [["prolog_slurmctld", 4]]
@@ -352,6 +361,16 @@ def _case_syntax_error(hd):
     p = hd.write("syn", "from slurmpy_plugins import PrEpHandler\n\n"
                  "class H(PrEpHandler)\n    pass\n")
     return hd.params("syn:H"), ["%s:3: syntax error" % p]
+
+
+def _case_nul_bytes(hd):
+    # a crash while the file was written can leave it with zero-filled
+    # blocks: Python 3.11's compile() raises ValueError there, 3.12+ a
+    # SyntaxError; either way it is this handler's load error, with its file
+    p = hd.write("nul", GOOD + "\0" * 4096)
+    line = GOOD.count("\n") + 1
+    return hd.params("nul:H"), [
+        "%s:%d: syntax error: the file contains a NUL byte" % (p, line)]
 
 
 def _case_import_error(hd):
@@ -471,18 +490,12 @@ def test_broken_handler_recovers_once_fixed(make_host, handlers):
     assert_async_ok(h.prolog_slurmctld(job_id=1))
     assert h.wait_callbacks(1)[0]["rc"] == WAIT_FAILED
     handlers.write("hh", RECORDING)
-    t0 = time.monotonic()
-    job, n = 2, 1
-    while True:
-        assert_async_ok(h.prolog_slurmctld(job_id=job))
-        n += 1
-        if h.wait_callbacks(n)[-1]["rc"] == 0:
-            break
-        assert time.monotonic() - t0 < 3, "fixed handler not picked up"
-        time.sleep(0.1)
-        job += 1
-    assert handlers.read("prolog_slurmctld.%d.json" % job)["job_id"] == job
-    assert "prep/python: loaded handler hh:H" in h.log()
+    # the reload check (every 0.2 s) loads it; the deadline only catches a hang
+    wait_for(lambda: "prep/python: loaded handler hh:H" in h.log(), 30,
+             what="the fixed handler to load")
+    assert_async_ok(h.prolog_slurmctld(job_id=2))
+    assert h.wait_callbacks(2)[-1]["rc"] == 0
+    assert handlers.read("prolog_slurmctld.2.json")["job_id"] == 2
 
 
 # ---------------------------------------------------------------------------
@@ -589,8 +602,12 @@ def test_async_calls_back_exactly_once_from_another_thread(make_host,
         # some from another daemon thread, as slurmctld's RPC threads do
         assert_async_ok(h.prolog_slurmctld(job_id=j, _thread=j % 3 == 0))
         assert_async_ok(h.epilog_slurmctld(job_id=j, _thread=j % 4 == 0))
-    cbs = h.wait_callbacks(2 * len(jobs), timeout=30)
-    time.sleep(0.5)                       # nothing more may arrive
+    h.wait_callbacks(2 * len(jobs), timeout=30)
+    # every handler has returned (one line each), so every answer is given;
+    # a second callback for a job would have no outstanding call: the host
+    # counts it (stats below; make_host's teardown fails on a later one)
+    wait_for(lambda: len(handlers.lines("calls.jsonl")) == 2 * len(jobs), 30,
+             what="every handler to return")
     cbs = h.callback_events
     assert len(cbs) == 2 * len(jobs)
     got = sorted((c["hook"], c["job_id"]) for c in cbs)
@@ -681,7 +698,10 @@ def test_async_timeout_kills_and_pool_keeps_working(make_host, handlers):
     elapsed = time.monotonic() - t0
     assert (cb["job_id"], cb["rc"], cb["timed_out"]) == (1, WAIT_KILLED, 1)
     assert cb["thread"] == "other" and cb["expected"] == 1
-    assert 0.4 <= elapsed < 5, elapsed
+    # not before its 0.5 s limit, and long before the handler's own 20 s:
+    # the upper bound is generous (a shared 2-vCPU machine), it only tells
+    # "answered at its timeout" from "answered when the handler ended"
+    assert 0.5 <= elapsed < 15, elapsed
     # the only worker is stuck: a replacement must run the next jobs
     for j in (2, 3):
         assert_async_ok(h.prolog_slurmctld(job_id=j))
@@ -690,10 +710,11 @@ def test_async_timeout_kills_and_pool_keeps_working(make_host, handlers):
         (2, 0, 0), (3, 0, 0)]
     # the stuck handler is interrupted (TimeoutError) and its late result
     # is discarded: still exactly one callback for job 1
-    wait_for(lambda: "its result was discarded" in h.log(), 10,
+    # (the discard is the decision not to call back: nothing to wait for after it)
+    wait_for(lambda: "its result was discarded" in h.log(), 30,
              what="the overrunning handler to return")
-    time.sleep(0.2)
     assert len(cb_of(h, "prolog_slurmctld", 1)) == 1
+    assert h.stats()["unexpected"] == 0
     assert ["interrupted", 1, "TimeoutError"] in handlers.lines("calls.jsonl")
     log = h.log()
     assert "handler exceeded its time limit of 500 ms" in log
@@ -710,7 +731,8 @@ def test_prolog_epilog_timeout_is_the_default_limit(make_host, handlers):
     assert_async_ok(h.prolog_slurmctld(job_id=1))
     cb = h.wait_callbacks(1, timeout=10)[0]
     assert (cb["rc"], cb["timed_out"]) == (WAIT_KILLED, 1)
-    assert 0.9 <= time.monotonic() - t0 < 6
+    # at its 1 s limit, not at the handler's own end (20 s); generous bound
+    assert 1.0 <= time.monotonic() - t0 < 15
     assert "time limit of 1000 ms" in h.log()
 
 
@@ -720,7 +742,8 @@ def test_slurmd_prolog_timeout_fails_and_next_call_works(make_host,
               timeout="0.5", workers=1)
     res = h.prolog(jobid=1)
     assert res["rc"] == -1
-    assert 400000 <= res["us"] < 3000000, res
+    # at its 0.5 s limit, not at the handler's own end (20 s); generous bound
+    assert 450000 <= res["us"] < 15000000, res     # (the host times from its own clock read)
     res = h.prolog(jobid=2)
     assert res["rc"] == 0          # a replacement worker answered
     assert ["ran", 2] in handlers.lines("calls.jsonl")
@@ -835,7 +858,9 @@ class Caller:
         assert last[:2] == [hook, self.job]
         return last[2]
 
-    def until(self, pred, what, limit=3.0):
+    def until(self, pred, what, limit=30.0):
+        # limit only catches a hang (reload= is 0.2 s in these tests): it
+        # is no claim about how soon a reload happens
         t0 = time.monotonic()
         while True:
             v = self.call()
@@ -877,6 +902,59 @@ def test_hot_reload_picks_up_a_replaced_file(make_host, handlers):
     handlers.write("hh", recording("v5"))
     c.until(lambda v: v == "v5", "v5 to run")
     assert all(cb["rc"] == 0 for cb in h.callback_events)
+
+
+def test_a_zero_filled_handler_file_is_the_handlers_load_error(make_host, handlers):
+    """A crash while the handler file is written can leave zero-filled
+    blocks in it: a reload refuses it as the handler's error, naming the
+    file (Python 3.11's compile() raises ValueError on a NUL byte, not
+    SyntaxError), and the running handler keeps running.  Booted with such
+    a file, the plugin fails closed with that error, and the fixed file is
+    taken at the next reload check."""
+    h = start(make_host, handlers, reload="0.2")
+    c = Caller(h, handlers)
+    assert c.call() == "v1"
+    good = recording("v2")
+    path = handlers.write("hh", good[:len(good) // 2] + "\0" * 8192)
+    line = good[:len(good) // 2].count("\n") + 1
+    c.until(lambda v: "changed handler refused" in h.log(),
+            "the zero-filled file to be refused")
+    assert c.call() == "v1"
+    log = h.log()
+    assert ("error: prep/python: changed handler refused, the previous one keeps "
+            "running: %s:%d: syntax error: the file contains a NUL byte" % (path, line)) in log
+    assert "internal error" not in log
+    handlers.write("hh", good)
+    c.until(lambda v: v == "v2", "the repaired file to run")
+    log = h.log()
+    assert "internal error" not in log
+    assert log.count("changed handler refused") == 1
+
+
+def test_booted_with_a_zero_filled_handler_file_fails_closed_until_fixed(make_host, handlers):
+    path = handlers.write("hh", "\0" * 4096 + RECORDING)
+    h = make_host("prep")
+    h.conf(prep_params=handlers.params("hh:H", reload="0.2"))
+    h.load()
+    h.callbacks()
+    h.wait_booted()
+    assert_async_ok(h.prolog_slurmctld(job_id=1))
+    assert h.wait_callbacks(1)[0]["rc"] == WAIT_FAILED
+    why = "%s:1: syntax error: the file contains a NUL byte" % path
+    log = h.log()
+    assert "error: prep/python: handler not loaded: " + why in log, log
+    assert ("prolog_slurmctld for JobId=1 failed: no usable handler (%s" % why) in log
+    assert "did not attach" not in log and "not booted" not in log
+    # the reload check retries it (every reload= s) without an internal
+    # error, and takes the repaired file
+    handlers.write("hh", RECORDING)
+    wait_for(lambda: "loaded handler hh:H from %s" % path in h.log(), 30,
+             what="the repaired handler to load")
+    assert_async_ok(h.prolog_slurmctld(job_id=2))
+    assert h.wait_callbacks(2)[-1]["rc"] == 0
+    log = h.log()
+    assert "internal error" not in log
+    assert log.count("handler not loaded") == 1
 
 
 def test_hot_reload_changes_the_set_of_hooks(make_host, handlers):
@@ -953,7 +1031,7 @@ def test_handler_module_is_in_sys_modules_while_it_runs(make_host,
     job = 2
     t0 = time.monotonic()
     while "changed handler refused" not in h.log():
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 30      # catches a hang only (reload=0.2)
         assert_async_ok(h.prolog_slurmctld(job_id=job))
         h.wait_callbacks(job)
         job += 1
@@ -987,6 +1065,7 @@ def test_many_overrunning_handlers_each_call_back_once(make_host, handlers):
         from slurmpy_plugins import PrEpHandler
         class H(PrEpHandler):
             def prolog_slurmctld(self, job):
+                R.append("{out}/started.jsonl", job.job_id)
                 kind = job.job_id % 3
                 if kind == 0:                 # overruns, interruptible
                     while True:
@@ -1001,10 +1080,13 @@ def test_many_overrunning_handlers_each_call_back_once(make_host, handlers):
     for j in jobs:
         assert_async_ok(h.prolog_slurmctld(job_id=j))
     cbs = h.wait_callbacks(len(jobs), timeout=30)
-    # late results of the overrunning handlers must not call back again
-    wait_for(lambda: h.log().count("its result was discarded") >= 3, 15,
+    # late results of the overrunning handlers must not call back again:
+    # wait until each handler that started and was answered "timed out" has
+    # returned and had its result discarded (the decision not to call back)
+    started = set(handlers.lines("started.jsonl"))
+    overran = {c["job_id"] for c in cbs if c["timed_out"]} & started
+    wait_for(lambda: h.log().count("its result was discarded") >= len(overran), 60,
              what="the overrunning handlers to return")
-    time.sleep(1.0)
     cbs = h.callback_events
     assert sorted(c["job_id"] for c in cbs) == jobs
     for c in cbs:
@@ -1015,11 +1097,9 @@ def test_many_overrunning_handlers_each_call_back_once(make_host, handlers):
         else:
             assert (c["rc"], c["timed_out"]) in ((0, 0), (WAIT_KILLED, 1)), c
         assert c["expected"] == 1 and c["thread"] == "other"
-    # the pool still works, promptly
-    t0 = time.monotonic()
+    # the pool still works
     assert_async_ok(h.epilog_slurmctld(job_id=99))
     assert h.wait_callbacks(len(jobs) + 1)[-1]["rc"] == 0
-    assert time.monotonic() - t0 < 1.5
     st = h.stats()
     assert st["pending"] == 0 and st["unexpected"] == 0
 
@@ -1136,15 +1216,29 @@ def test_venv_that_is_not_a_venv_of_this_python_fails_closed(make_host, handlers
     assert "venv %s has no lib/python%d.%d/site-packages" % ((bogus,) + sys.version_info[:2]) in h.log()
 
 
+def _threads(h) -> int:
+    return len(os.listdir("/proc/%d/task" % h.proc.pid))
+
+
 def test_slurmstepd_starts_python_on_the_first_hook_call_only(make_host, handlers):
     """24.05+ calls init() in every slurmstepd; with PrologFlags=RunInJob the
     extern step's slurmstepd then calls prolog/epilog.  init() there must
     not start Python; the first hook call does, and runs the handler."""
     handlers.write("hh", RECORDING)
+    # init() starts a boot inside the call, on a thread of its own, which
+    # lives until the handler is loaded (and Python's threads after it): a
+    # boot started by init() shows as a thread more once init() returns
+    # (checked on slurmd, which does start one), no waiting involved
+    ctl = make_host("prep", "slurmd")
+    ctl.conf(prep_params=handlers.params("hh:H"))
+    before = _threads(ctl)
+    ctl.load()
+    assert _threads(ctl) > before
     h = make_host("prep", "slurmstepd")
     h.conf(prep_params=handlers.params("hh:H"))
+    before = _threads(h)
     h.load()
-    time.sleep(1.0)     # a boot started by init() would have finished by now
+    assert _threads(h) == before, h.log()
     assert h.boots_done() == 0, h.log()
     assert not re.search(r"slurmpy: Python \S+ .* started", h.log()), h.log()
     res = h.prolog(jobid=7, step_id=0xFFFFFFFC)
