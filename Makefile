@@ -58,8 +58,9 @@ $(VENV)/.python-request: FORCE
 	@echo '$(PYTHON)' | cmp -s - $@ || echo '$(PYTHON)' > $@
 
 ## build: libslurmpy.so (cffi embedding) + one .so per plugin + the staged Python dir
-build: $(VENV)/.deps-ok $(PLUGINS)/prep_python.so $(PLUGINS)/site_factor_python.so \
-       $(PLUGINS)/job_submit_python.so $(CORE)/python/.staged
+# one plugin .so per csrc/*_python.c (a row of csrc/spm_plugins.h each)
+PLUGIN_SOS := $(patsubst csrc/%.c,$(PLUGINS)/%.so,$(wildcard csrc/*_python.c))
+build: $(VENV)/.deps-ok $(PLUGIN_SOS) $(CORE)/python/.staged
 
 $(CORE)/libslurmpy.so: $(CSRC_CORE) $(VENV)/.deps-ok
 	SLURM_SRC=$(SLURM_SRC) SPM_BASE_PYTHON="$$(cat $(VENV)/.base-python)" \

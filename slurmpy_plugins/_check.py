@@ -43,7 +43,6 @@ ACTIONS = {
 
 # The plugin table (csrc/spm_plugins.h joined with _plugins.PLUGINS).
 _TABLE = _plugins.rows(_abi.ffi, _abi.lib)
-_PREP, _SF, _JS = (_plugins.by_kind(_TABLE, k) for k in ("prep", "site_factor", "job_submit"))
 
 
 @dataclass
@@ -115,41 +114,55 @@ def _check_plugin(row: _plugins.Row, conf: _slurmconf.SlurmConf,
     return rep
 
 
+def _prep_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
+    traps = []
+    if "epilog" in rep.hooks and not (conf.get("Epilog") or "").strip():
+        traps.append("prep/python: " + _context.EPILOG_WARNING.removeprefix("warning: "))
+    if {"prolog", "epilog"} & set(rep.hooks):
+        traps.append(
+            "prep/python: the handler defines prolog()/epilog(): slurmd loads it on every "
+            "compute node, so the handler files and the plugin must be installed there too "
+            "(this check only sees this machine)")
+    return traps
+
+
+def _site_factor_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
+    traps = []
+    if (conf.get("PriorityType") or "").strip() != "priority/multifactor":
+        traps.append(
+            "site_factor/python: PriorityType is not priority/multifactor: Slurm never "
+            "loads the site factor plugin")
+    acct = (conf.get("AccountingStorageType") or "").strip()
+    if "update" in rep.hooks and acct != "accounting_storage/slurmdbd":
+        traps.append(
+            "site_factor/python: the handler defines update(), but AccountingStorageType is "
+            f"{acct or 'not set'}: Slurm 22.05 only runs the periodic priority recalculation, "
+            "the one caller of update(), with accounting_storage/slurmdbd")
+    return traps
+
+
+# Known configuration traps, per plugin kind (a plugin may have none).
+TRAPS = {"prep": _prep_traps, "site_factor": _site_factor_traps}
+
+
 def check(path: str) -> Report:
-    """Check the slurmpy plugins a slurm.conf configures.  Raises
-    SlurmConfError when slurm.conf itself cannot be read."""
+    """Check the slurmpy plugins a slurm.conf configures (every row of the
+    plugin table).  Raises SlurmConfError when slurm.conf itself cannot be
+    read."""
     conf = _slurmconf.read(path)
     report = Report(slurm_conf=path)
     trusted = _trusted(conf)
-    if _PREP.selected(conf.get(_PREP.py.selected_by)):
-        rep = _check_plugin(_PREP, conf, trusted)
-        report.plugins.append(rep)
-        if "epilog" in rep.hooks and not (conf.get("Epilog") or "").strip():
-            report.traps.append("prep/python: " + _context.EPILOG_WARNING.removeprefix("warning: "))
-        if {"prolog", "epilog"} & set(rep.hooks):
-            report.traps.append(
-                "prep/python: the handler defines prolog()/epilog(): slurmd loads it on every "
-                "compute node, so the handler files and the plugin must be installed there too "
-                "(this check only sees this machine)")
-    if _SF.selected(conf.get(_SF.py.selected_by)):
-        rep = _check_plugin(_SF, conf, trusted)
-        report.plugins.append(rep)
-        if (conf.get("PriorityType") or "").strip() != "priority/multifactor":
-            report.traps.append(
-                "site_factor/python: PriorityType is not priority/multifactor: Slurm never "
-                "loads the site factor plugin")
-        acct = (conf.get("AccountingStorageType") or "").strip()
-        if "update" in rep.hooks and acct != "accounting_storage/slurmdbd":
-            report.traps.append(
-                "site_factor/python: the handler defines update(), but AccountingStorageType is "
-                f"{acct or 'not set'}: Slurm 22.05 only runs the periodic priority recalculation, "
-                "the one caller of update(), with accounting_storage/slurmdbd")
-    if _JS.selected(conf.get(_JS.py.selected_by)):
-        report.plugins.append(_check_plugin(_JS, conf, trusted))
+    for row in _TABLE.values():
+        if row.selected(conf.get(row.py.selected_by)):
+            rep = _check_plugin(row, conf, trusted)
+            report.plugins.append(rep)
+            if row.kind in TRAPS:
+                report.traps += TRAPS[row.kind](rep, conf)
     if not report.plugins:
-        report.errors.append(
-            f"{path} configures no slurmpy plugin (PrEpPlugins with prep/python, "
-            "PrioritySiteFactorPlugin=site_factor/python, or JobSubmitPlugins with python)")
+        ways = [f"{r.py.selected_by} with {r.name}" if r.py.selected_list
+                else f"{r.py.selected_by}={r.name}" for r in _TABLE.values()]
+        report.errors.append(f"{path} configures no slurmpy plugin ("
+                             f"{', '.join(ways[:-1])}, or {ways[-1]})")
     return report
 
 
