@@ -21,7 +21,7 @@ VENV_ARGS  ?=
 APT_PKGS := slurmctld slurmd slurm-client libslurm-dev libmunge-dev dpkg-dev gcc make \
             python3-dev python3-venv slurmdbd mariadb-server
 
-CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h \
+CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h csrc/spm_plugins.h \
              csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
 .PHONY: all deps build install test unit integration demo bench asan clean FORCE \
@@ -57,9 +57,10 @@ $(VENV)/.python-request: FORCE
 	@mkdir -p $(VENV)
 	@echo '$(PYTHON)' | cmp -s - $@ || echo '$(PYTHON)' > $@
 
-## build: libslurmpy.so (cffi embedding) + the two plugins + the staged Python dir
-build: $(VENV)/.deps-ok $(PLUGINS)/prep_python.so $(PLUGINS)/site_factor_python.so \
-       $(PLUGINS)/job_submit_python.so $(CORE)/python/.staged
+## build: libslurmpy.so (cffi embedding) + one .so per plugin + the staged Python dir
+# one plugin .so per csrc/*_python.c (a row of csrc/spm_plugins.h each)
+PLUGIN_SOS := $(patsubst csrc/%.c,$(PLUGINS)/%.so,$(wildcard csrc/*_python.c))
+build: $(VENV)/.deps-ok $(PLUGIN_SOS) $(CORE)/python/.staged
 
 $(CORE)/libslurmpy.so: $(CSRC_CORE) $(VENV)/.deps-ok
 	SLURM_SRC=$(SLURM_SRC) SPM_BASE_PYTHON="$$(cat $(VENV)/.base-python)" \
