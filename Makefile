@@ -88,14 +88,17 @@ install: build
 	$(PY) scripts/install.py $(PLUGINS) $(PLUGINDIR)
 
 ## test: unit tests (C host, no daemons) + integration tests (real slurmctld/slurmd)
+# The tests use the plugins and the C host of this BUILD (build/ unless told).
+TEST_ENV = SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(abspath $(PLUGINS)) \
+           SPM_HOST_BUILD_DIR=$(abspath $(BUILD))/host
 test: build
-	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests)
+	$(TEST_ENV) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests)
 
 unit: build
-	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
+	$(TEST_ENV) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
 
 integration: build
-	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/integration)
+	$(TEST_ENV) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/integration)
 
 ## test-24.11 (on Debian 12): the same `make test`, run as root inside a
 ## Debian 13 root (scripts/trixie-root.sh) against its Slurm 24.11.5 daemons,
@@ -117,6 +120,47 @@ demo-24.11: trixie-root
 
 unit-24.11: trixie-root
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) unit PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)'
+
+## test-25.11, test-26.05 (and demo-, unit-, integration-): the same `make test`
+## / `make demo` against real daemons of an upstream release, built from its
+## tarball in $(SLURM_TARBALLS) (SHA256SUMS checked) into a prefix cached by
+## its checksum, $(SLURM_CACHE)/<version>-<sha12>/prefix (scripts/slurm-build.sh;
+## built once, reused by every later run and target).  Our plugins and the C
+## test host build against that release's configured source into
+## build/<version>/ and link its libslurmfull; the harness runs the prefix's
+## daemons and client commands (SLURM_PREFIX, tests/slurmpaths.py).  The demo
+## installs the plugins into the prefix's own PluginDir (lib/slurm), as a site
+## would.  The host's Python serves.
+SLURM_TARBALLS ?= $(abspath $(CURDIR)/../shared/slurm)
+SLURM_CACHE    ?= /var/cache/slurmpy
+SLURM_JOBS     ?= 2
+RELEASE_25.11  := 25.11.7
+RELEASE_26.05  := 26.05.3
+# what configure needs to build slurmdbd's MariaDB plugin and job_submit/lua
+SLURM_BUILD_PKGS := libmariadb-dev liblua5.3-dev
+RELEASE_TARGETS := $(foreach r,25.11 26.05,test-$(r) demo-$(r) unit-$(r) integration-$(r))
+.PHONY: slurm-build-deps $(RELEASE_TARGETS) $(addprefix slurm-,25.11 26.05)
+
+slurm-build-deps:
+	@missing=$$(for p in $(SLURM_BUILD_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "slurm-build-deps: installing $$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+## slurm-25.11, slurm-26.05: only build (or find) the cached Slurm install
+$(addprefix slurm-,25.11 26.05): slurm-%: slurm-build-deps
+	SLURM_TARBALLS=$(SLURM_TARBALLS) SLURM_CACHE=$(SLURM_CACHE) SLURM_JOBS=$(SLURM_JOBS) \
+	  scripts/slurm-build.sh $(RELEASE_$*)
+
+$(RELEASE_TARGETS): slurm-build-deps $(VENV)/.deps-ok
+	@set -e; what=$(firstword $(subst -, ,$@)); rel=$(RELEASE_$(lastword $(subst -, ,$@))); \
+	cache=$$(SLURM_TARBALLS=$(SLURM_TARBALLS) SLURM_CACHE=$(SLURM_CACHE) SLURM_JOBS=$(SLURM_JOBS) \
+	         scripts/slurm-build.sh $$rel); \
+	echo "$@: Slurm $$rel from $$cache/prefix"; \
+	$(MAKE) --no-print-directory $$what BUILD=$(BUILD)/$$rel SLURM_SRC=$$cache/src \
+	  SLURM_PREFIX=$$cache/prefix SLURM_LIBDIR=$$cache/prefix/lib/slurm \
+	  PLUGINDIR=$$cache/prefix/lib/slurm PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)'
 
 ## demo: a throwaway single-node cluster on loopback running the example handlers
 demo: install
@@ -156,4 +200,4 @@ bench: build trixie-root
 	  --trixie-slurm-src $(TRIXIE_SLURM_SRC) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD)/plugins $(BUILD)/host $(BUILD)/asan
+	rm -rf $(BUILD)/plugins $(BUILD)/host $(BUILD)/asan $(BUILD)/$(RELEASE_25.11) $(BUILD)/$(RELEASE_26.05)

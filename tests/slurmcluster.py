@@ -20,7 +20,8 @@ with its own NodeName, Port, spool directory, log and pid file (slurm.conf's
 slurmd.log, spool/).
 
 Designed for the Debian 12 packages (Slurm 22.05.8), running as root in a
-container without munge: auth/none + cred/none.
+container without munge: auth/none + cred/none.  ``SLURM_PREFIX`` runs a
+Slurm installed into a prefix instead (tests/slurmpaths.py).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ from daemonproc import (DaemonHarness, descendants, format_tails, free_ports,
                         is_running, kill_pids, log_size, pid_alive, pid_of,
                         survivors, terminate)
 
-SLURM_PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
-SLURMCTLD = "/usr/sbin/slurmctld"
-SLURMD = "/usr/sbin/slurmd"
+# Debian's packages, or the Slurm install that $SLURM_PREFIX names
+from slurmpaths import (SLURM_PATH, SLURM_PLUGIN_DIR, SLURM_PREFIX,  # noqa: F401
+                        SLURMCTLD, SLURMD, client_path)
 
 
 
@@ -376,7 +377,7 @@ class Cluster(DaemonHarness):
     # ------------------------------------------------------------- env/paths
     def daemon_env(self) -> dict[str, str]:
         env = {
-            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": SLURM_PATH,
             "HOME": "/root",
             "LANG": "C.UTF-8",
             "SLURM_CONF": str(self.conf_path),
@@ -391,6 +392,7 @@ class Cluster(DaemonHarness):
                                     "SRUN_", "SALLOC_", "SINFO_"))}
         env["SLURM_CONF"] = str(self.conf_path)
         env[TAG_ENV] = self.tag
+        env["PATH"] = client_path(env.get("PATH"))
         return env
 
     # ------------------------------------------------------------- lifecycle

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from slurmcluster import Cluster, JobStateError, parse_kv_line, slurm_at_least
+from slurmcluster import (SLURM_PLUGIN_DIR, Cluster, JobStateError, parse_kv_line,
+                          slurm_at_least)
 
 # No skips: without root or the Slurm packages these tests must fail loudly.
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ def test_conf_extra_overrides_defaults(tmp_path):
     assert "SchedulerType=sched/backfill" not in text
     assert "schedulertype=sched/builtin" in text
     assert text.count("KillWait=") == 1 and "KillWait=5" in text
-    assert "PluginDir=/opt/x:/usr/lib/x86_64-linux-gnu/slurm-wlm" in text
+    assert f"PluginDir=/opt/x:{SLURM_PLUGIN_DIR}" in text
     assert c.ctld_port != c.slurmd_port
 
 
