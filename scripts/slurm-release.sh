@@ -155,9 +155,13 @@ cmd_libslurmfull() {
     if [ -f "$dir/.libslurmfull" ] && [ -e "$tree/src/api/.libs/libslurmfull.so" ]; then
         echo "$tree/src/api/.libs"; return
     fi
-    local t0=$SECONDS
+    local t0=$SECONDS map
     log "building libslurmfull in $tree (log: $dir/libslurmfull.log)"
-    make -C "$tree/src/api" -j"$JOBS" libslurmfull.la >"$dir/libslurmfull.log" 2>&1 ||
+    # its linker script is a target of its own that libslurmfull.la does not
+    # depend on (`make all` builds it first)
+    map=$(printf 'spm-print-map:\n\t@echo $(FULL_VERSION_SCRIPT)\n' |
+        make -s --no-print-directory -C "$tree/src/api" -f Makefile -f - spm-print-map)
+    make -C "$tree/src/api" -j"$JOBS" $map libslurmfull.la >"$dir/libslurmfull.log" 2>&1 ||
         die "building libslurmfull failed: see $dir/libslurmfull.log"
     [ -e "$tree/src/api/.libs/libslurmfull.so" ] || die "$tree/src/api/.libs/libslurmfull.so not built"
     echo "$((SECONDS - t0)) s" > "$dir/.libslurmfull"
