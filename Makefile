@@ -124,7 +124,7 @@ unit-24.11: trixie-root
 ## test-25.11, test-26.05 (and demo-, unit-, integration-): the same `make test`
 ## / `make demo` against real daemons of an upstream release, built from its
 ## tarball in $(SLURM_TARBALLS) (SHA256SUMS checked) into a prefix cached by
-## its checksum, $(SLURM_CACHE)/<version>-<sha12>/prefix (scripts/slurm-build.sh;
+## its checksum, $(SLURMPY_CACHE)/<version>-<sha12>/prefix (scripts/slurm-build.sh;
 ## built once, reused by every later run and target).  Our plugins and the C
 ## test host build against that release's configured source into
 ## build/<version>/ and link its libslurmfull; the harness runs the prefix's
@@ -132,7 +132,7 @@ unit-24.11: trixie-root
 ## installs the plugins into the prefix's own PluginDir (lib/slurm), as a site
 ## would.  The host's Python serves.
 SLURM_TARBALLS ?= $(abspath $(CURDIR)/../shared/slurm)
-SLURM_CACHE    ?= /var/cache/slurmpy
+SLURMPY_CACHE  ?= /var/cache/slurmpy
 SLURM_JOBS     ?= 2
 RELEASE_25.11  := 25.11.7
 RELEASE_26.05  := 26.05.3
@@ -150,12 +150,12 @@ slurm-build-deps:
 
 ## slurm-25.11, slurm-26.05: only build (or find) the cached Slurm install
 $(addprefix slurm-,25.11 26.05): slurm-%: slurm-build-deps
-	SLURM_TARBALLS=$(SLURM_TARBALLS) SLURM_CACHE=$(SLURM_CACHE) SLURM_JOBS=$(SLURM_JOBS) \
+	SLURM_TARBALLS=$(SLURM_TARBALLS) SLURMPY_CACHE=$(SLURMPY_CACHE) SLURM_JOBS=$(SLURM_JOBS) \
 	  scripts/slurm-build.sh $(RELEASE_$*)
 
 $(RELEASE_TARGETS): slurm-build-deps $(VENV)/.deps-ok
 	@set -e; what=$(firstword $(subst -, ,$@)); rel=$(RELEASE_$(lastword $(subst -, ,$@))); \
-	cache=$$(SLURM_TARBALLS=$(SLURM_TARBALLS) SLURM_CACHE=$(SLURM_CACHE) SLURM_JOBS=$(SLURM_JOBS) \
+	cache=$$(SLURM_TARBALLS=$(SLURM_TARBALLS) SLURMPY_CACHE=$(SLURMPY_CACHE) SLURM_JOBS=$(SLURM_JOBS) \
 	         scripts/slurm-build.sh $$rel); \
 	echo "$@: Slurm $$rel from $$cache/prefix"; \
 	$(MAKE) --no-print-directory $$what BUILD=$(BUILD)/$$rel SLURM_SRC=$$cache/src \

@@ -6,90 +6,67 @@
 #   scripts/slurm-build.sh VERSION      e.g. 26.05.3; prints the cache directory
 #
 # The tarball is $SLURM_TARBALLS/slurm-VERSION.tar.xz (default ../shared/slurm
-# beside the checkout), checked against SHA256SUMS in the same folder before
-# anything is unpacked.  Nothing is downloaded.  Layout, under
-# $SLURM_CACHE (default /var/cache/slurmpy):
+# beside the checkout).  scripts/slurm-release.sh configure checks it against
+# SHA256SUMS in the same folder and configures it once (nothing is
+# downloaded); this script builds and installs that same configured tree, so
+# the plugins built against its headers match the daemons.  Layout, under
+# $SLURMPY_CACHE (default /var/cache/slurmpy), see slurm-release.sh:
 #
-#   VERSION-SHA12/src/      the configured source (the plugins build against it;
-#                           .spm-configured once configure has finished)
-#   VERSION-SHA12/prefix/   the installed Slurm: sbin/slurmctld, sbin/slurmd,
-#                           sbin/slurmstepd, sbin/slurmdbd, bin/sbatch ...,
-#                           lib/slurm/*.so (PluginDir), lib/slurm/libslurmfull.so
+#   VERSION-SHA12/src/      the configured source (the plugins build against it)
+#   VERSION-SHA12/prefix/   the installed Slurm (configure's --prefix):
+#                           sbin/slurmctld, sbin/slurmd, sbin/slurmstepd,
+#                           sbin/slurmdbd, bin/sbatch ..., lib/slurm/*.so
+#                           (PluginDir), lib/slurm/libslurmfull.so
+#   VERSION-SHA12/build.log, install.log
 #
 # prefix/ only ever appears whole: make install goes into a staging folder
-# beside it (DESTDIR) that is renamed onto prefix/ when it is complete, so a
-# killed build leaves no half-installed prefix, and the next run resumes the
-# (incremental) build in src/.  A second run finds prefix/ and only checks it.
-# One run at a time per release (flock on VERSION-SHA12.lock).
-#
-# configure: the prefix is the cache's own (the binaries find libslurmfull
-# and their plugins there), plus the options of Debian's build that change
-# the headers (--enable-multiple-slurmd: several slurmd on one machine).
+# (DESTDIR) whose copy of the prefix is renamed onto prefix/ once complete
+# and checked, so a killed build leaves no half-installed prefix, and the
+# next run resumes the (incremental) build in src/.  A second run finds
+# prefix/.spm-installed and only checks it.  One build at a time per release
+# (flock on VERSION-SHA12.lock, the lock slurm-release.sh takes).
 # make -j$SLURM_JOBS (default 2) over src/ only (no docs, no contribs).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd -P)
 ver=${1:?usage: slurm-build.sh VERSION}
 tarballs=${SLURM_TARBALLS:-$HERE/../shared/slurm}
-cache_root=${SLURM_CACHE:-/var/cache/slurmpy}
 jobs=${SLURM_JOBS:-2}
 log() { echo "slurm-build: $*" >&2; }
 
 tar=$tarballs/slurm-$ver.tar.xz
-sums=$tarballs/SHA256SUMS
-[ -f "$tar" ] || { log "no $tar"; exit 1; }
-[ -f "$sums" ] || { log "no $sums"; exit 1; }
-want=$(awk -v f="slurm-$ver.tar.xz" '$2 == f || $2 == "*"f { print $1 }' "$sums")
-[ -n "$want" ] || { log "$sums lists no slurm-$ver.tar.xz"; exit 1; }
-key=$ver-${want:0:12}
-cache=$cache_root/$key
-src=$cache/src
+t0=$SECONDS
+# checks the SHA-256 (every run), configures once; prints CACHE/KEY/src
+src=$("$HERE/scripts/slurm-release.sh" configure "$tar")
+cache=$(dirname "$src")
 prefix=$cache/prefix
+sha=$(cat "$cache/.configured")
+installed() { [ -x "$prefix/sbin/slurmctld" ] && [ "$(cat "$prefix/.spm-installed" 2>/dev/null)" = "$ver $sha" ]; }
+if installed; then echo "$cache"; exit 0; fi
 
-mkdir -p "$cache_root"
 exec 9>"$cache.lock"
 flock 9
+if installed; then echo "$cache"; exit 0; fi
 
-if [ -x "$prefix/sbin/slurmctld" ] && [ -f "$prefix/.spm-installed" ]; then
-    echo "$cache"; exit 0
-fi
-
-t0=$SECONDS
-got=$(sha256sum "$tar" | awk '{ print $1 }')
-[ "$got" = "$want" ] || { log "$tar: SHA-256 $got, SHA256SUMS says $want"; exit 1; }
-
-if [ ! -f "$src/.spm-configured" ]; then
-    rm -rf "$src" "$cache/unpack"
-    mkdir -p "$cache/unpack"
-    tar -C "$cache/unpack" -xJf "$tar"
-    mv "$cache/unpack/slurm-$ver" "$src"
-    rmdir "$cache/unpack"
-    log "configuring Slurm $ver in $src"
-    (cd "$src" && ./configure --prefix="$prefix" --sysconfdir="$prefix/etc" \
-        --enable-multiple-slurmd --disable-slurmrestd --disable-sview \
-        > configure.log 2>&1) || { log "configure failed: see $src/configure.log"; exit 1; }
-    echo "$ver $want" > "$src/.spm-configured"
-    log "configured in $((SECONDS - t0)) s"
-fi
 # what the suite needs that configure only builds when it finds the library
 for need in "HAVE_MYSQL libmariadb-dev accounting_storage/mysql (slurmdbd)" \
             "HAVE_LUA liblua5.3-dev job_submit/lua"; do
     set -- $need
     grep -q "^#define $1 1" "$src/config.h" || {
-        log "configure did not find $2: no $3 (apt-get install $2, then remove $src)"; exit 1; }
+        log "configure did not find $2: no $3 (apt-get install $2, then remove $cache)"; exit 1; }
 done
 
 t1=$SECONDS
 log "building Slurm $ver (make -j$jobs in $src/src; about 4 min on 2 CPUs)"
-make -C "$src/src" -j"$jobs" > "$src/make.log" 2>&1 || {
-    tail -30 "$src/make.log" >&2; log "make failed: see $src/make.log"; exit 1; }
+make -C "$src/src" -j"$jobs" > "$cache/build.log" 2>&1 || {
+    tail -30 "$cache/build.log" >&2; log "make failed: see $cache/build.log"; exit 1; }
 log "built in $((SECONDS - t1)) s"
 
 t2=$SECONDS
 stage=$cache/stage
 rm -rf "$stage"
-make -C "$src/src" install DESTDIR="$stage" > "$src/install.log" 2>&1 || {
-    tail -30 "$src/install.log" >&2; log "make install failed: see $src/install.log"; exit 1; }
+make -C "$src/src" install DESTDIR="$stage" > "$cache/install.log" 2>&1 || {
+    tail -30 "$cache/install.log" >&2; log "make install failed: see $cache/install.log"; exit 1; }
 for f in sbin/slurmctld sbin/slurmd sbin/slurmstepd sbin/slurmdbd bin/sbatch bin/srun \
          bin/scontrol bin/squeue bin/sprio bin/sinfo bin/sacct bin/sacctmgr bin/scancel \
          lib/slurm/libslurmfull.so lib/slurm/auth_none.so lib/slurm/cred_none.so \
@@ -98,7 +75,7 @@ for f in sbin/slurmctld sbin/slurmd sbin/slurmstepd sbin/slurmdbd bin/sbatch bin
          lib/slurm/priority_multifactor.so lib/slurm/job_submit_lua.so; do
     [ -e "$stage$prefix/$f" ] || { log "make install left no $f"; exit 1; }
 done
-echo "$ver $want" > "$stage$prefix/.spm-installed"
+echo "$ver $sha" > "$stage$prefix/.spm-installed"
 rm -rf "$prefix"
 mv "$stage$prefix" "$prefix"
 rm -rf "$stage"

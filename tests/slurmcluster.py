@@ -67,6 +67,13 @@ def slurm_at_least(major: int, minor: int) -> bool:
     return SLURM_VERSION[:2] >= (major, minor)
 
 
+def job_re(job_id: int | str) -> str:
+    """A regex for a job as Slurm's own log lines name it (``%pJ``):
+    ``JobId=5``, and from 25.11 on, where a job also has a SLUID, often
+    ``JobId=5 SLUID=s2DSM91DNT9N00``.  Never matches JobId=51."""
+    return rf"JobId={int(job_id)}(?: SLUID=\w+)?(?![0-9])"
+
+
 #: JobState values after which a job will not change state on its own.
 TERMINAL_JOB_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
