@@ -24,7 +24,7 @@ APT_PKGS := slurmctld slurmd slurm-client libslurm-dev libmunge-dev dpkg-dev gcc
 CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h \
              csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
-.PHONY: all deps build install test unit integration demo bench asan clean FORCE \
+.PHONY: all deps build install install-check test unit integration demo bench asan clean FORCE releases \
         trixie-root test-24.11 unit-24.11 demo-24.11 typecheck wheel
 
 all: build
@@ -83,19 +83,41 @@ $(CORE)/python/.staged: $(VENV)/.deps-ok FORCE
 	cmp -s $$src $$dst || { cp $$src $$dst.tmp && mv -f $$dst.tmp $$dst; }
 	touch $@
 
-## install: into Slurm's PluginDir, atomically (rename), idempotent
-install: build
+## install: into Slurm's PluginDir, atomically (rename), idempotent.  Refuses,
+## before installing anything, when SLURM_SRC is not the release of the
+## installed daemons (SLURMCTLD=path/to/slurmctld: which daemons; default
+## slurmctld, else slurmd, on PATH)
+SLURMCTLD ?=
+install: install-check build
 	$(PY) scripts/install.py $(PLUGINS) $(PLUGINDIR)
+
+install-check:
+	@scripts/check-slurm-version.sh '$(SLURM_SRC)' $(SLURMCTLD)
 
 ## test: unit tests (C host, no daemons) + integration tests (real slurmctld/slurmd)
 # The tests use the plugins and the C host of this BUILD (build/ unless told).
 TEST_ENV = SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(abspath $(PLUGINS)) \
            SPM_HOST_BUILD_DIR=$(abspath $(BUILD))/host
+# A whole run (no TESTS=, no PYTEST_ARGS=) leaves its results in
+# $(BUILD)/junit-<version>.xml: make releases shows them for this release
+# instead of running the unit suite again (scripts/releases.py).
+SLURM_VERSION = $(shell sed -n 's/^\#define SLURM_VERSION_STRING "\(.*\)"/\1/p' $(SLURM_SRC)/config.h 2>/dev/null)
+JUNIT = $(if $(TESTS)$(PYTEST_ARGS),,--junitxml=$(BUILD)/junit-$(SLURM_VERSION).xml)
 test: build
-	$(TEST_ENV) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests)
+	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),tests)
 
 unit: build
-	$(TEST_ENV) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
+	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
+
+## releases: libslurmpy, the plugins and the C test host built against each
+## Slurm release from 22.05.8 to 26.05.3 (scripts/slurm-release.sh configures
+## each tarball once, cached by its SHA-256), the unit suite run in the host
+## against each; one table.  RELEASES="25.11.7 26.05.3" for some of them.
+SLURM_TARBALLS ?= $(abspath $(CURDIR)/../shared/slurm)
+RELEASES ?=
+releases: $(VENV)/.deps-ok
+	$(PY) scripts/releases.py --base-src $(SLURM_SRC) --tarballs $(SLURM_TARBALLS) \
+	  --venv $(VENV) $(if $(RELEASES),--only $(RELEASES))
 
 integration: build
 	$(TEST_ENV) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/integration)
@@ -131,7 +153,6 @@ unit-24.11: trixie-root
 ## daemons and client commands (SLURM_PREFIX, tests/slurmpaths.py).  The demo
 ## installs the plugins into the prefix's own PluginDir (lib/slurm), as a site
 ## would.  The host's Python serves.
-SLURM_TARBALLS ?= $(abspath $(CURDIR)/../shared/slurm)
 SLURMPY_CACHE  ?= /var/cache/slurmpy
 SLURM_JOBS     ?= 2
 RELEASE_25.11  := 25.11.7
@@ -160,7 +181,8 @@ $(RELEASE_TARGETS): slurm-build-deps $(VENV)/.deps-ok
 	echo "$@: Slurm $$rel from $$cache/prefix"; \
 	$(MAKE) --no-print-directory $$what BUILD=$(BUILD)/$$rel SLURM_SRC=$$cache/src \
 	  SLURM_PREFIX=$$cache/prefix SLURM_LIBDIR=$$cache/prefix/lib/slurm \
-	  PLUGINDIR=$$cache/prefix/lib/slurm PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)'
+	  PLUGINDIR=$$cache/prefix/lib/slurm SLURMCTLD=$$cache/prefix/sbin/slurmctld \
+	  PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)'
 
 ## demo: a throwaway single-node cluster on loopback running the example handlers
 demo: install
@@ -200,4 +222,4 @@ bench: build trixie-root
 	  --trixie-slurm-src $(TRIXIE_SLURM_SRC) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD)/plugins $(BUILD)/host $(BUILD)/asan $(BUILD)/$(RELEASE_25.11) $(BUILD)/$(RELEASE_26.05)
+	rm -rf $(BUILD)/plugins $(BUILD)/host $(BUILD)/asan $(BUILD)/releases $(BUILD)/$(RELEASE_25.11) $(BUILD)/$(RELEASE_26.05)

@@ -332,7 +332,7 @@ SPM_EXPORT int spm_ctx_init(int ctx)
 		c->params = _dup(conf.params);
 		c->default_timeout_ms = ctx == SPM_CTX_SITE_FACTOR ?
 			SF_DEFAULT_TIMEOUT_MS :
-			conf.prolog_epilog_timeout * 1000;
+			conf.prep_timeout * 1000;
 	}
 	/* Every path has its limit before any boot answered. */
 	if (!c->booted)

@@ -203,7 +203,8 @@ typedef struct {
 	char params_file[4096];   /* job_submit: job_submit_python.conf beside
 				   * slurm.conf ("" otherwise) */
 	const char *conf_path;    /* slurm.conf */
-	uint32_t prolog_epilog_timeout; /* seconds, 0: not set */
+	uint32_t prep_timeout;    /* seconds, 0: not set: PrologEpilogTimeout,
+				   * from 25.05 Prolog/EpilogTimeout (compat.h) */
 	uint32_t slurm_user_id;
 	bool epilog_set;          /* Epilog= is set (slurmd runs epilogs) */
 } spm_conf_t;

@@ -7,10 +7,11 @@
 #        SHA256SUMS beside TARBALL; or "SHA256:<hex>"), unpack it and run
 #        ./configure in CACHE/<version>-<sha12>/src once; print that dir.
 #        A second run only checks the stamp (and the checksum) and prints it.
-#   scripts/slurm-release.sh libslurmfull TREE
-#        build what libslurmfull.so needs in a tree configured by the
-#        above (make -j2 in the few dirs it takes, not all of Slurm);
-#        print the dir that holds libslurmfull.so.
+#   scripts/slurm-release.sh host-libs TREE
+#        build what the C unit-test host needs in a tree configured by the
+#        above (libslurmfull.so with what it links in, Slurm's prep/script
+#        and site_factor/none plugins; not all of Slurm); print the dir
+#        (CACHE/<key>/hostlib) that holds them.
 #   scripts/slurm-release.sh debian-orig VERSION
 #        fetch Debian's orig tarball of slurm-wlm VERSION (24.11.5: Debian
 #        13's) from the pool of the host's Debian mirror with apt-helper,
@@ -19,18 +20,18 @@
 #   scripts/slurm-release.sh dir TARBALL [SUMS]
 #        print the cache dir configure would use, configured or not.
 #
-# CACHE is $SLURMPY_CACHE, default /var/cache/slurmpy.  The tree is
+# CACHE is $SLURM_CACHE (or $SLURMPY_CACHE), default /var/cache/slurmpy.  The tree is
 # configured with Debian's options that change what the headers say
 # (--sysconfdir=/etc/slurm --enable-multiple-slurmd) and
 # --prefix=CACHE/<version>-<sha12>/prefix, so that `make -j2 && make install`
 # in the same tree gives a whole Slurm in that prefix.  Stamps:
 #   CACHE/<key>/.configured      sha256 of the tarball, written after configure
 #   CACHE/<key>/configure.log
-#   CACHE/<key>/.libslurmfull    written after the libslurmfull build
+#   CACHE/<key>/.host-libs       written after the host-libs build
 # One process at a time per key (flock CACHE/<key>.lock).
 set -euo pipefail
 
-CACHE=${SLURMPY_CACHE:-/var/cache/slurmpy}
+CACHE=${SLURM_CACHE:-${SLURMPY_CACHE:-/var/cache/slurmpy}}
 JOBS=${JOBS:-2}
 
 die() { echo "slurm-release.sh: $*" >&2; exit 1; }
@@ -142,31 +143,46 @@ cmd_configure() {
     echo "$dir/src"
 }
 
-# src/api/Makefile builds what libslurmfull.la links in itself (its
-# convenience libs have `cd dir && make lib` rules): src/common,
-# src/interfaces, and whatever else the release puts there.
-cmd_libslurmfull() {
-    local tree dir
+# What the C unit-test host (tests/host) links and loads, built in a tree
+# configured above, into CACHE/<key>/hostlib/ (symlinks into the tree):
+# libslurmfull.so, and Slurm's own prep/script and site_factor/none plugins
+# (site_factor/example from 23.11; tests/unit/test_host_smoke.py runs them).  src/api/Makefile builds what
+# libslurmfull.la links in itself (its convenience libs have
+# `cd dir && make lib` rules: src/common, src/interfaces, ...); its linker
+# script is a target of its own that libslurmfull.la does not depend on.
+cmd_host_libs() {
+    local tree dir lib
     tree=$(realpath "$1")
     dir=$(dirname "$tree")
+    lib=$dir/hostlib
     [ -f "$dir/.configured" ] || die "$tree: not configured by slurm-release.sh configure"
     exec 8>"$dir.lock"
     flock 8
-    if [ -f "$dir/.libslurmfull" ] && [ -e "$tree/src/api/.libs/libslurmfull.so" ]; then
-        echo "$tree/src/api/.libs"; return
+    if [ -f "$dir/.host-libs" ] && [ -e "$lib/libslurmfull.so" ]; then
+        echo "$lib"; return
     fi
-    local t0=$SECONDS map
-    log "building libslurmfull in $tree (log: $dir/libslurmfull.log)"
-    # its linker script is a target of its own that libslurmfull.la does not
-    # depend on (`make all` builds it first)
+    local t0=$SECONDS map sf
+    log "building libslurmfull, prep/script, site_factor/none in $tree (log: $dir/host-libs.log)"
     map=$(printf 'spm-print-map:\n\t@echo $(FULL_VERSION_SCRIPT)\n' |
         make -s --no-print-directory -C "$tree/src/api" -f Makefile -f - spm-print-map)
-    make -C "$tree/src/api" -j"$JOBS" $map libslurmfull.la >"$dir/libslurmfull.log" 2>&1 ||
-        die "building libslurmfull failed: see $dir/libslurmfull.log"
-    [ -e "$tree/src/api/.libs/libslurmfull.so" ] || die "$tree/src/api/.libs/libslurmfull.so not built"
-    echo "$((SECONDS - t0)) s" > "$dir/.libslurmfull"
-    log "libslurmfull built in $((SECONDS - t0)) s"
-    echo "$tree/src/api/.libs"
+    make -C "$tree/src/api" -j"$JOBS" $map libslurmfull.la >"$dir/host-libs.log" 2>&1 ||
+        die "building libslurmfull failed: see $dir/host-libs.log"
+    make -C "$tree/src/plugins/prep/script" -j"$JOBS" >>"$dir/host-libs.log" 2>&1 ||
+        die "building prep/script failed: see $dir/host-libs.log"
+    # site_factor/none is gone in 23.11: site_factor/example does as little
+    sf=none
+    [ -d "$tree/src/plugins/site_factor/none" ] || sf=example
+    make -C "$tree/src/plugins/site_factor/$sf" -j"$JOBS" >>"$dir/host-libs.log" 2>&1 ||
+        die "building site_factor/$sf failed: see $dir/host-libs.log"
+    rm -rf "$lib"
+    mkdir -p "$lib"
+    ln -s "$tree/src/api/.libs/libslurmfull.so" "$lib/libslurmfull.so"
+    ln -s "$tree/src/plugins/prep/script/.libs/prep_script.so" "$lib/prep_script.so"
+    ln -s "$tree/src/plugins/site_factor/$sf/.libs/site_factor_$sf.so" "$lib/site_factor_$sf.so"
+    for f in "$lib"/*.so; do [ -e "$f" ] || die "$f: not built"; done
+    echo "$((SECONDS - t0)) s" > "$dir/.host-libs"
+    log "host libs built in $((SECONDS - t0)) s"
+    echo "$lib"
 }
 
 host_mirror() {
@@ -202,7 +218,7 @@ shift || true
 case $cmd in
 configure) [ $# -ge 1 ] || die "usage: configure TARBALL [SUMS]"; cmd_configure "$@" ;;
 dir) [ $# -ge 1 ] || die "usage: dir TARBALL [SUMS]"; cmd_dir "$@" ;;
-libslurmfull) [ $# = 1 ] || die "usage: libslurmfull TREE"; cmd_libslurmfull "$1" ;;
+host-libs) [ $# = 1 ] || die "usage: host-libs TREE"; cmd_host_libs "$1" ;;
 debian-orig) [ $# = 1 ] || die "usage: debian-orig VERSION"; cmd_debian_orig "$1" ;;
 *) sed -n '2,/^set -/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -21,13 +21,19 @@ from hostdriver import (NICE_OFFSET, SLURM_VERSION_NUMBER, Host,  # noqa: E402
 LIBDIR = pathlib.Path(hostdriver.SLURM_LIBDIR)
 PREP_SCRIPT = LIBDIR / "prep_script.so"
 SITE_NONE = LIBDIR / "site_factor_none.so"
+if not SITE_NONE.exists() and (LIBDIR / "site_factor_example.so").exists():
+    # site_factor/none is gone in 23.11; site_factor/example does as little
+    SITE_NONE = LIBDIR / "site_factor_example.so"
+SITE_NONE_TYPE = "site_factor/" + SITE_NONE.stem.rsplit("_", 1)[-1]
 SLURM_SRC = pathlib.Path(hostdriver.SLURM_SRC)
+CSRC = pathlib.Path(__file__).resolve().parents[2] / "csrc"   # compat.h
 
 pytestmark = pytest.mark.skipif(
     not (PREP_SCRIPT.exists() and SITE_NONE.exists()
          and (LIBDIR / "libslurmfull.so").exists()
          and (SLURM_SRC / "config.h").exists()),
-    reason="needs Slurm 22.05.8 libs/plugins and a configured source tree")
+    reason=f"needs {LIBDIR}/libslurmfull.so, prep_script.so, {SITE_NONE.name} "
+           f"and a configured source tree ({SLURM_SRC})")
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +84,7 @@ def build_plugin(tmp_path, name, source, asan=False):
     san = ["-fsanitize=address", "-fno-omit-frame-pointer"] if asan else []
     subprocess.run(["cc", "-shared", "-fPIC", "-g", "-O0", "-pthread"] + san +
                    ["-DHAVE_CONFIG_H", "-I%s" % SLURM_SRC,
-                    "-I%s/slurm" % SLURM_SRC, "-o", str(so), str(src)],
+                    "-I%s/slurm" % SLURM_SRC, "-I%s" % CSRC, "-o", str(so), str(src)],
                    check=True, timeout=120)
     return str(so)
 
@@ -89,7 +95,9 @@ PREP_HEADER = """\
 #include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
-#include "src/common/prep.h"
+#include "slurm/slurm.h"
+#include "compat.h"
+#include SPM_PREP_H
 const char plugin_name[] = "test prep";
 const char plugin_type[] = "prep/test";
 const uint32_t plugin_version = SLURM_VERSION_NUMBER;
@@ -298,7 +306,7 @@ def test_slurmd_prolog_epilog(host_bin, tmp_path):
 def test_site_factor_none(host_bin):
     with Host(str(SITE_NONE)) as h:
         res = h.load()
-        assert res["type"] == "site_factor/none"
+        assert res["type"] == SITE_NONE_TYPE
         assert res["family"] == "site_factor"
         r = h.site_set(job_id=5)
         assert r["site_factor"] == NICE_OFFSET == r["before"]
