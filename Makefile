@@ -18,8 +18,14 @@ TESTS ?=
 # hypothesis: --system-site-packages)
 VENV_ARGS  ?=
 
+# SLURM_BUILD_PKGS: what Slurm's configure looks for to build the parts the
+# suite uses (slurmdbd's MariaDB plugin, job_submit/lua, serializer/json for
+# squeue --json) when a release is built from its tarball (make test-25.11 &
+# co.).  Installed before anything configures a tarball (make releases too):
+# configure only finds what is installed when it runs.
+SLURM_BUILD_PKGS := libmariadb-dev liblua5.3-dev libjson-c-dev
 APT_PKGS := slurmctld slurmd slurm-client libslurm-dev libmunge-dev dpkg-dev gcc make \
-            python3-dev python3-venv slurmdbd mariadb-server
+            python3-dev python3-venv slurmdbd mariadb-server $(SLURM_BUILD_PKGS)
 
 CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h \
              csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
@@ -157,8 +163,6 @@ SLURMPY_CACHE  ?= /var/cache/slurmpy
 SLURM_JOBS     ?= 2
 RELEASE_25.11  := 25.11.7
 RELEASE_26.05  := 26.05.3
-# what configure needs to build slurmdbd's MariaDB plugin and job_submit/lua
-SLURM_BUILD_PKGS := libmariadb-dev liblua5.3-dev
 RELEASE_TARGETS := $(foreach r,25.11 26.05,test-$(r) demo-$(r) unit-$(r) integration-$(r))
 .PHONY: slurm-build-deps $(RELEASE_TARGETS) $(addprefix slurm-,25.11 26.05)
 

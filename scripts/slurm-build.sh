@@ -41,20 +41,55 @@ src=$("$HERE/scripts/slurm-release.sh" configure "$tar")
 cache=$(dirname "$src")
 prefix=$cache/prefix
 sha=$(cat "$cache/.configured")
-installed() { [ -x "$prefix/sbin/slurmctld" ] && [ "$(cat "$prefix/.spm-installed" 2>/dev/null)" = "$ver $sha" ]; }
+# what the suite runs; an install without one of them is built again
+REQUIRED="sbin/slurmctld sbin/slurmd sbin/slurmstepd sbin/slurmdbd bin/sbatch bin/srun
+    bin/scontrol bin/squeue bin/sprio bin/sinfo bin/sacct bin/sacctmgr bin/scancel
+    lib/slurm/libslurmfull.so lib/slurm/auth_none.so lib/slurm/cred_none.so
+    lib/slurm/select_cons_tres.so lib/slurm/accounting_storage_slurmdbd.so
+    lib/slurm/accounting_storage_mysql.so lib/slurm/prep_script.so
+    lib/slurm/priority_multifactor.so lib/slurm/job_submit_lua.so lib/slurm/serializer_json.so"
+installed() {
+    [ "$(cat "$prefix/.spm-installed" 2>/dev/null)" = "$ver $sha" ] || return 1
+    local f
+    for f in $REQUIRED; do [ -e "$prefix/$f" ] || return 1; done
+}
 if installed; then echo "$cache"; exit 0; fi
 
 exec 9>"$cache.lock"
 flock 9
 if installed; then echo "$cache"; exit 0; fi
 
-# what the suite needs that configure only builds when it finds the library
-for need in "HAVE_MYSQL libmariadb-dev accounting_storage/mysql (slurmdbd)" \
-            "HAVE_LUA liblua5.3-dev job_submit/lua"; do
-    set -- $need
-    grep -q "^#define $1 1" "$src/config.h" || {
-        log "configure did not find $2: no $3 (apt-get install $2, then remove $cache)"; exit 1; }
-done
+# What the suite needs that configure only builds when it finds the library
+# (make deps installs them; see SLURM_BUILD_PKGS in the Makefile):
+#   define      package          what
+needs="HAVE_MYSQL  libmariadb-dev   accounting_storage/mysql(slurmdbd)
+HAVE_LUA    liblua5.3-dev    job_submit/lua
+HAVE_JSON   libjson-c-dev    serializer/json(squeue_--json)"
+missing() {
+    echo "$needs" | while read -r def pkg what; do
+        grep -q "^#define $def 1" "$src/config.h" || echo "$def $pkg $what"
+    done
+}
+if [ -n "$(missing)" ]; then
+    # A tree configured before those packages were installed (by
+    # slurm-release.sh for make releases, say): configure again in place,
+    # with the same options, now that they are installed (make then rebuilds
+    # what the new config.h changes).
+    if echo "$needs" | while read -r def pkg what; do
+           dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed' || exit 1
+       done; then
+        log "$src was configured without $(missing | awk '{ print $2 }' | xargs): configuring it again (same options)"
+        (cd "$src" && ./config.status --recheck > "$cache/reconfigure.log" 2>&1 &&
+            ./config.status >> "$cache/reconfigure.log" 2>&1) || {
+            log "configure failed: see $cache/reconfigure.log"; exit 1; }
+    fi
+    if [ -n "$(missing)" ]; then
+        missing | while read -r def pkg what; do
+            log "$src/config.h has no $def: configure did not find $pkg, so no ${what//_/ } (apt-get install $pkg)"
+        done
+        exit 1
+    fi
+fi
 
 t1=$SECONDS
 log "building Slurm $ver (make -j$jobs in $src/src; about 4 min on 2 CPUs)"
@@ -67,12 +102,7 @@ stage=$cache/stage
 rm -rf "$stage"
 make -C "$src/src" install DESTDIR="$stage" > "$cache/install.log" 2>&1 || {
     tail -30 "$cache/install.log" >&2; log "make install failed: see $cache/install.log"; exit 1; }
-for f in sbin/slurmctld sbin/slurmd sbin/slurmstepd sbin/slurmdbd bin/sbatch bin/srun \
-         bin/scontrol bin/squeue bin/sprio bin/sinfo bin/sacct bin/sacctmgr bin/scancel \
-         lib/slurm/libslurmfull.so lib/slurm/auth_none.so lib/slurm/cred_none.so \
-         lib/slurm/select_cons_tres.so lib/slurm/accounting_storage_slurmdbd.so \
-         lib/slurm/accounting_storage_mysql.so lib/slurm/prep_script.so \
-         lib/slurm/priority_multifactor.so lib/slurm/job_submit_lua.so; do
+for f in $REQUIRED; do
     [ -e "$stage$prefix/$f" ] || { log "make install left no $f"; exit 1; }
 done
 echo "$ver $sha" > "$stage$prefix/.spm-installed"

@@ -233,8 +233,8 @@ def test_slurmd_prolog_failure_drains_node(cluster_factory, tmp_path):
     # "[job 1]" up to 24.11; Slurm's %pJ ("JobId=1 SLUID=...") on 26.05
     c.wait_for_log(rf"error: (?:\[job {jid}\]|{job_re(jid)}) prolog failed status=1:0",
                    "slurmd")
-    c.wait_for_log(rf"Could not launch job {jid} and not able to requeue "
-                   r"it, cancelling job", "slurmd")
+    c.wait_for_log(rf"Could not launch (?:job {jid}|{job_re(jid)}) and not able "
+                   r"to requeue it, cancelling job", "slurmd")
     c.wait_for_log(r"error: validate_node_specs: Prolog or job env setup "
                    rf"failure on node {c.NODE}, draining the node")
 
