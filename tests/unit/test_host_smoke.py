@@ -195,7 +195,7 @@ def test_epilog_slurmctld_failure_status_and_exit_code(host_bin, tmp_path):
 def test_script_timeout_reports_timed_out(host_bin, tmp_path):
     path = script(tmp_path, "slow.sh", "exec sleep 30\n")
     with Host(str(PREP_SCRIPT)) as h:
-        h.conf(prolog_slurmctld=path, prolog_epilog_timeout=1)
+        h.conf(prolog_slurmctld=path, **hostdriver.prep_timeout_conf(1))
         h.load()
         h.callbacks()
         assert h.prolog_slurmctld(job_id=9)["async"] == 1
@@ -205,9 +205,16 @@ def test_script_timeout_reports_timed_out(host_bin, tmp_path):
 
 
 def test_invalid_prolog_slurmctld_is_disabled(host_bin, tmp_path):
+    """22.05's prep/script disables an invalid PrologSlurmctld; from 23.02
+    its init() fails instead (src/plugins/prep/script/prep_script.c)."""
     missing = str(tmp_path / "does-not-exist")
     with Host(str(PREP_SCRIPT)) as h:
         h.conf(prolog_slurmctld=missing)
+        if hostdriver.slurm_at_least(23, 2):
+            res = h.load(check=False)
+            assert res["rc"] == 4 and res["init_rc"] != 0
+            assert "Invalid PrologSlurmctld" in h.log()
+            return
         h.load()
         h.callbacks()
         assert "Invalid PrologSlurmctld" in h.log()
@@ -315,7 +322,13 @@ def test_site_factor_none(host_bin):
         h.jobs_add(job_id=2, site_factor=77, account="a", qos="normal")
         assert h.jobs_add(job_id=3, job_state="RUNNING")["n"] == 3
         assert h.site_update() == {1: NICE_OFFSET, 2: 77, 3: NICE_OFFSET}
-        assert h.site_reconfig()["slurm_warn"] == 0
+        if hostdriver.slurm_at_least(24, 5):
+            # 24.05 no longer calls site_factor_p_reconfig: its stock
+            # plugin has none
+            with pytest.raises(HostError, match="missing_symbol"):
+                h.site_reconfig()
+        else:
+            assert h.site_reconfig()["slurm_warn"] == 0
         assert h.jobs_clear()["removed"] == 3
         assert h.site_update() == {}
         b = h.bench_update(2000)
@@ -385,28 +398,30 @@ def test_in_thread_runs_on_other_thread(host_bin, tmp_path):
 # ---------------------------------------------------------------------------
 
 def test_version_init_and_symbol_checks(host_bin, tmp_path):
+    # another micro release of the host's Slurm (22.05.8: 22.05.7)
+    bad = SLURM_VERSION_NUMBER - 1 if SLURM_VERSION_NUMBER & 0xff else SLURM_VERSION_NUMBER + 1
     bad_version = build_plugin(tmp_path, "prep_badver", """\
         #include <stdint.h>
         const char plugin_name[] = "bad version";
         const char plugin_type[] = "prep/badver";
-        const uint32_t plugin_version = 0x160507;   /* 22.05.7 */
-        """)
+        const uint32_t plugin_version = %#x;
+        """ % bad)
     init_fails = build_plugin(tmp_path, "prep_initfail", """\
         #include <stdint.h>
         const char plugin_name[] = "init fails";
         const char plugin_type[] = "prep/initfail";
-        const uint32_t plugin_version = 0x160508;
+        const uint32_t plugin_version = %#x;
         int init(void) { return -1; }
-        """)
+        """ % SLURM_VERSION_NUMBER)
     no_syms = build_plugin(tmp_path, "prep_nosyms", """\
         #include <stdint.h>
         const char plugin_name[] = "no api";
         const char plugin_type[] = "prep/nosyms";
-        const uint32_t plugin_version = 0x160508;
-        """)
+        const uint32_t plugin_version = %#x;
+        """ % SLURM_VERSION_NUMBER)
     with Host(bad_version) as h:
         res = h.load(check=False)
-        assert res["rc"] == 6 and res["version"] == 0x160507
+        assert res["rc"] == 6 and res["version"] == bad
         with pytest.raises(PluginLoadError):
             h.load()
     with Host(init_fails) as h:
