@@ -134,8 +134,9 @@ integration: build
 ## own build/ and .venv/ over the checkout's, so both releases' builds coexist.
 TRIXIE_ROOT ?= /var/tmp/slurmpy-trixie/root
 TRIXIE_SLURM_SRC := /usr/src/slurm-24.11.5
+# (no SLURM_BUILD_PKGS there: the root builds no Slurm)
 TRIXIE_MAKE = make -C $(CURDIR) VENV=.venv/trixie VENV_ARGS=--system-site-packages \
-              SLURM_SRC=$(TRIXIE_SLURM_SRC) PYTHON=/usr/bin/python3
+              SLURM_SRC=$(TRIXIE_SLURM_SRC) PYTHON=/usr/bin/python3 SLURM_BUILD_PKGS=
 trixie-root:
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) setup >/dev/null
 
