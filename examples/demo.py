@@ -56,7 +56,7 @@ def main() -> int:
                 env={"DEMO_SEEN": str(seen)})
     try:
         c.start()
-        print(f"demo: Slurm {'.'.join(map(str, SLURM_VERSION))}, "
+        print("demo: Slurm %d.%02d.%d, " % SLURM_VERSION +
               f"slurmctld pid {c.ctld_pid}, slurmd pid {c.slurmd_pid}, "
               f"ports {c.ctld_port}/{c.slurmd_port}")
         ok = [c.sbatch("-J", name, "-o", "/dev/null", wrap="sleep 1")
