@@ -17,13 +17,8 @@
 #define SPM_COMPAT_CONF
 #include "compat.h"
 
-extern bool running_in_slurmctld(void);
-extern bool running_in_slurmd(void);
-extern bool running_in_slurmstepd(void);
-
 SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out)
 {
-	uint16_t t = slurm_conf.prolog_epilog_timeout;
 	const char *file = spm_plugins[spm_ctx_index(ctx)].conf_file;
 
 	/* The slurm_conf member of each plugin's slurm.conf key
@@ -49,8 +44,7 @@ SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out)
 			 file);
 	}
 	out->conf_path = slurm_conf.slurm_conf;
-	out->prolog_epilog_timeout =
-		(t == NO_VAL16 || t == INFINITE16) ? 0 : t;
+	out->prep_timeout = spm_compat_prep_timeout();
 	out->slurm_user_id = slurm_conf.slurm_user_id;
 	out->epilog_set = spm_compat_epilog_set();
 }

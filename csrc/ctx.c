@@ -332,7 +332,7 @@ SPM_EXPORT int spm_ctx_init(int ctx)
 	}
 	c->default_timeout_ms =
 		p->default_timeout_ms == SPM_TIMEOUT_PROLOG_EPILOG ?
-		conf.prolog_epilog_timeout * 1000 : p->default_timeout_ms;
+		conf.prep_timeout * 1000 : p->default_timeout_ms;
 	/* Every path has its limit before any boot answered. */
 	if (!c->booted)
 		_set_timeout(ctx, c, c->default_timeout_ms);

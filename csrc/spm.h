@@ -206,7 +206,8 @@ typedef struct {
 	char params_file[4096];   /* the plugin's conf_file, beside slurm.conf
 				   * ("" for a conf_key plugin) */
 	const char *conf_path;    /* slurm.conf */
-	uint32_t prolog_epilog_timeout; /* seconds, 0: not set */
+	uint32_t prep_timeout;    /* seconds, 0: not set: PrologEpilogTimeout,
+				   * from 25.05 Prolog/EpilogTimeout (compat.h) */
 	uint32_t slurm_user_id;
 	bool epilog_set;          /* Epilog= is set (slurmd runs epilogs) */
 } spm_conf_t;
