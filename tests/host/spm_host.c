@@ -108,6 +108,16 @@ static void host_set_daemon(const char *name)
 	(slurm_conf.prolog_epilog_timeout = NO_VAL16)
 #endif
 
+/* 26.05: closeall() (in run_command()'s child) needs closeall_init(),
+ * which each daemon calls at start; without it the child loops closing
+ * fds for minutes. */
+#if SPM_SLURM_AT_LEAST(26, 5)
+#include "src/common/fd.h"
+#define HOST_DAEMON_INIT() closeall_init()
+#else
+#define HOST_DAEMON_INIT() ((void)0)
+#endif
+
 /* job_env_t.jobid/step_id and job_desc_msg_t.job_id: members of a
  * slurm_step_id_t step_id from 25.11 (compat.h has the designators); the
  * field tables keep the names jobid, step_id and job_id. */
@@ -2986,6 +2996,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, HOST_NAME ": log_init failed\n");
 		return 1;
 	}
+
+	HOST_DAEMON_INIT();
 
 	/* slurm.conf defaults a plugin may rely on */
 	slurm_conf.plugindir = xstrdup("/usr/lib/x86_64-linux-gnu/slurm-wlm");
