@@ -124,7 +124,11 @@ SLURM_TARBALLS ?= $(abspath $(CURDIR)/../shared/slurm)
 RELEASES ?=
 releases: $(VENV)/.deps-ok
 	$(PY) scripts/releases.py --base-src $(SLURM_SRC) --tarballs $(SLURM_TARBALLS) \
-	  --venv $(VENV) $(if $(RELEASES),--only $(RELEASES))
+	  --venv $(VENV) $(if $(RELEASES),--only $(RELEASES)) \
+	  --reuse 22.05.8=$(BUILD)/junit-22.05.8.xml \
+	  --reuse 24.11.5=$(TRIXIE_ROOT)/var/lib/slurmpy/checkout/build/junit-24.11.5.xml \
+	  --reuse $(RELEASE_25.11)=$(BUILD)/$(RELEASE_25.11)/junit-$(RELEASE_25.11).xml \
+	  --reuse $(RELEASE_26.05)=$(BUILD)/$(RELEASE_26.05)/junit-$(RELEASE_26.05).xml
 
 integration: build
 	$(TEST_ENV) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/integration)

@@ -14,6 +14,9 @@ are `make build`'s (build/plugins, build/host), so nothing is built twice.
 Its unit suite is not run again when build/junit-22.05.8.xml (what a whole
 `make unit` or `make test` writes) is from a run that started after every
 file the suite depends on last changed: its tests/unit results are shown.
+The same holds for a release whose whole `make test-X` ran first (--reuse
+VER=FILE: 24.11.5 in the trixie root, 25.11.7, 26.05.3): its tests/unit
+results against the same sources, with that release's own build.
 
 The suites run --jobs at a time (they mostly wait: `make unit` takes about
 60 s of CPU in 200 s), each in a pytest process of its own, while the next
@@ -135,8 +138,9 @@ def _version_of(src):
     return "?"
 
 
-def _inputs_mtime(b):
-    """Newest mtime of what a unit run depends on."""
+def _inputs_mtime(b, with_plugins=True):
+    """Newest mtime of what a unit run depends on (with_plugins: the
+    release's plugins built here too, when the reused run ran on them)."""
     newest = 0.0
     for d in ("csrc", "slurmpy_plugins", "tests/unit", "tests/host"):
         for p in (REPO / d).rglob("*"):
@@ -146,7 +150,7 @@ def _inputs_mtime(b):
         p = REPO / f
         if p.exists():
             newest = max(newest, p.stat().st_mtime)
-    for p in pathlib.Path(b["plugins"]).rglob("*.so"):
+    for p in pathlib.Path(b["plugins"]).rglob("*.so") if with_plugins else ():
         newest = max(newest, p.stat().st_mtime)
     return newest
 
@@ -176,12 +180,18 @@ def parse_junit(path, prefix="tests.unit."):
 
 def unit_suite(args, b):
     xml = b["out"] / "unit.xml"
-    reuse = pathlib.Path(args.reuse_xml) if (b["ver"] == "22.05.8" and args.reuse_xml) else None
+    reuse = args.reuse.get(b["ver"])
     if reuse and reuse.exists():
         r, started = parse_junit(reuse)
-        if started and started > _inputs_mtime(b) and r["passed"] + r["failed"]:
-            r.update(rc=0, unit_s=0.0,
-                     note=f"make unit/test's results ({reuse.relative_to(REPO)})")
+        # 22.05.8's run used build/plugins, the ones shown here; another
+        # release's make test-X used its own build of the same sources
+        own = b["ver"] == "22.05.8"
+        if (started and started > _inputs_mtime(b, with_plugins=own)
+                and r["passed"] + r["failed"]):
+            shown = reuse.relative_to(REPO) if reuse.is_relative_to(REPO) else reuse
+            r.update(rc=0 if not r["failed"] else 1, unit_s=0.0,
+                     note=f"{'make unit/test' if own else 'make test-' + b['ver']}'s results "
+                          f"({shown})")
             return r
     env = dict(os.environ, SLURM_SRC=str(b["src"]), SLURM_LIBDIR=str(b["libdir"]),
                SPM_PLUGIN_DIR=str(b["plugins"]), SPM_HOST_BUILD_DIR=str(b["host_dir"]))
@@ -212,9 +222,12 @@ def main():
     ap.add_argument("--tarballs", default=str(REPO.parent / "shared" / "slurm"))
     ap.add_argument("--venv", default=".venv")
     ap.add_argument("--jobs", type=int, default=2, help="unit suites at a time")
-    ap.add_argument("--reuse-xml", default=str(REPO / "build" / "junit-22.05.8.xml"))
+    ap.add_argument("--reuse", action="append", default=[], metavar="VER=FILE",
+                    help="a junit file of an earlier whole run of that release's suite")
     ap.add_argument("--only", nargs="*", default=[])
     args = ap.parse_args()
+    args.reuse = dict(x.split("=", 1) for x in args.reuse)
+    args.reuse = {v: pathlib.Path(f) for v, f in args.reuse.items()}
     releases = [(v, k) for v, k in RELEASES if not args.only or v in args.only]
     unknown = set(args.only) - {v for v, _ in RELEASES}
     if unknown:
