@@ -18,13 +18,19 @@ TESTS ?=
 # hypothesis: --system-site-packages)
 VENV_ARGS  ?=
 
+# SLURM_BUILD_PKGS: what Slurm's configure looks for to build the parts the
+# suite uses (slurmdbd's MariaDB plugin, job_submit/lua, serializer/json for
+# squeue --json) when a release is built from its tarball (make test-25.11 &
+# co.).  Installed before anything configures a tarball (make releases too):
+# configure only finds what is installed when it runs.
+SLURM_BUILD_PKGS := libmariadb-dev liblua5.3-dev libjson-c-dev
 APT_PKGS := slurmctld slurmd slurm-client libslurm-dev libmunge-dev dpkg-dev gcc make \
-            python3-dev python3-venv slurmdbd mariadb-server
+            python3-dev python3-venv slurmdbd mariadb-server $(SLURM_BUILD_PKGS)
 
-CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h \
+CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h csrc/spm_plugins.h \
              csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
-.PHONY: all deps build install test unit integration demo bench asan clean FORCE \
+.PHONY: all deps build install install-check test unit integration demo bench asan clean FORCE releases \
         trixie-root test-24.11 unit-24.11 demo-24.11 typecheck wheel
 
 all: build
@@ -57,9 +63,10 @@ $(VENV)/.python-request: FORCE
 	@mkdir -p $(VENV)
 	@echo '$(PYTHON)' | cmp -s - $@ || echo '$(PYTHON)' > $@
 
-## build: libslurmpy.so (cffi embedding) + the two plugins + the staged Python dir
-build: $(VENV)/.deps-ok $(PLUGINS)/prep_python.so $(PLUGINS)/site_factor_python.so \
-       $(PLUGINS)/job_submit_python.so $(CORE)/python/.staged
+## build: libslurmpy.so (cffi embedding) + one .so per plugin + the staged Python dir
+# one plugin .so per csrc/*_python.c (a row of csrc/spm_plugins.h each)
+PLUGIN_SOS := $(patsubst csrc/%.c,$(PLUGINS)/%.so,$(wildcard csrc/*_python.c))
+build: $(VENV)/.deps-ok $(PLUGIN_SOS) $(CORE)/python/.staged
 
 $(CORE)/libslurmpy.so: $(CSRC_CORE) $(VENV)/.deps-ok
 	SLURM_SRC=$(SLURM_SRC) SPM_BASE_PYTHON="$$(cat $(VENV)/.base-python)" \
@@ -83,19 +90,48 @@ $(CORE)/python/.staged: $(VENV)/.deps-ok FORCE
 	cmp -s $$src $$dst || { cp $$src $$dst.tmp && mv -f $$dst.tmp $$dst; }
 	touch $@
 
-## install: into Slurm's PluginDir, atomically (rename), idempotent
-install: build
+## install: into Slurm's PluginDir, atomically (rename), idempotent.  Refuses,
+## before installing anything, when SLURM_SRC is not the release of the
+## installed daemons (SLURMCTLD=path/to/slurmctld: which daemons; default
+## slurmctld, else slurmd, on PATH)
+SLURMCTLD ?=
+install: install-check build
 	$(PY) scripts/install.py $(PLUGINS) $(PLUGINDIR)
 
+install-check:
+	@scripts/check-slurm-version.sh '$(SLURM_SRC)' $(SLURMCTLD)
+
 ## test: unit tests (C host, no daemons) + integration tests (real slurmctld/slurmd)
+# The tests use the plugins and the C host of this BUILD (build/ unless told).
+TEST_ENV = SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(abspath $(PLUGINS)) \
+           SPM_HOST_BUILD_DIR=$(abspath $(BUILD))/host
+# A whole run (no TESTS=, no PYTEST_ARGS=) leaves its results in
+# $(BUILD)/junit-<version>.xml: make releases shows them for this release
+# instead of running the unit suite again (scripts/releases.py).
+SLURM_VERSION = $(shell sed -n 's/^\#define SLURM_VERSION_STRING "\(.*\)"/\1/p' $(SLURM_SRC)/config.h 2>/dev/null)
+JUNIT = $(if $(TESTS)$(PYTEST_ARGS),,--junitxml=$(BUILD)/junit-$(SLURM_VERSION).xml)
 test: build
-	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests)
+	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),tests)
 
 unit: build
-	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
+	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
+
+## releases: libslurmpy, the plugins and the C test host built against each
+## Slurm release from 22.05.8 to 26.05.3 (scripts/slurm-release.sh configures
+## each tarball once, cached by its SHA-256), the unit suite run in the host
+## against each; one table.  RELEASES="25.11.7 26.05.3" for some of them.
+SLURM_TARBALLS ?= $(abspath $(CURDIR)/../shared/slurm)
+RELEASES ?=
+releases: $(VENV)/.deps-ok
+	$(PY) scripts/releases.py --base-src $(SLURM_SRC) --tarballs $(SLURM_TARBALLS) \
+	  --venv $(VENV) $(if $(RELEASES),--only $(RELEASES)) \
+	  --reuse 22.05.8=$(BUILD)/junit-22.05.8.xml \
+	  --reuse 24.11.5=$(TRIXIE_ROOT)/var/lib/slurmpy/checkout/build/junit-24.11.5.xml \
+	  --reuse $(RELEASE_25.11)=$(BUILD)/$(RELEASE_25.11)/junit-$(RELEASE_25.11).xml \
+	  --reuse $(RELEASE_26.05)=$(BUILD)/$(RELEASE_26.05)/junit-$(RELEASE_26.05).xml
 
 integration: build
-	SLURM_SRC=$(SLURM_SRC) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/integration)
+	$(TEST_ENV) $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/integration)
 
 ## test-24.11 (on Debian 12): the same `make test`, run as root inside a
 ## Debian 13 root (scripts/trixie-root.sh) against its Slurm 24.11.5 daemons,
@@ -103,8 +139,9 @@ integration: build
 ## own build/ and .venv/ over the checkout's, so both releases' builds coexist.
 TRIXIE_ROOT ?= /var/tmp/slurmpy-trixie/root
 TRIXIE_SLURM_SRC := /usr/src/slurm-24.11.5
+# (no SLURM_BUILD_PKGS there: the root builds no Slurm)
 TRIXIE_MAKE = make -C $(CURDIR) VENV=.venv/trixie VENV_ARGS=--system-site-packages \
-              SLURM_SRC=$(TRIXIE_SLURM_SRC) PYTHON=/usr/bin/python3
+              SLURM_SRC=$(TRIXIE_SLURM_SRC) PYTHON=/usr/bin/python3 SLURM_BUILD_PKGS=
 trixie-root:
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) setup >/dev/null
 
@@ -117,6 +154,45 @@ demo-24.11: trixie-root
 
 unit-24.11: trixie-root
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) unit PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)'
+
+## test-25.11, test-26.05 (and demo-, unit-, integration-): the same `make test`
+## / `make demo` against real daemons of an upstream release, built from its
+## tarball in $(SLURM_TARBALLS) (SHA256SUMS checked) into a prefix cached by
+## its checksum, $(SLURMPY_CACHE)/<version>-<sha12>/prefix (scripts/slurm-build.sh;
+## built once, reused by every later run and target).  Our plugins and the C
+## test host build against that release's configured source into
+## build/<version>/ and link its libslurmfull; the harness runs the prefix's
+## daemons and client commands (SLURM_PREFIX, tests/slurmpaths.py).  The demo
+## installs the plugins into the prefix's own PluginDir (lib/slurm), as a site
+## would.  The host's Python serves.
+SLURMPY_CACHE  ?= /var/cache/slurmpy
+SLURM_JOBS     ?= 2
+RELEASE_25.11  := 25.11.7
+RELEASE_26.05  := 26.05.3
+RELEASE_TARGETS := $(foreach r,25.11 26.05,test-$(r) demo-$(r) unit-$(r) integration-$(r))
+.PHONY: slurm-build-deps $(RELEASE_TARGETS) $(addprefix slurm-,25.11 26.05)
+
+slurm-build-deps:
+	@missing=$$(for p in $(SLURM_BUILD_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "slurm-build-deps: installing $$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+## slurm-25.11, slurm-26.05: only build (or find) the cached Slurm install
+$(addprefix slurm-,25.11 26.05): slurm-%: slurm-build-deps
+	SLURM_TARBALLS=$(SLURM_TARBALLS) SLURMPY_CACHE=$(SLURMPY_CACHE) SLURM_JOBS=$(SLURM_JOBS) \
+	  scripts/slurm-build.sh $(RELEASE_$*)
+
+$(RELEASE_TARGETS): slurm-build-deps $(VENV)/.deps-ok
+	@set -e; what=$(firstword $(subst -, ,$@)); rel=$(RELEASE_$(lastword $(subst -, ,$@))); \
+	cache=$$(SLURM_TARBALLS=$(SLURM_TARBALLS) SLURMPY_CACHE=$(SLURMPY_CACHE) SLURM_JOBS=$(SLURM_JOBS) \
+	         scripts/slurm-build.sh $$rel); \
+	echo "$@: Slurm $$rel from $$cache/prefix"; \
+	$(MAKE) --no-print-directory $$what BUILD=$(BUILD)/$$rel SLURM_SRC=$$cache/src \
+	  SLURM_PREFIX=$$cache/prefix SLURM_LIBDIR=$$cache/prefix/lib/slurm \
+	  PLUGINDIR=$$cache/prefix/lib/slurm SLURMCTLD=$$cache/prefix/sbin/slurmctld \
+	  PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)'
 
 ## demo: a throwaway single-node cluster on loopback running the example handlers
 demo: install
@@ -156,4 +232,4 @@ bench: build trixie-root
 	  --trixie-slurm-src $(TRIXIE_SLURM_SRC) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD)/plugins $(BUILD)/host $(BUILD)/asan
+	rm -rf $(BUILD)/plugins $(BUILD)/host $(BUILD)/asan $(BUILD)/releases $(BUILD)/$(RELEASE_25.11) $(BUILD)/$(RELEASE_26.05)

@@ -10,8 +10,9 @@ build tree or in any virtualenv is used by the daemons.
 
 The C interface lives in real headers (csrc/spm_types.h: records and C
 services, csrc/spm_bridge.h: the Python entry points), read both here and
-by the C compiler.  The two plugins (prep_python.so, site_factor_python.so)
-are thin C files linked against this library by the Makefile.
+by the C compiler.  The plugins (one thin C file per row of
+csrc/spm_plugins.h: prep_python.so, site_factor_python.so,
+job_submit_python.so) are linked against this library by the Makefile.
 """
 import json
 import os
@@ -25,10 +26,9 @@ import cffi
 HERE = pathlib.Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 
-# libslurmpy.so: one concern per file (see csrc/spm.h).
-SOURCES = ("log.c", "arena.c", "runtime.c", "pool.c", "ctx.c", "dispatch_prep.c",
-           "dispatch_site_factor.c", "dispatch_job_submit.c", "conf.c", "snapshot.c",
-           "factors.c", "jobdesc.c")
+# libslurmpy.so: one concern per file (see csrc/spm.h): every csrc/*.c but
+# the thin plugin files (*_python.c, one .so each, linked by the Makefile).
+SOURCES = tuple(sorted(p.name for p in CSRC.glob("*.c") if not p.name.endswith("_python.c")))
 
 INIT_CODE = """
 from _slurmpy import ffi, lib

@@ -71,8 +71,53 @@ typedef List spm_list_t;
 #endif
 #endif
 
-/* ---- slurm_conf (conf.c) ---- */
+/* ---- job ids in job_env_t and job_desc_msg_t (snapshot.c) ---- */
+/* job_env_t's uint32_t jobid and step_id, and job_desc_msg_t's job_id (the
+ * id a job_modify request names; NO_VAL when submitting) up to 25.05; from
+ * 25.11 both carry a slurm_step_id_t step_id instead.  The members as
+ * designators (for offsetof: the C host's field tables), and accessors. */
+#if SPM_SLURM_AT_LEAST(25, 11)
+#define SPM_ENV_JOB_ID_MEMBER  step_id.job_id
+#define SPM_ENV_STEP_ID_MEMBER step_id.step_id
+#define SPM_DESC_JOB_ID_MEMBER step_id.job_id
+#else
+#define SPM_ENV_JOB_ID_MEMBER  jobid
+#define SPM_ENV_STEP_ID_MEMBER step_id
+#define SPM_DESC_JOB_ID_MEMBER job_id
+#endif
+#define spm_compat_env_job_id(e)  ((e)->SPM_ENV_JOB_ID_MEMBER)
+#define spm_compat_env_step_id(e) ((e)->SPM_ENV_STEP_ID_MEMBER)
+#define spm_compat_desc_job_id(d) ((d)->SPM_DESC_JOB_ID_MEMBER)
+
+/* ---- slurm_conf, which daemon this is (conf.c) ---- */
 #ifdef SPM_COMPAT_CONF
+/* running_in_slurmctld() & co: functions up to 24.11, macros over
+ * run_in_daemon(IS_SLURMCTLD ...) (reading the daemon's slurm_daemon) from
+ * 25.05; this header declares whichever the release has. */
+#include "src/common/run_in_daemon.h"
+
+/* The prep context's default per-call limit in seconds (0: none set):
+ * PrologEpilogTimeout up to 24.11; 25.05 splits it into PrologTimeout and
+ * EpilogTimeout.  The context has one limit for all its hooks, so from
+ * 25.05 it is the larger of the two that are set: no hook is cut shorter
+ * than Slurm's own prep/script would allow it. */
+static inline uint32_t _spm_compat_secs(uint16_t t)
+{
+	return (t == NO_VAL16 || t == INFINITE16) ? 0 : t;
+}
+
+static inline uint32_t spm_compat_prep_timeout(void)
+{
+#if SPM_SLURM_AT_LEAST(25, 5)
+	uint32_t p = _spm_compat_secs(slurm_conf.prolog_timeout);
+	uint32_t e = _spm_compat_secs(slurm_conf.epilog_timeout);
+
+	return p > e ? p : e;
+#else
+	return _spm_compat_secs(slurm_conf.prolog_epilog_timeout);
+#endif
+}
+
 /* Is Epilog= set, i.e. does slurmd run the epilog of a job with no steps
  * left (req.c tests slurm_conf.epilog)? */
 static inline bool spm_compat_epilog_set(void)
@@ -94,6 +139,7 @@ static inline bool spm_compat_epilog_set(void)
 #if SPM_SLURM_AT_LEAST(23, 11)
 #include SPM_CRED_H
 #endif
+
 
 /* The job's user name, copied into arena a: job_env_t's own field before
  * 23.11; from 23.11 on, the name in the job credential, else the passwd

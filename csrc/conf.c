@@ -13,34 +13,38 @@
 #include "src/slurmd/slurmd/slurmd.h"
 
 #include "spm.h"
+#include "spm_plugins.h"
 #define SPM_COMPAT_CONF
 #include "compat.h"
 
-extern bool running_in_slurmctld(void);
-extern bool running_in_slurmd(void);
-extern bool running_in_slurmstepd(void);
-
 SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out)
 {
-	uint16_t t = slurm_conf.prolog_epilog_timeout;
+	const char *file = spm_plugins[spm_ctx_index(ctx)].conf_file;
 
-	out->params = ctx == SPM_CTX_SITE_FACTOR ?
-		slurm_conf.site_factor_params :
-		ctx == SPM_CTX_PREP ? slurm_conf.prep_params : NULL;
+	/* The slurm_conf member of each plugin's slurm.conf key
+	 * (spm_plugins.h). */
+	switch (ctx) {
+#define SPM_PLUGIN_KEY(c, type, key, member, ...) \
+	case SPM_CTX_##c: out->params = slurm_conf.member; break;
+#define SPM_PLUGIN_FILE(...)
+	SPM_PLUGIN_TABLE
+#undef SPM_PLUGIN_KEY
+#undef SPM_PLUGIN_FILE
+	default: out->params = NULL;
+	}
 	out->params_file[0] = '\0';
-	if (ctx == SPM_CTX_JOB_SUBMIT && slurm_conf.slurm_conf) {
+	if (file && slurm_conf.slurm_conf) {
 		/* Slurm has no parameters key for job_submit plugins: like
 		 * job_submit.lua, the file sits beside slurm.conf. */
 		const char *slash = strrchr(slurm_conf.slurm_conf, '/');
 		int dir = slash ? (int)(slash - slurm_conf.slurm_conf) : 1;
 
 		snprintf(out->params_file, sizeof(out->params_file),
-			 "%.*s/job_submit_python.conf", dir,
-			 slash ? slurm_conf.slurm_conf : ".");
+			 "%.*s/%s", dir, slash ? slurm_conf.slurm_conf : ".",
+			 file);
 	}
 	out->conf_path = slurm_conf.slurm_conf;
-	out->prolog_epilog_timeout =
-		(t == NO_VAL16 || t == INFINITE16) ? 0 : t;
+	out->prep_timeout = spm_compat_prep_timeout();
 	out->slurm_user_id = slurm_conf.slurm_user_id;
 	out->epilog_set = spm_compat_epilog_set();
 }

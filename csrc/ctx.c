@@ -1,8 +1,8 @@
 /*
- * ctx.c - one context per plugin (prep, site_factor, job_submit): its
- * parameters (for job_submit: the text of job_submit_python.conf), its
- * per-call limit, the hooks its handler overrides, and the boot that
- * starts Python and loads the handler.
+ * ctx.c - one context per plugin (a row of spm_plugins.h): its
+ * parameters (the value of its slurm.conf key, or the text of its conf
+ * file beside slurm.conf), its per-call limit, the hooks its handler
+ * overrides, and the boot that starts Python and loads the handler.
  *
  * slurmstepd (every one loads PrEp plugins from 24.05 on) never boots at
  * init(): only the first hook call there (PrologFlags=RunInJob: prolog
@@ -24,7 +24,7 @@
 
 #include "spm.h"
 
-#define JS_CONF_MAX (1 << 20)
+#define CONF_FILE_MAX (1 << 20)
 
 struct ctx_state {
 	pthread_mutex_t mu;
@@ -38,7 +38,7 @@ struct ctx_state {
 	uint32_t hooks;            /* atomic: 1 << SPM_HOOK_* */
 	uint32_t timeout_ms;       /* atomic */
 	uint32_t on_failure_accept; /* atomic: job_submit on_failure=accept */
-	char params_file[4096];    /* job_submit: the conf file */
+	char params_file[4096];    /* a conf_file plugin: its path */
 };
 
 static struct ctx_state ctxs[SPM_CTX_COUNT];
@@ -288,7 +288,7 @@ static void _start_boot_locked(int ctx, struct ctx_state *c)
 
 /* ---- API ---- */
 
-/* job_submit's parameters: the text of its conf file (NULL if it cannot
+/* A conf_file plugin's parameters: the text of its conf file (NULL if it cannot
  * be read), read at every init() only to notice that it changed (a new
  * boot then).  Python reads the file itself, from a descriptor whose owner
  * and mode it checked, and watches it between inits (reload=). */
@@ -300,11 +300,11 @@ static char *_read_params_file(const char *path)
 
 	if (!f)
 		return NULL;
-	if (!(buf = malloc(JS_CONF_MAX + 1))) {
+	if (!(buf = malloc(CONF_FILE_MAX + 1))) {
 		fclose(f);
 		return NULL;
 	}
-	n = fread(buf, 1, JS_CONF_MAX, f);
+	n = fread(buf, 1, CONF_FILE_MAX, f);
 	buf[n] = '\0';
 	if (ferror(f)) {
 		free(buf);
@@ -319,24 +319,24 @@ SPM_EXPORT int spm_ctx_init(int ctx)
 	struct ctx_state *c = _ctx(ctx);
 	spm_conf_t conf;
 	int daemon = spm_daemon();
+	const spm_plugin_t *p = &spm_plugins[spm_ctx_index(ctx)];
 
 	spm_read_conf(ctx, &conf);
 	pthread_mutex_lock(&c->mu);
 	free(c->params);
-	if (ctx == SPM_CTX_JOB_SUBMIT) {
+	if (p->conf_file) {
 		memcpy(c->params_file, conf.params_file, sizeof(c->params_file));
 		c->params = _read_params_file(conf.params_file);
-		c->default_timeout_ms = SPM_JS_DEFAULT_TIMEOUT_MS;
 	} else {
 		c->params = _dup(conf.params);
-		c->default_timeout_ms = ctx == SPM_CTX_SITE_FACTOR ?
-			SPM_SF_DEFAULT_TIMEOUT_MS :
-			conf.prolog_epilog_timeout * 1000;
 	}
+	c->default_timeout_ms =
+		p->default_timeout_ms == SPM_TIMEOUT_PROLOG_EPILOG ?
+		conf.prep_timeout * 1000 : p->default_timeout_ms;
 	/* Every path has its limit before any boot answered. */
 	if (!c->booted)
 		_set_timeout(ctx, c, c->default_timeout_ms);
-	if ((daemon == SPM_DAEMON_SLURMCTLD || daemon == SPM_DAEMON_SLURMD) &&
+	if ((p->daemons & (1u << daemon)) &&
 	    (!c->booted || !_same(c->params, c->booted_params)))
 		_start_boot_locked(ctx, c);
 	pthread_mutex_unlock(&c->mu);

@@ -94,7 +94,7 @@ static int _failed(int hook, uint32_t job_id, const char *why, char **err_msg)
 	if (spm_ctx_on_failure_accept(SPM_CTX_JOB_SUBMIT)) {
 		spm_logf(SPM_CTX_JOB_SUBMIT, SPM_LOG_ERROR,
 			 "%s() failed (%s); on_failure=accept: the request is accepted unchanged",
-			 spm_hook_names[hook], why);
+			 spm_hooks[hook].name, why);
 		return SLURM_SUCCESS;
 	}
 	snprintf(text, sizeof(text),

@@ -78,10 +78,10 @@ static void _answer(int hook, spm_slurm_cb_t cb, uint32_t job_id,
 	if (timed_out)
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
 			 "%s for JobId=%u timed out: the handler exceeded its time limit of %u ms",
-			 spm_hook_names[hook], job_id, timeout_ms);
+			 spm_hooks[hook].name, job_id, timeout_ms);
 	else if (status != STATUS_OK)
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR, "%s for JobId=%u failed",
-			 spm_hook_names[hook], job_id);
+			 spm_hooks[hook].name, job_id);
 	/* Outside every lock and without the GIL: slurmctld's callback
 	 * takes the job and node write locks. */
 	cb(status, job_id, timed_out);
@@ -145,7 +145,7 @@ SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env, void *cred)
 
 	if (!(p = calloc(1, sizeof(*p)))) {
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR, "out of memory for %s",
-			 spm_hook_names[hook]);
+			 spm_hooks[hook].name);
 		return SLURM_ERROR;
 	}
 	spm_task_init(&p->task, SPM_CTX_PREP, _run_prep, NULL, _release_prep,
@@ -164,7 +164,7 @@ SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env, void *cred)
 	if (timed_out)
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
 			 "%s for JobId=%u timed out: the handler exceeded its time limit of %u ms",
-			 spm_hook_names[hook], p->job_id, p->task.timeout_ms);
+			 spm_hooks[hook].name, p->job_id, p->task.timeout_ms);
 	spm_task_unref(&p->task);
 	return rc == SPM_PY_OK ? SLURM_SUCCESS : SLURM_ERROR;
 }

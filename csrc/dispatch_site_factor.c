@@ -77,11 +77,11 @@ static bool _sf_call(struct sf_call *s)
 	if (timed_out)
 		spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_ERROR,
 			 "%s(): the handler exceeded its time limit of %u ms; factors left unchanged",
-			 spm_hook_names[s->hook], s->task.timeout_ms);
+			 spm_hooks[s->hook].name, s->task.timeout_ms);
 	else if (rc == SPM_PY_UNATTACHED)
 		spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_ERROR,
 			 "%s(): the Python bridge is not attached; factors left unchanged",
-			 spm_hook_names[s->hook]);
+			 spm_hooks[s->hook].name);
 	return !timed_out && rc == SPM_PY_OK;
 }
 

@@ -3,7 +3,8 @@
  * job_desc_msg_t members of the same name, for snapshot.c (copy in) and
  * jobdesc.c (write back).  C only (an X-macro list, not for cffi).
  * Fields handled by hand: min_mem_per_node/min_mem_per_cpu
- * (pn_min_memory), environment and spank_job_env (read only).
+ * (pn_min_memory), environment and spank_job_env (read only), job_id
+ * (read only; a member of step_id from 25.11: compat.h).
  *
  * JD_NUM(name): integer member; JD_STR(name): char * member.
  * JD_RO_*: copied in, never written back (Python refuses to set them).
@@ -16,7 +17,7 @@
 	JD_NUM(reboot) JD_NUM(requeue) JD_NUM(shared) \
 	JD_NUM(sockets_per_node) JD_NUM(threads_per_core) \
 	JD_NUM(wait_all_nodes) \
-	JD_RO_NUM(job_id) JD_RO_NUM(user_id) JD_RO_NUM(group_id) \
+	JD_RO_NUM(user_id) JD_RO_NUM(group_id) \
 	JD_NUM(delay_boot) JD_NUM(max_cpus) JD_NUM(max_nodes) \
 	JD_NUM(min_cpus) JD_NUM(min_nodes) JD_NUM(num_tasks) \
 	JD_NUM(pn_min_tmp_disk) JD_NUM(priority) JD_NUM(time_limit) \

@@ -1,6 +1,7 @@
 /*
  * log.c - messages into the daemon's own log, through Slurm's log_var(),
- * with a fixed prefix per context ("prep/python: ...").
+ * with a fixed prefix per context ("prep/python: ..."); and the plugin
+ * and hook tables (spm_plugins[], spm_hooks[]) made from spm_plugins.h.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -8,40 +9,38 @@
 #include <string.h>
 
 #include "spm.h"
+#include "spm_plugins.h"
 
 /* From libslurmfull (resolved in the daemon's global scope). */
 extern void log_var(int level, const char *fmt, ...);
 extern int get_log_level(void);
 
-const char *const spm_ctx_names[SPM_CTX_COUNT] = {
-	[SPM_CTX_PREP] = "prep/python",
-	[SPM_CTX_SITE_FACTOR] = "site_factor/python",
-	[SPM_CTX_JOB_SUBMIT] = "job_submit/python",
-};
+/* The plugin and hook tables, from csrc/spm_plugins.h (the one place
+ * they are written). */
+#define SPM_PLUGIN_KEY(c, type, key, member, timeout, daemons, workers) \
+	[SPM_CTX_##c] = { SPM_CTX_##c, type, key, NULL, timeout, daemons, workers },
+#define SPM_PLUGIN_FILE(c, type, file, timeout, daemons, workers) \
+	[SPM_CTX_##c] = { SPM_CTX_##c, type, NULL, file, timeout, daemons, workers },
+SPM_EXPORT const spm_plugin_t spm_plugins[SPM_CTX_COUNT] = { SPM_PLUGIN_TABLE };
+#undef SPM_PLUGIN_KEY
+#undef SPM_PLUGIN_FILE
 
-const char *const spm_hook_names[SPM_HOOK_COUNT] = {
-	[SPM_HOOK_PROLOG] = "prolog",
-	[SPM_HOOK_EPILOG] = "epilog",
-	[SPM_HOOK_PROLOG_SLURMCTLD] = "prolog_slurmctld",
-	[SPM_HOOK_EPILOG_SLURMCTLD] = "epilog_slurmctld",
-	[SPM_HOOK_SF_SET] = "set",
-	[SPM_HOOK_SF_UPDATE] = "update",
-	[SPM_HOOK_SF_RECONFIG] = "reconfig",
-	[SPM_HOOK_JS_SUBMIT] = "submit",
-	[SPM_HOOK_JS_MODIFY] = "modify",
-};
+#define SPM_HOOK_ROW(h, c, name) [SPM_HOOK_##h] = { SPM_HOOK_##h, SPM_CTX_##c, name },
+SPM_EXPORT const spm_hook_t spm_hooks[SPM_HOOK_COUNT] = { SPM_HOOK_TABLE };
+#undef SPM_HOOK_ROW
 
-const int spm_hook_ctx[SPM_HOOK_COUNT] = {
-	[SPM_HOOK_PROLOG] = SPM_CTX_PREP,
-	[SPM_HOOK_EPILOG] = SPM_CTX_PREP,
-	[SPM_HOOK_PROLOG_SLURMCTLD] = SPM_CTX_PREP,
-	[SPM_HOOK_EPILOG_SLURMCTLD] = SPM_CTX_PREP,
-	[SPM_HOOK_SF_SET] = SPM_CTX_SITE_FACTOR,
-	[SPM_HOOK_SF_UPDATE] = SPM_CTX_SITE_FACTOR,
-	[SPM_HOOK_SF_RECONFIG] = SPM_CTX_SITE_FACTOR,
-	[SPM_HOOK_JS_SUBMIT] = SPM_CTX_JOB_SUBMIT,
-	[SPM_HOOK_JS_MODIFY] = SPM_CTX_JOB_SUBMIT,
-};
+/* One row per SPM_CTX_* and per SPM_HOOK_* (a gap or a row given twice is
+ * caught by tests/unit/test_plugin_table.py). */
+#define SPM_PLUGIN_KEY(...) + 1
+#define SPM_PLUGIN_FILE(...) + 1
+_Static_assert(0 SPM_PLUGIN_TABLE == SPM_CTX_COUNT,
+	       "spm_plugins.h: one SPM_PLUGIN_* row per SPM_CTX_* (SPM_CTX_COUNT)");
+#undef SPM_PLUGIN_KEY
+#undef SPM_PLUGIN_FILE
+#define SPM_HOOK_ROW(...) + 1
+_Static_assert(0 SPM_HOOK_TABLE == SPM_HOOK_COUNT,
+	       "spm_plugins.h: one SPM_HOOK_ROW per SPM_HOOK_* (SPM_HOOK_COUNT)");
+#undef SPM_HOOK_ROW
 
 int spm_ctx_index(int ctx)
 {
@@ -50,7 +49,7 @@ int spm_ctx_index(int ctx)
 
 SPM_EXPORT const char *spm_ctx_name(int ctx)
 {
-	return (ctx >= 0 && ctx < SPM_CTX_COUNT) ? spm_ctx_names[ctx] : "slurmpy";
+	return (ctx >= 0 && ctx < SPM_CTX_COUNT) ? spm_plugins[ctx].name : "slurmpy";
 }
 
 void spm_log(int level, const char *prefix, const char *msg)

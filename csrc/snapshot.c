@@ -200,8 +200,8 @@ spm_env_t *spm_snapshot_env(void *job_env, void *cred,
 		spm_arena_unref(a);
 		return NULL;
 	}
-	out->job_id = e->jobid;
-	out->step_id = e->step_id;
+	out->job_id = spm_compat_env_job_id(e);
+	out->step_id = spm_compat_env_step_id(e);
 	out->uid = e->uid;
 	out->gid = e->gid;
 	out->het_job_id = e->het_job_id;
@@ -611,6 +611,7 @@ spm_jobdesc_t *spm_snapshot_jobdesc(struct job_descriptor *desc,
 #undef JD_RO_NUM
 #undef JD_STR
 #undef JD_RO_STR
+	out->job_id = spm_compat_desc_job_id(d);
 	out->min_mem_per_node = out->min_mem_per_cpu = NO_VAL64;
 	if (d->pn_min_memory != NO_VAL64) {
 		if (d->pn_min_memory & MEM_PER_CPU)

@@ -1,7 +1,8 @@
 /*
  * spm.h - the shim's internal C API.  libslurmpy.so is built from
  *
- *   log.c                 logging into the daemon's log
+ *   log.c                 logging into the daemon's log; the plugin and
+ *                         hook tables (from spm_plugins.h)
  *   arena.c               record arenas (reference counted)
  *   runtime.c             the interpreter: lazy start, UTF-8, fork hygiene
  *   pool.c                worker threads, deadlines, the reaper
@@ -17,9 +18,9 @@
  *                         of job_desc_msg_t, and of err_msg)
  *
  * and seen by the thin plugins (prep_python.c, site_factor_python.c,
- * job_submit_python.c).  One
- * libslurmpy.so is loaded per daemon, so both plugins share one
- * interpreter and one dispatch path.
+ * job_submit_python.c, one per row of spm_plugins.h).  One libslurmpy.so
+ * is loaded per daemon, so every plugin in it shares one interpreter and
+ * one dispatch path.
  *
  * Threading contract: no function here takes the GIL in the calling
  * thread.  Python runs only on pool workers; daemon threads that hold
@@ -200,12 +201,13 @@ uint64_t spm_now_ms(void);
 /* ---- conf.c: what the shim reads from slurm_conf ---- */
 
 typedef struct {
-	const char *params;       /* PrEpParameters / ...SiteFactorParameters
-				   * (NULL for job_submit: see params_file) */
-	char params_file[4096];   /* job_submit: job_submit_python.conf beside
-				   * slurm.conf ("" otherwise) */
+	const char *params;       /* the value of the plugin's conf_key
+				   * (NULL for a conf_file plugin) */
+	char params_file[4096];   /* the plugin's conf_file, beside slurm.conf
+				   * ("" for a conf_key plugin) */
 	const char *conf_path;    /* slurm.conf */
-	uint32_t prolog_epilog_timeout; /* seconds, 0: not set */
+	uint32_t prep_timeout;    /* seconds, 0: not set: PrologEpilogTimeout,
+				   * from 25.05 Prolog/EpilogTimeout (compat.h) */
 	uint32_t slurm_user_id;
 	bool epilog_set;          /* Epilog= is set (slurmd runs epilogs) */
 } spm_conf_t;

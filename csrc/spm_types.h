@@ -239,9 +239,9 @@ typedef struct spm_partlist {
 typedef struct spm_boot {
 	int ctx;                 /* in: SPM_CTX_* */
 	int daemon;              /* in: SPM_DAEMON_* */
-	const char *params;      /* in: PrEpParameters / ...SiteFactorParameters */
+	const char *params;      /* in: the slurm.conf key's value (conf_key) */
 	const char *conf_path;   /* in: slurm.conf path (default handler path) */
-	const char *params_file; /* in: job_submit_python.conf (job_submit only) */
+	const char *params_file; /* in: the conf file's path (conf_file), or NULL */
 	uint32_t default_timeout_ms; /* in: the context's limit without timeout= (0: none) */
 	uint32_t slurm_user_id;  /* in: SlurmUser uid (trusted file owner) */
 	int epilog_set;          /* in: slurm.conf has Epilog= */
@@ -278,12 +278,40 @@ typedef struct spm_boot {
 #define SPM_HOOK_JS_MODIFY 8
 #define SPM_HOOK_COUNT 9
 
-/* Per context: its log prefix ("prep/python", "site_factor/python"). */
-extern const char *const spm_ctx_names[];
+/* Where a plugin's init() boots its handler: 1 << SPM_DAEMON_*. */
+#define SPM_IN_SLURMCTLD 0x2
+#define SPM_IN_SLURMD 0x4
+#define SPM_IN_SLURMSTEPD 0x8
 
-/* Per hook: its method name, and the context it belongs to. */
-extern const char *const spm_hook_names[];
-extern const int spm_hook_ctx[];
+/* A default per-call limit: slurm.conf PrologEpilogTimeout (0: none). */
+#define SPM_TIMEOUT_PROLOG_EPILOG 0xffffffff
+
+/* The plugin table (csrc/spm_plugins.h), one row per context, indexed by
+ * SPM_CTX_*: plugin_type (also the log prefix); where its parameters come
+ * from: a slurm.conf key (conf_key) or a file beside slurm.conf
+ * (conf_file), the other one NULL; its per-call limit without timeout=
+ * (ms, 0: none, or SPM_TIMEOUT_PROLOG_EPILOG); the daemons where init()
+ * boots it (SPM_IN_*); worker threads without workers=. */
+typedef struct spm_plugin {
+	int ctx;
+	const char *name;
+	const char *conf_key;
+	const char *conf_file;
+	uint32_t default_timeout_ms;
+	uint32_t daemons;
+	uint32_t default_workers;
+} spm_plugin_t;
+
+/* One row per hook, indexed by SPM_HOOK_*: its method name and the
+ * context it belongs to. */
+typedef struct spm_hook {
+	int hook;
+	int ctx;
+	const char *name;
+} spm_hook_t;
+
+extern const spm_plugin_t spm_plugins[];
+extern const spm_hook_t spm_hooks[];
 
 /* A site factor as sprio shows it: job_record_t.site_factor (uint32)
  * minus NICE_OFFSET.  Python clamps to this range (once, with one log
@@ -323,16 +351,16 @@ extern const int spm_hook_ctx[];
 #define SPM_LOG_DEBUG 5
 #define SPM_LOG_DEBUG2 6
 
-/* The per-call limit without timeout= (site_factor/python and
- * job_submit/python; prep/python's is PrologEpilogTimeout).  The test kit
- * takes the same defaults from here. */
+/* The per-call limit without timeout= of site_factor/python and
+ * job_submit/python (their rows in spm_plugins.h; prep/python's is
+ * PrologEpilogTimeout).  The test kit takes the same defaults. */
 #define SPM_SF_DEFAULT_TIMEOUT_MS 5000
 #define SPM_JS_DEFAULT_TIMEOUT_MS 5000
 
 /* C services Python may call. */
 
 /* Log one message through the daemon's own log at a SPM_LOG_* level.  The
- * message is copied; prefix is "prep/python" or "site_factor/python". */
+ * message is copied; prefix is a plugin's name ("prep/python", ...). */
 void spm_log(int level, const char *prefix, const char *msg);
 
 /* The daemon's current highest log level (SPM_LOG_*-compatible). */
@@ -373,7 +401,7 @@ char *spm_arena_strdup(spm_arena_t *arena, const char *s);
 void spm_set_hooks(int ctx, uint32_t hooks);
 
 /* A context's settings took effect (at boot, or when Python reloaded a
- * changed job_submit_python.conf): its per-call limit in ms (also for the
+ * changed conf file beside slurm.conf): its per-call limit in ms (also for the
  * calls queued or running, counted from their submission), on_failure=accept
  * (non-zero) and its number of worker threads (extra ones leave when
  * idle). */

@@ -14,9 +14,17 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from slurmcluster import SLURM_PLUGIN_DIR, Cluster  # noqa: E402
+from slurmcluster import SLURM_PLUGIN_DIR, SLURM_VERSION, Cluster  # noqa: E402
 
 PLUGINDIR = os.environ.get("PLUGINDIR", SLURM_PLUGIN_DIR)
+
+
+def _ended(seen: pathlib.Path) -> set:
+    """The job ids epilog_slurmctld has recorded so far."""
+    if not seen.exists():
+        return set()
+    return {json.loads(l)["job_id"] for l in seen.read_text(encoding="utf-8").splitlines()
+            if l.strip() and json.loads(l)["hook"] == "epilog_slurmctld"}
 
 
 def main() -> int:
@@ -48,7 +56,8 @@ def main() -> int:
                 env={"DEMO_SEEN": str(seen)})
     try:
         c.start()
-        print(f"demo: slurmctld pid {c.ctld_pid}, slurmd pid {c.slurmd_pid}, "
+        print("demo: Slurm %d.%02d.%d, " % SLURM_VERSION +
+              f"slurmctld pid {c.ctld_pid}, slurmd pid {c.slurmd_pid}, "
               f"ports {c.ctld_port}/{c.slurmd_port}")
         ok = [c.sbatch("-J", name, "-o", "/dev/null", wrap="sleep 1")
               for name in ("hello-wörld", "second")]
@@ -56,7 +65,12 @@ def main() -> int:
                        "-o", "/dev/null", wrap="echo should not run")
         c.wait_jobs(ok, timeout=60)
         refused = c.wait_job(bad, states=("CANCELLED", "FAILED"), timeout=60)
-        time.sleep(1)   # let the last epilog_slurmctld land
+        # epilog_slurmctld runs after a job has ended: wait for it (each
+        # job's, the refused one's too), up to a generous deadline
+        jobs = {*ok, bad}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not jobs <= _ended(seen):
+            time.sleep(0.2)
         print("\ndemo: what each hook saw")
         for line in seen.read_text(encoding="utf-8").splitlines():
             e = json.loads(line)
@@ -71,8 +85,11 @@ def main() -> int:
         c.drain("demo: keep jobs pending")
         pend = {name: c.sbatch("-J", name, "-o", "/dev/null", wrap="true")
                 for name in ("urgent", "background", "ordinary")}
-        time.sleep(1)
+        deadline = time.monotonic() + 30
         prio = c.sprio(jobs=list(pend.values()))
+        while time.monotonic() < deadline and len(prio) < len(pend):
+            time.sleep(0.2)
+            prio = c.sprio(jobs=list(pend.values()))
         print("\ndemo: sprio SITE column (from DemoFactor.set)")
         for name, jid in pend.items():
             print(f"  JobId={jid:<4} {name:<11} SITE={prio.get(jid, {}).get('SITE')}")

@@ -2,7 +2,9 @@
 ``check`` and ``preview``: cffi in ABI mode reads the same header the C
 compiler and the daemon's cffi read (csrc/spm_types.h, shipped in the
 package as ``spm_types.h``), so the field list and every ``SPM_*`` constant
-stay defined once.  Nothing is compiled and no Slurm library is loaded.
+stay defined once; the plugin and hook tables (spm_plugins[], spm_hooks[])
+are parsed from the text C builds them from (csrc/spm_plugins.h, shipped as
+``spm_plugins.h``).  Nothing is compiled and no Slurm library is loaded.
 
 :data:`lib` stands in for the embedded library: its ``SPM_*`` constants are
 the header's; the C services the bridge calls (``spm_log``,
@@ -18,7 +20,7 @@ from typing import Any
 
 import cffi  # type: ignore[import-untyped]
 
-__all__ = ["ffi", "lib", "HEADER", "LogSink", "log_line"]
+__all__ = ["ffi", "lib", "HEADER", "TABLE", "TableError", "parse_table", "LogSink", "log_line"]
 
 HEADER = resources.files(__package__).joinpath("spm_types.h").read_text(encoding="utf-8")
 
@@ -27,28 +29,80 @@ ffi.cdef(HEADER)
 _consts = ffi.dlopen(None)   # only the header's #define constants are read from it
 
 
-def _hook_tables() -> tuple[list[str], list[int], list[str]]:
-    """spm_hook_names, spm_hook_ctx and spm_ctx_names (csrc/log.c) from the
-    header's constant names: SPM_HOOK_SF_SET -> "set" in SPM_CTX_SITE_FACTOR,
-    SPM_HOOK_JS_SUBMIT -> "submit" in SPM_CTX_JOB_SUBMIT, the others in
-    SPM_CTX_PREP; SPM_CTX_PREP -> "prep/python"."""
-    names = [""] * _consts.SPM_HOOK_COUNT
-    ctxs = [0] * _consts.SPM_HOOK_COUNT
-    groups = {"SF_": _consts.SPM_CTX_SITE_FACTOR, "JS_": _consts.SPM_CTX_JOB_SUBMIT}
-    for m in re.finditer(r"^#define SPM_HOOK_(\w+) (\d+)$", HEADER, re.M):
-        name, n = m.group(1), int(m.group(2))
-        if name == "COUNT":
+TABLE_FILE = "spm_plugins.h"
+TABLE = resources.files(__package__).joinpath(TABLE_FILE).read_text(encoding="utf-8")
+
+
+class TableError(ValueError):
+    """csrc/spm_plugins.h does not follow its grammar (the message names the
+    line)."""
+
+
+_STR = r'"([^"\\]*)"'
+_ROWS = {
+    "SPM_PLUGIN_KEY": re.compile(
+        rf"SPM_PLUGIN_KEY\((\w+), {_STR}, {_STR}, (\w+), (\w+), ([\w |]+), (\d+)\) \\$"),
+    "SPM_PLUGIN_FILE": re.compile(
+        rf"SPM_PLUGIN_FILE\((\w+), {_STR}, {_STR}, (\w+), ([\w |]+), (\d+)\) \\$"),
+    "SPM_HOOK_ROW": re.compile(rf"SPM_HOOK_ROW\((\w+), (\w+), {_STR}\) \\$"),
+}
+
+
+def _const(where: str, name: str) -> int:
+    if name.isdigit():
+        return int(name)
+    value = getattr(_consts, name, None) if name.startswith("SPM_") else None
+    if not isinstance(value, int):
+        raise TableError(f"{where}: {name!r} is not a number or an SPM_* constant of spm_types.h")
+    return value
+
+
+def parse_table(text: str, where: str = TABLE_FILE) -> tuple[list[dict[str, Any]],
+                                                             list[dict[str, Any]]]:
+    """The rows of csrc/spm_plugins.h as C builds spm_plugins[] and
+    spm_hooks[] from them (log.c): (plugins by SPM_CTX_*, hooks by
+    SPM_HOOK_*).  Every SPM_CTX_* / SPM_HOOK_* gets exactly one row."""
+    plugins: list[dict[str, Any] | None] = [None] * _consts.SPM_CTX_COUNT
+    hooks: list[dict[str, Any] | None] = [None] * _consts.SPM_HOOK_COUNT
+
+    def slot(rows: list[Any], at: str, kind: str, name: str) -> int:
+        n = _const(at, f"SPM_{kind}_{name}")
+        if not 0 <= n < len(rows):
+            raise TableError(f"{at}: SPM_{kind}_{name} = {n} is outside 0..SPM_{kind}_COUNT-1")
+        if rows[n] is not None:
+            raise TableError(f"{at}: SPM_{kind}_{name} has a row already")
+        return n
+
+    for lineno, line in enumerate(text.splitlines(), 1):
+        body = line.strip()
+        tag = body.split("(", 1)[0]
+        if not line.startswith("\t") or tag not in _ROWS:
             continue
-        ctx = _consts.SPM_CTX_PREP
-        for tag, c in groups.items():
-            if name.startswith(tag):
-                name, ctx = name[len(tag):], c
-        names[n], ctxs[n] = name.lower(), ctx
-    ctx_names = [""] * _consts.SPM_CTX_COUNT
-    for m in re.finditer(r"^#define SPM_CTX_(\w+) (\d+)$", HEADER, re.M):
-        if m.group(1) != "COUNT":
-            ctx_names[int(m.group(2))] = f"{m.group(1).lower()}/python"
-    return names, ctxs, ctx_names
+        at = f"{where}:{lineno}"
+        m = _ROWS[tag].fullmatch(body)
+        if m is None:
+            raise TableError(f"{at}: not a {tag}(...) row of the grammar at the top of the "
+                             f"file: {body!r}")
+        g = m.groups()
+        if tag == "SPM_HOOK_ROW":
+            n = slot(hooks, at, "HOOK", g[0])
+            hooks[n] = {"hook": n, "ctx": _const(at, f"SPM_CTX_{g[1]}"), "name": g[2]}
+            continue
+        n = slot(plugins, at, "CTX", g[0])
+        key, conf_file = (g[2], None) if tag == "SPM_PLUGIN_KEY" else (None, g[2])
+        rest = g[4:] if tag == "SPM_PLUGIN_KEY" else g[3:]
+        daemons = 0
+        for d in rest[1].split("|"):
+            daemons |= _const(at, d.strip())
+        plugins[n] = {"ctx": n, "name": g[1], "conf_key": key, "conf_file": conf_file,
+                      "default_timeout_ms": _const(at, rest[0]), "daemons": daemons,
+                      "default_workers": int(rest[2])}
+    for rows, kind in ((plugins, "CTX"), (hooks, "HOOK")):
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if missing:
+            raise TableError(f"{where}: no row for SPM_{kind}_* = {missing} "
+                             f"(SPM_{kind}_COUNT is {len(rows)})")
+    return [r for r in plugins if r], [r for r in hooks if r]
 
 
 def log_line(level: int, prefix: str, msg: str) -> str:
@@ -86,11 +140,24 @@ class _Lib:
 
     def __init__(self) -> None:
         self._tls = threading.local()
-        names, ctxs, ctx_names = _hook_tables()
-        self.spm_hook_names = [ffi.new("char[]", n.encode()) for n in names]
-        self.spm_hook_ctx = ctxs
-        self.spm_ctx_names = [ffi.new("char[]", n.encode()) for n in ctx_names]
+        # spm_plugins[] / spm_hooks[] as log.c makes them, from the same text
+        plugins, hooks = parse_table(TABLE)
+        self._keep: list[Any] = []
+        self.spm_plugins = ffi.new("spm_plugin_t[]", len(plugins))
+        for c, row in zip(self.spm_plugins, plugins):
+            for k, v in row.items():
+                setattr(c, k, self._str(v) if k in ("name", "conf_key", "conf_file") else v)
+        self.spm_hooks = ffi.new("spm_hook_t[]", len(hooks))
+        for c, row in zip(self.spm_hooks, hooks):
+            c.hook, c.ctx, c.name = row["hook"], row["ctx"], self._str(row["name"])
         self.default_sink = LogSink(_consts.SPM_LOG_INFO)
+
+    def _str(self, s: str | None) -> Any:
+        if s is None:
+            return ffi.NULL
+        p = ffi.new("char[]", s.encode())
+        self._keep.append(p)
+        return p
 
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("SPM_"):

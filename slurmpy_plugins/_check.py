@@ -20,8 +20,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
-from . import _config, _context, _loader, _slurmconf
-from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
+from . import _abi, _config, _context, _loader, _plugins, _slurmconf
 
 __all__ = ["check", "main"]
 
@@ -42,7 +41,8 @@ ACTIONS = {
     "modify": "slurmctld, for scontrol update job: change the update, or raise Reject",
 }
 
-JOB_SUBMIT_CONF = "job_submit_python.conf"
+# The plugin table (csrc/spm_plugins.h joined with _plugins.PLUGINS).
+_TABLE = _plugins.rows(_abi.ffi, _abi.lib)
 
 
 @dataclass
@@ -84,19 +84,22 @@ def _trusted(conf: _slurmconf.SlurmConf) -> set[int]:
             f"{conf.where.get('slurmuser', conf.path)}: SlurmUser={user!r} is not a known user") from None
 
 
-def _check_plugin(plugin: str, conf_key: str, base: type, conf: _slurmconf.SlurmConf,
+def _check_plugin(row: _plugins.Row, conf: _slurmconf.SlurmConf,
                   trusted: set[int]) -> PluginReport:
-    """conf_key: the slurm.conf key of the parameters, or for job_submit
-    the path of its conf file."""
-    file_conf = base is JobSubmitHandler
+    """The report's conf_key: the slurm.conf key of the parameters, or the
+    path of the plugin's conf file (job_submit)."""
+    plugin, base = row.name, row.base
+    file_conf = row.conf_file is not None
+    conf_key = os.path.join(conf.dir, row.conf_file) if row.conf_file else row.conf_source
     params = None if file_conf else conf.get(conf_key)
     rep = PluginReport(plugin=plugin, conf_key=conf_key, params=params)
     try:
         if file_conf:
             text, _ = _loader.read_settings(conf_key, trusted)
-            cfg = _config.parse_file(conf_key, text, conf_path=conf.path)
+            cfg = _config.parse_file(conf_key, text, conf_path=conf.path, keys=row.py.conf_keys)
         else:
-            cfg = _config.parse(params, conf_key=conf_key, conf_path=conf.path)
+            cfg = _config.parse(params, conf_key=conf_key, conf_path=conf.path,
+                                keys=row.py.conf_keys)
         rep.handler = cfg.handler
         loaded = _loader.load(cfg, base, trusted)
     except (_config.ConfigError, _loader.HandlerError) as e:
@@ -111,49 +114,55 @@ def _check_plugin(plugin: str, conf_key: str, base: type, conf: _slurmconf.Slurm
     return rep
 
 
+def _prep_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
+    traps = []
+    if "epilog" in rep.hooks and not (conf.get("Epilog") or "").strip():
+        traps.append("prep/python: " + _context.EPILOG_WARNING.removeprefix("warning: "))
+    if {"prolog", "epilog"} & set(rep.hooks):
+        traps.append(
+            "prep/python: the handler defines prolog()/epilog(): slurmd loads it on every "
+            "compute node, so the handler files and the plugin must be installed there too "
+            "(this check only sees this machine)")
+    return traps
+
+
+def _site_factor_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
+    traps = []
+    if (conf.get("PriorityType") or "").strip() != "priority/multifactor":
+        traps.append(
+            "site_factor/python: PriorityType is not priority/multifactor: Slurm never "
+            "loads the site factor plugin")
+    acct = (conf.get("AccountingStorageType") or "").strip()
+    if "update" in rep.hooks and acct != "accounting_storage/slurmdbd":
+        traps.append(
+            "site_factor/python: the handler defines update(), but AccountingStorageType is "
+            f"{acct or 'not set'}: Slurm 22.05 only runs the periodic priority recalculation, "
+            "the one caller of update(), with accounting_storage/slurmdbd")
+    return traps
+
+
+# Known configuration traps, per plugin kind (a plugin may have none).
+TRAPS = {"prep": _prep_traps, "site_factor": _site_factor_traps}
+
+
 def check(path: str) -> Report:
-    """Check the slurmpy plugins a slurm.conf configures.  Raises
-    SlurmConfError when slurm.conf itself cannot be read."""
+    """Check the slurmpy plugins a slurm.conf configures (every row of the
+    plugin table).  Raises SlurmConfError when slurm.conf itself cannot be
+    read."""
     conf = _slurmconf.read(path)
     report = Report(slurm_conf=path)
     trusted = _trusted(conf)
-    prep_plugins = [p.strip().removeprefix("prep/")
-                    for p in (conf.get("PrEpPlugins") or "").split(",") if p.strip()]
-    sf_plugin = (conf.get("PrioritySiteFactorPlugin") or "").strip()
-    if "python" in prep_plugins:
-        rep = _check_plugin("prep/python", "PrEpParameters", PrEpHandler, conf, trusted)
-        report.plugins.append(rep)
-        if "epilog" in rep.hooks and not (conf.get("Epilog") or "").strip():
-            report.traps.append("prep/python: " + _context.EPILOG_WARNING.removeprefix("warning: "))
-        if {"prolog", "epilog"} & set(rep.hooks):
-            report.traps.append(
-                "prep/python: the handler defines prolog()/epilog(): slurmd loads it on every "
-                "compute node, so the handler files and the plugin must be installed there too "
-                "(this check only sees this machine)")
-    if sf_plugin in ("site_factor/python", "python"):
-        rep = _check_plugin("site_factor/python", "PrioritySiteFactorParameters",
-                            SiteFactorHandler, conf, trusted)
-        report.plugins.append(rep)
-        if (conf.get("PriorityType") or "").strip() != "priority/multifactor":
-            report.traps.append(
-                "site_factor/python: PriorityType is not priority/multifactor: Slurm never "
-                "loads the site factor plugin")
-        acct = (conf.get("AccountingStorageType") or "").strip()
-        if "update" in rep.hooks and acct != "accounting_storage/slurmdbd":
-            report.traps.append(
-                "site_factor/python: the handler defines update(), but AccountingStorageType is "
-                f"{acct or 'not set'}: Slurm 22.05 only runs the periodic priority recalculation, "
-                "the one caller of update(), with accounting_storage/slurmdbd")
-    js_plugins = [p.strip().removeprefix("job_submit/")
-                  for p in (conf.get("JobSubmitPlugins") or "").split(",") if p.strip()]
-    if "python" in js_plugins:
-        report.plugins.append(_check_plugin(
-            "job_submit/python", os.path.join(conf.dir, JOB_SUBMIT_CONF), JobSubmitHandler,
-            conf, trusted))
+    for row in _TABLE.values():
+        if row.selected(conf.get(row.py.selected_by)):
+            rep = _check_plugin(row, conf, trusted)
+            report.plugins.append(rep)
+            if row.kind in TRAPS:
+                report.traps += TRAPS[row.kind](rep, conf)
     if not report.plugins:
-        report.errors.append(
-            f"{path} configures no slurmpy plugin (PrEpPlugins with prep/python, "
-            "PrioritySiteFactorPlugin=site_factor/python, or JobSubmitPlugins with python)")
+        ways = [f"{r.py.selected_by} with {r.name}" if r.py.selected_list
+                else f"{r.py.selected_by}={r.name}" for r in _TABLE.values()]
+        report.errors.append(f"{path} configures no slurmpy plugin ("
+                             f"{', '.join(ways[:-1])}, or {ways[-1]})")
     return report
 
 

@@ -71,9 +71,11 @@ def _seconds(conf_key: str, key: str, value: str, *, allow_zero: bool) -> float:
     return v
 
 
-def parse(params: str | None, *, conf_key: str, conf_path: str | None) -> Config:
+def parse(params: str | None, *, conf_key: str, conf_path: str | None,
+          keys: tuple[str, ...] = KEYS) -> Config:
     """Parse a parameter string.  ``conf_path`` (slurm.conf) gives the
-    default ``path``: the directory that holds slurm.conf."""
+    default ``path``: the directory that holds slurm.conf.  ``keys``: those
+    the plugin accepts (its row's conf_keys, _plugins.py)."""
     if params is None or not params.strip():
         raise ConfigError(f"{conf_key} is not set: it needs handler=<module>:<Class>")
     seen: dict[str, tuple[str, str]] = {}
@@ -81,20 +83,21 @@ def parse(params: str | None, *, conf_key: str, conf_path: str | None) -> Config
         item = item.strip()
         if not item:
             raise ConfigError(f"{conf_key}: empty item in {params!r}")
-        _add_item(seen, item, conf_key, KEYS)
+        _add_item(seen, item, conf_key, keys)
     return _build(seen, conf_key=conf_key, conf_path=conf_path)
 
 
-def parse_file(path: str, text: str, *, conf_path: str | None) -> Config:
-    """Parse job_submit_python.conf, whose content is ``text`` (read by
-    _loader.read_settings(), which checks who can change it).  Errors name
-    the file and the line."""
+def parse_file(path: str, text: str, *, conf_path: str | None,
+               keys: tuple[str, ...] = FILE_KEYS) -> Config:
+    """Parse a plugin's conf file beside slurm.conf (job_submit_python.conf),
+    whose content is ``text`` (read by _loader.read_settings(), which checks
+    who can change it).  Errors name the file and the line."""
     seen: dict[str, tuple[str, str]] = {}
     for n, line in enumerate(text.splitlines(), 1):
         item = line.strip()
         if not item or item.startswith("#"):
             continue
-        _add_item(seen, item, f"{path}:{n}", FILE_KEYS)
+        _add_item(seen, item, f"{path}:{n}", keys)
     if not seen:
         raise ConfigError(f"{path}: no settings: it needs handler=<module>:<Class>")
     return _build(seen, conf_key=path, conf_path=conf_path)

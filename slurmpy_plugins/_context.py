@@ -13,8 +13,7 @@ import time
 import traceback
 from typing import Any
 
-from . import _config, _loader, _log
-from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
+from . import _config, _loader, _log, _plugins
 
 __all__ = ["Context", "context", "install", "say"]
 
@@ -23,11 +22,12 @@ lib: Any = None
 PREP = SITE_FACTOR = JOB_SUBMIT = 0
 DAEMON_SLURMD = 0
 ALL_HOOKS = 0xFFFFFFFF
+# Views of the plugin table (_plugins.rows(): csrc/spm_plugins.h joined with
+# _plugins.PLUGINS), by SPM_CTX_*; filled by bind().
+PLUGIN: dict[int, _plugins.Row] = {}
 HOOKS: dict[int, dict[int, str]] = {}   # ctx -> {hook number: method name}
 PREFIX: dict[int, str] = {}
-CONF_KEY: dict[int, str] = {}
 BASE: dict[int, type] = {}
-DEFAULT_WORKERS: dict[int, int] = {}
 
 _contexts: dict[int, "Context"] = {}
 _contexts_lock = threading.Lock()
@@ -49,24 +49,18 @@ def install(ffi_: Any, lib_: Any) -> None:
 
 
 def bind(ffi_: Any, lib_: Any) -> None:
-    """Read the hook tables and constants from `lib_` (the embedded library,
-    or the test kit's stand-in, _abi.lib)."""
+    """Read the plugin table and constants from `lib_` (the embedded
+    library, or the test kit's stand-in, _abi.lib)."""
     global ffi, lib, PREP, SITE_FACTOR, JOB_SUBMIT, DAEMON_SLURMD
     ffi, lib = ffi_, lib_
     PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
     JOB_SUBMIT = lib.SPM_CTX_JOB_SUBMIT
     DAEMON_SLURMD = lib.SPM_DAEMON_SLURMD
-    HOOKS.clear()
-    for n in range(lib.SPM_HOOK_COUNT):
-        HOOKS.setdefault(lib.spm_hook_ctx[n], {})[n] = ffi.string(lib.spm_hook_names[n]).decode()
-    for ctx in range(lib.SPM_CTX_COUNT):
-        PREFIX[ctx] = ffi.string(lib.spm_ctx_names[ctx]).decode()
-    CONF_KEY.update({PREP: "PrEpParameters", SITE_FACTOR: "PrioritySiteFactorParameters",
-                     JOB_SUBMIT: "job_submit_python.conf"})
-    BASE.update({PREP: PrEpHandler, SITE_FACTOR: SiteFactorHandler,
-                 JOB_SUBMIT: JobSubmitHandler})
-    # job_submit: Slurm makes one call at a time (its own mutex)
-    DEFAULT_WORKERS.update({PREP: 4, SITE_FACTOR: 1, JOB_SUBMIT: 1})
+    table = _plugins.rows(ffi, lib)
+    for d in (PLUGIN, HOOKS, PREFIX, BASE):
+        d.clear()
+    for ctx, row in table.items():
+        PLUGIN[ctx], HOOKS[ctx], PREFIX[ctx], BASE[ctx] = row, row.hooks, row.name, row.base
 
 
 def refusal(plugin: str, e: Exception) -> str:
@@ -104,7 +98,7 @@ def context(ctx: int) -> "Context":
 
 
 class Context:
-    """One plugin's handler in this daemon (prep or site_factor)."""
+    """One plugin's handler in this daemon (a row of the plugin table)."""
 
     def __init__(self, ctx: int) -> None:
         self.ctx = ctx
@@ -120,7 +114,8 @@ class Context:
         # of a load given up on that may still be running
         self.load_limit = 0.0
         self.abandoned_load: threading.Thread | None = None
-        # job_submit: job_submit_python.conf, watched like the handler file
+        # a plugin with a conf file beside slurm.conf (job_submit): its
+        # path, watched like the handler file
         self.settings_path: str | None = None
         self.settings_sig: tuple[Any, ...] | None = None
         self.refused_settings_sig: tuple[Any, ...] | None = None
@@ -143,13 +138,14 @@ class Context:
         self.load_limit = int(boot.load_limit_ms) / 1000
         boot.timeout_ms, boot.on_failure_accept, boot.workers = self.settings(None)
         try:
-            if self.ctx == JOB_SUBMIT:
-                self.settings_path = _cstr(boot.params_file) or "job_submit_python.conf"
+            row = PLUGIN[self.ctx]
+            if row.conf_file:
+                self.settings_path = _cstr(boot.params_file) or row.conf_file
                 self.refused_settings_sig = None
                 cfg = self._read_settings()
             else:
-                cfg = _config.parse(_cstr(boot.params), conf_key=CONF_KEY[self.ctx],
-                                    conf_path=self.conf_path)
+                cfg = _config.parse(_cstr(boot.params), conf_key=row.conf_source,
+                                    conf_path=self.conf_path, keys=row.py.conf_keys)
         except (_config.ConfigError, _loader.HandlerError) as e:
             self._fail(refusal(PREFIX[self.ctx], e))
             self.cfg = None
@@ -170,20 +166,21 @@ class Context:
         """(per-call limit in ms, on_failure=accept, workers) as C applies
         them (spm_ctx_apply_settings); the defaults when cfg is None."""
         if cfg is None:
-            return self.default_timeout_ms, 0, DEFAULT_WORKERS[self.ctx]
+            return self.default_timeout_ms, 0, PLUGIN[self.ctx].default_workers
         return (max(1, int(cfg.timeout * 1000)) if cfg.timeout else self.default_timeout_ms,
                 int(cfg.on_failure == "accept"),
-                cfg.workers or DEFAULT_WORKERS[self.ctx])
+                cfg.workers or PLUGIN[self.ctx].default_workers)
 
     def _read_settings(self) -> _config.Config:
-        """job_submit: read (checked) and parse job_submit_python.conf,
-        noting its signature first, so that a bad file is retried only once
-        it changes."""
+        """A conf-file plugin (job_submit): read (checked) and parse its conf
+        file, noting its signature first, so that a bad file is retried only
+        once it changes."""
         assert self.settings_path is not None
         self.settings_sig = _loader.file_signature(self.settings_path)
         text, sig = _loader.read_settings(self.settings_path, self.trusted)
         self.settings_sig = sig
-        return _config.parse_file(self.settings_path, text, conf_path=self.conf_path)
+        return _config.parse_file(self.settings_path, text, conf_path=self.conf_path,
+                                  keys=PLUGIN[self.ctx].py.conf_keys)
 
     def _fail(self, msg: str, cause: BaseException | None = None) -> None:
         if msg != self.error:
@@ -326,7 +323,8 @@ class Context:
         had = self.loaded is not None
         try:
             text, sig = _loader.read_settings(path, self.trusted)
-            cfg = _config.parse_file(path, text, conf_path=self.conf_path)
+            cfg = _config.parse_file(path, text, conf_path=self.conf_path,
+                                     keys=PLUGIN[self.ctx].py.conf_keys)
             loaded = self._load(cfg, bounded) if had else None
         except (_config.ConfigError, _loader.HandlerError) as e:
             self.refused_settings_sig = sig

@@ -21,12 +21,13 @@ import subprocess
 import sys
 from typing import Any
 
-from . import _config, _loader, _slurmconf
-from ._handlers import JobSubmitHandler, SiteFactorHandler
+from . import _abi, _config, _loader, _plugins, _slurmconf
+from ._handlers import SiteFactorHandler
 
 __all__ = ["main"]
 
-JOB_SUBMIT_CONF = "job_submit_python.conf"
+_TABLE = _plugins.rows(_abi.ffi, _abi.lib)   # the plugin table
+_KINDS = {"site-factor": "site_factor", "job-submit": "job_submit"}
 
 
 class PreviewError(RuntimeError):
@@ -35,7 +36,8 @@ class PreviewError(RuntimeError):
 
 def _handler(kind: str, args: argparse.Namespace) -> Any:
     from . import _check   # SlurmUser -> trusted uids, as the daemons and check do
-    base = SiteFactorHandler if kind == "site-factor" else JobSubmitHandler
+    row = _plugins.by_kind(_TABLE, _KINDS[kind])
+    base = row.base
     conf_path = args.slurm_conf or _slurmconf.default_path()
     if args.handler:
         path = args.path or os.path.dirname(os.path.abspath(conf_path))
@@ -45,13 +47,14 @@ def _handler(kind: str, args: argparse.Namespace) -> Any:
     else:
         conf = _slurmconf.read(conf_path)
         trusted = _check._trusted(conf)
-        if kind == "site-factor":
-            cfg = _config.parse(conf.get("PrioritySiteFactorParameters"),
-                                conf_key="PrioritySiteFactorParameters", conf_path=conf.path)
+        if row.conf_key:
+            cfg = _config.parse(conf.get(row.conf_key), conf_key=row.conf_key,
+                                conf_path=conf.path, keys=row.py.conf_keys)
         else:
-            js_conf = os.path.join(conf.dir, JOB_SUBMIT_CONF)
-            text, _ = _loader.read_settings(js_conf, trusted)
-            cfg = _config.parse_file(js_conf, text, conf_path=conf.path)
+            assert row.conf_file is not None
+            conf_file = os.path.join(conf.dir, row.conf_file)
+            text, _ = _loader.read_settings(conf_file, trusted)
+            cfg = _config.parse_file(conf_file, text, conf_path=conf.path, keys=row.py.conf_keys)
     return _loader.load(cfg, base, trusted).instance
 
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
 from . import _abi, _calls, _config, _context, _factors, _jobdesc, _jobsubmit, _loader, _log
-from . import _records
+from . import _plugins, _records
 from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
 from ._jobdesc import JobDesc, Partition
 from ._records import JOB_STATES, Job, JobEnv, JobList
@@ -372,7 +372,7 @@ def env_from_json(obj: Mapping[str, Any], **fields: Any) -> JobEnv:
 
 # -- handlers --------------------------------------------------------------------
 
-_BASES = {"prep": PrEpHandler, "site_factor": SiteFactorHandler, "job_submit": JobSubmitHandler}
+_BASES = {r.kind: r.base for r in _context.PLUGIN.values()}   # the plugin table (_plugins.py)
 
 
 def load_handler(spec: str, *, path: str | Sequence[str], kind: str,
@@ -384,14 +384,13 @@ def load_handler(spec: str, *, path: str | Sequence[str], kind: str,
     base = _BASES[kind]
     paths = (path,) if isinstance(path, str) else tuple(path)
     params = f"handler={spec},path={':'.join(paths)}" + (f",venv={venv}" if venv else "")
-    cfg = _config.parse(params, conf_key=_context.CONF_KEY[_ctx_of(kind)], conf_path=None)
+    row = _context.PLUGIN[_ctx_of(kind)]
+    cfg = _config.parse(params, conf_key=row.conf_source, conf_path=None)
     return _loader.load(cfg, base, {0, os.getuid()}).instance
 
 
 def _ctx_of(kind: str) -> int:
-    ctx: int = {"prep": lib.SPM_CTX_PREP, "site_factor": lib.SPM_CTX_SITE_FACTOR,
-                "job_submit": lib.SPM_CTX_JOB_SUBMIT}[kind]
-    return ctx
+    return _plugins.by_kind(_context.PLUGIN, kind).ctx
 
 
 def _context_for(handler: Any, kind: str, *, timeout: float | None = None,
@@ -410,7 +409,7 @@ def _context_for(handler: Any, kind: str, *, timeout: float | None = None,
     c = _context.Context(ctx)
     module = sys.modules.get(type(handler).__module__)
     mfile = getattr(module, "__file__", None) or "?"
-    c.cfg = _config.Config(conf_key=_context.CONF_KEY[ctx], module=type(handler).__module__,
+    c.cfg = _config.Config(conf_key=_context.PLUGIN[ctx].conf_source, module=type(handler).__module__,
                            cls=type(handler).__name__,
                            path=(os.path.dirname(mfile),) if mfile != "?" else (),
                            timeout=timeout, on_failure=on_failure)

@@ -60,6 +60,14 @@ SLURM_VERSION_NUMBER = _slurm_version_number(SLURM_SRC)
 def slurm_at_least(major: int, minor: int) -> bool:
     return SLURM_VERSION_NUMBER >= (major << 16) + (minor << 8)
 
+
+def prep_timeout_conf(seconds: int) -> dict:
+    """conf() fields for PrologEpilogTimeout=seconds: 25.05 splits it into
+    PrologTimeout and EpilogTimeout (both set here)."""
+    if slurm_at_least(25, 5):
+        return {"prolog_timeout": seconds, "epilog_timeout": seconds}
+    return {"prolog_epilog_timeout": seconds}
+
 NO_VAL = 0xFFFFFFFE
 NO_VAL16 = 0xFFFE
 INFINITE = 0xFFFFFFFF

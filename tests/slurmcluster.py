@@ -20,7 +20,8 @@ with its own NodeName, Port, spool directory, log and pid file (slurm.conf's
 slurmd.log, spool/).
 
 Designed for the Debian 12 packages (Slurm 22.05.8), running as root in a
-container without munge: auth/none + cred/none.
+container without munge: auth/none + cred/none.  ``SLURM_PREFIX`` runs a
+Slurm installed into a prefix instead (tests/slurmpaths.py).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ from daemonproc import (DaemonHarness, descendants, format_tails, free_ports,
                         is_running, kill_pids, log_size, pid_alive, pid_of,
                         survivors, terminate)
 
-SLURM_PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
-SLURMCTLD = "/usr/sbin/slurmctld"
-SLURMD = "/usr/sbin/slurmd"
+# Debian's packages, or the Slurm install that $SLURM_PREFIX names
+from slurmpaths import (SLURM_PATH, SLURM_PLUGIN_DIR, SLURM_PREFIX,  # noqa: F401
+                        SLURMCTLD, SLURMD, client_path)
 
 
 
@@ -64,6 +65,13 @@ SLURM_VERSION = _slurm_version()
 
 def slurm_at_least(major: int, minor: int) -> bool:
     return SLURM_VERSION[:2] >= (major, minor)
+
+
+def job_re(job_id: int | str) -> str:
+    """A regex for a job as Slurm's own log lines name it (``%pJ``):
+    ``JobId=5``, and from 25.11 on, where a job also has a SLUID, often
+    ``JobId=5 SLUID=s2DSM91DNT9N00``.  Never matches JobId=51."""
+    return rf"JobId={int(job_id)}(?: SLUID=\w+)?(?![0-9])"
 
 
 #: JobState values after which a job will not change state on its own.
@@ -376,7 +384,7 @@ class Cluster(DaemonHarness):
     # ------------------------------------------------------------- env/paths
     def daemon_env(self) -> dict[str, str]:
         env = {
-            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": SLURM_PATH,
             "HOME": "/root",
             "LANG": "C.UTF-8",
             "SLURM_CONF": str(self.conf_path),
@@ -391,6 +399,7 @@ class Cluster(DaemonHarness):
                                     "SRUN_", "SALLOC_", "SINFO_"))}
         env["SLURM_CONF"] = str(self.conf_path)
         env[TAG_ENV] = self.tag
+        env["PATH"] = client_path(env.get("PATH"))
         return env
 
     # ------------------------------------------------------------- lifecycle

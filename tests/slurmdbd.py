@@ -45,9 +45,7 @@ from daemonproc import (DaemonHarness, descendants, format_tails, free_ports,
                         is_running, kill_pids, log_size, pid_of, read_log,
                         spawn, survivors, tail, terminate)
 
-SLURMDBD = "/usr/sbin/slurmdbd"
-SACCTMGR = "/usr/bin/sacctmgr"
-SLURM_PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
+from slurmpaths import SACCTMGR, SLURM_PATH, SLURM_PLUGIN_DIR, SLURMDBD  # noqa: E402
 MYSQL_PLUGIN = f"{SLURM_PLUGIN_DIR}/accounting_storage_mysql.so"
 
 #: apt packages (Debian 12) this helper needs.
@@ -246,7 +244,7 @@ class SlurmDBD(DaemonHarness):
         return self
 
     def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+        env = {"PATH": SLURM_PATH, "HOME": "/root",
                "LANG": "C.UTF-8", "SLURM_CONF": str(self.client_conf_path),
                "MYSQL_UNIX_PORT": str(self.socket_path)}
         env.update(extra or {})

@@ -56,17 +56,72 @@
 #define HOST_NAME "spm_host"
 
 /* ------------------------------------------------------------------------ */
-/* The Slurm releases this host plays (22.05, 24.11): their differences,     */
+/* The Slurm releases this host plays (22.05 to 26.05): their differences,   */
 /* here and nowhere else in this file.  csrc/compat.h has the shim's.        */
 /* ------------------------------------------------------------------------ */
 
+/* the List typedef is gone in 24.11, ListIterator already in 24.05 */
 #if SPM_SLURM_AT_LEAST(24, 11)
 typedef list_t *host_list_t;
-typedef list_itr_t *host_itr_t;
 #else
 typedef List host_list_t;
+#endif
+#if SPM_SLURM_AT_LEAST(24, 5)
+typedef list_itr_t *host_itr_t;
+#else
 typedef ListIterator host_itr_t;
 #endif
+
+/* Which daemon this is: up to 24.11 libslurm tells from slurm_prog_name
+ * (log_init() sets it); from 25.05 each daemon defines slurm_daemon (a
+ * weak symbol in libslurm, IS_SLURMCTLD ...) and running_in_slurmctld()
+ * is run_in_daemon(IS_SLURMCTLD).  -rdynamic makes ours the one libslurm
+ * reads. */
+#if SPM_SLURM_AT_LEAST(25, 5)
+#include "src/common/run_in_daemon.h"
+uint32_t slurm_daemon = 0;
+static void host_set_daemon(const char *name)
+{
+	slurm_daemon = !strcmp(name, "slurmctld") ? IS_SLURMCTLD :
+		       !strcmp(name, "slurmd") ? IS_SLURMD :
+		       !strcmp(name, "slurmstepd") ? IS_SLURMSTEPD : 0;
+}
+#else
+static void host_set_daemon(const char *name)
+{
+	(void)name;
+}
+#endif
+
+/* PrologEpilogTimeout, split into PrologTimeout and EpilogTimeout in
+ * 25.05: the conf() field names and what the fake slurmscriptd waits. */
+#if SPM_SLURM_AT_LEAST(25, 5)
+#define CONF_TIMEOUT_FIELDS CU(prolog_timeout), CU(epilog_timeout)
+#define HOST_SCRIPT_TIMEOUT(is_epilog) \
+	((is_epilog) ? slurm_conf.epilog_timeout : slurm_conf.prolog_timeout)
+#define HOST_CONF_TIMEOUT_UNSET() \
+	(slurm_conf.prolog_timeout = slurm_conf.epilog_timeout = NO_VAL16)
+#else
+#define CONF_TIMEOUT_FIELDS CU(prolog_epilog_timeout)
+#define HOST_SCRIPT_TIMEOUT(is_epilog) slurm_conf.prolog_epilog_timeout
+#define HOST_CONF_TIMEOUT_UNSET() \
+	(slurm_conf.prolog_epilog_timeout = NO_VAL16)
+#endif
+
+/* 26.05: closeall() (in run_command()'s child) needs closeall_init(),
+ * which each daemon calls at start; without it the child loops closing
+ * fds for minutes. */
+#if SPM_SLURM_AT_LEAST(26, 5)
+#include "src/common/fd.h"
+#define HOST_DAEMON_INIT() closeall_init()
+#else
+#define HOST_DAEMON_INIT() ((void)0)
+#endif
+
+/* job_env_t.jobid/step_id and job_desc_msg_t.job_id: members of a
+ * slurm_step_id_t step_id from 25.11 (compat.h has the designators); the
+ * field tables keep the names jobid, step_id and job_id. */
+#define HOST_ENV_JOBID(e) spm_compat_env_job_id(e)
 /* job_modify(): an err_msg from 23.02 on (22.05: none) */
 #if SPM_SLURM_AT_LEAST(23, 2)
 typedef int (*host_js_modify_fn)(job_desc_msg_t *, job_record_t *, uint32_t,
@@ -431,6 +486,8 @@ typedef struct {
 #define DS(m) F_(B_DETAILS, host_details_t, m, K_STR)
 #define FE_(m, k) { #m, k, B_ENV, offsetof(host_env_t, env.m), \
 		       MSIZE(job_env_t, m), -1, 0 }
+#define FE_AS(name, m, k) { name, k, B_ENV, offsetof(host_env_t, env.m), \
+			    MSIZE(job_env_t, m), -1, 0 }
 #define EU(m) FE_(m, K_UINT)
 #define ES(m) FE_(m, K_STR)
 #define CU(m) F_(B_CONF, slurm_conf_t, m, K_UINT)
@@ -483,7 +540,8 @@ static const field_t job_fields[] = {
 };
 
 static const field_t env_fields[] = {
-	EU(jobid), EU(step_id), EU(uid), EU(gid), EU(het_job_id),
+	FE_AS("jobid", SPM_ENV_JOB_ID_MEMBER, K_UINT),
+	FE_AS("step_id", SPM_ENV_STEP_ID_MEMBER, K_UINT), EU(uid), EU(gid), EU(het_job_id),
 	EU(exit_code), EU(derived_ec),
 	{ "user_name", K_STR, B_ENV, offsetof(host_env_t, user_name),
 	  MSIZE(host_env_t, user_name), -1, 0 },
@@ -506,7 +564,7 @@ static const field_t conf_fields[] = {
 	CS(slurmctld_params), CS(slurmd_params), CS(sched_params),
 	CS(slurm_conf), CS(state_save_location), CS(tmp_fs),
 	CS(job_submit_plugins),
-	CU(prolog_epilog_timeout), CU(slurm_user_id), CU(debug_flags),
+	CONF_TIMEOUT_FIELDS, CU(slurm_user_id), CU(debug_flags),
 	CU(priority_flags), CU(prolog_flags), CU(max_job_cnt),
 	CU(priority_weight_age), CU(priority_weight_assoc),
 	CU(priority_weight_fs), CU(priority_weight_js),
@@ -521,7 +579,9 @@ static const field_t desc_fields[] = {
 	QU(ntasks_per_core), QU(ntasks_per_node), QU(ntasks_per_socket),
 	QU(ntasks_per_tres), QU(pn_min_cpus), QU(reboot), QU(requeue),
 	QU(shared), QU(sockets_per_node), QU(threads_per_core),
-	QU(wait_all_nodes), QU(job_id), QU(user_id), QU(group_id),
+	QU(wait_all_nodes),
+	{ "job_id", K_UINT, B_DESC, offsetof(job_desc_msg_t, SPM_DESC_JOB_ID_MEMBER),
+	  MSIZE(job_desc_msg_t, SPM_DESC_JOB_ID_MEMBER), -1, 0 }, QU(user_id), QU(group_id),
 	QU(delay_boot), QU(max_cpus), QU(max_nodes), QU(min_cpus),
 	QU(min_nodes), QU(num_tasks), QU(pn_min_tmp_disk), QU(priority),
 	QU(time_limit), QU(time_min), QU(pn_min_memory), QU(site_factor),
@@ -1264,7 +1324,7 @@ static void *script_thread(void *arg)
 {
 	script_req_t *req = arg;
 	char *argv[2] = { req->script, NULL };
-	int status = SLURM_ERROR, timeout = slurm_conf.prolog_epilog_timeout;
+	int status = SLURM_ERROR, timeout = HOST_SCRIPT_TIMEOUT(req->is_epilog);
 	bool timed_out = false;
 	run_command_args_t args = {
 		.env = req->env,
@@ -1898,7 +1958,7 @@ static void cmd_d_hook(const char *verb, int argc, char **argv)
 
 	out_begin();
 	out_printf("ok %s job_id=%u rc=%d us=%" PRIu64 " ns=%" PRIu64, verb,
-		   owned.env.jobid, rc, dt / 1000, dt);
+		   HOST_ENV_JOBID(&owned.env), rc, dt / 1000, dt);
 	out_end();
 }
 
@@ -2080,7 +2140,7 @@ static int __attribute__((noinline)) baseline_ctld(job_record_t *job,
 static int __attribute__((noinline)) baseline_d(job_env_t *env,
 						slurm_cred_t *cred)
 {
-	return env->jobid ? SLURM_SUCCESS : SLURM_ERROR;
+	return HOST_ENV_JOBID(env) ? SLURM_SUCCESS : SLURM_ERROR;
 }
 
 static int get_mode(const char *verb, kopt_t *o, bool *baseline)
@@ -2208,7 +2268,7 @@ static void cmd_bench_call(const char *verb, int argc, char **argv)
 	if (kind == BC_PROLOG || kind == BC_EPILOG) {
 		envs = xmalloc_checked((n + 1) * sizeof(*envs));
 		for (uint64_t i = 0; i < n; i++) {
-			envs[i].jobid = 1000000 + i;
+			HOST_ENV_JOBID(&envs[i]) = 1000000 + i;
 			envs[i].uid = getuid();
 			envs[i].gid = getgid();
 			envs[i].exit_code = 0;
@@ -2920,7 +2980,9 @@ int main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	/* log_init() also sets slurm_prog_name -> running_in_slurmctld() */
+	/* log_init() also sets slurm_prog_name -> running_in_slurmctld()
+	 * (up to 24.11; slurm_daemon from 25.05) */
+	host_set_daemon(opt.daemon);
 	lopts.syslog_level = LOG_LEVEL_QUIET;
 	lopts.prefix_level = 1;
 	if (opt.log_file) {
@@ -2935,9 +2997,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	HOST_DAEMON_INIT();
+
 	/* slurm.conf defaults a plugin may rely on */
 	slurm_conf.plugindir = xstrdup("/usr/lib/x86_64-linux-gnu/slurm-wlm");
-	slurm_conf.prolog_epilog_timeout = NO_VAL16;
+	HOST_CONF_TIMEOUT_UNSET();
 	slurm_conf.max_job_cnt = 10000;
 	conf = xmalloc(sizeof(*conf));
 	conf->node_name = xstrdup("spmnode1");

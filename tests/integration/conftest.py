@@ -12,7 +12,9 @@ import pytest
 from slurmdbd import APT_PACKAGES, SlurmDBD
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BUILD_PLUGINS = ROOT / "build" / "plugins"
+# the build under test: build/plugins, or another ($SPM_PLUGIN_DIR, set by
+# `make test BUILD=...`, e.g. build/26.05.3/plugins for make test-26.05)
+BUILD_PLUGINS = pathlib.Path(os.environ.get("SPM_PLUGIN_DIR") or ROOT / "build" / "plugins")
 
 
 def write_handler(directory: pathlib.Path, module: str, source: str) -> pathlib.Path:

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from slurmcluster import Cluster, JobStateError, parse_kv_line, slurm_at_least
+from slurmcluster import (SLURM_PLUGIN_DIR, Cluster, JobStateError, job_re,
+                          parse_kv_line, slurm_at_least)
 
 # No skips: without root or the Slurm packages these tests must fail loudly.
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ def test_conf_extra_overrides_defaults(tmp_path):
     assert "SchedulerType=sched/backfill" not in text
     assert "schedulertype=sched/builtin" in text
     assert text.count("KillWait=") == 1 and "KillWait=5" in text
-    assert "PluginDir=/opt/x:/usr/lib/x86_64-linux-gnu/slurm-wlm" in text
+    assert f"PluginDir=/opt/x:{SLURM_PLUGIN_DIR}" in text
     assert c.ctld_port != c.slurmd_port
 
 
@@ -154,7 +155,7 @@ def test_epilog_runs_for_every_job(cluster_factory, tmp_path):
     c.start()
     jid = c.sbatch(wrap="true")
     c.wait_job(jid)
-    c.wait_for_log(rf"JobId={jid}: sent epilog complete msg", "slurmd")
+    c.wait_for_log(rf"{job_re(jid)}: sent epilog complete msg", "slurmd")
     assert marker.read_text().split() == [str(jid)]
 
 
@@ -172,7 +173,7 @@ def test_prolog_slurmctld_success(cluster_factory, tmp_path):
     assert c.job_output(jid) == "ran\n"
     # the line the team keys on; millisecond timestamps (iso8601_ms)
     m = c.wait_for_log(
-        rf"^{TS} prolog_running_decr: Configuration for JobId={jid} "
+        rf"^{TS} prolog_running_decr: Configuration for {job_re(jid)} "
         r"is complete$")
     print("\n" + m.group(0))
 
@@ -188,11 +189,11 @@ def test_prolog_slurmctld_failure_no_requeue(cluster_factory, tmp_path):
     assert rec["Requeue"] == "0" and rec["Restarts"] == "0"
     assert rec["NodeList"] == c.NODE
     assert not (c.workdir / f"out.{jid}").exists()   # never launched
-    c.wait_for_log(rf"error: prolog_slurmctld JobId={jid} prolog exit "
+    c.wait_for_log(rf"error: prolog_slurmctld {job_re(jid)} prolog exit "
                    r"status 1:0")
-    c.wait_for_log(rf"unable to requeue JobId={jid}: Requested operation "
+    c.wait_for_log(rf"unable to requeue {job_re(jid)}: Requested operation "
                    r"is presently disabled")
-    c.wait_for_log(rf"job_signal: 9 of configuring JobId={jid} successful")
+    c.wait_for_log(rf"job_signal: 9 of configuring {job_re(jid)} successful")
     assert c.node()["State"] == "IDLE"      # node is not drained
 
 
@@ -201,7 +202,7 @@ def test_prolog_slurmctld_failure_requeue(cluster_factory, tmp_path):
     c = cluster_factory(conf_extra=["PrEpPlugins=prep/script",
                                     f"PrologSlurmctld={script}"]).start()
     jid = c.sbatch(wrap="echo ran")
-    c.wait_for_log(rf"Requeuing JobId={jid}\b")
+    c.wait_for_log(rf"Requeuing {job_re(jid)}")
     deadline = time.monotonic() + 10
     while c.job(jid)["Restarts"] != "1":
         assert time.monotonic() < deadline
@@ -229,10 +230,11 @@ def test_slurmd_prolog_failure_drains_node(cluster_factory, tmp_path):
     node = c.wait_node(("IDLE+DRAIN",))
     assert re.fullmatch(r"Prolog error \[root@[-\d:T]+\]", node["Reason"]), \
         node["Reason"]
-    c.wait_for_log(rf"error: \[job {jid}\] prolog failed status=1:0",
+    # "[job 1]" up to 24.11; Slurm's %pJ ("JobId=1 SLUID=...") on 26.05
+    c.wait_for_log(rf"error: (?:\[job {jid}\]|{job_re(jid)}) prolog failed status=1:0",
                    "slurmd")
-    c.wait_for_log(rf"Could not launch job {jid} and not able to requeue "
-                   r"it, cancelling job", "slurmd")
+    c.wait_for_log(rf"Could not launch (?:job {jid}|{job_re(jid)}) and not able "
+                   r"to requeue it, cancelling job", "slurmd")
     c.wait_for_log(r"error: validate_node_specs: Prolog or job env setup "
                    rf"failure on node {c.NODE}, draining the node")
 

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from slurmcluster import slurm_at_least
+from slurmcluster import SLURM_PLUGIN_DIR, slurm_at_least
 
 from .conftest import BUILD_PLUGINS, read_calls, write_handler
 
-LUA_SO = pathlib.Path("/usr/lib/x86_64-linux-gnu/slurm-wlm/job_submit_lua.so")
+LUA_SO = pathlib.Path(SLURM_PLUGIN_DIR) / "job_submit_lua.so"
 
 HANDLER = '''
 import json, os, time

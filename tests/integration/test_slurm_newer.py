@@ -6,6 +6,10 @@ daemons (they skip, with the reason, on a release without it).
 - 23.11+: ``scontrol reconfigure`` execs a new slurmctld (in place under
   -D); fini() is never called, and the new process re-runs
   prolog_slurmctld for jobs still configuring.
+- 25.11+: job_env_t carries the request's whole slurm_step_id_t, so
+  ``JobEnv.step_id`` of an epilog and of a PrologFlags=Alloc prolog is the
+  step id of slurmd's request (NO_VAL, the extern step) where older
+  releases left it 0.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import pytest
 
 from slurmcluster import slurm_at_least
 
-from .conftest import read_calls
+from .conftest import read_calls, wait_calls
 
 SLEEPER = "sleep 6"
 
@@ -119,3 +123,65 @@ def test_reconfigure_while_configuring_runs_prolog_slurmctld_again(prep_cluster,
     assert hooks.count("prolog_slurmctld") == 2, hooks
     assert hooks.count("epilog_slurmctld") == 1, hooks
     assert c.ctld_running()
+
+
+# Slurm's step id sentinels (slurm.h)
+SLURM_BATCH_SCRIPT = 0xFFFFFFFB
+SLURM_EXTERN_CONT = 0xFFFFFFFC
+NO_VAL = 0xFFFFFFFE
+
+IDS_BODY = """
+    def prolog(self, env):
+        record("prolog", env)
+    def epilog(self, env):
+        record("epilog", env)
+"""
+
+
+@pytest.mark.parametrize("flags", ["", "Alloc"])
+def test_jobenv_step_id_of_prolog_and_epilog(prep_cluster, flags):
+    """What ``env.step_id`` is in slurmd's prolog and epilog of a batch job.
+
+    Up to 25.05 slurmd fills job_env_t's uint32 step_id itself: the batch
+    script's id for the prolog of a batch launch, 0 ("not available") for
+    the PrologFlags=Alloc prolog, and nothing (0) for the epilog
+    (src/slurmd/slurmd/req.c).  From 25.11 job_env_t.step_id is the
+    request's slurm_step_id_t: the Alloc prolog's request names the extern
+    step, the epilog's (terminate job) names no step, NO_VAL.  ``job_id``
+    is the job's everywhere."""
+    conf = [f"PrologFlags={flags}"] if flags else []
+    c, calls = prep_cluster(IDS_BODY, conf_extra=conf)
+    jid = c.sbatch("-o", "/dev/null", wrap="true")
+    c.wait_job(jid, timeout=60)
+    recs = wait_calls(calls, lambda rs: {"prolog", "epilog"} <= {r["hook"] for r in rs},
+                      timeout=60, what="prolog and epilog", cluster=c)
+    seen = {r["hook"]: r["fields"] for r in recs}
+    assert [r["hook"] for r in recs].count("prolog") == 1, recs
+    assert seen["prolog"]["job_id"] == seen["epilog"]["job_id"] == jid
+    new = slurm_at_least(25, 11)
+    if flags == "Alloc":
+        want_prolog = SLURM_EXTERN_CONT if new else 0
+    else:
+        want_prolog = SLURM_BATCH_SCRIPT
+    assert seen["prolog"]["step_id"] == want_prolog, seen
+    assert seen["epilog"]["step_id"] == (NO_VAL if new else 0), seen
+
+
+@pytest.mark.skipif(not slurm_at_least(25, 5),
+                    reason="PrologTimeout and EpilogTimeout are separate from 25.05 on")
+def test_split_prolog_epilog_timeouts_limit_hooks_without_timeout_param(prep_cluster):
+    """25.05 splits PrologEpilogTimeout into PrologTimeout and
+    EpilogTimeout: with no ``timeout=`` in PrEpParameters they are the
+    per-call limit of the handler's hooks, as they are of prep/script's
+    scripts.  A hung prolog is cut at the limit and drains the node."""
+    body = '''
+    def prolog(self, env):
+        record("prolog", env)
+        time.sleep(3600)
+'''
+    c, calls = prep_cluster(body, conf_extra=["PrologTimeout=2", "EpilogTimeout=2"])
+    jid = c.sbatch("-o", "/dev/null", wrap="true")
+    node = c.wait_node(predicate=lambda n: "DRAIN" in n.get("State", ""), timeout=90)
+    assert node.get("Reason", "").startswith("Prolog error"), node
+    c.wait_for_log(rf"prolog for JobId={jid} timed out: the handler exceeded its "
+                   r"time limit of 2000 ms", "slurmd", timeout=30)

@@ -21,13 +21,19 @@ from hostdriver import (NICE_OFFSET, SLURM_VERSION_NUMBER, Host,  # noqa: E402
 LIBDIR = pathlib.Path(hostdriver.SLURM_LIBDIR)
 PREP_SCRIPT = LIBDIR / "prep_script.so"
 SITE_NONE = LIBDIR / "site_factor_none.so"
+if not SITE_NONE.exists() and (LIBDIR / "site_factor_example.so").exists():
+    # site_factor/none is gone in 23.11; site_factor/example does as little
+    SITE_NONE = LIBDIR / "site_factor_example.so"
+SITE_NONE_TYPE = "site_factor/" + SITE_NONE.stem.rsplit("_", 1)[-1]
 SLURM_SRC = pathlib.Path(hostdriver.SLURM_SRC)
+CSRC = pathlib.Path(__file__).resolve().parents[2] / "csrc"   # compat.h
 
 pytestmark = pytest.mark.skipif(
     not (PREP_SCRIPT.exists() and SITE_NONE.exists()
          and (LIBDIR / "libslurmfull.so").exists()
          and (SLURM_SRC / "config.h").exists()),
-    reason="needs Slurm 22.05.8 libs/plugins and a configured source tree")
+    reason=f"needs {LIBDIR}/libslurmfull.so, prep_script.so, {SITE_NONE.name} "
+           f"and a configured source tree ({SLURM_SRC})")
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +84,7 @@ def build_plugin(tmp_path, name, source, asan=False):
     san = ["-fsanitize=address", "-fno-omit-frame-pointer"] if asan else []
     subprocess.run(["cc", "-shared", "-fPIC", "-g", "-O0", "-pthread"] + san +
                    ["-DHAVE_CONFIG_H", "-I%s" % SLURM_SRC,
-                    "-I%s/slurm" % SLURM_SRC, "-o", str(so), str(src)],
+                    "-I%s/slurm" % SLURM_SRC, "-I%s" % CSRC, "-o", str(so), str(src)],
                    check=True, timeout=120)
     return str(so)
 
@@ -89,7 +95,9 @@ PREP_HEADER = """\
 #include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
-#include "src/common/prep.h"
+#include "slurm/slurm.h"
+#include "compat.h"
+#include SPM_PREP_H
 const char plugin_name[] = "test prep";
 const char plugin_type[] = "prep/test";
 const uint32_t plugin_version = SLURM_VERSION_NUMBER;
@@ -187,7 +195,7 @@ def test_epilog_slurmctld_failure_status_and_exit_code(host_bin, tmp_path):
 def test_script_timeout_reports_timed_out(host_bin, tmp_path):
     path = script(tmp_path, "slow.sh", "exec sleep 30\n")
     with Host(str(PREP_SCRIPT)) as h:
-        h.conf(prolog_slurmctld=path, prolog_epilog_timeout=1)
+        h.conf(prolog_slurmctld=path, **hostdriver.prep_timeout_conf(1))
         h.load()
         h.callbacks()
         assert h.prolog_slurmctld(job_id=9)["async"] == 1
@@ -197,9 +205,16 @@ def test_script_timeout_reports_timed_out(host_bin, tmp_path):
 
 
 def test_invalid_prolog_slurmctld_is_disabled(host_bin, tmp_path):
+    """22.05's prep/script disables an invalid PrologSlurmctld; from 23.02
+    its init() fails instead (src/plugins/prep/script/prep_script.c)."""
     missing = str(tmp_path / "does-not-exist")
     with Host(str(PREP_SCRIPT)) as h:
         h.conf(prolog_slurmctld=missing)
+        if hostdriver.slurm_at_least(23, 2):
+            res = h.load(check=False)
+            assert res["rc"] == 4 and res["init_rc"] != 0
+            assert "Invalid PrologSlurmctld" in h.log()
+            return
         h.load()
         h.callbacks()
         assert "Invalid PrologSlurmctld" in h.log()
@@ -298,7 +313,7 @@ def test_slurmd_prolog_epilog(host_bin, tmp_path):
 def test_site_factor_none(host_bin):
     with Host(str(SITE_NONE)) as h:
         res = h.load()
-        assert res["type"] == "site_factor/none"
+        assert res["type"] == SITE_NONE_TYPE
         assert res["family"] == "site_factor"
         r = h.site_set(job_id=5)
         assert r["site_factor"] == NICE_OFFSET == r["before"]
@@ -307,7 +322,13 @@ def test_site_factor_none(host_bin):
         h.jobs_add(job_id=2, site_factor=77, account="a", qos="normal")
         assert h.jobs_add(job_id=3, job_state="RUNNING")["n"] == 3
         assert h.site_update() == {1: NICE_OFFSET, 2: 77, 3: NICE_OFFSET}
-        assert h.site_reconfig()["slurm_warn"] == 0
+        if hostdriver.slurm_at_least(24, 5):
+            # 24.05 no longer calls site_factor_p_reconfig: its stock
+            # plugin has none
+            with pytest.raises(HostError, match="missing_symbol"):
+                h.site_reconfig()
+        else:
+            assert h.site_reconfig()["slurm_warn"] == 0
         assert h.jobs_clear()["removed"] == 3
         assert h.site_update() == {}
         b = h.bench_update(2000)
@@ -377,28 +398,30 @@ def test_in_thread_runs_on_other_thread(host_bin, tmp_path):
 # ---------------------------------------------------------------------------
 
 def test_version_init_and_symbol_checks(host_bin, tmp_path):
+    # another micro release of the host's Slurm (22.05.8: 22.05.7)
+    bad = SLURM_VERSION_NUMBER - 1 if SLURM_VERSION_NUMBER & 0xff else SLURM_VERSION_NUMBER + 1
     bad_version = build_plugin(tmp_path, "prep_badver", """\
         #include <stdint.h>
         const char plugin_name[] = "bad version";
         const char plugin_type[] = "prep/badver";
-        const uint32_t plugin_version = 0x160507;   /* 22.05.7 */
-        """)
+        const uint32_t plugin_version = %#x;
+        """ % bad)
     init_fails = build_plugin(tmp_path, "prep_initfail", """\
         #include <stdint.h>
         const char plugin_name[] = "init fails";
         const char plugin_type[] = "prep/initfail";
-        const uint32_t plugin_version = 0x160508;
+        const uint32_t plugin_version = %#x;
         int init(void) { return -1; }
-        """)
+        """ % SLURM_VERSION_NUMBER)
     no_syms = build_plugin(tmp_path, "prep_nosyms", """\
         #include <stdint.h>
         const char plugin_name[] = "no api";
         const char plugin_type[] = "prep/nosyms";
-        const uint32_t plugin_version = 0x160508;
-        """)
+        const uint32_t plugin_version = %#x;
+        """ % SLURM_VERSION_NUMBER)
     with Host(bad_version) as h:
         res = h.load(check=False)
-        assert res["rc"] == 6 and res["version"] == 0x160507
+        assert res["rc"] == 6 and res["version"] == bad
         with pytest.raises(PluginLoadError):
             h.load()
     with Host(init_fails) as h:

@@ -263,24 +263,6 @@ def test_generated_field_types_are_current():
     assert cp.returncode == 0, cp.stderr
 
 
-def test_hook_tables_match_the_c_side():
-    """The kit derives spm_hook_names/spm_hook_ctx/spm_ctx_names from the
-    header's constant names; they must be csrc/log.c's tables."""
-    import re
-    text = (REPO / "csrc" / "log.c").read_text()
-    names = dict(re.findall(r'\[SPM_HOOK_(\w+)\] = "(\w+)"', text))
-    ctxs = dict(re.findall(r'\[SPM_HOOK_(\w+)\] = SPM_CTX_(\w+)', text))
-    ctx_names = dict(re.findall(r'\[SPM_CTX_(\w+)\] = "([\w/]+)"', text))
-    lib = kit.lib
-    for hook, name in names.items():
-        n = getattr(lib, f"SPM_HOOK_{hook}")
-        assert kit.ffi.string(lib.spm_hook_names[n]).decode() == name
-        assert lib.spm_hook_ctx[n] == getattr(lib, f"SPM_CTX_{ctxs[hook]}")
-    assert len(names) == lib.SPM_HOOK_COUNT
-    for ctx, name in ctx_names.items():
-        assert kit.ffi.string(lib.spm_ctx_names[getattr(lib, f"SPM_CTX_{ctx}")]).decode() == name
-
-
 def test_update_access_paths_give_the_same_factors_in_the_kit():
     """The kit's batch (rows given, no lazy part) serves the same access
     paths as the daemon's: Job views, declared rows, columns, categories,

@@ -724,7 +724,7 @@ def test_async_timeout_kills_and_pool_keeps_working(make_host, handlers):
 def test_prolog_epilog_timeout_is_the_default_limit(make_host, handlers):
     handlers.write("hh", HANGING)
     h = make_host("prep")
-    h.conf(prep_params=handlers.params("hh:H"), prolog_epilog_timeout=1)
+    h.conf(prep_params=handlers.params("hh:H"), **hostdriver.prep_timeout_conf(1))
     h.load()
     h.callbacks()
     t0 = time.monotonic()
@@ -734,6 +734,28 @@ def test_prolog_epilog_timeout_is_the_default_limit(make_host, handlers):
     # at its 1 s limit, not at the handler's own end (20 s); generous bound
     assert 1.0 <= time.monotonic() - t0 < 15
     assert "time limit of 1000 ms" in h.log()
+
+
+@pytest.mark.skipif(not hostdriver.slurm_at_least(25, 5),
+                    reason="PrologTimeout/EpilogTimeout are 25.05's")
+@pytest.mark.parametrize("prolog, epilog, ms", [(1, None, 1000), (None, 1, 1000),
+                                                (1, 2, 2000)])
+def test_split_timeouts_default_limit_is_the_larger_set_one(make_host, handlers,
+                                                            prolog, epilog, ms):
+    """25.05 splits PrologEpilogTimeout into PrologTimeout and EpilogTimeout;
+    the prep context's one default limit is the larger that is set
+    (csrc/compat.h spm_compat_prep_timeout)."""
+    handlers.write("hh", HANGING)
+    h = make_host("prep")
+    conf = {k: v for k, v in (("prolog_timeout", prolog), ("epilog_timeout", epilog))
+            if v is not None}
+    h.conf(prep_params=handlers.params("hh:H"), **conf)
+    h.load()
+    h.callbacks()
+    assert_async_ok(h.prolog_slurmctld(job_id=1))
+    cb = h.wait_callbacks(1, timeout=10)[0]
+    assert (cb["rc"], cb["timed_out"]) == (WAIT_KILLED, 1)
+    assert f"time limit of {ms} ms" in h.log()
 
 
 def test_slurmd_prolog_timeout_fails_and_next_call_works(make_host,

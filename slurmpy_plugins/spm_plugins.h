@@ -1,0 +1,1 @@
+../csrc/spm_plugins.h
