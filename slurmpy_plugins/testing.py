@@ -431,13 +431,13 @@ def _limit_ms(ctx: int, timeout: float | None) -> int | None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
-    seconds = _config._seconds(_context.CONF_KEY[ctx], "timeout", str(timeout), allow_zero=False)
+    seconds = _config._seconds(_context.PLUGIN[ctx].conf_source, "timeout", str(timeout), allow_zero=False)
     return max(1, int(seconds * 1000))    # _context.Context.settings()
 
 
 def _check_on_failure(on_failure: str) -> str:
     if on_failure not in _config.ON_FAILURE:
-        raise ValueError(f"{_context.CONF_KEY[lib.SPM_CTX_JOB_SUBMIT]}: "
+        raise ValueError(f"{_context.PLUGIN[lib.SPM_CTX_JOB_SUBMIT].conf_source}: "
                          f"on_failure={on_failure!r} must be {' or '.join(_config.ON_FAILURE)}")
     return on_failure
 
