@@ -701,7 +701,8 @@ def test_async_timeout_kills_and_pool_keeps_working(make_host, handlers):
     # not before its 0.5 s limit, and long before the handler's own 20 s:
     # the upper bound is generous (a shared 2-vCPU machine), it only tells
     # "answered at its timeout" from "answered when the handler ended"
-    assert 0.5 <= elapsed < 15, elapsed
+    # at the 0.5 s limit (ms clock: may come a millisecond early), not at the end
+    assert 0.45 <= elapsed < 15, elapsed
     # the only worker is stuck: a replacement must run the next jobs
     for j in (2, 3):
         assert_async_ok(h.prolog_slurmctld(job_id=j))
