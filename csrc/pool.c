@@ -9,7 +9,7 @@
  *    the reaper when its deadline (submission + timeout_ms) passed first,
  *    or at once when the pool cannot run it (closed, or every worker stuck).
  *    An async answer (task->done) is always delivered from a pool thread
- *    (the deliverer for answers from workers, the reaper for its own),
+ *    (the deliverer, else the worker or reaper that answered it),
  *    never from the submitting thread, never with a pool mutex or the GIL
  *    held.
  *  - A worker whose task overran is written off (a replacement starts while
@@ -311,6 +311,93 @@ static void _deliver(struct pool *p, spm_task_t *list)
 	}
 }
 
+/* A delivery list in the other order. */
+static spm_task_t *_reverse(spm_task_t *list)
+{
+	spm_task_t *rev = NULL;
+
+	while (list) {
+		spm_task_t *t = list;
+
+		list = t->deliver_next;
+		t->deliver_next = rev;
+		rev = t;
+	}
+	return rev;
+}
+
+/* ---- the deliverer ---- */
+
+/*
+ * Async answers are delivered by one thread per pool, in order: those a
+ * worker produced, so that workers go straight back to Python (Slurm's
+ * callback takes slurmctld's job write lock, and with every worker calling
+ * back there were up to (workers + 1) threads handing that lock around,
+ * issue 12), and those the reaper produced, so that a callback blocked on
+ * that lock never holds up the reaper: the next deadline is kept, its
+ * worker written off and interrupted, while the callback waits.  Falls
+ * back to the worker or the reaper delivering itself if the thread cannot
+ * start.
+ */
+static void *_deliverer(void *arg)
+{
+	struct pool *p = arg;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		spm_task_t *list;
+
+		while (!p->dl_head)
+			pthread_cond_wait(&p->dl_cv, &p->mu);
+		list = p->dl_head;
+		p->dl_head = p->dl_tail = NULL;
+		pthread_mutex_unlock(&p->mu);
+		_deliver(p, list);
+		pthread_mutex_lock(&p->mu);
+	}
+	return NULL;
+}
+
+/* Start the deliverer if it is not running; false if it cannot start.
+ * p->mu held. */
+static bool _deliverer_locked(struct pool *p)
+{
+	pthread_t tid;
+	pthread_attr_t attr;
+
+	if (p->deliverer_started)
+		return true;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (spm_thread_create(&tid, &attr, _deliverer, p) == 0)
+		p->deliverer_started = true;
+	pthread_attr_destroy(&attr);
+	return p->deliverer_started;
+}
+
+/* Hand a list of answered async tasks (each with the delivery list's
+ * reference, linked by deliver_next, oldest first) to the deliverer.
+ * Returns false, the list untouched, if there is no deliverer: the caller
+ * delivers it.  p->mu held. */
+static bool _to_deliverer_locked(struct pool *p, spm_task_t *list)
+{
+	spm_task_t *last = list;
+
+	if (!list)
+		return true;
+	if (!_deliverer_locked(p))
+		return false;
+	while (last->deliver_next)
+		last = last->deliver_next;
+	if (p->dl_tail)
+		p->dl_tail->deliver_next = list;
+	else
+		p->dl_head = list;
+	p->dl_tail = last;
+	pthread_cond_signal(&p->dl_cv);
+	return true;
+}
+
 /* Answer what is due: queued tasks past their deadline (or all of them
  * when the pool cannot run anything), running tasks past their deadline
  * (their worker is written off).  Returns the next deadline (0: none).
@@ -390,8 +477,12 @@ static void *_reaper(void *arg)
 			p->defer_cnt--;
 		}
 		if (deliver || unref || n_int || n_def) {
+			/* _answer_locked put the newest first */
+			deliver = _reverse(deliver);
+			if (_to_deliverer_locked(p, deliver))
+				deliver = NULL;
 			pthread_mutex_unlock(&p->mu);
-			_deliver(p, deliver);
+			_deliver(p, deliver);   /* no deliverer: here */
 			while (unref) {
 				spm_task_t *t = unref;
 
@@ -433,66 +524,6 @@ static void _ensure_reaper_locked(struct pool *p)
 		spm_logf(p->ctx, SPM_LOG_ERROR,
 			 "cannot start the reaper thread: %s", strerror(errno));
 	pthread_attr_destroy(&attr);
-}
-
-/* ---- the deliverer ---- */
-
-/*
- * Async answers a worker produced are delivered by one thread per pool, in
- * order, so that workers go straight back to Python: Slurm's callback takes
- * slurmctld's job write lock, and with every worker calling back there
- * were up to (workers + 1) threads handing that lock around (issue 12).
- * Falls back to the worker delivering itself if the thread cannot start.
- */
-static void *_deliverer(void *arg)
-{
-	struct pool *p = arg;
-
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		spm_task_t *list;
-
-		while (!p->dl_head)
-			pthread_cond_wait(&p->dl_cv, &p->mu);
-		list = p->dl_head;
-		p->dl_head = p->dl_tail = NULL;
-		pthread_mutex_unlock(&p->mu);
-		while (list) {
-			spm_task_t *t = list;
-
-			list = t->deliver_next;
-			t->done(t, t->result, t->timed_out);
-			spm_task_unref(t);    /* the delivery list's */
-		}
-		pthread_mutex_lock(&p->mu);
-	}
-	return NULL;
-}
-
-/* Hand a worker-answered async task (with the delivery list's reference)
- * to the deliverer; false if there is none.  p->mu held. */
-static bool _to_deliverer_locked(struct pool *p, spm_task_t *task)
-{
-	if (!p->deliverer_started) {
-		pthread_t tid;
-		pthread_attr_t attr;
-
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (spm_thread_create(&tid, &attr, _deliverer, p) == 0)
-			p->deliverer_started = true;
-		pthread_attr_destroy(&attr);
-		if (!p->deliverer_started)
-			return false;
-	}
-	task->deliver_next = NULL;
-	if (p->dl_tail)
-		p->dl_tail->deliver_next = task;
-	else
-		p->dl_head = task;
-	p->dl_tail = task;
-	pthread_cond_signal(&p->dl_cv);
-	return true;
 }
 
 /* ---- workers ---- */
@@ -603,7 +634,7 @@ static void *_worker(void *arg)
 				 "a handler that overran its time limit has returned; its result was discarded%s",
 				 leave ? "" : "; its thread rejoins the pool");
 		}
-		if (deliver && _to_deliverer_locked(p, task))
+		if (deliver && _to_deliverer_locked(p, deliver))
 			deliver = NULL;
 		pthread_mutex_unlock(&p->mu);
 		if (deliver) {          /* no deliverer: answer it here */

@@ -10,8 +10,9 @@ import pytest
 from .conftest import wait_for
 from .test_prep_host import WAIT_KILLED, assert_async_ok, start
 
-# Each call overruns its 1 s limit inside one C call (time.sleep: no
-# TimeoutError can stop it), then returns and says so.
+# Each call starts, then overruns its 2 s limit inside one C call
+# (time.sleep: the TimeoutError sent to its thread is raised only once the
+# sleep returns), then leaves the handler.
 OVERRUN_THEN_RETURN = """\
 import time
 import spmtest_rec as R
@@ -19,32 +20,37 @@ from slurmpy_plugins import PrEpHandler
 
 class H(PrEpHandler):
     def prolog_slurmctld(self, job):
-        time.sleep(2.0)
-        R.append("{out}/calls.jsonl", ["returned", job.job_id])
+        R.append("{out}/calls.jsonl", ["start", job.job_id])
+        time.sleep(4.0)
 """
 
 
-@pytest.mark.parametrize("jobs", [[1], [1, 2]], ids=["one", "two-in-one-pass"])
+@pytest.mark.parametrize("jobs", [[1], [1, 2]], ids=["one", "two"])
 def test_blocked_callback_outlives_the_worker_that_returns(make_host, handlers, jobs):
-    """issue 18.1: the reaper answers timed-out running tasks and delivers
-    them with no lock held; the first callback waits for the job write lock
-    (held here by the host, as by a long scheduling pass) while the
+    """issue 18.1: the reaper answers timed-out running tasks, and they are
+    delivered with no lock held; the first callback waits for the job write
+    lock (held here by the host, as by a long scheduling pass) while the
     handlers return and their workers let go of the tasks.  Every job must
-    still get exactly one callback, and nothing may be read after free."""
+    still get exactly one callback, and nothing may be read after free.
+    With two jobs the second one's deadline comes while the first one's
+    callback is blocked: it must still be answered at its deadline (its
+    worker written off), not once the lock is free."""
     handlers.write("hh", OVERRUN_THEN_RETURN)
     # the lock is held on purpose: no deadlock report for a long wait
     h = make_host("prep", deadlock_ms=120000)
-    h.conf(prep_params=handlers.params("hh:H", timeout="1", workers=len(jobs)))
+    h.conf(prep_params=handlers.params("hh:H", timeout="2", workers=len(jobs)))
     h.load()
     h.wait_booted()
     h.callbacks()
     for j in jobs:
         assert_async_ok(h.prolog_slurmctld(job_id=j))
     # (the hook itself takes the lock, so it is taken after the calls,
-    # well before their 1 s deadline; the callbacks block behind it until
+    # well before their 2 s deadline; the callbacks block behind it until
     # lock_release: checked below, none may have come)
     h.lock_hold()
-    # each worker has returned from its handler (and dropped the task)
+    # each call was running (not answered in the queue), was answered at
+    # its deadline (its worker written off), and its worker has returned
+    # from the handler and let go of the task
     wait_for(lambda: h.log().count("its result was discarded") >= len(jobs), 30,
              what="the overrunning handlers to return")
     assert sorted(x[1] for x in handlers.lines("calls.jsonl")) == jobs
