@@ -122,9 +122,11 @@ unit: build
 ## against each; one table.  RELEASES="25.11.7 26.05.3" for some of them.
 SLURM_TARBALLS ?= $(abspath $(CURDIR)/../shared/slurm)
 RELEASES ?=
+# e.g. --build-only (build, run no suite), --rerun (run current suites again)
+RELEASES_ARGS ?=
 releases: $(VENV)/.deps-ok
 	$(PY) scripts/releases.py --base-src $(SLURM_SRC) --tarballs $(SLURM_TARBALLS) \
-	  --venv $(VENV) $(if $(RELEASES),--only $(RELEASES)) \
+	  --venv $(VENV) $(if $(RELEASES),--only $(RELEASES)) $(RELEASES_ARGS) \
 	  --reuse 22.05.8=$(BUILD)/junit-22.05.8.xml \
 	  --reuse 24.11.5=$(TRIXIE_ROOT)/var/lib/slurmpy/checkout/build/junit-24.11.5.xml \
 	  --reuse $(RELEASE_25.11)=$(BUILD)/$(RELEASE_25.11)/junit-$(RELEASE_25.11).xml \

@@ -17,6 +17,10 @@ file the suite depends on last changed: its tests/unit results are shown.
 The same holds for a release whose whole `make test-X` ran first (--reuse
 VER=FILE: 24.11.5 in the trixie root, 25.11.7, 26.05.3): its tests/unit
 results against the same sources, with that release's own build.
+Nor is any release's when its results from an earlier run of this script
+(build/releases/<version>/unit.xml) are current in the same sense (--rerun:
+run them all the same): .ci/run runs the tarball releases' suites early,
+beside the daemon tests, and the last run shows them.
 
 The suites run --jobs at a time (they mostly wait: `make unit` takes about
 60 s of CPU in 200 s), each in a pytest process of its own, while the next
@@ -178,21 +182,39 @@ def parse_junit(path, prefix="tests.unit."):
     return r, started
 
 
+def _current(xml, b, with_plugins):
+    """The counts of junit file xml if it is from a run that started after
+    everything the suite depends on last changed and ran a test; else
+    None."""
+    if not xml.exists():
+        return None
+    r, started = parse_junit(xml)
+    if (started and started > _inputs_mtime(b, with_plugins=with_plugins)
+            and r["passed"] + r["failed"]):
+        return r
+    return None
+
+
 def unit_suite(args, b):
     xml = b["out"] / "unit.xml"
     reuse = args.reuse.get(b["ver"])
-    if reuse and reuse.exists():
-        r, started = parse_junit(reuse)
-        # 22.05.8's run used build/plugins, the ones shown here; another
-        # release's make test-X used its own build of the same sources
-        own = b["ver"] == "22.05.8"
-        if (started and started > _inputs_mtime(b, with_plugins=own)
-                and r["passed"] + r["failed"]):
-            shown = reuse.relative_to(REPO) if reuse.is_relative_to(REPO) else reuse
-            r.update(rc=0 if not r["failed"] else 1, unit_s=0.0,
-                     note=f"{'make unit/test' if own else 'make test-' + b['ver']}'s results "
-                          f"({shown})")
-            return r
+    # 22.05.8's run used build/plugins, the ones shown here; another
+    # release's make test-X used its own build of the same sources
+    own = b["ver"] == "22.05.8"
+    r = _current(reuse, b, with_plugins=own) if reuse else None
+    if r is not None:
+        shown = reuse.relative_to(REPO) if reuse.is_relative_to(REPO) else reuse
+        r.update(rc=0 if not r["failed"] else 1, unit_s=0.0,
+                 note=f"{'make unit/test' if own else 'make test-' + b['ver']}'s results "
+                      f"({shown})")
+        return r
+    # this script's own earlier run of the same suite on the same build
+    # (.ci/run runs some releases early, beside the daemon tests)
+    r = None if args.rerun else _current(xml, b, with_plugins=True)
+    if r is not None:
+        r.update(rc=0 if not r["failed"] else 1, unit_s=0.0,
+                 note=f"an earlier make releases' results ({xml.relative_to(REPO)})")
+        return r
     env = dict(os.environ, SLURM_SRC=str(b["src"]), SLURM_LIBDIR=str(b["libdir"]),
                SPM_PLUGIN_DIR=str(b["plugins"]), SPM_HOST_BUILD_DIR=str(b["host_dir"]))
     env.pop("SPM_HOST", None)
@@ -225,6 +247,12 @@ def main():
     ap.add_argument("--reuse", action="append", default=[], metavar="VER=FILE",
                     help="a junit file of an earlier whole run of that release's suite")
     ap.add_argument("--only", nargs="*", default=[])
+    ap.add_argument("--build-only", action="store_true",
+                    help="build the releases (configure, libslurmfull, plugins, "
+                         "host), run no suite, print no table")
+    ap.add_argument("--rerun", action="store_true",
+                    help="run each suite again even where an earlier run of "
+                         "this script is current")
     args = ap.parse_args()
     args.reuse = dict(x.split("=", 1) for x in args.reuse)
     args.reuse = {v: pathlib.Path(f) for v, f in args.reuse.items()}
@@ -245,8 +273,11 @@ def main():
                 log(f"{ver}: NOT BUILT: {e}")
                 rows[ver] = dict(built=False, note=str(e))
                 continue
-            log(f"{ver}: built in {b['build_s']:.0f} s; unit suite queued")
             rows[ver] = dict(built=True, build_s=b["build_s"])
+            if args.build_only:
+                log(f"{ver}: built in {b['build_s']:.0f} s")
+                continue
+            log(f"{ver}: built in {b['build_s']:.0f} s; unit suite queued")
             futures[pool.submit(unit_suite, args, b)] = ver
         for fut in concurrent.futures.as_completed(futures):
             ver = futures[fut]
@@ -259,6 +290,8 @@ def main():
             log(f"{ver}: unit {r['passed']} passed, {r['failed']} failed, "
                 f"{r['skipped']} skipped ({r['unit_s']:.0f} s) {r['note']}")
 
+    if args.build_only:
+        return 0 if all(r["built"] for r in rows.values()) else 1
     ok = True
     lines = [("release", "built", "unit passed", "failed", "skipped", "note")]
     for ver, _ in releases:
