@@ -497,6 +497,18 @@ class Host:
 
     # -- site_factor -------------------------------------------------------
 
+    def jc_end(self, _thread=False, _timeout=None, **job):
+        """jobcomp: the job finished (log_record / record_job_end), under
+        the host's job lock; the record is purged right after."""
+        return self.request("jc_end", *encode_fields(job), thread=_thread, timeout=_timeout)
+
+    def jc_start(self, _thread=False, _timeout=None, **job):
+        return self.request("jc_start", *encode_fields(job), thread=_thread, timeout=_timeout)
+
+    def jc_reconfig(self):
+        """jobcomp: set_location() again, as on scontrol reconfigure."""
+        return self.request("jc_reconfig")
+
     def site_set(self, _thread=False, **job):
         return self.request("site_set", *encode_fields(job), thread=_thread)
 
