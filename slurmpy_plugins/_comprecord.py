@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pwd
 from typing import Any
 
 __all__ = ["CompletedJob", "RecordError", "parse", "from_record"]
@@ -95,6 +96,13 @@ def _time(v: int) -> int | None:
     return v if v > 0 else None
 
 
+def _user_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return None
+
+
 def from_record(d: dict[str, Any]) -> CompletedJob:
     """A spool record's fields (as csrc/dispatch_jobcomp.c writes them)."""
     for k in _STR:
@@ -111,7 +119,10 @@ def from_record(d: dict[str, Any]) -> CompletedJob:
     array = d["array_task_id"] not in (NO_VAL, INFINITE)
     return CompletedJob(
         key=d["key"], event=d["event"], cluster=d.get("cluster"), job_id=d["job_id"],
-        name=d.get("name"), user_id=d["user_id"], user_name=d.get("user_name"),
+        name=d.get("name"), user_id=d["user_id"],
+        # slurmctld's record often has no name (22.05 fills it lazily):
+        # looked up here, on the deliverer, never under slurmctld's locks
+        user_name=d.get("user_name") or _user_name(d["user_id"]),
         group_id=d["group_id"], account=d.get("account"), partition=d.get("partition"),
         qos=d.get("qos"), state=d["state"],
         exit_code=_exit_pair(None if ec == NO_VAL else ec),

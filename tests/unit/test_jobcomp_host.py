@@ -9,6 +9,8 @@ import json
 import os
 import time
 
+import pytest
+
 from .conftest import PLUGIN_DIR, wait_for
 
 JC_SO = PLUGIN_DIR / "jobcomp_python.so"
@@ -219,3 +221,50 @@ def test_the_spool_directory_comes_from_spool(make_host, handlers, tmp_path):
     assert (spool / "records").stat().st_size > 0
     assert oct((spool).stat().st_mode & 0o777) == "0o700"
     assert not (tmp_path / "state" / "jobcomp_python").exists()
+
+
+START_HANDLER = HANDLER + """
+    def job_start(self, job):
+        R.append("{out}/calls.jsonl", dataclasses.asdict(job))
+"""
+
+
+def test_job_start_from_25_05_and_only_when_the_handler_has_it(make_host, handlers, tmp_path):
+    from hostdriver import HostError, slurm_at_least
+    h = start(make_host, handlers, tmp_path)
+    if not slurm_at_least(25, 5):
+        # up to 24.11 Slurm has no record_job_start: the plugin exports none
+        with pytest.raises(HostError, match="missing_symbol jobcomp_p_record_job_start"):
+            h.jc_start(**job(1, job_state=1))
+        return
+    h.wait_booted()
+    # Sink has no job_start: nothing is spooled for a start
+    assert h.jc_start(**dict(job(1), job_state=1))["rc"] == 0
+    assert h.jc_end(**job(1))["rc"] == 0
+    delivered(handlers, 1)
+    assert [c["event"] for c in calls(handlers)] == ["end"]
+    handlers.write("sink", START_HANDLER)
+    h2 = start(make_host, handlers, tmp_path, write_handler=False,
+               extra=[f"spool={tmp_path / 'spool2'}"])
+    h2.wait_booted()
+    assert h2.jc_start(**dict(job(2), job_state=1, end_time=0))["rc"] == 0
+    assert h2.jc_end(**job(2))["rc"] == 0
+    wait_for(lambda: len(calls(handlers)) >= 3, timeout=30, what="start and end of job 2")
+    start_rec, end_rec = calls(handlers)[1:3]
+    assert start_rec["event"] == "start" and start_rec["state"] == "RUNNING"
+    assert start_rec["key"] == "testc:2:1700000002:start"
+    assert end_rec["event"] == "end" and end_rec["key"] == "testc:2:1700000002"
+
+
+def test_a_handler_that_cannot_load_keeps_the_records_until_fixed(make_host, handlers,
+                                                                  tmp_path):
+    handlers.write("sink", "def broken(:\n")
+    h = start(make_host, handlers, tmp_path, write_handler=False)
+    h.wait_booted()
+    for i in (1, 2):
+        assert h.jc_end(**job(i))["rc"] == 0
+    wait_for(lambda: h.log().count("delivery of record testc:1:1700000001 failed") >= 2,
+             timeout=30, what="two failed attempts of the first record")
+    assert "no usable handler" in h.log()
+    handlers.write("sink", HANDLER)        # fixed: picked up within reload= (2 s)
+    assert delivered(handlers, 2, timeout=60) == ["testc:1:1700000001", "testc:2:1700000002"]
