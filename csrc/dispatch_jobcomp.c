@@ -30,6 +30,16 @@
  *            `records` holds SPM_JC_COMPACT_BYTES or more, acked is set
  *            to 0 first and `records` truncated next (a crash in between
  *            delivers again, never loses)
+ *   lock     flock()ed around every append, the compaction and the open's
+ *            look at the files
+ *
+ * Two slurmctld processes can share the spool for a moment: from 23.11 a
+ * reconfigure (daemonized, or under systemd) starts the new slurmctld
+ * while the old one, whose deliverer still runs, waits for it to come up.
+ * So appends go at the file's real end (under `lock`), and only the
+ * process holding an flock() on `records` delivers and compacts: the new
+ * one's deliverer takes it (waiting) once the old one has exited, and
+ * re-reads the files then.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +66,8 @@ struct spool {
 	pthread_cond_t cv;     /* records were appended */
 	int fd;                /* records, -1: not open */
 	int ack_fd;            /* acked (the deliverer's) */
+	int lock_fd;           /* lock */
+	bool owner;            /* this process holds the flock on records */
 	char dir[4096];
 	uint64_t size;         /* bytes in records (all durable) */
 	uint64_t acked;        /* delivered up to here (deliverer only,
@@ -68,6 +81,7 @@ static struct spool sp = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.fd = -1,
 	.ack_fd = -1,
+	.lock_fd = -1,
 };
 static pthread_once_t sp_once = PTHREAD_ONCE_INIT;
 
@@ -242,6 +256,42 @@ static uint64_t _read_ack(void)
 	return strtoull(line, NULL, 10);
 }
 
+static uint64_t _cut_torn(int fd, uint64_t size);
+
+/* The lock between processes (see the top); sp.mu is held. */
+static void _lock_files(void)
+{
+	while (flock(sp.lock_fd, LOCK_EX) && errno == EINTR)
+		;
+}
+
+static void _unlock_files(void)
+{
+	(void)flock(sp.lock_fd, LOCK_UN);
+}
+
+/* The files as they are now (the open, and a deliverer that has just
+ * become the owner): sp.mu and the file lock held. */
+static void _resync(void)
+{
+	struct stat st;
+
+	if (fstat(sp.fd, &st))
+		return;
+	sp.size = _cut_torn(sp.fd, (uint64_t)st.st_size);
+	sp.acked = _read_ack();
+	if (sp.acked > sp.size) {
+		spm_logf(JC, SPM_LOG_ERROR,
+			 "spool %s: acked offset %" PRIu64 " past the end (%" PRIu64 "): every record is delivered again",
+			 sp.dir, sp.acked, sp.size);
+		sp.acked = 0;
+	}
+	if (sp.size > sp.acked)
+		spm_logf(JC, SPM_LOG_INFO,
+			 "spool %s: %" PRIu64 " bytes of records not yet delivered",
+			 sp.dir, sp.size - sp.acked);
+}
+
 /* Cut a torn last record (no "\n": slurmctld died inside an append,
  * before that hook returned).  Returns the size kept. */
 static uint64_t _cut_torn(int fd, uint64_t size)
@@ -316,8 +366,7 @@ SPM_EXPORT int spm_jc_open(void)
 	spm_conf_t conf;
 	char dir[4096] = "", path[4200];
 	uint64_t max_mb = SPM_JC_SPOOL_MAX_MB;
-	int fd = -1, ack_fd = -1, rc = SLURM_SUCCESS;
-	struct stat st;
+	int fd = -1, ack_fd = -1, lock_fd = -1, rc = SLURM_SUCCESS;
 
 	if (spm_daemon() != SPM_DAEMON_SLURMCTLD)
 		return SLURM_SUCCESS;     /* sacct -c, scontrol: nothing */
@@ -350,8 +399,7 @@ SPM_EXPORT int spm_jc_open(void)
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/records", dir);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
-	    fstat(fd, &st)) {
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
 		spm_logf(JC, SPM_LOG_ERROR, "cannot open %s: %m: no record can be kept",
 			 path);
 		rc = SLURM_ERROR;
@@ -364,22 +412,26 @@ SPM_EXPORT int spm_jc_open(void)
 		rc = SLURM_ERROR;
 		goto out;
 	}
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	if ((lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		spm_logf(JC, SPM_LOG_ERROR, "cannot open %s: %m: no record can be kept",
+			 path);
+		rc = SLURM_ERROR;
+		goto out;
+	}
 	snprintf(sp.dir, sizeof(sp.dir), "%s", dir);
 	sp.fd = fd;
 	sp.ack_fd = ack_fd;
-	fd = ack_fd = -1;
-	sp.size = _cut_torn(sp.fd, (uint64_t)st.st_size);
-	sp.acked = _read_ack();
-	if (sp.acked > sp.size) {
-		spm_logf(JC, SPM_LOG_ERROR,
-			 "spool %s: acked offset %" PRIu64 " past the end (%" PRIu64 "): every record is delivered again",
-			 sp.dir, sp.acked, sp.size);
-		sp.acked = 0;
-	}
-	if (sp.size > sp.acked)
+	sp.lock_fd = lock_fd;
+	fd = ack_fd = lock_fd = -1;
+	sp.owner = !flock(sp.fd, LOCK_EX | LOCK_NB);
+	if (!sp.owner)
 		spm_logf(JC, SPM_LOG_INFO,
-			 "spool %s: %" PRIu64 " bytes of records not yet delivered",
-			 sp.dir, sp.size - sp.acked);
+			 "spool %s: another slurmctld process (the one before a reconfigure) still delivers from it: this one takes over once it has exited",
+			 sp.dir);
+	_lock_files();
+	_resync();
+	_unlock_files();
 	if (!sp.deliverer) {
 		pthread_t tid;
 		pthread_attr_t attr;
@@ -400,6 +452,8 @@ out:
 		close(fd);
 	if (ack_fd >= 0)
 		close(ack_fd);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return rc;
 }
 
@@ -436,6 +490,14 @@ SPM_EXPORT int spm_jc_record(int hook, struct job_record *job_ptr)
 		return _drop(v.job_id, "out of memory");
 	}
 	pthread_mutex_lock(&sp.mu);
+	if (sp.fd >= 0) {
+		off_t end;
+
+		_lock_files();
+		/* the real end: another process may have appended */
+		if ((end = lseek(sp.fd, 0, SEEK_END)) >= 0)
+			sp.size = (uint64_t)end;
+	}
 	if (sp.fd < 0) {
 		snprintf(why, sizeof(why), "the spool is not open");
 		rc = SLURM_ERROR;
@@ -456,6 +518,8 @@ SPM_EXPORT int spm_jc_record(int hook, struct job_record *job_ptr)
 		sp.size += b.len;
 		pthread_cond_signal(&sp.cv);
 	}
+	if (sp.fd >= 0)
+		_unlock_files();
 	pthread_mutex_unlock(&sp.mu);
 	free(b.p);
 	if (rc != SLURM_SUCCESS)
@@ -582,6 +646,19 @@ static void *_deliverer(void *arg)
 		spm_logf(JC, SPM_LOG_ERROR, "the deliverer is out of memory: records stay in the spool");
 		return NULL;
 	}
+	if (!sp.owner) {
+		/* the previous slurmctld's deliverer: until it has exited */
+		while (flock(sp.fd, LOCK_EX) && errno == EINTR)
+			;
+		pthread_mutex_lock(&sp.mu);
+		sp.owner = true;
+		_lock_files();
+		_resync();
+		_unlock_files();
+		pthread_mutex_unlock(&sp.mu);
+		spm_logf(JC, SPM_LOG_INFO, "spool %s: this slurmctld delivers from it now",
+			 sp.dir);
+	}
 	for (;;) {
 		uint64_t off, end, attempt = 0, backoff = SPM_JC_RETRY_FIRST_MS;
 		int64_t len;
@@ -589,11 +666,17 @@ static void *_deliverer(void *arg)
 
 		pthread_mutex_lock(&sp.mu);
 		if (sp.acked == sp.size && sp.size >= SPM_JC_COMPACT_BYTES) {
+			struct stat st;
+
 			/* everything delivered: start the file over (acked
-			 * first: a crash in between delivers again) */
-			if (!_write_ack(0) && !ftruncate(sp.fd, 0) &&
+			 * first: a crash in between delivers again), unless
+			 * another process appended meanwhile */
+			_lock_files();
+			if (!fstat(sp.fd, &st) && (uint64_t)st.st_size == sp.size &&
+			    !_write_ack(0) && !ftruncate(sp.fd, 0) &&
 			    !fdatasync(sp.fd))
 				sp.size = sp.acked = 0;
+			_unlock_files();
 		}
 		while (sp.acked >= sp.size)
 			pthread_cond_wait(&sp.cv, &sp.mu);

@@ -268,3 +268,27 @@ def test_a_handler_that_cannot_load_keeps_the_records_until_fixed(make_host, han
     assert "no usable handler" in h.log()
     handlers.write("sink", HANDLER)        # fixed: picked up within reload= (2 s)
     assert delivered(handlers, 2, timeout=60) == ["testc:1:1700000001", "testc:2:1700000002"]
+
+
+def test_two_slurmctld_processes_on_one_spool_lose_nothing(make_host, handlers, tmp_path):
+    # a reconfigure from 23.11 (daemonized/systemd) runs the new slurmctld
+    # while the old one still runs: the old one keeps delivering, the new
+    # one appends at the real end and takes over once the old has exited
+    (handlers.out / "end.py").write_text("raise ConnectionError('ledger down')\n")
+    old = start(make_host, handlers, tmp_path)
+    assert old.jc_end(**job(1))["rc"] == 0
+    wait_for(lambda: len(calls(handlers)) >= 2, timeout=30, what="two failed attempts")
+    new = start(make_host, handlers, tmp_path, write_handler=False)
+    assert "this one takes over once it has exited" in new.log()
+    # each appends after the other opened: neither overwrites the other
+    assert old.jc_end(**job(2))["rc"] == 0
+    assert new.jc_end(**job(3))["rc"] == 0
+    os.unlink(handlers.out / "end.py")
+    assert delivered(handlers, 2) == ["testc:1:1700000001", "testc:2:1700000002"]
+    old._kill()
+    wait_for(lambda: "this slurmctld delivers from it now" in new.log(), timeout=30,
+             what="the new process taking over")
+    assert delivered(handlers, 3) == ["testc:1:1700000001", "testc:2:1700000002",
+                                      "testc:3:1700000003"]
+    records = (tmp_path / "state" / "jobcomp_python" / "records").read_bytes()
+    assert records.count(b"\n") == 3 and b"\0" not in records
