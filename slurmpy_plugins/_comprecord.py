@@ -41,7 +41,10 @@ class CompletedJob:
     "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE" (a start record:
     "RUNNING").  Times are seconds since the epoch (None: not set);
     ``exit_code``/``derived_exit_code`` are (code, signal) pairs as sacct
-    shows them; ``elapsed`` is run time in seconds without suspended time;
+    shows them; ``elapsed`` is end_time - start_time in seconds (scontrol's
+    RunTime; it includes any time suspended); ``suspended`` is Slurm's
+    tot_sus_time: time suspended *plus* the time the nodes took to boot or
+    configure before the job ran (Slurm extends the job by it);
     ``time_limit`` in minutes (None: unlimited); ``tres_alloc``/``tres_req``
     as sacct's AllocTRES/ReqTRES ("cpu=2,mem=1000M,node=1")."""
     key: str
@@ -114,7 +117,7 @@ def from_record(d: dict[str, Any]) -> CompletedJob:
     if d.get("event") not in ("end", "start") or not d.get("key") or not d.get("state"):
         raise RecordError("no event, key or state")
     start, end, sus = _time(d["start_time"]), _time(d["end_time"]), max(0, d["suspended"])
-    elapsed = max(0, end - start - sus) if start and end and end >= start else 0
+    elapsed = end - start if start and end and end >= start else 0
     ec, dec = d["exit_code"], d["derived_ec"]
     array = d["array_task_id"] not in (NO_VAL, INFINITE)
     return CompletedJob(

@@ -450,7 +450,7 @@ class Host:
         end = time.monotonic() + timeout
         while self.boots_done() < count:
             if time.monotonic() > end:
-                raise HostTimeout("wait_booted: %d of %d boots within %.1fs:\n%s"
+                raise HostTimeout("wait_booted", "%d of %d boots within %.1fs:\n%s"
                                   % (self.boots_done(), count, timeout, self.log()[-2000:]))
             time.sleep(0.01)
 

@@ -81,7 +81,7 @@ def test_a_spool_line_reads_as_the_record():
         tres_alloc="cpu=8,node=2", tres_req=None, work_dir="/w"))
     j = _comprecord.parse(line)
     assert j.exit_code == (2, 0) and j.derived_exit_code == (0, 9) and j.exit_status == 2
-    assert j.elapsed == 60 and j.time_limit is None and j.array_task_id is None
+    assert j.elapsed == 90 and j.suspended == 30 and j.time_limit is None and j.array_task_id is None
     assert j.het_job_id is None and j.requeues == 1 and j.nodes == "n[1-2]"
     with pytest.raises(_comprecord.RecordError):
         _comprecord.parse('{"v":1,"event":"end"}')
