@@ -198,3 +198,27 @@ def test_sacct_c_starts_no_python(jc_cluster):
     assert after == before, f"sacct -c imported the handler: {p.stdout}{p.stderr}"
     assert str(c.ctld_pid) in before
     assert "Python" not in p.stderr
+
+
+def test_the_kit_says_what_slurmctld_does(jc_cluster):
+    # the daemon's record of a finished job, handed to the kit: the same
+    # record, and the same outcome and log line for a raising handler
+    from slurmpy_plugins import CompletedJob
+    from slurmpy_plugins import testing as kit
+    c = jc_cluster()
+    c.raise_.write_text("")
+    j = c.sbatch(wrap="exit 4")
+    c.wait_job(j, ("FAILED",))
+    (rec,) = wait_calls(c.calls, lambda rs: len(rs) >= 1, what="a failed attempt", cluster=c)[:1]
+    rec.pop("outcome")
+    job = CompletedJob(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec.items()})
+    assert job.state == "FAILED" and job.exit_code == (4, 0)
+    handler = kit.load_handler("ledger:Ledger", path=str(c.calls.parent / "handlers"),
+                               kind="jobcomp")
+    out = kit.run_job_end(handler, job)
+    assert not out.delivered and not out.timed_out
+    (line,) = [x for x in out.log if "delivery of record" in x]
+    assert line in c.ctld_log(), (line, c.ctld_log()[-3000:])
+    c.raise_.unlink()
+    delivered(c, 1)
+    assert kit.run_job_end(handler, job).delivered
