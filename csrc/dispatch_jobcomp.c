@@ -478,11 +478,16 @@ SPM_EXPORT int spm_jc_record(int hook, struct job_record *job_ptr)
 	int rc = SLURM_SUCCESS;
 	char why[4400];
 
-	if (hook == SPM_HOOK_JC_START &&
-	    !(spm_ctx_hooks(JC) & (1u << SPM_HOOK_JC_START)))
-		return SLURM_SUCCESS;     /* the handler has no job_start */
-	spm_snapshot_jobcomp(job_ptr, &v);
 	spm_read_conf(JC, &conf);
+	/* 25.05+ calls record_job_start for every job: the plugin keeps it
+	 * only with JobCompParams=enable_job_start (as Slurm's own do), and
+	 * only for a handler that has job_start() */
+	if (hook == SPM_HOOK_JC_START &&
+	    (!conf.jobcomp_params ||
+	     !strcasestr(conf.jobcomp_params, "enable_job_start") ||
+	     !(spm_ctx_hooks(JC) & (1u << SPM_HOOK_JC_START))))
+		return SLURM_SUCCESS;
+	spm_snapshot_jobcomp(job_ptr, &v);
 	v.cluster = conf.cluster_name;
 	_format(&b, hook, &v);
 	if (b.oom) {

@@ -213,6 +213,7 @@ typedef struct {
 	bool epilog_set;          /* Epilog= is set (slurmd runs epilogs) */
 	const char *state_save_location; /* StateSaveLocation */
 	const char *cluster_name; /* ClusterName */
+	const char *jobcomp_params; /* JobCompParams */
 } spm_conf_t;
 
 /* Fill *out; its strings point into slurm_conf (valid until the next

@@ -238,18 +238,24 @@ def test_job_start_from_25_05_and_only_when_the_handler_has_it(make_host, handle
             h.jc_start(**job(1, job_state=1))
         return
     h.wait_booted()
-    # Sink has no job_start: nothing is spooled for a start
+    # Slurm calls record_job_start for every job: Sink has no job_start,
+    # nothing is spooled for a start even with enable_job_start
+    h.conf(job_comp_params="enable_job_start")
     assert h.jc_start(**dict(job(1), job_state=1))["rc"] == 0
     assert h.jc_end(**job(1))["rc"] == 0
     delivered(handlers, 1)
     assert [c["event"] for c in calls(handlers)] == ["end"]
+    # a handler with job_start: only with JobCompParams=enable_job_start
     handlers.write("sink", START_HANDLER)
     h2 = start(make_host, handlers, tmp_path, write_handler=False,
                extra=[f"spool={tmp_path / 'spool2'}"])
     h2.wait_booted()
+    assert h2.jc_start(**dict(job(3), job_state=1, end_time=0))["rc"] == 0
+    h2.conf(job_comp_params="enable_job_start")
     assert h2.jc_start(**dict(job(2), job_state=1, end_time=0))["rc"] == 0
     assert h2.jc_end(**job(2))["rc"] == 0
     wait_for(lambda: len(calls(handlers)) >= 3, timeout=30, what="start and end of job 2")
+    assert 3 not in [c["job_id"] for c in calls(handlers)]
     start_rec, end_rec = calls(handlers)[1:3]
     assert start_rec["event"] == "start" and start_rec["state"] == "RUNNING"
     assert start_rec["key"] == "testc:2:1700000002:start"
