@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from slurmcluster import slurm_at_least
+
 from .conftest import BUILD_PLUGINS, read_calls, wait_calls, write_handler
 
 # Every attempt is appended to CALLS ({"key", "job_id", "state", ...,
@@ -40,6 +42,9 @@ def record(job, outcome):
         os.close(fd)
 
 class Ledger(JobCompHandler):
+    def job_start(self, job):
+        record(job, "start")
+
     def job_end(self, job):
         while os.path.exists(HANG):
             time.sleep(0.05)
@@ -59,7 +64,7 @@ def jc_cluster(cluster_factory, tmp_path):
     if not (BUILD_PLUGINS / "jobcomp_python.so").exists():
         pytest.fail("build/plugins/jobcomp_python.so is missing: run `make build` first")
 
-    def make(conf=(), first_fails=False, start=True):
+    def make(conf=(), first_fails=False, start=True, conf_extra=()):
         hdir = tmp_path / "handlers"
         paths = {k: tmp_path / f"{k}.flag" for k in ("raise_", "hang")}
         calls, imports = tmp_path / "calls.jsonl", tmp_path / "imports.txt"
@@ -67,7 +72,7 @@ def jc_cluster(cluster_factory, tmp_path):
             calls=str(calls), raise_=str(paths["raise_"]), hang=str(paths["hang"]),
             imports=str(imports), first_fails=first_fails))
         c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)],
-                            conf_extra=["JobCompType=jobcomp/python"])
+                            conf_extra=["JobCompType=jobcomp/python", *conf_extra])
         p = c.conf_path.parent / "jobcomp_python.conf"
         p.write_text("\n".join(["handler=ledger:Ledger", f"path={hdir}", *conf]) + "\n")
         os.chmod(p, 0o644)
@@ -78,6 +83,27 @@ def jc_cluster(cluster_factory, tmp_path):
         return c
 
     return make
+
+
+def test_job_start_with_enable_job_start_from_25_05(jc_cluster):
+    c = jc_cluster(conf_extra=["JobCompParams=enable_job_start"])
+    jobs = [c.sbatch() for _ in range(3)]
+    c.wait_jobs(jobs, ("COMPLETED",))
+    got = delivered(c, 3)
+    assert sorted(r["job_id"] for r in got.values()) == sorted(jobs)
+    starts = [r for r in read_calls(c.calls) if r["outcome"] == "start"]
+    if not slurm_at_least(25, 5):
+        assert starts == []          # no record_job_start before 25.05
+        return
+    assert sorted(r["job_id"] for r in starts) == sorted(jobs)
+    for r in starts:
+        assert r["event"] == "start" and r["state"] == "RUNNING"
+        assert r["key"] == f"{c.name}:{r['job_id']}:{r['submit_time']}:start"
+    # each start came before its end
+    calls = read_calls(c.calls)
+    for j in jobs:
+        kinds = [r["outcome"] for r in calls if r["job_id"] == j]
+        assert kinds == ["start", "delivered"], (j, kinds)
 
 
 def delivered(c, keys_wanted: int, timeout: float = 90.0) -> dict[str, dict]:
