@@ -10,12 +10,14 @@ keyword arguments (:func:`make_job`, :func:`make_env`, :func:`make_job_desc`,
 ``scontrol show job --json`` output (:func:`jobs_from_json`).
 
 Run a hook with :func:`run_prep`, :func:`run_set`, :func:`run_update`,
-:func:`run_submit` or :func:`run_modify`: each goes through the same
-decision code the daemons run (slurmpy_plugins._calls and _jobsubmit) and
+:func:`run_submit`, :func:`run_modify`, :func:`run_job_end` or
+:func:`run_job_start` (on a :func:`make_completed_job` record): each goes
+through the same decision code the daemons run (slurmpy_plugins._calls,
+_jobsubmit and _jobcomp) and
 returns the outcome Slurm acts on, with the log lines the daemon would
 write.  The settings that change a call's outcome are keyword arguments
-with the daemons' defaults (timeout=: prep none, site_factor and
-job_submit 5 s; on_failure= for job_submit), and a timed-out call is
+with the daemons' defaults (timeout=: prep none, site_factor, job_submit
+and jobcomp 5 s; on_failure= for job_submit), and a timed-out call is
 answered and interrupted as the daemon does it.  The pytest plugin (slurmpy_plugins.pytest_plugin) wraps these in
 fixtures.
 """
