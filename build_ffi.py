@@ -12,7 +12,8 @@ The C interface lives in real headers (csrc/spm_types.h: records and C
 services, csrc/spm_bridge.h: the Python entry points), read both here and
 by the C compiler.  The plugins (one thin C file per row of
 csrc/spm_plugins.h: prep_python.so, site_factor_python.so,
-job_submit_python.so) are linked against this library by the Makefile.
+job_submit_python.so, jobcomp_python.so) are linked against this library by
+the Makefile.
 """
 import json
 import os

@@ -20,6 +20,12 @@
  *   24.05    site_factor_p_reconfig no longer called     (nothing to compile)
  *   23.02    job_modify() gains char **err_msg           SPM_JOB_MODIFY_ERR_MSG_ARG
  *   24.11    the List typedef is gone (list_t *)         spm_list_t
+ *   23.02    jobcomp_p_set_location() loses its char *   SPM_JC_SET_LOCATION_ARGS
+ *            (JobCompLoc is read from slurm_conf)
+ *   25.05    jobcomp_p_log_record(job) becomes           SPM_JC_HAS_JOB_START
+ *            jobcomp_p_record_job_end(job, event), and
+ *            jobcomp_p_record_job_start(job, event) is
+ *            required (JobCompParams=enable_job_start)
  *
  * Include it after config.h and slurm/slurm.h.
  */
@@ -59,6 +65,23 @@
 #else
 #define SPM_JOB_MODIFY_ERR_MSG_ARG
 #define SPM_JOB_MODIFY_ERR_MSG NULL
+#endif
+
+/* ---- jobcomp (jobcomp_python.c) ---- */
+/* set_location()'s parameters: JobCompLoc up to 22.05, none from 23.02;
+ * jobcomp/python has no use for it either way. */
+#if SPM_SLURM_AT_LEAST(23, 2)
+#define SPM_JC_SET_LOCATION_ARGS void
+#else
+#define SPM_JC_SET_LOCATION_ARGS char *location
+#endif
+/* From 25.05: jobcomp_p_record_job_end(job, event) replaces
+ * jobcomp_p_log_record(job), and jobcomp_p_record_job_start(job, event)
+ * is looked up too. */
+#if SPM_SLURM_AT_LEAST(25, 5)
+#define SPM_JC_HAS_JOB_START 1
+#else
+#define SPM_JC_HAS_JOB_START 0
 #endif
 
 /* ---- slurmctld's job_list and part_list (snapshot.c) ---- */

@@ -47,6 +47,9 @@ SPM_EXPORT void spm_read_conf(int ctx, spm_conf_t *out)
 	out->prep_timeout = spm_compat_prep_timeout();
 	out->slurm_user_id = slurm_conf.slurm_user_id;
 	out->epilog_set = spm_compat_epilog_set();
+	out->state_save_location = slurm_conf.state_save_location;
+	out->cluster_name = slurm_conf.cluster_name;
+	out->jobcomp_params = slurm_conf.job_comp_params;
 }
 
 SPM_EXPORT int spm_daemon(void)

@@ -581,6 +581,51 @@ void spm_lazy_close(spm_lazy_t *lz)
 	pthread_mutex_unlock(&lz->mu);
 }
 
+/* ---- jobcomp: the completion record (what jobcomp/filetxt writes) ---- */
+
+void spm_snapshot_jobcomp(struct job_record *job_ptr, spm_jc_view_t *v)
+{
+	job_record_t *job = job_ptr;
+	__typeof__(job->details) d = job->details;
+	uint32_t state = job->job_state;
+
+	memset(v, 0, sizeof(*v));
+	v->job_id = job->job_id;
+	v->array_job_id = job->array_job_id;
+	v->array_task_id = job->array_task_id;
+	v->het_job_id = job->het_job_id;
+	v->het_job_offset = job->het_job_offset;
+	v->user_id = job->user_id;
+	v->group_id = job->group_id;
+	v->node_cnt = job->node_cnt;
+	v->total_cpus = job->total_cpus;
+	v->time_limit = (job->time_limit == NO_VAL && job->part_ptr) ?
+		job->part_ptr->max_time : job->time_limit;
+	v->exit_code = job->exit_code;
+	v->derived_ec = job->derived_ec;
+	v->requeues = job->restart_cnt;
+	v->submit_time = d ? d->submit_time : 0;
+	v->eligible_time = d ? d->begin_time : 0;
+	v->start_time = job->start_time;
+	v->end_time = job->end_time;
+	v->suspended_secs = job->tot_sus_time;
+	v->name = job->name;
+	v->user_name = job->user_name;
+	v->account = job->account;
+	v->partition = job->part_ptr ? job->part_ptr->name : job->partition;
+	v->qos = job->qos_ptr ? job->qos_ptr->name : NULL;
+	v->wckey = job->wckey;
+	v->reservation = job->resv_name;
+	/* Called with COMPLETING (or RESIZING) set: the base state is the
+	 * eventual one (FAILED, TIMEOUT, ...), as jobcomp/filetxt writes. */
+	v->state = job_state_string((state & JOB_RESIZING) ? state :
+				    (state & JOB_STATE_BASE));
+	v->nodes = job->nodes;
+	v->tres_alloc = job->tres_fmt_alloc_str;
+	v->tres_req = job->tres_fmt_req_str;
+	v->work_dir = d ? d->work_dir : NULL;
+}
+
 uint32_t spm_job_id(struct job_record *job_ptr)
 {
 	return job_ptr->job_id;

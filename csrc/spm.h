@@ -10,6 +10,7 @@
  *   dispatch_prep.c       the PrEp API turned into pool tasks
  *   dispatch_site_factor.c the site_factor API turned into pool tasks
  *   dispatch_job_submit.c the job_submit API turned into pool tasks
+ *   dispatch_jobcomp.c    the jobcomp API: a durable spool, a deliverer
  *   conf.c                what the shim reads of slurm_conf, daemon identity
  *   snapshot.c            copies of Slurm's records (the only reader)
  *   factors.c             site factors written back (the only writer of
@@ -18,7 +19,7 @@
  *                         of job_desc_msg_t, and of err_msg)
  *
  * and seen by the thin plugins (prep_python.c, site_factor_python.c,
- * job_submit_python.c, one per row of spm_plugins.h).  One libslurmpy.so
+ * job_submit_python.c, jobcomp_python.c, one per row of spm_plugins.h).  One libslurmpy.so
  * is loaded per daemon, so every plugin in it shares one interpreter and
  * one dispatch path.
  *
@@ -210,6 +211,9 @@ typedef struct {
 				   * from 25.05 Prolog/EpilogTimeout (compat.h) */
 	uint32_t slurm_user_id;
 	bool epilog_set;          /* Epilog= is set (slurmd runs epilogs) */
+	const char *state_save_location; /* StateSaveLocation */
+	const char *cluster_name; /* ClusterName */
+	const char *jobcomp_params; /* JobCompParams */
 } spm_conf_t;
 
 /* Fill *out; its strings point into slurm_conf (valid until the next
@@ -316,6 +320,26 @@ SPM_EXPORT int spm_js_modify(struct job_descriptor *job_desc,
 			     struct job_record *job_ptr, uint32_t submit_uid,
 			     char **err_msg);
 
+/* ---- dispatch_jobcomp.c ---- */
+
+/* init()/set_location() of jobcomp/python.  In slurmctld only: open the
+ * spool (spool= of jobcomp_python.conf, else
+ * <StateSaveLocation>/jobcomp_python), drop a record torn by a crash at
+ * its end, and start the deliverer (once; it keeps running across
+ * fini/init, the spool is on disk).  Anywhere else (sacct -c, scontrol)
+ * nothing happens.  Returns SLURM_SUCCESS, or SLURM_ERROR (logged) when
+ * the spool cannot be opened. */
+SPM_EXPORT int spm_jc_open(void);
+
+/* jobcomp_p_log_record / record_job_end (SPM_HOOK_JC_END) and
+ * record_job_start (SPM_HOOK_JC_START), under the job write lock: format
+ * the job's completion record, append it to the spool and fdatasync it,
+ * wake the deliverer.  Never waits for Python.  A record that does not
+ * fit under the spool's size bound, or that cannot be written, is dropped
+ * with an error logged each time (and counted).  Returns SLURM_SUCCESS or
+ * SLURM_ERROR (dropped). */
+SPM_EXPORT int spm_jc_record(int hook, struct job_record *job_ptr);
+
 /* ---- snapshot.c: the only file that reads Slurm's records ---- */
 
 /* Copy *job_ptr into a new arena.  Returns the copy (owned by *arena_out,
@@ -349,6 +373,24 @@ spm_jobdesc_t *spm_snapshot_jobdesc(struct job_descriptor *desc,
  * read lock) into arena a.  An empty list outside slurmctld; NULL on
  * OOM. */
 spm_partlist_t *spm_snapshot_parts(spm_arena_t *a);
+
+/* A finished (or started) job as jobcomp sees it: numbers copied,
+ * strings pointing into Slurm's records (valid while the caller holds the
+ * job write lock; NULL: unset).  state is the job's base state word
+ * ("COMPLETED", "FAILED", "TIMEOUT", ...), flags removed. */
+typedef struct {
+	uint32_t job_id, array_job_id, array_task_id, het_job_id,
+		 het_job_offset, user_id, group_id, node_cnt, total_cpus,
+		 time_limit, exit_code, derived_ec, requeues;
+	int64_t submit_time, eligible_time, start_time, end_time,
+		suspended_secs;
+	const char *cluster, *name, *user_name, *account, *partition, *qos,
+		   *wckey, *reservation, *state, *nodes, *tres_alloc,
+		   *tres_req, *work_dir;
+} spm_jc_view_t;
+
+/* Fill *v from *job_ptr (no allocation). */
+void spm_snapshot_jobcomp(struct job_record *job_ptr, spm_jc_view_t *v);
 
 /* The job id of a record (so the dispatch files need no Slurm header). */
 uint32_t spm_job_id(struct job_record *job_ptr);

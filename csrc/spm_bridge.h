@@ -43,3 +43,8 @@ int spm_py_js_call(int hook, spm_arena_t *arena, spm_jobdesc_t *in,
 		   spm_jobdesc_t *out, spm_arena_t *current_arena,
 		   spm_job_t *current,
 		   spm_partlist_t *parts, uint32_t submit_uid, char **msg);
+
+/* jobcomp: hand one spool record (a JSON line without its "\n", rec[len]
+ * is '\0') to the handler's job_end() or job_start().  SPM_PY_OK: taken
+ * (acknowledged); anything else: kept and retried. */
+int spm_py_jc_call(const char *rec, uint32_t len);

@@ -34,8 +34,11 @@
 	SPM_PLUGIN_KEY(PREP, "prep/python", "PrEpParameters", prep_params, SPM_TIMEOUT_PROLOG_EPILOG, SPM_IN_SLURMCTLD | SPM_IN_SLURMD, 4) \
 	SPM_PLUGIN_KEY(SITE_FACTOR, "site_factor/python", "PrioritySiteFactorParameters", site_factor_params, SPM_SF_DEFAULT_TIMEOUT_MS, SPM_IN_SLURMCTLD, 1) \
 	SPM_PLUGIN_FILE(JOB_SUBMIT, "job_submit/python", "job_submit_python.conf", SPM_JS_DEFAULT_TIMEOUT_MS, SPM_IN_SLURMCTLD, 1) \
+	SPM_PLUGIN_FILE(JOBCOMP, "jobcomp/python", "jobcomp_python.conf", SPM_JC_DEFAULT_TIMEOUT_MS, SPM_IN_SLURMCTLD, 1) \
 
-/* job_submit: Slurm makes one call at a time (its own mutex): 1 worker. */
+/* job_submit: Slurm makes one call at a time (its own mutex): 1 worker.
+ * jobcomp: one deliverer hands the spool's records over in order, one at
+ * a time: 1 worker (no workers= key). */
 
 #define SPM_HOOK_TABLE \
 	SPM_HOOK_ROW(PROLOG, PREP, "prolog") \
@@ -47,4 +50,6 @@
 	SPM_HOOK_ROW(SF_RECONFIG, SITE_FACTOR, "reconfig") \
 	SPM_HOOK_ROW(JS_SUBMIT, JOB_SUBMIT, "submit") \
 	SPM_HOOK_ROW(JS_MODIFY, JOB_SUBMIT, "modify") \
+	SPM_HOOK_ROW(JC_END, JOBCOMP, "job_end") \
+	SPM_HOOK_ROW(JC_START, JOBCOMP, "job_start") \
 

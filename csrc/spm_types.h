@@ -260,7 +260,8 @@ typedef struct spm_boot {
 #define SPM_CTX_PREP 0
 #define SPM_CTX_SITE_FACTOR 1
 #define SPM_CTX_JOB_SUBMIT 2
-#define SPM_CTX_COUNT 3
+#define SPM_CTX_JOBCOMP 3
+#define SPM_CTX_COUNT 4
 
 #define SPM_DAEMON_OTHER 0
 #define SPM_DAEMON_SLURMCTLD 1
@@ -276,7 +277,9 @@ typedef struct spm_boot {
 #define SPM_HOOK_SF_RECONFIG 6
 #define SPM_HOOK_JS_SUBMIT 7
 #define SPM_HOOK_JS_MODIFY 8
-#define SPM_HOOK_COUNT 9
+#define SPM_HOOK_JC_END 9
+#define SPM_HOOK_JC_START 10
+#define SPM_HOOK_COUNT 11
 
 /* Where a plugin's init() boots its handler: 1 << SPM_DAEMON_*. */
 #define SPM_IN_SLURMCTLD 0x2
@@ -356,6 +359,14 @@ extern const spm_hook_t spm_hooks[];
  * PrologEpilogTimeout).  The test kit takes the same defaults. */
 #define SPM_SF_DEFAULT_TIMEOUT_MS 5000
 #define SPM_JS_DEFAULT_TIMEOUT_MS 5000
+#define SPM_JC_DEFAULT_TIMEOUT_MS 5000
+
+/* jobcomp/python's spool (dispatch_jobcomp.c): its size bound without
+ * spool_max= (MiB), and the deliverer's retry backoff (doubling from the
+ * first to the last, reset by a delivery). */
+#define SPM_JC_SPOOL_MAX_MB 1024
+#define SPM_JC_RETRY_FIRST_MS 250
+#define SPM_JC_RETRY_LAST_MS 30000
 
 /* C services Python may call. */
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, cast
 
 from _slurmpy import ffi, lib  # type: ignore[import-not-found]  # the embedded module: only inside libslurmpy.so
 
-from . import _calls, _context, _factors, _jobdesc, _jobsubmit, _log, _process, _records
+from . import _calls, _context, _factors, _jobcomp, _jobdesc, _jobsubmit, _log, _process, _records
 from ._context import context
 
 PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
@@ -26,6 +26,7 @@ PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
 _records.install(ffi, lib)
 _jobdesc.install(ffi, lib)
 _jobsubmit.install(ffi, lib)
+_jobcomp.install(lib)
 _log.install(ffi, lib)
 _factors.install(lib)
 _process.install()
@@ -90,3 +91,10 @@ def spm_py_js_call(hook: int, arena: Any, c_in: Any, c_out: Any, current_arena: 
     _log.set_prefix(_context.PREFIX[lib.SPM_CTX_JOB_SUBMIT])
     return _jobsubmit.call(context(lib.SPM_CTX_JOB_SUBMIT), hook, arena, c_in, c_out,
                            current_arena, current, parts, submit_uid, msg, _own)
+
+
+@_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
+def spm_py_jc_call(rec: Any, length: int) -> int:
+    _log.set_prefix(_context.PREFIX[lib.SPM_CTX_JOBCOMP])
+    c = context(lib.SPM_CTX_JOBCOMP)
+    return _jobcomp.call(c, ffi.unpack(rec, length))

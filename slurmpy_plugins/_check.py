@@ -39,6 +39,10 @@ ACTIONS = {
     "submit": "slurmctld, for sbatch/srun/salloc (and --test-only): change the request, or "
               "raise Reject to refuse it with a message the user sees",
     "modify": "slurmctld, for scontrol update job: change the update, or raise Reject",
+    "job_end": "slurmctld's deliverer thread, once per finished job (at least once: "
+               "de-duplicate on job.key), in order; raising keeps the record, retried with backoff",
+    "job_start": "slurmctld's deliverer thread, once per started job (Slurm 25.05 and later, "
+                 "JobCompParams=enable_job_start); raising keeps the record, retried",
 }
 
 # The plugin table (csrc/spm_plugins.h joined with _plugins.PLUGINS).
@@ -142,7 +146,19 @@ def _site_factor_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[st
 
 
 # Known configuration traps, per plugin kind (a plugin may have none).
-TRAPS = {"prep": _prep_traps, "site_factor": _site_factor_traps}
+def _jobcomp_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
+    traps = []
+    params = [p.strip() for p in (conf.get("JobCompParams") or "").split(",")]
+    if "job_start" in rep.hooks and "enable_job_start" not in params:
+        traps.append("jobcomp/python: the handler defines job_start(), but slurm.conf has no "
+                     "JobCompParams=enable_job_start: Slurm (25.05 and later) never calls it")
+    if rep.loaded and "job_end" not in rep.hooks:
+        traps.append("jobcomp/python: the handler does not define job_end(): every finished "
+                     "job's record is taken and dropped")
+    return traps
+
+
+TRAPS = {"prep": _prep_traps, "site_factor": _site_factor_traps, "jobcomp": _jobcomp_traps}
 
 
 def check(path: str) -> Report:

@@ -8,7 +8,9 @@ Grammar of the slurm.conf keys: comma-separated ``key=value`` items::
 
 job_submit_python.conf (beside slurm.conf) has the same keys, one
 ``key=value`` per line, blank lines and ``#`` comment lines ignored, plus
-``on_failure=reject|accept``.
+``on_failure=reject|accept``.  jobcomp_python.conf: the same, without
+workers= and on_failure=, plus ``spool=<dir>`` and ``spool_max=<MiB>``
+(csrc/dispatch_jobcomp.c reads those two itself, before Python starts).
 
 Every mistake raises :class:`ConfigError` naming the slurm.conf key (or the
 file and line) and the offending item; nothing is ignored.
@@ -24,6 +26,8 @@ __all__ = ["ConfigError", "Config", "parse", "parse_file"]
 
 KEYS = ("handler", "path", "venv", "timeout", "workers", "reload")
 FILE_KEYS = KEYS + ("on_failure",)
+# jobcomp_python.conf: one deliverer (no workers=), and its spool
+JC_KEYS = ("handler", "path", "venv", "timeout", "reload", "spool", "spool_max")
 ON_FAILURE = ("reject", "accept")
 _MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _CLASS_RE = re.compile(r"^[A-Za-z_]\w*$")
@@ -44,6 +48,8 @@ class Config:
     workers: int | None = None
     reload: float = 2.0           # seconds between handler file checks; 0: off
     on_failure: str = "reject"    # job_submit only: "reject" or "accept"
+    spool: str | None = None      # jobcomp only: the spool directory (None: the default)
+    spool_max: int | None = None  # jobcomp only: the spool's size bound in MiB
 
     @property
     def handler(self) -> str:
@@ -54,6 +60,7 @@ class Config:
 # timeout in milliseconds in a uint32, which holds about 49 days.)
 MAX_SECONDS = 86400
 DEFAULT_RELOAD = 2.0    # reload= when not given
+MAX_SPOOL_MB = 1 << 20  # spool_max=: 1 TiB
 
 
 def _seconds(conf_key: str, key: str, value: str, *, allow_zero: bool) -> float:
@@ -164,5 +171,20 @@ def _build(items: dict[str, tuple[str, str]], *, conf_key: str,
         raise ConfigError(f"{at['on_failure']}: on_failure={on_failure!r} must be "
                           f"{' or '.join(ON_FAILURE)}")
 
+    spool = seen.get("spool")
+    if spool is not None and not os.path.isabs(spool):
+        raise ConfigError(f"{at['spool']}: spool={spool!r} must be an absolute directory")
+
+    spool_max = None
+    if "spool_max" in seen:
+        try:
+            spool_max = int(seen["spool_max"])
+        except ValueError:
+            spool_max = 0
+        if not 1 <= spool_max <= MAX_SPOOL_MB:
+            raise ConfigError(f"{at['spool_max']}: spool_max={seen['spool_max']!r} must be a "
+                              f"number of MiB from 1 to {MAX_SPOOL_MB}")
+
     return Config(conf_key=conf_key, module=module, cls=cls, path=dirs, venv=venv,
-                  timeout=timeout, workers=workers, reload=reload, on_failure=on_failure)
+                  timeout=timeout, workers=workers, reload=reload, on_failure=on_failure,
+                  spool=spool, spool_max=spool_max)

@@ -5,10 +5,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import cast
 
+from ._comprecord import CompletedJob
 from ._jobdesc import JobDesc, Partition
 from ._records import Job, JobEnv, JobList
 
-__all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "Reject"]
+__all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "JobCompHandler", "Reject"]
 
 
 class PrEpHandler:
@@ -125,3 +126,24 @@ class JobSubmitHandler:
         if callable(parts):   # built on first use (most calls never read them)
             parts = _call.partitions = parts()
         return cast("dict[str, Partition]", parts)
+
+
+class JobCompHandler:
+    """Base class for jobcomp/python handlers (JobCompType=jobcomp/python).
+
+    slurmctld appends each finished job's record to a spool on disk under
+    its locks and hands the records over from a thread of its own, one at
+    a time, in order.  A hook takes a record by returning; if it raises,
+    runs past ``timeout=`` or no handler can be loaded, the record is kept
+    and offered again (with backoff), and no later record comes first.
+    Delivery is at least once: a record may come again after a crash of
+    slurmctld, so de-duplicate on ``job.key``.  The class is instantiated
+    once per slurmctld.
+    """
+
+    def job_end(self, job: CompletedJob) -> None:
+        """A job finished (any end state: ``job.state``)."""
+
+    def job_start(self, job: CompletedJob) -> None:
+        """A job started: Slurm 25.05 and later, with
+        ``JobCompParams=enable_job_start`` in slurm.conf."""

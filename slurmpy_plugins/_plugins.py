@@ -16,7 +16,7 @@ import dataclasses
 from typing import Any
 
 from . import _config
-from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
+from ._handlers import JobCompHandler, JobSubmitHandler, PrEpHandler, SiteFactorHandler
 
 __all__ = ["Plugin", "Row", "PLUGINS", "TableError", "rows", "by_kind"]
 
@@ -44,6 +44,8 @@ PLUGINS: tuple[Plugin, ...] = (
            "PrioritySiteFactorPlugin", False),
     Plugin("job_submit", JobSubmitHandler, _config.FILE_KEYS, ("run_submit", "run_modify"),
            "JobSubmitPlugins", True),
+    Plugin("jobcomp", JobCompHandler, _config.JC_KEYS, ("run_job_end", "run_job_start"),
+           "JobCompType", False),
 )
 
 

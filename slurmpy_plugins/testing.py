@@ -10,12 +10,14 @@ keyword arguments (:func:`make_job`, :func:`make_env`, :func:`make_job_desc`,
 ``scontrol show job --json`` output (:func:`jobs_from_json`).
 
 Run a hook with :func:`run_prep`, :func:`run_set`, :func:`run_update`,
-:func:`run_submit` or :func:`run_modify`: each goes through the same
-decision code the daemons run (slurmpy_plugins._calls and _jobsubmit) and
+:func:`run_submit`, :func:`run_modify`, :func:`run_job_end` or
+:func:`run_job_start` (on a :func:`make_completed_job` record): each goes
+through the same decision code the daemons run (slurmpy_plugins._calls,
+_jobsubmit and _jobcomp) and
 returns the outcome Slurm acts on, with the log lines the daemon would
 write.  The settings that change a call's outcome are keyword arguments
-with the daemons' defaults (timeout=: prep none, site_factor and
-job_submit 5 s; on_failure= for job_submit), and a timed-out call is
+with the daemons' defaults (timeout=: prep none, site_factor, job_submit
+and jobcomp 5 s; on_failure= for job_submit), and a timed-out call is
 answered and interrupted as the daemon does it.  The pytest plugin (slurmpy_plugins.pytest_plugin) wraps these in
 fixtures.
 """
@@ -31,8 +33,9 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
-from . import _abi, _calls, _config, _context, _factors, _jobdesc, _jobsubmit, _loader, _log
-from . import _plugins, _records
+from . import _abi, _calls, _comprecord, _config, _context, _factors, _jobcomp, _jobdesc
+from . import _jobsubmit, _loader, _log, _plugins, _records
+from ._comprecord import CompletedJob
 from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
 from ._jobdesc import JobDesc, Partition
 from ._records import JOB_STATES, Job, JobEnv, JobList
@@ -40,8 +43,9 @@ from ._records import JOB_STATES, Job, JobEnv, JobList
 __all__ = [
     "make_job", "make_env", "make_job_desc", "make_partition", "jobs_from_json",
     "job_from_json", "env_from_json", "load_handler",
-    "run_prep", "run_set", "run_update", "run_submit", "run_modify",
-    "PrEpOutcome", "FactorOutcome", "UpdateOutcome", "SubmitOutcome",
+    "make_completed_job", "run_prep", "run_set", "run_update", "run_submit", "run_modify",
+    "run_job_end", "run_job_start",
+    "PrEpOutcome", "FactorOutcome", "UpdateOutcome", "SubmitOutcome", "JobCompOutcome",
     "NICE_OFFSET", "PROLOG_DRAIN_REASON", "EPILOG_DRAIN_REASON",
 ]
 
@@ -53,6 +57,7 @@ if _context.lib is not None and _context.lib is not lib:
 _records.install(ffi, lib)
 _jobdesc.install(ffi, lib)
 _jobsubmit.install(ffi, lib)
+_jobcomp.install(lib)
 _factors.install(lib)
 _context.bind(ffi, lib)
 _calls.install(ffi, lib)
@@ -870,3 +875,86 @@ def run_modify(handler: Any, job: JobDesc, current: Job, *, submit_uid: int = 0,
     in slurmctld).  ``timeout``, ``on_failure``: as for run_submit()."""
     return _js_call(handler, "modify", job, current, submit_uid, partitions, timeout,
                     on_failure, log_level)
+
+
+# -- jobcomp ----------------------------------------------------------------------
+
+_JC_DEFAULT_TIMEOUT = lib.SPM_JC_DEFAULT_TIMEOUT_MS / 1000
+_JC_PREFIX = "jobcomp/python"
+
+
+def make_completed_job(*, job_id: int = 1, state: str = "COMPLETED", event: str = "end",
+                       cluster: str = "cluster", submit_time: int = 1700000000,
+                       start_time: int | None = 1700000010, end_time: int | None = 1700000070,
+                       exit_code: tuple[int, int] | None = (0, 0), **fields: Any) -> CompletedJob:
+    """A completion record as slurmctld's spool gives it, from keyword
+    arguments (any :class:`~slurmpy_plugins.CompletedJob` field); ``key``
+    and ``elapsed`` follow from the others unless given."""
+    if state not in JOB_STATES:
+        raise ValueError(f"unknown job state {state!r}{_near(state, JOB_STATES)}")
+    if event not in ("end", "start"):
+        raise ValueError(f"event must be 'end' or 'start', not {event!r}")
+    known = {f.name for f in dataclasses.fields(CompletedJob)}
+    for name in fields:
+        if name not in known:
+            raise TypeError(f"CompletedJob has no field {name!r}{_near(name, known)}")
+    elapsed = max(0, end_time - start_time) if start_time and end_time else 0
+    values: dict[str, Any] = dict(
+        key=f"{cluster}:{job_id}:{submit_time}" + (":start" if event == "start" else ""),
+        event=event, cluster=cluster, job_id=job_id, name="job", user_id=1000,
+        user_name="user", group_id=1000, account=None, partition="debug", qos="normal",
+        state=state, exit_code=exit_code, derived_exit_code=(0, 0), submit_time=submit_time,
+        eligible_time=submit_time, start_time=start_time, end_time=end_time, elapsed=elapsed,
+        suspended=0, time_limit=None, nodes="node1", node_count=1, cpus=1,
+        tres_alloc="cpu=1,node=1", tres_req="cpu=1,node=1", work_dir="/tmp")
+    values.update(fields)
+    return CompletedJob(**values)
+
+
+@dataclasses.dataclass
+class JobCompOutcome:
+    """job_end()/job_start(): ``delivered`` when the hook returned (the
+    record is acknowledged); otherwise slurmctld keeps the record and offers
+    it again after ``retry_in`` seconds (doubling on each failure up to
+    30 s), before any later record."""
+    delivered: bool
+    timed_out: bool
+    retry_in: float | None
+    log: list[str]
+
+
+def _jc_call(handler: Any, job: CompletedJob, event: str, timeout: float | None,
+             log_level: int) -> JobCompOutcome:
+    """What csrc/dispatch_jobcomp.c's deliverer and _jobcomp.deliver() decide."""
+    if not isinstance(job, CompletedJob):
+        raise TypeError(f"job_{event}() takes a CompletedJob (make_completed_job()), "
+                        f"not {type(job).__name__}")
+    if job.event != event:
+        job = dataclasses.replace(job, event=event)
+    limit = _limit_ms(lib.SPM_CTX_JOBCOMP, timeout)
+    c = _context_for(handler, "jobcomp", timeout=timeout)
+    rc, timed_out, log = _run("jobcomp", lambda c: _jobcomp.deliver(c, job), c, limit, log_level)
+    delivered = rc == lib.SPM_PY_OK and not timed_out
+    retry = None if delivered else lib.SPM_JC_RETRY_FIRST_MS / 1000
+    if not delivered:
+        why = (f"the handler did not return within its time limit of {limit} ms" if timed_out
+               else "the handler raised, or is not loaded (see above)")
+        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JC_PREFIX,
+                                 f"delivery of record {job.key} failed (attempt 1: {why}); it "
+                                 "and the records after it are kept and retried in "
+                                 f"{lib.SPM_JC_RETRY_FIRST_MS} ms"))
+    return JobCompOutcome(delivered, timed_out, retry, log)
+
+
+def run_job_end(handler: Any, job: CompletedJob, *, timeout: float | None = _JC_DEFAULT_TIMEOUT,
+                log_level: int = _log.INFO) -> JobCompOutcome:
+    """Deliver one completion record to ``job_end(job)`` as slurmctld's
+    deliverer does.  ``timeout``: jobcomp_python.conf's timeout= (default
+    5 s; None: no limit, which only the kit has)."""
+    return _jc_call(handler, job, "end", timeout, log_level)
+
+
+def run_job_start(handler: Any, job: CompletedJob, *, timeout: float | None = _JC_DEFAULT_TIMEOUT,
+                  log_level: int = _log.INFO) -> JobCompOutcome:
+    """The same for ``job_start(job)`` (Slurm 25.05+, enable_job_start)."""
+    return _jc_call(handler, job, "start", timeout, log_level)

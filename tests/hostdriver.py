@@ -450,7 +450,7 @@ class Host:
         end = time.monotonic() + timeout
         while self.boots_done() < count:
             if time.monotonic() > end:
-                raise HostTimeout("wait_booted: %d of %d boots within %.1fs:\n%s"
+                raise HostTimeout("wait_booted", "%d of %d boots within %.1fs:\n%s"
                                   % (self.boots_done(), count, timeout, self.log()[-2000:]))
             time.sleep(0.01)
 
@@ -496,6 +496,18 @@ class Host:
                             timeout=_timeout)
 
     # -- site_factor -------------------------------------------------------
+
+    def jc_end(self, _thread=False, _timeout=None, **job):
+        """jobcomp: the job finished (log_record / record_job_end), under
+        the host's job lock; the record is purged right after."""
+        return self.request("jc_end", *encode_fields(job), thread=_thread, timeout=_timeout)
+
+    def jc_start(self, _thread=False, _timeout=None, **job):
+        return self.request("jc_start", *encode_fields(job), thread=_thread, timeout=_timeout)
+
+    def jc_reconfig(self):
+        """jobcomp: set_location() again, as on scontrol reconfigure."""
+        return self.request("jc_reconfig")
 
     def site_set(self, _thread=False, **job):
         return self.request("site_set", *encode_fields(job), thread=_thread)

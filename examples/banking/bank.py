@@ -1,7 +1,8 @@
-"""An example site policy: service-unit (SU) banking across three plugins,
+"""An example site policy: service-unit (SU) banking across four plugins,
 with a transactional SQLite ledger.
 
     JobSubmitPlugins=python                      # job_submit_python.conf: handler=bank:Submit
+    JobCompType=jobcomp/python                   # jobcomp_python.conf: handler=bank:Completion
     PrEpPlugins=prep/python
     PrEpParameters=handler=bank:Accounting,path=/etc/slurm/handlers
     PriorityType=priority/multifactor
@@ -29,17 +30,20 @@ Units: an amount is SU; a job costs CPUs x minutes x the partition's rate.
   job that no longer fits fails its prolog (Slurm requeues it, or kills it
   if it cannot be requeued); the reason is written to the ledger's
   refusals table and to the job's comment.
-- epilog_slurmctld: charges what the job used (CPUs x elapsed minutes x
+- job_end (jobcomp): charges what the job used (CPUs x elapsed minutes x
   rate, rounded up, at most its reservation) and releases the reservation,
-  in one transaction.
+  in one transaction that also records the completion record's key: a
+  record delivered again (after a crash of slurmctld) charges nothing.
 - site_factor: accounts close to exhaustion get a lower priority:
   -1000 x (1 - available / opening balance) below 20 % available.
 
 Fail closed: a ledger that cannot be reached or stays locked for more than
 LOCK_TIMEOUT seconds refuses submissions (with a message) and fails the
-prolog (the job does not start).  An epilog that cannot reach the ledger
-leaves the reservation in place (the SU stay reserved, never overdrawn) and
-logs it; `python3 bank.py settle DB JOBID SECONDS CPUS` settles it by hand.
+prolog (the job does not start).  A job_end that cannot reach the ledger
+raises: slurmctld keeps the completion record and offers it again, with
+backoff, until the ledger is back (each failure is logged); meanwhile the
+reservation stays in place (the SU stay reserved, never overdrawn).
+`python3 bank.py settle DB JOBID SECONDS CPUS` settles a job by hand.
 """
 from __future__ import annotations
 
@@ -50,7 +54,8 @@ import subprocess
 import sys
 import time
 
-from slurmpy_plugins import JobSubmitHandler, PrEpHandler, Reject, SiteFactorHandler
+from slurmpy_plugins import (JobCompHandler, JobSubmitHandler, PrEpHandler, Reject,
+                             SiteFactorHandler)
 
 LEDGER = os.environ.get("SLURMPY_BANK_DB", "/var/lib/slurm/bank.sqlite")
 LOCK_TIMEOUT = float(os.environ.get("SLURMPY_BANK_LOCK_TIMEOUT", "2"))
@@ -69,6 +74,7 @@ CREATE TABLE IF NOT EXISTS charges (
     job_id INTEGER PRIMARY KEY, account TEXT NOT NULL, amount INTEGER NOT NULL,
     cpus INTEGER NOT NULL, seconds INTEGER NOT NULL, state TEXT);
 CREATE TABLE IF NOT EXISTS refusals (job_id INTEGER, account TEXT, stage TEXT, message TEXT);
+CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY);
 """
 
 
@@ -237,11 +243,23 @@ class Accounting(PrEpHandler):
         finally:
             db.close()
 
-    def epilog_slurmctld(self, job):
-        seconds = max(0, job.end_time - job.start_time) if job.start_time else 0
+
+# ---------------------------------------------------------------------------
+# jobcomp
+# ---------------------------------------------------------------------------
+
+class Completion(JobCompHandler):
+    def job_end(self, job):
+        """Charge the finished job.  Raising (the ledger is down or
+        locked) keeps the record in slurmctld's spool: it comes again."""
+        seconds = job.elapsed
         db = connect()
         try:
             with Tx(db):
+                try:
+                    db.execute("INSERT INTO completions VALUES (?)", (job.key,))
+                except sqlite3.IntegrityError:
+                    return          # delivered before (at least once): charged already
                 row = db.execute("SELECT account, amount, cpus, rate FROM reservations "
                                  "WHERE job_id = ?", (job.job_id,)).fetchone()
                 if row is None:

@@ -216,7 +216,8 @@ slurmd_conf_t *conf = NULL;
 /* Host state                                                                */
 /* ------------------------------------------------------------------------ */
 
-enum family { FAM_NONE = 0, FAM_PREP, FAM_SITE_FACTOR, FAM_JOB_SUBMIT };
+enum family { FAM_NONE = 0, FAM_PREP, FAM_SITE_FACTOR, FAM_JOB_SUBMIT,
+	      FAM_JOBCOMP };
 
 static struct {
 	const char *plugin;
@@ -246,6 +247,11 @@ static struct {
 	/* job_submit */
 	int (*js_submit)(job_desc_msg_t *desc, uint32_t uid, char **err_msg);
 	host_js_modify_fn js_modify;
+	/* jobcomp (its record hooks as host_jc_*_fn: compat.h's releases) */
+	void *jc_set_location;
+	void *jc_end;
+	void *jc_start;
+	void *jc_get_jobs;
 } plug;
 
 static bool quit_requested = false;
@@ -563,7 +569,7 @@ static const field_t conf_fields[] = {
 	CS(cluster_name), CS(priority_params), CS(priority_type),
 	CS(slurmctld_params), CS(slurmd_params), CS(sched_params),
 	CS(slurm_conf), CS(state_save_location), CS(tmp_fs),
-	CS(job_submit_plugins),
+	CS(job_submit_plugins), CS(job_comp_type), CS(job_comp_params),
 	CONF_TIMEOUT_FIELDS, CU(slurm_user_id), CU(debug_flags),
 	CU(priority_flags), CU(prolog_flags), CU(max_job_cnt),
 	CU(priority_weight_age), CU(priority_weight_assoc),
@@ -1459,6 +1465,33 @@ static const sym_t js_syms[] = {
 	{ "job_modify", offsetof(typeof(plug), js_modify) },
 };
 
+/* jobcomp: up to 22.05 set_location(char *JobCompLoc), from 23.02
+ * set_location(void); up to 24.11 log_record(job), from 25.05
+ * record_job_end(job, event) and record_job_start(job, event). */
+#if SPM_JC_HAS_JOB_START
+#define HOST_JC_END_SYM "jobcomp_p_record_job_end"
+typedef int (*host_jc_record_fn)(job_record_t *job_ptr, uint32_t event);
+#define HOST_JC_CALL(fn, job, hook) ((host_jc_record_fn)(fn))((job), (hook))
+#else
+#define HOST_JC_END_SYM "jobcomp_p_log_record"
+typedef int (*host_jc_record_fn)(job_record_t *job_ptr);
+#define HOST_JC_CALL(fn, job, hook) ((host_jc_record_fn)(fn))((job))
+#endif
+#if SPM_SLURM_AT_LEAST(23, 2)
+#define HOST_JC_SET_LOCATION(fn) ((int (*)(void))(fn))()
+#else
+#define HOST_JC_SET_LOCATION(fn) ((int (*)(char *))(fn))(NULL)
+#endif
+
+static const sym_t jc_syms[] = {
+	{ "jobcomp_p_set_location", offsetof(typeof(plug), jc_set_location) },
+	{ HOST_JC_END_SYM, offsetof(typeof(plug), jc_end) },
+	{ "jobcomp_p_get_jobs", offsetof(typeof(plug), jc_get_jobs) },
+#if SPM_JC_HAS_JOB_START
+	{ "jobcomp_p_record_job_start", offsetof(typeof(plug), jc_start) },
+#endif
+};
+
 static void plug_reset(void)
 {
 	memset(&plug, 0, sizeof(plug));
@@ -1555,6 +1588,10 @@ static void cmd_load_common(const char *verb, bool now)
 		fam = FAM_JOB_SUBMIT;
 		syms = js_syms;
 		nsyms = NFIELDS(js_syms);
+	} else if (!strncmp(type, "jobcomp/", 8)) {
+		fam = FAM_JOBCOMP;
+		syms = jc_syms;
+		nsyms = NFIELDS(jc_syms);
 	}
 
 	if ((init = dlsym(h, "init"))) {
@@ -1600,6 +1637,12 @@ static void cmd_load_common(const char *verb, bool now)
 	if (missing)	/* slurm: fatal("...missing symbols...") */
 		error("%s: Plugin loading failed due to missing symbols (%s). "
 		      "Plugin is corrupted.", HOST_NAME, missing_list);
+	/* jobcomp_g_init(): init(), then set_location() */
+	if (fam == FAM_JOBCOMP && plug.jc_set_location) {
+		tl_in_plugin = 1;
+		init_rc = HOST_JC_SET_LOCATION(plug.jc_set_location);
+		tl_in_plugin = 0;
+	}
 
 	out_begin();
 	out_printf("ok %s rc=0", verb);
@@ -1610,7 +1653,8 @@ static void cmd_load_common(const char *verb, bool now)
 		   " has_init=%d has_fini=%d missing=%zu", *version,
 		   fam == FAM_PREP ? "prep" :
 		   fam == FAM_SITE_FACTOR ? "site_factor" :
-		   fam == FAM_JOB_SUBMIT ? "job_submit" : "unknown",
+		   fam == FAM_JOB_SUBMIT ? "job_submit" :
+		   fam == FAM_JOBCOMP ? "jobcomp" : "unknown",
 		   init_rc, init_ns / 1000, init ? 1 : 0, plug.fini ? 1 : 0,
 		   missing);
 	out_str("missing_syms", missing ? missing_list : NULL);
@@ -1691,7 +1735,8 @@ static int need_family(const char *verb, enum family fam)
 	if (plug.family != fam) {
 		out_error(verb, "wrong_family plugin is not %s",
 			  fam == FAM_PREP ? "prep" :
-			  fam == FAM_SITE_FACTOR ? "site_factor" : "job_submit");
+			  fam == FAM_SITE_FACTOR ? "site_factor" :
+			  fam == FAM_JOB_SUBMIT ? "job_submit" : "jobcomp");
 		return -1;
 	}
 	return 0;
@@ -1911,6 +1956,58 @@ static void cmd_ctld_hook(const char *verb, int argc, char **argv)
 	out_printf("ok %s job_id=%u rc=%d async=%d us=%" PRIu64 " ns=%"
 		   PRIu64 " lock_bypassed=%d", verb, job_id, rc, async ? 1 : 0,
 		   dt / 1000, dt, bypass);
+	out_end();
+}
+
+/* jc_end / jc_start <job fields>: a job finished (started), as
+ * job_completion_logger() calls jobcomp: under the job write lock; the
+ * record is purged right after (catches a plugin that keeps it). */
+static void cmd_jc(const char *verb, int argc, char **argv)
+{
+	bool start = !strcmp(verb, "jc_start");
+	void *fn;
+	job_record_t *job;
+	int rc, bypass;
+	uint32_t job_id;
+	uint64_t t0, dt;
+
+	if (need_family(verb, FAM_JOBCOMP))
+		return;
+	fn = start ? plug.jc_start : plug.jc_end;
+	if (need_sym(verb, fn, start ? "jobcomp_p_record_job_start" :
+		     HOST_JC_END_SYM))
+		return;
+	if (!(job = job_from_args(verb, argc, argv)))
+		return;
+	job_id = job->job_id;
+	bypass = job_lock_take("lock_deadlock", verb, job_id);
+	job_list_add(job);
+	tl_in_plugin = 1;
+	t0 = now_ns();
+	rc = HOST_JC_CALL(fn, job, start ? 2 : 1);   /* JOBCOMP_EVENT_JOB_* */
+	dt = now_ns() - t0;
+	tl_in_plugin = 0;
+	job_purge(job);
+	job_lock_drop();
+	out_begin();
+	out_printf("ok %s job_id=%u rc=%d us=%" PRIu64 " lock_bypassed=%d",
+		   verb, job_id, rc, dt / 1000, bypass);
+	out_end();
+}
+
+/* jc_reconfig: slurmctld's reconfigure (set_location() again). */
+static void cmd_jc_reconfig(const char *verb, int argc, char **argv)
+{
+	int rc;
+
+	if (no_args(verb, argc) || need_family(verb, FAM_JOBCOMP) ||
+	    need_sym(verb, plug.jc_set_location, "jobcomp_p_set_location"))
+		return;
+	tl_in_plugin = 1;
+	rc = HOST_JC_SET_LOCATION(plug.jc_set_location);
+	tl_in_plugin = 0;
+	out_begin();
+	out_printf("ok %s rc=%d", verb, rc);
 	out_end();
 }
 
@@ -2845,6 +2942,9 @@ static const command_t commands[] = {
 	{ "parts_add", cmd_parts_add },
 	{ "parts_clear", cmd_parts_clear },
 	{ "js_submit", cmd_js },
+	{ "jc_end", cmd_jc },
+	{ "jc_start", cmd_jc },
+	{ "jc_reconfig", cmd_jc_reconfig },
 	{ "js_modify", cmd_js },
 	{ "jobs_clear", cmd_jobs_clear },
 	{ "bench_update", cmd_bench_update },

@@ -1,7 +1,7 @@
 """The banking example (examples/banking/bank.py) on a real cluster:
-job_submit/python estimates and refuses, prep/python reserves at start and
-charges at the end, site_factor/python lowers the priority of accounts near
-exhaustion; one SQLite ledger."""
+job_submit/python estimates and refuses, prep/python reserves at start,
+jobcomp/python charges at the end, site_factor/python lowers the priority
+of accounts near exhaustion; one SQLite ledger."""
 from __future__ import annotations
 
 import math
@@ -57,12 +57,15 @@ def bank(cluster_factory, tmp_path):
         plugin_dirs=[str(BUILD_PLUGINS)],
         env={"SLURMPY_BANK_DB": str(db), "SLURMPY_BANK_LOCK_TIMEOUT": "1"},
         conf_extra=["JobSubmitPlugins=python",
+                    "JobCompType=jobcomp/python",
                     "PrEpPlugins=prep/python",
                     f"PrEpParameters=handler=bank:Accounting,path={hdir}",
                     "PrioritySiteFactorPlugin=site_factor/python",
                     f"PrioritySiteFactorParameters=handler=bank:Priority,path={hdir}"])
     (c.conf_path.parent / "job_submit_python.conf").write_text(
         f"handler=bank:Submit\npath={hdir}\n")
+    (c.conf_path.parent / "jobcomp_python.conf").write_text(
+        f"handler=bank:Completion\npath={hdir}\n")
     c.start()
     c.db = db
     return c
@@ -128,7 +131,7 @@ def test_banking_end_to_end(bank):
                            "--wrap=sleep 3")) for _ in range(20)]
         c.scontrol("release", ",".join(map(str, held)))
         c.wait_jobs(held, TERMINAL_JOB_STATES, timeout=120)
-        # the epilogs run after the jobs end
+        # the completion records are delivered after the jobs end
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(r for _, _, r in balances(db).values()):
             time.sleep(0.2)
@@ -210,3 +213,27 @@ def test_site_factor_lowers_accounts_near_exhaustion(bank):
     pr = c.sprio(fmt="%i|%S", jobs=[low, full])
     assert int(pr[full]["SITE"]) == 0
     assert int(pr[low]["SITE"]) == -900        # 5 of 50 SU left: -1000 x 0.9
+
+
+def test_a_ledger_down_at_job_end_charges_once_it_is_back(bank):
+    # job_end raises while the ledger is gone: slurmctld keeps the record
+    # and retries it (logged); the reservation stays; once the ledger is
+    # back the job is charged exactly once
+    c, db = bank, bank.db
+    j = jid(sbatch(c, "-A", "phys", "-t", "2", "--hold", "--wrap=sleep 2"))
+    c.scontrol("release", str(j))
+    c.wait_job(j, ("RUNNING",))
+    assert balances(db)["phys"][2] > 0            # reserved at start
+    moved = db.with_suffix(".moved")
+    os.rename(db, moved)
+    try:
+        c.wait_job(j, ("COMPLETED",))
+        c.wait_for_log(r"delivery of record \S+:%d:\d+ failed \(attempt 2" % j, timeout=60)
+    finally:
+        os.rename(moved, db)
+    c.wait_for_log(r"a record held back by \d+ failed attempts is delivered", timeout=60)
+    with ledger(db) as d:
+        charges = d.execute("SELECT job_id, amount FROM charges").fetchall()
+    assert [cj for cj, _ in charges] == [j] and charges[0][1] >= 1
+    opening, balance, reserved = balances(db)["phys"]
+    assert balance == opening - charges[0][1] and reserved == 0
