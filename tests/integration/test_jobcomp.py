@@ -158,11 +158,15 @@ def test_a_hung_handler_leaves_slurmctld_responsive_and_loses_nothing(jc_cluster
     jobs = [c.sbatch() for _ in range(5)]
     c.wait_jobs(jobs, ("COMPLETED",))
     c.wait_for_log(r"did not return within its time limit", timeout=60)
+    # The handler hangs for as long as the HANG file exists: a slurmctld
+    # that waited for it would not answer at all.  The bounds are that,
+    # made generous for a loaded 2-vCPU CI machine (the figures, well
+    # under a second, are the bench's).
     for _ in range(5):
-        assert c.ping_seconds() < 1.0
+        assert c.ping_seconds() < 5.0
         t0 = time.monotonic()
         c.run("squeue")
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 5.0
     more = [c.sbatch() for _ in range(3)]
     c.wait_jobs(more, ("COMPLETED",))
     assert not read_calls(c.calls)
