@@ -5,9 +5,9 @@
  * jobdesc.c and the plugins.  Nothing else may test
  * SLURM_VERSION_NUMBER.
  *
- * Verified against 22.05.8 (Debian 12) and 24.11.5 (Debian 13).  The
- * 23.02/23.11/24.05 boundaries follow the release notes in
- * ../shared/notes/slurm-api-versions.md and are not built here.
+ * Verified by building against every release from 22.05.8 to 26.05.3
+ * (make releases: 22.05.8, 23.02.8, 23.11.11, 24.05.8, 24.11.5, 25.05.8,
+ * 25.11.7, 26.05.3), each boundary at the release where it happened.
  *
  *   release  difference                                  handled by
  *   23.02    prep.h, site_factor.h, cred.h moved from    SPM_PREP_H,
@@ -26,6 +26,13 @@
  *            jobcomp_p_record_job_end(job, event), and
  *            jobcomp_p_record_job_start(job, event) is
  *            required (JobCompParams=enable_job_start)
+ *   25.05    running_in_slurmctld() & co become macros   conf.c includes
+ *            over run_in_daemon()                        run_in_daemon.h
+ *   25.05    prolog_epilog_timeout split into            spm_compat_prep_timeout()
+ *            prolog_timeout/epilog_timeout
+ *   25.11    job_env_t.jobid/step_id and                 SPM_ENV_JOB_ID_MEMBER,
+ *            job_desc_msg_t.job_id become a              SPM_DESC_JOB_ID_MEMBER,
+ *            slurm_step_id_t step_id                     spm_compat_env_job_id()
  *
  * Include it after config.h and slurm/slurm.h.
  */
