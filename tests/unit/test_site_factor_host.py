@@ -4,6 +4,7 @@ factor the host finds in the job record afterwards as the oracle.
 """
 from __future__ import annotations
 
+import os
 import re
 
 import time
@@ -497,15 +498,24 @@ def test_unusable_handler_changes_nothing(make_host, handlers, case):
     assert handlers.lines("calls.jsonl") == []
 
 
+def _open_gate(handlers):
+    """Let the handler blocked on out/gate return (it is blocked there: its
+    call was answered at the 2 s limit, long after it entered hang())."""
+    os.close(os.open(handlers.out / "gate", os.O_WRONLY | os.O_NONBLOCK))
+
+
 def test_set_and_update_timeouts(make_host, handlers):
+    # hang() is blocked in C (no TimeoutError can stop it) until the test
+    # opens out/gate, a FIFO, for writing: the call stays stuck for as long
+    # as the test needs, however late the pool's interrupt comes (a Python
+    # loop was interrupted before the next calls came, on a loaded machine)
+    os.mkfifo(handlers.out / "gate", 0o600)
     h = start(make_host, handlers, timeout="2", workers=1, source="""\
-        import time
+        import os
         import spmtest_rec as R
         from slurmpy_plugins import SiteFactorHandler
         def hang():
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 20:
-                time.sleep(0.02)
+            os.close(os.open("{out}/gate", os.O_RDONLY))
         class H(SiteFactorHandler):
             def set(self, job):
                 if job.comment == "hang":
@@ -518,7 +528,7 @@ def test_set_and_update_timeouts(make_host, handlers):
         """)
     res = set_factor(h, 1, "hang", site_factor=NICE_OFFSET + 9)
     assert res["site_factor"] == NICE_OFFSET + 9
-    # at its 2 s limit, not at the handler's own end (20 s): a generous
+    # at its 2 s limit, not when the test lets the handler go: a generous
     # bound that only tells the two apart (the host times from its own
     # clock read, a little after the plugin's)
     assert 1900000 <= res["us"] < 15000000, res
@@ -532,17 +542,19 @@ def test_set_and_update_timeouts(make_host, handlers):
         # waiting for the timeout can fail it
         assert res["us"] < 1000000, res
     assert "an earlier call is still stuck in the handler" in h.log()
-    # the stuck handler is interrupted (TimeoutError) and returns: calls
-    # are answered again
+    # the stuck handler returns (its TimeoutError is raised as it leaves
+    # the gate): calls are answered again
+    _open_gate(handlers)
     wait_for(lambda: h.log().count("its result was discarded") == 1, 30,
              what="the stuck handler to return")
     assert set_factor(h, 5, "fine")["site_factor"] == NICE_OFFSET + 5
     h.jobs_add(job_id=3)
     t0 = time.monotonic()
     assert h.site_update() == {3: NICE_OFFSET}
-    # at its 2 s limit, not at the handler's 20 s end (generous, as above;
-    # 1.9: the deadline starts at the plugin's own clock read)
+    # at its 2 s limit, not when the test lets the handler go (generous,
+    # as above; 1.9: the deadline starts at the plugin's own clock read)
     assert 1.9 <= time.monotonic() - t0 < 15
+    _open_gate(handlers)
     wait_for(lambda: h.log().count("its result was discarded") == 2, 30,
              what="the stuck update() to return")
     h.jobs_add(job_id=4)
