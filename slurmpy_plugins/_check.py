@@ -43,6 +43,13 @@ ACTIONS = {
                "de-duplicate on job.key), in order; raising keeps the record, retried with backoff",
     "job_start": "slurmctld's deliverer thread, once per started job (Slurm 25.05 and later, "
                  "JobCompParams=enable_job_start); raising keeps the record, retried",
+    "init_post_opt": "srun/sbatch/salloc and slurmstepd, once the options are known (Python "
+                     "starts in every srun/sbatch); raising fails the command or the step",
+    "user_init": "slurmstepd, as the user, before the tasks start; raising fails the step",
+    "task_init": "slurmstepd's task child, as the user, before exec; raising fails the task",
+    "task_exit": "slurmstepd, as root, for each task that exited; raising is logged",
+    "exit": "srun/sbatch/salloc and slurmstepd, at the end (Python starts in every srun/sbatch); "
+            "raising is logged",
 }
 
 # The plugin table (csrc/spm_plugins.h joined with _plugins.PLUGINS).

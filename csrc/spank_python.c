@@ -1,0 +1,519 @@
+/*
+ * spank_python.c - spank/python: routes SPANK's callbacks to the handler
+ * named on the plugin's plugstack.conf line:
+ *
+ *   required spank_python.so handler=module:Class path=DIR [key=value ...]
+ *
+ * Every srun, sbatch, salloc and slurmstepd loads it, so nothing here
+ * starts Python at load.  slurm_spank_init reads the handler's module file
+ * as text (the first <module>.py found on path=) for two facts, without
+ * Python:
+ *   - its options: each `SpankOption("name", arg="VALUE", help="text")`
+ *     written with string literals (arg=None: a flag), registered with
+ *     spank_option_register, so srun/sbatch/salloc --help lists them;
+ *   - its hooks: a hook runs Python only if the file has `def <hook>(`;
+ *     in a process whose context has none of them Python never starts.
+ * `slurmpy-plugins check` and the kit read the same facts through Python
+ * and refuse a handler whose class disagrees with this reading.
+ *
+ * A hook that is defined runs synchronously, on the thread SPANK calls it
+ * on (no daemon lock is held in srun or slurmstepd): spm_runtime_start()
+ * then the bridge's spm_py_spank().  Its failure is a non-zero SPANK
+ * return (a `required` plugin fails the step) and slurm_error() with the
+ * message (slurmd's log from slurmstepd, the terminal from srun).
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "slurm/spank.h"
+
+#include "spm.h"
+
+SPANK_PLUGIN(python, 1);
+
+/* From libslurmfull: the SlurmUser uid, trusted as an owner of handler
+ * files (as root is). */
+#include "config.h"
+#include "src/common/read_config.h"
+
+#define SP_MAX_OPTS 64
+#define SP_MAX_SRC (4 << 20)
+
+struct sp_opt {
+	char *name;
+	char *arginfo;           /* NULL: a flag */
+	char *help;
+	int given;
+	char *value;             /* the last value given (NULL for a flag) */
+};
+
+static struct sp_opt opts[SP_MAX_OPTS];
+static int n_opts;
+static char *args_joined;        /* the line's arguments, '\n'-joined */
+static uint32_t hook_mask;       /* 1 << SPM_HOOK_SP_* the module defines */
+static bool scanned;
+
+static const struct { int hook; const char *name; } sp_hooks[] = {
+	{ SPM_HOOK_SP_INIT_POST_OPT, "init_post_opt" },
+	{ SPM_HOOK_SP_USER_INIT, "user_init" },
+	{ SPM_HOOK_SP_TASK_INIT, "task_init" },
+	{ SPM_HOOK_SP_TASK_EXIT, "task_exit" },
+	{ SPM_HOOK_SP_EXIT, "exit" },
+};
+
+/* ---- reading the module file (no Python) ---- */
+
+static const char *_skip_ws(const char *p)
+{
+	for (;;) {
+		while (*p && isspace((unsigned char)*p))
+			p++;
+		if (*p == '\\' && p[1] == '\n') {
+			p += 2;
+			continue;
+		}
+		return p;
+	}
+}
+
+/* A plain string literal ('..' or ".."; escapes \\ \' \" \n kept simple).
+ * Returns the malloc'd text and sets *end, or NULL. */
+static char *_literal(const char *p, const char **end)
+{
+	char q = *p, *out, *o;
+	const char *s;
+
+	if (q != '"' && q != '\'')
+		return NULL;
+	if (p[1] == q && p[2] == q)
+		return NULL;                 /* no triple quotes */
+	for (s = p + 1; *s && *s != q && *s != '\n'; s++)
+		if (*s == '\\' && s[1])
+			s++;
+	if (*s != q)
+		return NULL;
+	if (!(out = o = malloc(s - p)))
+		return NULL;
+	for (const char *c = p + 1; c < s; c++) {
+		if (*c == '\\' && c + 1 < s) {
+			c++;
+			*o++ = (*c == 'n') ? '\n' : *c;
+		} else {
+			*o++ = *c;
+		}
+	}
+	*o = '\0';
+	*end = s + 1;
+	return out;
+}
+
+static bool _valid_opt_name(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+			return false;
+	return true;
+}
+
+/* SpankOption("name", arg="VALUE"|None, help="text") at p (just past the
+ * opening parenthesis); the keywords in any order, each optional. */
+static void _scan_option(const char *p, const char *file)
+{
+	struct sp_opt o = { 0 };
+	const char *e;
+	bool arg_seen = false;
+
+	p = _skip_ws(p);
+	if (!(o.name = _literal(p, &e)) || !_valid_opt_name(o.name)) {
+		slurm_error("spank/python: %s: a SpankOption( whose name is not a "
+			    "string literal of letters, digits, '-' or '_': "
+			    "not registered", file);
+		free(o.name);
+		return;
+	}
+	p = _skip_ws(e);
+	while (*p == ',') {
+		char **dst;
+		size_t k;
+
+		p = _skip_ws(p + 1);
+		if (*p == ')')
+			break;
+		for (k = 0; isalnum((unsigned char)p[k]) || p[k] == '_'; k++)
+			;
+		if (k == 3 && !strncmp(p, "arg", 3))
+			dst = &o.arginfo, arg_seen = true;
+		else if (k == 4 && !strncmp(p, "help", 4))
+			dst = &o.help;
+		else
+			goto bad;
+		p = _skip_ws(p + k);
+		if (*p != '=')
+			goto bad;
+		p = _skip_ws(p + 1);
+		if (dst == &o.arginfo && !strncmp(p, "None", 4) &&
+		    !isalnum((unsigned char)p[4]) && p[4] != '_') {
+			p = _skip_ws(p + 4);
+			continue;
+		}
+		free(*dst);
+		if (!(*dst = _literal(p, &e)))
+			goto bad;
+		p = _skip_ws(e);
+	}
+	if (*p != ')')
+		goto bad;
+	(void)arg_seen;
+	if (n_opts == SP_MAX_OPTS) {
+		slurm_error("spank/python: %s: more than %d options: --%s not "
+			    "registered", file, SP_MAX_OPTS, o.name);
+		goto drop;
+	}
+	for (int i = 0; i < n_opts; i++)
+		if (!strcmp(opts[i].name, o.name))
+			goto drop;           /* declared twice: once is enough */
+	opts[n_opts++] = o;
+	return;
+bad:
+	slurm_error("spank/python: %s: SpankOption(\"%s\", ...) must be written "
+		    "with string literals only (arg=\"VALUE\" or arg=None, "
+		    "help=\"text\"): not registered", file, o.name);
+drop:
+	free(o.name);
+	free(o.arginfo);
+	free(o.help);
+}
+
+static void _scan_source(const char *src, const char *file)
+{
+	static const char tag[] = "SpankOption(";
+
+	for (const char *p = strstr(src, tag); p; p = strstr(p + 1, tag)) {
+		/* not part of a longer name, not the class's own def */
+		if (p > src && (isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
+				p[-1] == '.'))
+			continue;
+		_scan_option(p + sizeof(tag) - 1, file);
+	}
+	for (size_t i = 0; i < sizeof(sp_hooks) / sizeof(sp_hooks[0]); i++) {
+		char def[64];
+		int n = snprintf(def, sizeof(def), "def %s(", sp_hooks[i].name);
+
+		for (const char *p = strstr(src, def); p; p = strstr(p + n, def))
+			if (p == src || isspace((unsigned char)p[-1])) {
+				hook_mask |= 1u << sp_hooks[i].hook;
+				break;
+			}
+	}
+}
+
+static const char *_arg(int ac, char **av, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (int i = 0; i < ac; i++)
+		if (!strncmp(av[i], key, n) && av[i][n] == '=')
+			return av[i] + n + 1;
+	return NULL;
+}
+
+static char *_read_file(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return NULL;
+	if (!(buf = malloc(SP_MAX_SRC + 1))) {
+		fclose(f);
+		return NULL;
+	}
+	n = fread(buf, 1, SP_MAX_SRC, f);
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* The first <path dir>/<module as a path>.py (or package __init__.py). */
+static void _scan(int ac, char **av)
+{
+	const char *handler = _arg(ac, av, "handler");
+	const char *path = _arg(ac, av, "path");
+	char module[512], file[4096], *dirs, *save = NULL, *src = NULL;
+
+	if (!handler || !path) {
+		slurm_error("spank/python: plugstack.conf needs handler=module:Class "
+			    "and path=DIR");
+		return;
+	}
+	snprintf(module, sizeof(module), "%.*s",
+		 (int)strcspn(handler, ":"), handler);
+	for (char *c = module; *c; c++)
+		if (*c == '.')
+			*c = '/';
+	if (!(dirs = strdup(path)))
+		return;
+	for (char *d = strtok_r(dirs, ":", &save); d && !src;
+	     d = strtok_r(NULL, ":", &save)) {
+		snprintf(file, sizeof(file), "%s/%s.py", d, module);
+		if (!(src = _read_file(file))) {
+			snprintf(file, sizeof(file), "%s/%s/__init__.py", d, module);
+			src = _read_file(file);
+		}
+	}
+	free(dirs);
+	if (!src) {
+		/* Let Python say why (its loader names what it looked for):
+		 * every hook is treated as defined. */
+		hook_mask = ~0u;
+		return;
+	}
+	_scan_source(src, file);
+	free(src);
+}
+
+/* ---- what Python calls back (spm_spank_call_t) ---- */
+
+static int _get_item(void *spv, int item, int64_t *out)
+{
+	spank_t sp = spv;
+	uint32_t u = 0;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	int i, rc;
+
+	switch (item) {
+	case SPM_SP_JOB_ID: rc = spank_get_item(sp, S_JOB_ID, &u); break;
+	case SPM_SP_STEP_ID: rc = spank_get_item(sp, S_JOB_STEPID, &u); break;
+	case SPM_SP_NNODES: rc = spank_get_item(sp, S_JOB_NNODES, &u); break;
+	case SPM_SP_NODEID: rc = spank_get_item(sp, S_JOB_NODEID, &u); break;
+	case SPM_SP_LOCAL_TASK_COUNT:
+		rc = spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &u); break;
+	case SPM_SP_TOTAL_TASK_COUNT:
+		rc = spank_get_item(sp, S_JOB_TOTAL_TASK_COUNT, &u); break;
+	case SPM_SP_TASK_GLOBAL_ID:
+		rc = spank_get_item(sp, S_TASK_GLOBAL_ID, &u); break;
+	case SPM_SP_UID:
+		if ((rc = spank_get_item(sp, S_JOB_UID, &uid)) == ESPANK_SUCCESS)
+			u = uid;
+		break;
+	case SPM_SP_GID:
+		if ((rc = spank_get_item(sp, S_JOB_GID, &gid)) == ESPANK_SUCCESS)
+			u = gid;
+		break;
+	case SPM_SP_TASK_ID:
+		if ((rc = spank_get_item(sp, S_TASK_ID, &i)) == ESPANK_SUCCESS) {
+			*out = i;
+			return 0;
+		}
+		return -1;
+	case SPM_SP_TASK_PID:
+		if ((rc = spank_get_item(sp, S_TASK_PID, &pid)) == ESPANK_SUCCESS) {
+			*out = pid;
+			return 0;
+		}
+		return -1;
+	default:
+		return -1;
+	}
+	if (rc != ESPANK_SUCCESS)
+		return -1;
+	*out = u;
+	return 0;
+}
+
+static int _getenv(void *spv, const char *name, char **value)
+{
+	size_t len = 1024;
+
+	*value = NULL;
+	for (;;) {
+		char *buf = malloc(len);
+		spank_err_t rc;
+
+		if (!buf)
+			return -1;
+		rc = spank_getenv(spv, name, buf, (int)len);
+		if (rc == ESPANK_SUCCESS) {
+			*value = buf;
+			return 0;
+		}
+		free(buf);
+		if (rc == ESPANK_ENV_NOEXIST)
+			return 1;
+		if (rc != ESPANK_NOSPACE || len >= (1 << 24))
+			return -1;
+		len *= 4;
+	}
+}
+
+static int _setenv(void *spv, const char *name, const char *value, int overwrite)
+{
+	return spank_setenv(spv, name, value, overwrite) == ESPANK_SUCCESS ? 0 : -1;
+}
+
+static int _unsetenv(void *spv, const char *name)
+{
+	return spank_unsetenv(spv, name) == ESPANK_SUCCESS ? 0 : -1;
+}
+
+static int _option(void *spv, const char *name, const char **value)
+{
+	(void)spv;
+	*value = NULL;
+	for (int i = 0; i < n_opts; i++)
+		if (!strcmp(opts[i].name, name)) {
+			if (!opts[i].given)
+				return 0;
+			*value = opts[i].value;
+			return 1;
+		}
+	return -1;
+}
+
+static void _free_str(char *s)
+{
+	free(s);
+}
+
+/* SPANK hands us each option given (locally from the command line, in
+ * slurmstepd from srun's request or sbatch's environment) here. */
+static int _option_cb(int val, const char *optarg, int remote)
+{
+	(void)remote;
+	if (val < 0 || val >= n_opts)
+		return -1;
+	opts[val].given = 1;
+	free(opts[val].value);
+	opts[val].value = (opts[val].arginfo && optarg) ? strdup(optarg) : NULL;
+	return 0;
+}
+
+/* ---- the hooks ---- */
+
+static const char *_context_name(void)
+{
+	switch (spank_context()) {
+	case S_CTX_LOCAL: return "local";
+	case S_CTX_REMOTE: return "remote";
+	case S_CTX_ALLOCATOR: return "allocator";
+	case S_CTX_SLURMD: return "slurmd";
+	case S_CTX_JOB_SCRIPT: return "job_script";
+	default: return "error";
+	}
+}
+
+static int _run(spank_t sp, int hook, const char *name)
+{
+	spm_spank_call_t call;
+	int rc;
+
+	if (!(hook_mask & (1u << hook)))
+		return 0;                /* not defined: no Python here */
+	memset(&call, 0, sizeof(call));
+	call.hook = hook;
+	call.context = _context_name();
+	call.args = args_joined ? args_joined : "";
+	call.slurm_user_id = slurm_conf.slurm_user_id;
+	call.sp = sp;
+	call.get_item = _get_item;
+	call.getenv = _getenv;
+	call.setenv = _setenv;
+	call.unsetenv = _unsetenv;
+	call.option = _option;
+	call.free_str = _free_str;
+	if (spm_runtime_start()) {
+		slurm_error("spank/python: %s: Python cannot start in this "
+			    "process (see the log)", name);
+		return -1;
+	}
+	rc = spm_py_spank(&call);
+	if (rc == SPM_PY_OK)
+		return 0;
+	call.msg[sizeof(call.msg) - 1] = '\0';
+	slurm_error("spank/python: %s failed: %s", name,
+		    call.msg[0] ? call.msg : "the bridge failed (see the log)");
+	return -1;
+}
+
+extern int slurm_spank_init(spank_t sp, int ac, char **av)
+{
+	size_t len = 1;
+
+	if (scanned)
+		return 0;
+	scanned = true;
+	for (int i = 0; i < ac; i++)
+		len += strlen(av[i]) + 1;
+	if ((args_joined = malloc(len))) {
+		args_joined[0] = '\0';
+		for (int i = 0; i < ac; i++) {
+			if (i)
+				strcat(args_joined, "\n");
+			strcat(args_joined, av[i]);
+		}
+	}
+	_scan(ac, av);
+	/* The options exist in every context (remote too: SPANK hands their
+	 * values to the callback there); job_script/slurmd take none. */
+	if (spank_context() == S_CTX_JOB_SCRIPT || spank_context() == S_CTX_SLURMD)
+		return 0;
+	for (int i = 0; i < n_opts; i++) {
+		struct spank_option o = {
+			.name = opts[i].name,
+			.arginfo = opts[i].arginfo,
+			.usage = opts[i].help ? opts[i].help : "",
+			.has_arg = opts[i].arginfo ? 1 : 0,
+			.val = i,
+			.cb = _option_cb,
+		};
+
+		if (spank_option_register(sp, &o) != ESPANK_SUCCESS)
+			slurm_error("spank/python: cannot register option --%s",
+				    opts[i].name);
+	}
+	return 0;
+}
+
+extern int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	return _run(sp, SPM_HOOK_SP_INIT_POST_OPT, "init_post_opt");
+}
+
+extern int slurm_spank_user_init(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	return _run(sp, SPM_HOOK_SP_USER_INIT, "user_init");
+}
+
+extern int slurm_spank_task_init(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	return _run(sp, SPM_HOOK_SP_TASK_INIT, "task_init");
+}
+
+extern int slurm_spank_task_exit(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	return _run(sp, SPM_HOOK_SP_TASK_EXIT, "task_exit");
+}
+
+extern int slurm_spank_exit(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	return _run(sp, SPM_HOOK_SP_EXIT, "exit");
+}
