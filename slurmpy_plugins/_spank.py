@@ -19,7 +19,7 @@ from ._handlers import SpankHandler, SpankOption
 
 __all__ = ["Spank", "SpankArgs", "parse_args", "scan_source", "run", "check_declared"]
 
-log = logging.getLogger("spank/python")
+log = logging.getLogger("slurmpy_plugins.spank")
 
 # What the plugstack.conf line reads itself; every other key=value is the
 # handler's own (Spank.args).
