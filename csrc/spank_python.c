@@ -11,7 +11,8 @@
  *   - its options: each `SpankOption("name", arg="VALUE", help="text")`
  *     written with string literals (arg=None: a flag), registered with
  *     spank_option_register, so srun/sbatch/salloc --help lists them;
- *   - its hooks: a hook runs Python only if the file has `def <hook>(`;
+ *   - its hooks: a hook runs Python only if the file has `def <hook>(`
+ *     (blanks allowed between the words);
  *     in a process whose context has none of them Python never starts.
  * `slurmpy-plugins check` and the kit read the same facts through Python
  * and refuse a handler whose class disagrees with this reading.
@@ -195,21 +196,30 @@ static void _scan_source(const char *src, const char *file)
 	static const char tag[] = "SpankOption(";
 
 	for (const char *p = strstr(src, tag); p; p = strstr(p + 1, tag)) {
-		/* not part of a longer name, not the class's own def */
-		if (p > src && (isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
-				p[-1] == '.'))
+		/* not part of a longer name (a module prefix is fine) */
+		if (p > src && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))
 			continue;
 		_scan_option(p + sizeof(tag) - 1, file);
 	}
-	for (size_t i = 0; i < sizeof(sp_hooks) / sizeof(sp_hooks[0]); i++) {
-		char def[64];
-		int n = snprintf(def, sizeof(def), "def %s(", sp_hooks[i].name);
+	/* `def <hook>(`, with any blanks between the words */
+	for (const char *p = strstr(src, "def"); p; p = strstr(p + 3, "def")) {
+		const char *n, *e;
 
-		for (const char *p = strstr(src, def); p; p = strstr(p + n, def))
-			if (p == src || isspace((unsigned char)p[-1])) {
+		if ((p > src && !isspace((unsigned char)p[-1])) ||
+		    (p[3] != ' ' && p[3] != '\t'))
+			continue;
+		for (n = p + 3; *n == ' ' || *n == '\t'; n++)
+			;
+		for (e = n; isalnum((unsigned char)*e) || *e == '_'; e++)
+			;
+		for (p = e; *p == ' ' || *p == '\t'; p++)
+			;
+		if (*p != '(')
+			continue;
+		for (size_t i = 0; i < sizeof(sp_hooks) / sizeof(sp_hooks[0]); i++)
+			if (strlen(sp_hooks[i].name) == (size_t)(e - n) &&
+			    !strncmp(n, sp_hooks[i].name, e - n))
 				hook_mask |= 1u << sp_hooks[i].hook;
-				break;
-			}
 	}
 }
 

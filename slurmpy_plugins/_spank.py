@@ -72,8 +72,10 @@ def parse_args(args: Sequence[str]) -> SpankArgs:
 # srun/sbatch): SpankOption(...) calls written with plain string literals,
 # and `def <hook>(` for the hooks it defines.
 _STR = r"""(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)')"""
-_OPT = re.compile(r"(?<![\w.])SpankOption\(\s*" + _STR +
+_OPT = re.compile(r"(?<!\w)SpankOption\(\s*" + _STR +
                   r"((?:\s*,\s*\w+\s*=\s*(?:None|" + _STR + r"))*)\s*,?\s*\)")
+_DEF = re.compile(r"(?<!\S)def[ \t]+(\w+)[ \t]*\(")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _KW = re.compile(r"(\w+)\s*=\s*(?:(None)|" + _STR + ")")
 
 
@@ -91,10 +93,11 @@ def scan_source(text: str) -> tuple[list[SpankOption], set[str]]:
         for k in _KW.finditer(m.group(3)):
             s = k.group(3) if k.group(3) is not None else k.group(4)
             kw[k.group(1)] = None if k.group(2) else _unescape(s)
-        if set(kw) - {"arg", "help"} or name in opts:
+        if (set(kw) - {"arg", "help"} or name in opts or not _NAME.fullmatch(name)
+                or ("help" in kw and kw["help"] is None)):
             continue
         opts[name] = SpankOption(name, arg=kw.get("arg"), help=kw.get("help") or "")
-    hooks = {h for h in HOOKS if re.search(rf"(?:^|\s)def {h}\(", text)}
+    hooks = {m.group(1) for m in _DEF.finditer(text)} & set(HOOKS)
     return list(opts.values()), hooks
 
 
