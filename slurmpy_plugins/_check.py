@@ -20,7 +20,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
-from . import _abi, _config, _context, _loader, _plugins, _slurmconf
+from . import _abi, _config, _context, _loader, _plugins, _slurmconf, _spank
 
 __all__ = ["check", "main"]
 
@@ -125,6 +125,54 @@ def _check_plugin(row: _plugins.Row, conf: _slurmconf.SlurmConf,
     return rep
 
 
+def _check_plugstack(row: _plugins.Row, conf: _slurmconf.SlurmConf, trusted: set[int],
+                     report: Report) -> list[PluginReport]:
+    """spank/python: the spank_python.so line of plugstack.conf
+    (PlugStackConfig, default beside slurm.conf): its arguments, the
+    handler loaded as slurmstepd loads it, and its class read as
+    spank_python.so reads the module file (options, hooks)."""
+    path = conf.get("PlugStackConfig") or os.path.join(conf.dir, "plugstack.conf")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        report.errors.append(f"{path}: cannot be read: {e}")
+        return []
+    reps: list[PluginReport] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if len(words) < 2 or os.path.basename(words[1]) != "spank_python.so":
+            continue
+        where = f"{path}:{n}"
+        if words[0] not in ("required", "optional"):
+            report.errors.append(f"{where}: {words[0]!r} must be 'required' or 'optional'")
+            continue
+        if reps:
+            report.errors.append(f"{where}: spank_python.so is listed again ({reps[0].conf_key} "
+                                 "already lists it): SPANK loads a plugin once, so one line "
+                                 "must serve every handler")
+            continue
+        rep = PluginReport(plugin=row.name, conf_key=where, params=" ".join(words[2:]))
+        reps.append(rep)
+        try:
+            sa = _spank.parse_args(words[2:])
+            rep.handler = sa.cfg.handler
+            loaded = _loader.load(sa.cfg, row.base, trusted)
+            _spank.check_declared(type(loaded.instance), loaded.module_file)
+        except (_config.ConfigError, _loader.HandlerError) as e:
+            rep.error = f"handler not loaded: {row.name}: {e}"
+            cause = e.__cause__
+            if cause is not None and not isinstance(cause, SyntaxError):
+                rep.traceback = _loader.format_tb(cause)
+            continue
+        rep.loaded = True
+        rep.module_file = loaded.module_file
+        rep.hooks = {n: ACTIONS[n] for n in _overridden(loaded.instance, row.base)}
+    return reps
+
+
 def _prep_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
     traps = []
     if "epilog" in rep.hooks and not (conf.get("Epilog") or "").strip():
@@ -176,14 +224,17 @@ def check(path: str) -> Report:
     report = Report(slurm_conf=path)
     trusted = _trusted(conf)
     for row in _TABLE.values():
-        if row.selected(conf.get(row.py.selected_by)):
+        if row.kind == "spank":
+            report.plugins += _check_plugstack(row, conf, trusted, report)
+        elif row.selected(conf.get(row.py.selected_by)):
             rep = _check_plugin(row, conf, trusted)
             report.plugins.append(rep)
             if row.kind in TRAPS:
                 report.traps += TRAPS[row.kind](rep, conf)
     if not report.plugins:
         ways = [f"{r.py.selected_by} with {r.name}" if r.py.selected_list
-                else f"{r.py.selected_by}={r.name}" for r in _TABLE.values()]
+                else f"{r.py.selected_by}={r.name}" for r in _TABLE.values() if r.kind != "spank"]
+        ways.append("a spank_python.so line in plugstack.conf")
         report.errors.append(f"{path} configures no slurmpy plugin ("
                              f"{', '.join(ways[:-1])}, or {ways[-1]})")
     return report

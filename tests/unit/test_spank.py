@@ -3,6 +3,7 @@
 and check use (_spank.scan_source); the kit's run_spank."""
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -182,3 +183,48 @@ def test_plugstack_arguments():
                      (["handler=m:C", "path=/x", "junk"], "not key=value")):
         with pytest.raises(Exception, match=msg):
             _spank.parse_args(bad)
+
+
+# -- slurmpy-plugins check: the plugstack.conf line --------------------------
+
+def _check(tmp_path, plugstack: str, module: str = KIT_HANDLER) -> tuple[int, dict]:
+    d = tmp_path / "h"
+    d.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(d, 0o755)
+    (d / "site_spank.py").write_text(module)
+    os.chmod(d / "site_spank.py", 0o644)
+    (tmp_path / "plugstack.conf").write_text(plugstack.format(d=d))
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=test\nSlurmUser=root\n"
+                    f"PlugStackConfig={tmp_path / 'plugstack.conf'}\n"
+                    "NodeName=node1 CPUs=2\nPartitionName=debug Nodes=node1 Default=YES\n")
+    cp = subprocess.run([sys.executable, "-m", "slurmpy_plugins", "check", str(conf), "--json"],
+                        capture_output=True, text=True, timeout=60, cwd="/",
+                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return cp.returncode, json.loads(cp.stdout)
+
+
+def test_check_reads_the_plugstack_line(tmp_path):
+    rc, report = _check(tmp_path, "# site\nrequired /x/spank_python.so handler=site_spank:Tag "
+                                  "path={d} site=1\n")
+    assert rc == 0, report
+    [p] = report["plugins"]
+    assert p["plugin"] == "spank/python" and p["loaded"] and p["conf_key"].endswith(":2")
+    assert set(p["hooks"]) == {"user_init"}
+
+
+def test_check_refuses_what_spank_python_would_read_otherwise(tmp_path):
+    rc, report = _check(tmp_path, "optional spank_python.so handler=site_spank:Mismatch "
+                                  "path={d}\n")
+    assert rc == 1
+    [p] = report["plugins"]
+    assert not p["loaded"] and "spank_python.so reads" in p["error"], p
+
+
+def test_check_refuses_a_second_line_and_bad_arguments(tmp_path):
+    rc, report = _check(tmp_path, "required spank_python.so handler=site_spank:Tag path={d}\n"
+                                  "required spank_python.so handler=other:H path={d}\n")
+    assert rc == 1 and any("listed again" in e for e in report["errors"]), report
+    rc, report = _check(tmp_path, "required spank_python.so handler=site_spank:Tag "
+                                  "path={d} timeout=5\n")
+    assert rc == 1 and "not supported" in report["plugins"][0]["error"], report
