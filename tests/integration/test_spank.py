@@ -133,3 +133,75 @@ def test_a_raising_hook_fails_the_step_with_its_message_logged(spank_cluster):
     assert 'tag.py", line' in log and "in user_init" in log, log
     # the step failed after the hook ran (it is the hook that refused it)
     assert [r["tag"] for r in read_calls(c.calls)] == ["no"]
+
+
+# Every hook in every context: init_post_opt and exit run in srun too
+# (Python starts there), task_init in each task's child of slurmstepd.
+FULL_HANDLER = '''
+import json, os, sys
+from slurmpy_plugins import SpankHandler, SpankOption
+
+CALLS = {calls!r}
+
+
+def record(spank, hook, **rec):
+    rec.update(hook=hook, context=spank.context, tag=spank.option("spm-tag"),
+               comm=open("/proc/self/comm").read().strip(), pid=os.getpid())
+    fd = os.open(CALLS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(rec) + "\\n").encode())
+    finally:
+        os.close(fd)
+
+
+class Full(SpankHandler):
+    options = [SpankOption("spm-tag", arg="TAG", help="slurmpy spank test: a tag")]
+
+    def init_post_opt(self, spank):
+        record(spank, "init_post_opt", path=sys.path, isolated=sys.flags.isolated,
+               evil="evil" in sys.modules)
+
+    def task_init(self, spank):
+        record(spank, "task_init", task_id=spank.task_id, global_id=spank.task_global_id)
+        spank.setenv("SPM_TASK_TAG", "t%s-%s" % (spank.task_id, spank.option("spm-tag")))
+
+    def exit(self, spank):
+        record(spank, "exit")
+'''
+
+
+def test_every_context_task_init_in_each_task_and_an_isolated_interpreter_in_srun(
+        cluster_factory, tmp_path):
+    so = BUILD_PLUGINS / "spank_python.so"
+    hdir, calls = tmp_path / "handlers", tmp_path / "calls.jsonl"
+    write_handler(hdir, "full", FULL_HANDLER.format(calls=str(calls)))
+    # what the user's environment offers the interpreter in srun: ignored
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "evil.py").write_text("")
+    (evil / "sitecustomize.py").write_text("import evil\n")
+    c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)])
+    (c.workdir / "plugstack.conf").write_text(f"required {so} handler=full:Full path={hdir}\n")
+    c.start()
+    cp = c.run("srun", "-n2", "--spm-tag=q", "printenv", "SPM_TASK_TAG",
+               env={"PYTHONPATH": str(evil), "PYTHONSTARTUP": str(evil / "evil.py")})
+    assert sorted(cp.stdout.split()) == ["t0-q", "t1-q"], cp
+    recs = wait_calls(calls, lambda rs: sum(r["hook"] == "exit" for r in rs) >= 2,
+                      what="exit in srun and in slurmstepd", cluster=c)
+    by = {}
+    for r in recs:
+        by.setdefault((r["hook"], r["comm"]), []).append(r)
+    # srun: init_post_opt and exit, local context, the option's value
+    [local] = by[("init_post_opt", "srun")]
+    assert local["context"] == "local" and local["tag"] == "q"
+    assert local["isolated"] == 1 and not local["evil"]
+    assert not any(str(evil) in p for p in local["path"]), local["path"]
+    assert [r["context"] for r in by[("exit", "srun")]] == ["local"]
+    # slurmstepd: init_post_opt and exit (remote), task_init once per task,
+    # each in its own process (the task's child), with its task ids
+    assert [r["context"] for r in by[("init_post_opt", "slurmstepd")]] == ["remote"]
+    tasks = [r for r in recs if r["hook"] == "task_init"]
+    assert sorted((r["task_id"], r["global_id"], r["tag"]) for r in tasks) == \
+        [(0, 0, "q"), (1, 1, "q")]
+    assert len({r["pid"] for r in tasks}) == 2
+    assert by[("exit", "slurmstepd")][0]["tag"] == "q"
