@@ -59,11 +59,18 @@ static uint32_t hook_mask;       /* 1 << SPM_HOOK_SP_* the module defines */
 static bool scanned;
 
 static const struct { int hook; const char *name; } sp_hooks[] = {
+	{ SPM_HOOK_SP_INIT, "init" },
 	{ SPM_HOOK_SP_INIT_POST_OPT, "init_post_opt" },
+	{ SPM_HOOK_SP_LOCAL_USER_INIT, "local_user_init" },
 	{ SPM_HOOK_SP_USER_INIT, "user_init" },
+	{ SPM_HOOK_SP_TASK_INIT_PRIVILEGED, "task_init_privileged" },
 	{ SPM_HOOK_SP_TASK_INIT, "task_init" },
+	{ SPM_HOOK_SP_TASK_POST_FORK, "task_post_fork" },
 	{ SPM_HOOK_SP_TASK_EXIT, "task_exit" },
 	{ SPM_HOOK_SP_EXIT, "exit" },
+	{ SPM_HOOK_SP_JOB_PROLOG, "job_prolog" },
+	{ SPM_HOOK_SP_JOB_EPILOG, "job_epilog" },
+	{ SPM_HOOK_SP_SLURMD_EXIT, "slurmd_exit" },
 };
 
 /* ---- reading the module file (no Python) ---- */
@@ -377,15 +384,33 @@ static int _unsetenv(void *spv, const char *name)
 
 static int _option(void *spv, const char *name, const char **value)
 {
-	(void)spv;
 	*value = NULL;
-	for (int i = 0; i < n_opts; i++)
-		if (!strcmp(opts[i].name, name)) {
-			if (!opts[i].given)
-				return 0;
-			*value = opts[i].value;
-			return 1;
+	for (int i = 0; i < n_opts; i++) {
+		if (strcmp(opts[i].name, name))
+			continue;
+		if (!opts[i].given && spank_context() == S_CTX_JOB_SCRIPT) {
+			/* job_prolog/job_epilog: SPANK calls no option
+			 * callback there; the values are in the job's
+			 * environment, which spank_option_getopt reads. */
+			struct spank_option o = {
+				.name = opts[i].name,
+				.arginfo = opts[i].arginfo,
+				.usage = opts[i].help ? opts[i].help : "",
+				.has_arg = opts[i].arginfo ? 1 : 0,
+				.val = i,
+			};
+			char *arg = NULL;
+
+			if (spank_option_getopt(spv, &o, &arg) == ESPANK_SUCCESS) {
+				opts[i].given = 1;
+				opts[i].value = (o.has_arg && arg) ? strdup(arg) : NULL;
+			}
 		}
+		if (!opts[i].given)
+			return 0;
+		*value = opts[i].value;
+		return 1;
+	}
 	return -1;
 }
 
@@ -421,11 +446,14 @@ static const char *_context_name(void)
 	}
 }
 
-static int _run(spank_t sp, int hook, const char *name)
+static void _setup(int ac, char **av);
+
+static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 {
 	spm_spank_call_t call;
 	int rc;
 
+	_setup(ac, av);
 	if (!(hook_mask & (1u << hook)))
 		return 0;                /* not defined: no Python here */
 	memset(&call, 0, sizeof(call));
@@ -454,12 +482,15 @@ static int _run(spank_t sp, int hook, const char *name)
 	return -1;
 }
 
-extern int slurm_spank_init(spank_t sp, int ac, char **av)
+/* The line's arguments and the module's reading, once per process: in
+ * slurm_spank_init, or at the first hook where SPANK calls no init (the
+ * job_script process of job_prolog/job_epilog). */
+static void _setup(int ac, char **av)
 {
 	size_t len = 1;
 
 	if (scanned)
-		return 0;
+		return;
 	scanned = true;
 	for (int i = 0; i < ac; i++)
 		len += strlen(av[i]) + 1;
@@ -472,10 +503,15 @@ extern int slurm_spank_init(spank_t sp, int ac, char **av)
 		}
 	}
 	_scan(ac, av);
+}
+
+extern int slurm_spank_init(spank_t sp, int ac, char **av)
+{
+	_setup(ac, av);
 	/* The options exist in every context (remote too: SPANK hands their
 	 * values to the callback there); job_script/slurmd take none. */
 	if (spank_context() == S_CTX_JOB_SCRIPT || spank_context() == S_CTX_SLURMD)
-		return 0;
+		return _run(sp, SPM_HOOK_SP_INIT, "init", ac, av);
 	for (int i = 0; i < n_opts; i++) {
 		struct spank_option o = {
 			.name = opts[i].name,
@@ -490,40 +526,65 @@ extern int slurm_spank_init(spank_t sp, int ac, char **av)
 			slurm_error("spank/python: cannot register option --%s",
 				    opts[i].name);
 	}
-	return 0;
+	return _run(sp, SPM_HOOK_SP_INIT, "init", ac, av);
 }
 
+/* SPANK finds a callback by its symbol: each one exists, and returns at
+ * once (no Python) when the handler's module does not define it.  A cost
+ * of that: with slurm_spank_job_prolog/epilog present slurmd runs the
+ * job_script process (`slurmstepd spank prolog|epilog`) for every job on
+ * every node, Python or not. */
 extern int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 {
-	(void)ac;
-	(void)av;
-	return _run(sp, SPM_HOOK_SP_INIT_POST_OPT, "init_post_opt");
+	return _run(sp, SPM_HOOK_SP_INIT_POST_OPT, "init_post_opt", ac, av);
+}
+
+extern int slurm_spank_local_user_init(spank_t sp, int ac, char **av)
+{
+	return _run(sp, SPM_HOOK_SP_LOCAL_USER_INIT, "local_user_init", ac, av);
 }
 
 extern int slurm_spank_user_init(spank_t sp, int ac, char **av)
 {
-	(void)ac;
-	(void)av;
-	return _run(sp, SPM_HOOK_SP_USER_INIT, "user_init");
+	return _run(sp, SPM_HOOK_SP_USER_INIT, "user_init", ac, av);
+}
+
+extern int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av)
+{
+	return _run(sp, SPM_HOOK_SP_TASK_INIT_PRIVILEGED, "task_init_privileged", ac, av);
 }
 
 extern int slurm_spank_task_init(spank_t sp, int ac, char **av)
 {
-	(void)ac;
-	(void)av;
-	return _run(sp, SPM_HOOK_SP_TASK_INIT, "task_init");
+	return _run(sp, SPM_HOOK_SP_TASK_INIT, "task_init", ac, av);
+}
+
+extern int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
+{
+	return _run(sp, SPM_HOOK_SP_TASK_POST_FORK, "task_post_fork", ac, av);
 }
 
 extern int slurm_spank_task_exit(spank_t sp, int ac, char **av)
 {
-	(void)ac;
-	(void)av;
-	return _run(sp, SPM_HOOK_SP_TASK_EXIT, "task_exit");
+	return _run(sp, SPM_HOOK_SP_TASK_EXIT, "task_exit", ac, av);
 }
 
 extern int slurm_spank_exit(spank_t sp, int ac, char **av)
 {
-	(void)ac;
-	(void)av;
-	return _run(sp, SPM_HOOK_SP_EXIT, "exit");
+	return _run(sp, SPM_HOOK_SP_EXIT, "exit", ac, av);
+}
+
+extern int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
+{
+	return _run(sp, SPM_HOOK_SP_JOB_PROLOG, "job_prolog", ac, av);
+}
+
+extern int slurm_spank_job_epilog(spank_t sp, int ac, char **av)
+{
+	return _run(sp, SPM_HOOK_SP_JOB_EPILOG, "job_epilog", ac, av);
+}
+
+extern int slurm_spank_slurmd_exit(spank_t sp, int ac, char **av)
+{
+	return _run(sp, SPM_HOOK_SP_SLURMD_EXIT, "slurmd_exit", ac, av);
 }

@@ -58,9 +58,16 @@
 	SPM_HOOK_ROW(JS_MODIFY, JOB_SUBMIT, "modify") \
 	SPM_HOOK_ROW(JC_END, JOBCOMP, "job_end") \
 	SPM_HOOK_ROW(JC_START, JOBCOMP, "job_start") \
+	SPM_HOOK_ROW(SP_INIT, SPANK, "init") \
 	SPM_HOOK_ROW(SP_INIT_POST_OPT, SPANK, "init_post_opt") \
+	SPM_HOOK_ROW(SP_LOCAL_USER_INIT, SPANK, "local_user_init") \
 	SPM_HOOK_ROW(SP_USER_INIT, SPANK, "user_init") \
+	SPM_HOOK_ROW(SP_TASK_INIT_PRIVILEGED, SPANK, "task_init_privileged") \
 	SPM_HOOK_ROW(SP_TASK_INIT, SPANK, "task_init") \
+	SPM_HOOK_ROW(SP_TASK_POST_FORK, SPANK, "task_post_fork") \
 	SPM_HOOK_ROW(SP_TASK_EXIT, SPANK, "task_exit") \
 	SPM_HOOK_ROW(SP_EXIT, SPANK, "exit") \
+	SPM_HOOK_ROW(SP_JOB_PROLOG, SPANK, "job_prolog") \
+	SPM_HOOK_ROW(SP_JOB_EPILOG, SPANK, "job_epilog") \
+	SPM_HOOK_ROW(SP_SLURMD_EXIT, SPANK, "slurmd_exit") \
 

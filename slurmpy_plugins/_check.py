@@ -43,13 +43,23 @@ ACTIONS = {
                "de-duplicate on job.key), in order; raising keeps the record, retried with backoff",
     "job_start": "slurmctld's deliverer thread, once per started job (Slurm 25.05 and later, "
                  "JobCompParams=enable_job_start); raising keeps the record, retried",
+    "init": "every process that loads spank_python.so (srun, sbatch, salloc, slurmstepd, "
+            "slurmd): Python starts in all of them; raising fails the command or the step",
     "init_post_opt": "srun/sbatch/salloc and slurmstepd, once the options are known (Python "
                      "starts in every srun/sbatch); raising fails the command or the step",
+    "local_user_init": "srun, as the user, before the step is launched; raising fails srun",
     "user_init": "slurmstepd, as the user, before the tasks start; raising fails the step",
+    "task_init_privileged": "slurmstepd's task child, as root; raising fails the task",
     "task_init": "slurmstepd's task child, as the user, before exec; raising fails the task",
+    "task_post_fork": "slurmstepd, as root, for each forked task; raising fails the step",
     "task_exit": "slurmstepd, as root, for each task that exited; raising is logged",
     "exit": "srun/sbatch/salloc and slurmstepd, at the end (Python starts in every srun/sbatch); "
             "raising is logged",
+    "job_prolog": "slurmd's job_script process, as root, beside the prolog on each node; "
+                  "raising (required plugin) drains the node",
+    "job_epilog": "slurmd's job_script process, as root, beside the epilog on each node; "
+                  "raising (required plugin) drains the node",
+    "slurmd_exit": "slurmd, as it shuts down; raising is logged",
 }
 
 # The plugin table (csrc/spm_plugins.h joined with _plugins.PLUGINS).

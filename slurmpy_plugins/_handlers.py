@@ -178,25 +178,50 @@ class SpankHandler:
     gets a :class:`slurmpy_plugins.Spank` object.  A hook that raises fails
     as a non-zero SPANK return does (for a ``required`` plugin, the step
     fails), with its message in the log.  Python starts in a process only
-    when the module defines (``def <hook>(``) a hook SPANK calls there;
-    ``init_post_opt`` and ``exit`` are called in srun and sbatch too, the
-    others only in slurmstepd (remote context).
+    when the module defines (``def <hook>(``) a hook SPANK calls there:
+    ``init`` in every process, ``init_post_opt`` and ``exit`` in srun,
+    sbatch and slurmstepd, ``local_user_init`` in srun, the ``task_*``
+    hooks and ``user_init`` in slurmstepd, ``job_prolog``/``job_epilog``
+    in slurmd's job_script process, ``slurmd_exit`` in slurmd.
     """
 
     options: Sequence[SpankOption] = ()
 
+    def init(self, spank: "Spank") -> None:
+        """Every process that loads the plugin, before the options are
+        parsed (Python then starts in every srun, sbatch, slurmstepd and
+        slurmd)."""
+
     def init_post_opt(self, spank: "Spank") -> None:
-        """After the options are known (every context)."""
+        """After the options are known (local, allocator, remote)."""
+
+    def local_user_init(self, spank: "Spank") -> None:
+        """srun, as the user, before the step is launched."""
 
     def user_init(self, spank: "Spank") -> None:
         """slurmstepd, as the user, before the tasks start."""
 
+    def task_init_privileged(self, spank: "Spank") -> None:
+        """slurmstepd's task child, as root, before it becomes the user."""
+
     def task_init(self, spank: "Spank") -> None:
         """slurmstepd's task child, as the user, just before exec."""
+
+    def task_post_fork(self, spank: "Spank") -> None:
+        """slurmstepd, as root, for each task once it is forked."""
 
     def task_exit(self, spank: "Spank") -> None:
         """slurmstepd, as root, for each task that exited."""
 
     def exit(self, spank: "Spank") -> None:
-        """Every context, at the end (slurmstepd: as root)."""
+        """At the end (local, allocator, remote; slurmstepd: as root)."""
 
+    def job_prolog(self, spank: "Spank") -> None:
+        """The job_script process slurmd runs beside the job's prolog, as
+        root, on each node (context "job_script")."""
+
+    def job_epilog(self, spank: "Spank") -> None:
+        """The same beside the job's epilog."""
+
+    def slurmd_exit(self, spank: "Spank") -> None:
+        """slurmd, as it shuts down (context "slurmd")."""

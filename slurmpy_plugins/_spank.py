@@ -29,7 +29,9 @@ KEYS = ("handler", "path")
 UNSUPPORTED = ("timeout", "venv", "workers", "reload")
 
 # SPM_HOOK_SP_* in spm_types.h, by method name (the C table's rows).
-HOOKS = ("init_post_opt", "user_init", "task_init", "task_exit", "exit")
+HOOKS = ("init", "init_post_opt", "local_user_init", "user_init", "task_init_privileged",
+         "task_init", "task_post_fork", "task_exit", "exit", "job_prolog", "job_epilog",
+         "slurmd_exit")
 
 # SPM_SP_* item numbers (spm_types.h) by attribute name.
 ITEMS = {
@@ -242,7 +244,7 @@ class _CBackend:
 def call(ffi: Any, lib: Any, c: Any) -> int:
     """spm_py_spank(): SPM_PY_OK or SPM_PY_FAILED with c.msg filled."""
     text = ffi.string(c.args).decode("utf-8", "surrogateescape")
-    hook = HOOKS[c.hook - lib.SPM_HOOK_SP_INIT_POST_OPT]
+    hook = HOOKS[c.hook - lib.SPM_HOOK_SP_INIT]
     context = ffi.string(c.context).decode()
     entry = _loaded.get(text)
     if entry is None:

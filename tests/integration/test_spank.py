@@ -205,3 +205,59 @@ def test_every_context_task_init_in_each_task_and_an_isolated_interpreter_in_sru
         [(0, 0, "q"), (1, 1, "q")]
     assert len({r["pid"] for r in tasks}) == 2
     assert by[("exit", "slurmstepd")][0]["tag"] == "q"
+
+
+SCRIPT_HANDLER = '''
+import json, os
+from slurmpy_plugins import SpankHandler, SpankOption
+
+CALLS = {calls!r}
+
+
+class Script(SpankHandler):
+    options = [SpankOption("spm-tag", arg="TAG", help="slurmpy spank test: a tag")]
+
+    def _record(self, hook, spank):
+        rec = dict(hook=hook, context=spank.context, tag=spank.option("spm-tag"),
+                   job_id=spank.job_id, uid=spank.uid, euid=os.geteuid(),
+                   comm=open("/proc/self/comm").read().strip())
+        fd = os.open(CALLS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(rec) + "\\n").encode())
+        finally:
+            os.close(fd)
+
+    def job_prolog(self, spank):
+        self._record("job_prolog", spank)
+
+    def job_epilog(self, spank):
+        self._record("job_epilog", spank)
+
+    def local_user_init(self, spank):
+        self._record("local_user_init", spank)
+'''
+
+
+def test_job_prolog_and_epilog_see_the_jobs_option_local_user_init_in_srun(
+        cluster_factory, tmp_path):
+    so = BUILD_PLUGINS / "spank_python.so"
+    hdir, calls = tmp_path / "handlers", tmp_path / "calls.jsonl"
+    write_handler(hdir, "script", SCRIPT_HANDLER.format(calls=str(calls)))
+    c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)])
+    (c.workdir / "plugstack.conf").write_text(
+        f"required {so} handler=script:Script path={hdir}\n")
+    c.start()
+    job = c.sbatch("--spm-tag=pp", wrap="true")
+    c.wait_job(job, ("COMPLETED",), timeout=60)
+    recs = wait_calls(calls, lambda rs: {"job_prolog", "job_epilog"} <= {r["hook"] for r in rs},
+                      what="job_prolog and job_epilog", cluster=c)
+    for hook in ("job_prolog", "job_epilog"):
+        [r] = [r for r in recs if r["hook"] == hook]
+        assert (r["context"], r["tag"], r["job_id"], r["euid"]) == ("job_script", "pp", job, 0), r
+    # local_user_init: srun only (sbatch has no such call)
+    assert "local_user_init" not in {r["hook"] for r in recs}
+    c.run("srun", "--spm-tag=lu", "true")
+    recs = wait_calls(calls, lambda rs: any(r["hook"] == "local_user_init" for r in rs),
+                      what="local_user_init in srun", cluster=c)
+    [lu] = [r for r in recs if r["hook"] == "local_user_init"]
+    assert (lu["context"], lu["tag"], lu["comm"]) == ("local", "lu", "srun"), lu

@@ -28,6 +28,12 @@ spank_err_t spank_option_register(spank_t sp, struct spank_option *opt)
 	return ESPANK_SUCCESS;
 }
 
+spank_err_t spank_option_getopt(spank_t sp, struct spank_option *opt, char **optarg)
+{
+	(void)sp; (void)opt; (void)optarg;
+	return ESPANK_NOT_AVAIL;
+}
+
 spank_err_t spank_get_item(spank_t sp, spank_item_t item, ...)
 {
 	(void)sp; (void)item;
