@@ -18,13 +18,16 @@
  * and refuse a handler whose class disagrees with this reading.
  *
  * A hook that is defined runs synchronously, on the thread SPANK calls it
- * on (no daemon lock is held in srun or slurmstepd): spm_runtime_start()
- * then the bridge's spm_py_spank().  Its failure is a non-zero SPANK
+ * on (no daemon lock is held in srun or slurmstepd): it loads
+ * slurmpy/libslurmpy.so beside this file (not linked: a process with no
+ * such hook never maps libpython), then spm_runtime_start() and the
+ * bridge's spm_py_spank().  Its failure is a non-zero SPANK
  * return (a `required` plugin fails the step) and slurm_error() with the
  * message (slurmd's log from slurmstepd, the terminal from srun).
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,6 +451,45 @@ static const char *_context_name(void)
 
 static void _setup(int ac, char **av);
 
+/* libslurmpy.so (and through it libpython) is loaded only here, by the
+ * first hook the handler defines: spank_python.so does not link it, so a
+ * process whose context has no such hook never maps the interpreter. */
+static int (*core_start)(void);
+static int (*core_call)(spm_spank_call_t *call);
+
+static int _core(void)
+{
+	static int status = 1;       /* 1: not tried, 0: loaded, -1: failed */
+	char path[4096], *slash;
+	Dl_info info;
+	void *h;
+
+	if (status <= 0)
+		return status;
+	status = -1;
+	if (!dladdr((void *)&_core, &info) || !info.dli_fname) {
+		slurm_error("spank/python: cannot locate spank_python.so");
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s", info.dli_fname);
+	slash = strrchr(path, '/');
+	snprintf(slash ? slash + 1 : path,
+		 sizeof(path) - (slash ? (size_t)(slash + 1 - path) : 0),
+		 "slurmpy/libslurmpy.so");
+	if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE))) {
+		slurm_error("spank/python: cannot load %s: %s", path, dlerror());
+		return -1;
+	}
+	core_start = (int (*)(void))dlsym(h, "spm_runtime_start");
+	core_call = (int (*)(spm_spank_call_t *))dlsym(h, "spm_py_spank");
+	if (!core_start || !core_call) {
+		slurm_error("spank/python: %s lacks spm_runtime_start/spm_py_spank", path);
+		return -1;
+	}
+	status = 0;
+	return 0;
+}
+
 static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 {
 	spm_spank_call_t call;
@@ -468,12 +510,12 @@ static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 	call.unsetenv = _unsetenv;
 	call.option = _option;
 	call.free_str = _free_str;
-	if (spm_runtime_start()) {
+	if (_core() || core_start()) {
 		slurm_error("spank/python: %s: Python cannot start in this "
 			    "process (see the log)", name);
 		return -1;
 	}
-	rc = spm_py_spank(&call);
+	rc = core_call(&call);
 	if (rc == SPM_PY_OK)
 		return 0;
 	call.msg[sizeof(call.msg) - 1] = '\0';

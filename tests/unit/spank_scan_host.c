@@ -58,17 +58,6 @@ spank_err_t spank_unsetenv(spank_t sp, const char *var)
 	return ESPANK_NOT_AVAIL;
 }
 
-int spm_runtime_start(void)
-{
-	return -1;
-}
-
-int spm_py_spank(spm_spank_call_t *call)
-{
-	(void)call;
-	return SPM_PY_FAILED;
-}
-
 int main(int argc, char **argv)
 {
 	slurm_spank_init(NULL, argc - 1, argv + 1);
