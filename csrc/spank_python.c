@@ -33,6 +33,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config.h"
+#include "slurm/slurm.h"
 #include "slurm/spank.h"
 
 #include "spm.h"
@@ -41,7 +43,6 @@ SPANK_PLUGIN(python, 1);
 
 /* From libslurmfull: the SlurmUser uid, trusted as an owner of handler
  * files (as root is). */
-#include "config.h"
 #include "src/common/read_config.h"
 
 #define SP_MAX_OPTS 64
@@ -321,6 +322,9 @@ static int _get_item(void *spv, int item, int64_t *out)
 		rc = spank_get_item(sp, S_JOB_TOTAL_TASK_COUNT, &u); break;
 	case SPM_SP_TASK_GLOBAL_ID:
 		rc = spank_get_item(sp, S_TASK_GLOBAL_ID, &u); break;
+	case SPM_SP_ARRAY_ID: rc = spank_get_item(sp, S_JOB_ARRAY_ID, &u); break;
+	case SPM_SP_ARRAY_TASK_ID:
+		rc = spank_get_item(sp, S_JOB_ARRAY_TASK_ID, &u); break;
 	case SPM_SP_UID:
 		if ((rc = spank_get_item(sp, S_JOB_UID, &uid)) == ESPANK_SUCCESS)
 			u = uid;
@@ -422,6 +426,23 @@ static void _free_str(char *s)
 	free(s);
 }
 
+static int _get_argv(void *spv, int *argc, const char ***argv)
+{
+	return spank_get_item(spv, S_JOB_ARGV, argc, argv) == ESPANK_SUCCESS ? 0 : -1;
+}
+
+static int _prepend_argv(void *spv, int argc, const char **argv)
+{
+#if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(23, 11, 0)
+	return spank_prepend_task_argv(spv, argc, argv) == ESPANK_SUCCESS ? 0 : -1;
+#else
+	(void)spv;
+	(void)argc;
+	(void)argv;
+	return -2;
+#endif
+}
+
 /* SPANK hands us each option given (locally from the command line, in
  * slurmstepd from srun's request or sbatch's environment) here. */
 static int _option_cb(int val, const char *optarg, int remote)
@@ -510,6 +531,8 @@ static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 	call.unsetenv = _unsetenv;
 	call.option = _option;
 	call.free_str = _free_str;
+	call.get_argv = _get_argv;
+	call.prepend_argv = _prepend_argv;
 	if (_core() || core_start()) {
 		slurm_error("spank/python: %s: Python cannot start in this "
 			    "process (see the log)", name);

@@ -275,6 +275,11 @@ typedef struct spm_spank_call {
 	 * given, -1: not an option the plugin registered */
 	int (*option)(void *sp, const char *name, const char **value);
 	void (*free_str)(char *s);
+	/* S_JOB_ARGV: 0 and *argc, *argv set (SPANK's, read only), or -1 */
+	int (*get_argv)(void *sp, int *argc, const char ***argv);
+	/* spank_prepend_task_argv (Slurm 23.11+, task_init): 0, -1 (refused
+	 * in this context), -2 (this Slurm release has none) */
+	int (*prepend_argv)(void *sp, int argc, const char **argv);
 	char msg[1024];          /* out: why the hook failed (for the log) */
 } spm_spank_call_t;
 
@@ -339,7 +344,9 @@ typedef struct spm_spank_call {
 #define SPM_SP_TASK_ID 8
 #define SPM_SP_TASK_GLOBAL_ID 9
 #define SPM_SP_TASK_PID 10
-#define SPM_SP_ITEM_COUNT 11
+#define SPM_SP_ARRAY_ID 11
+#define SPM_SP_ARRAY_TASK_ID 12
+#define SPM_SP_ITEM_COUNT 13
 
 /* A default per-call limit: slurm.conf PrologEpilogTimeout (0: none). */
 #define SPM_TIMEOUT_PROLOG_EPILOG 0xffffffff

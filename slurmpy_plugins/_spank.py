@@ -37,7 +37,7 @@ HOOKS = ("init", "init_post_opt", "local_user_init", "user_init", "task_init_pri
 ITEMS = {
     "job_id": 0, "step_id": 1, "uid": 2, "gid": 3, "nnodes": 4, "nodeid": 5,
     "local_task_count": 6, "total_task_count": 7, "task_id": 8, "task_global_id": 9,
-    "task_pid": 10,
+    "task_pid": 10, "array_id": 11, "array_task_id": 12,
 }
 
 
@@ -131,6 +131,8 @@ class Backend(Protocol):
     def setenv(self, name: str, value: str, overwrite: bool) -> bool: ...
     def unsetenv(self, name: str) -> bool: ...
     def option(self, name: str) -> tuple[int, str | None]: ...
+    def argv(self) -> list[str] | None: ...
+    def prepend_argv(self, args: Sequence[str]) -> int: ...
 
 
 class SpankError(RuntimeError):
@@ -167,6 +169,25 @@ class Spank:
         if not self._b.unsetenv(name):
             raise SpankError(f"spank_unsetenv({name!r}) failed in context {self.context!r}")
 
+    @property
+    def argv(self) -> list[str] | None:
+        """The step's command and arguments (remote context), else None."""
+        return self._b.argv()
+
+    def prepend_argv(self, args: Sequence[str]) -> None:
+        """Run the task as ``args + argv`` (``task_init``; Slurm 23.11 and
+        later, spank_prepend_task_argv)."""
+        args = [str(a) for a in args]
+        if not args:
+            return
+        rc = self._b.prepend_argv(args)
+        if rc == -2:
+            raise NotImplementedError("prepend_argv needs Slurm 23.11 or later "
+                                      "(spank_prepend_task_argv)")
+        if rc != 0:
+            raise SpankError(f"spank_prepend_task_argv failed in context {self.context!r} "
+                             "(only task_init may prepend)")
+
     def _item(self, name: str) -> int | None:
         return self._b.get_item(ITEMS[name])
 
@@ -181,6 +202,8 @@ class Spank:
     task_id = property(lambda self: self._item("task_id"))
     task_global_id = property(lambda self: self._item("task_global_id"))
     task_pid = property(lambda self: self._item("task_pid"))
+    array_id = property(lambda self: self._item("array_id"))
+    array_task_id = property(lambda self: self._item("array_task_id"))
 
 
 def _message(e: BaseException, roots: tuple[str, ...]) -> str:
@@ -239,6 +262,18 @@ class _CBackend:
         state = int(self._c.option(self._c.sp, name.encode(), out))
         value = self._ffi.string(out[0]).decode("utf-8", "surrogateescape") if out[0] else None
         return state, value
+
+    def argv(self) -> list[str] | None:
+        argc, argv = self._ffi.new("int *"), self._ffi.new("const char ***")
+        if self._c.get_argv(self._c.sp, argc, argv) != 0 or argv[0] == self._ffi.NULL:
+            return None
+        return [self._ffi.string(argv[0][i]).decode("utf-8", "surrogateescape")
+                for i in range(argc[0])]
+
+    def prepend_argv(self, args: Sequence[str]) -> int:
+        keep = [self._ffi.new("char[]", a.encode("utf-8", "surrogateescape")) for a in args]
+        arr = self._ffi.new("const char *[]", keep + [self._ffi.NULL])
+        return int(self._c.prepend_argv(self._c.sp, len(args), arr))
 
 
 def call(ffi: Any, lib: Any, c: Any) -> int:

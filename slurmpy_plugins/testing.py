@@ -971,6 +971,7 @@ class SpankOutcome:
     message: str | None
     env: dict[str, str]
     log: list[str]
+    prepended_argv: list[str] = dataclasses.field(default_factory=list)
 
 
 class _KitSpank:
@@ -987,6 +988,9 @@ class _KitSpank:
         self._options = options
         self.env = env
         self._items = {_spank.ITEMS[k]: v for k, v in items.items()}
+        self.hook = ""
+        self.task_argv: list[str] | None = None
+        self.prepended: list[str] = []
 
     def get_item(self, item: int) -> int | None:
         return self._items.get(item)
@@ -1003,6 +1007,15 @@ class _KitSpank:
         self.env.pop(name, None)
         return True
 
+    def argv(self) -> list[str] | None:
+        return None if self.task_argv is None else list(self.task_argv)
+
+    def prepend_argv(self, args: Sequence[str]) -> int:
+        if self.hook != "task_init":
+            return -1
+        self.prepended[:0] = list(args)
+        return 0
+
     def option(self, name: str) -> tuple[int, str | None]:
         if name not in self._declared:
             return -1, None
@@ -1014,11 +1027,14 @@ class _KitSpank:
 
 def run_spank(handler: Any, hook: str, *, options: Mapping[str, str | bool | None] | None = None,
               env: Mapping[str, str] | None = None, context: str = "remote",
-              args: Mapping[str, str] | None = None, **items: int | None) -> SpankOutcome:
+              args: Mapping[str, str] | None = None, argv: Sequence[str] | None = None,
+              **items: int | None) -> SpankOutcome:
     """Run one spank/python hook as spank_python.so does: ``options`` by
     name (a string, or True for a flag; left out: not given), ``env`` the
     job's environment, ``items`` SPANK's items (job_id=, step_id=, uid=,
-    gid=, task_id=, ...; left out: None, as SPANK offers none).  The
+    gid=, task_id=, array_id=, ...; left out: None, as SPANK offers none),
+    ``argv`` the step's command (spank.argv); what task_init prepends is
+    ``prepended_argv`` (the kit models Slurm 23.11+).  The
     handler's class is first read as spank_python.so reads its module file
     (options written with literals, ``def <hook>(``): a class that reads
     otherwise is refused (HandlerError), since the daemons would register
@@ -1037,6 +1053,7 @@ def run_spank(handler: Any, hook: str, *, options: Mapping[str, str | bool | Non
         _spank.check_declared(cls, module_file)
     instance = handler() if isinstance(handler, type) else handler
     backend = _KitSpank(options or {}, list(cls.options), dict(env or {}), items)
+    backend.hook, backend.task_argv = hook, None if argv is None else list(argv)
     lines: list[str] = []
 
     class _Grab(logging.Handler):
@@ -1052,4 +1069,4 @@ def run_spank(handler: Any, hook: str, *, options: Mapping[str, str | bool | Non
         _spank.log.removeHandler(grab)
     if message is not None:
         lines.append(f"spank/python: {hook} failed: {message}")
-    return SpankOutcome(message is None, message, backend.env, lines)
+    return SpankOutcome(message is None, message, backend.env, lines, backend.prepended)

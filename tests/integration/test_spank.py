@@ -10,6 +10,8 @@ import pathlib
 
 import pytest
 
+from slurmcluster import slurm_at_least
+
 from .conftest import BUILD_PLUGINS, read_calls, wait_calls, write_handler
 
 # user_init records what it saw (and in which program it runs) and sets
@@ -162,7 +164,13 @@ class Full(SpankHandler):
                evil="evil" in sys.modules)
 
     def task_init(self, spank):
-        record(spank, "task_init", task_id=spank.task_id, global_id=spank.task_global_id)
+        try:
+            spank.prepend_argv(["/usr/bin/env", "SPM_PREPENDED=yes"])
+            prepended = "yes"
+        except NotImplementedError as e:
+            prepended = str(e)
+        record(spank, "task_init", task_id=spank.task_id, global_id=spank.task_global_id,
+               argv=spank.argv, prepended=prepended)
         spank.setenv("SPM_TASK_TAG", "t%s-%s" % (spank.task_id, spank.option("spm-tag")))
 
     def exit(self, spank):
@@ -183,9 +191,14 @@ def test_every_context_task_init_in_each_task_and_an_isolated_interpreter_in_sru
     c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)])
     (c.workdir / "plugstack.conf").write_text(f"required {so} handler=full:Full path={hdir}\n")
     c.start()
-    cp = c.run("srun", "-n2", "--spm-tag=q", "printenv", "SPM_TASK_TAG",
-               env={"PYTHONPATH": str(evil), "PYTHONSTARTUP": str(evil / "evil.py")})
-    assert sorted(cp.stdout.split()) == ["t0-q", "t1-q"], cp
+    cp = c.run("srun", "-n2", "--spm-tag=q", "printenv", "SPM_TASK_TAG", "SPM_PREPENDED",
+               env={"PYTHONPATH": str(evil), "PYTHONSTARTUP": str(evil / "evil.py")},
+               check=False)
+    # prepend_argv: Slurm 23.11+ runs `env SPM_PREPENDED=yes printenv ...`;
+    # before, printenv finds no SPM_PREPENDED and exits 1
+    prepends = slurm_at_least(23, 11)
+    assert cp.returncode == (0 if prepends else 1), cp
+    assert sorted(cp.stdout.split()) == sorted(["t0-q", "t1-q"] + ["yes", "yes"] * prepends), cp
     recs = wait_calls(calls, lambda rs: sum(r["hook"] == "exit" for r in rs) >= 2,
                       what="exit in srun and in slurmstepd", cluster=c)
     by = {}
@@ -203,6 +216,9 @@ def test_every_context_task_init_in_each_task_and_an_isolated_interpreter_in_sru
     tasks = [r for r in recs if r["hook"] == "task_init"]
     assert sorted((r["task_id"], r["global_id"], r["tag"]) for r in tasks) == \
         [(0, 0, "q"), (1, 1, "q")]
+    for r in tasks:
+        assert r["argv"] == ["printenv", "SPM_TASK_TAG", "SPM_PREPENDED"], r
+        assert r["prepended"] == "yes" if prepends else "Slurm 23.11 or later" in r["prepended"]
     assert len({r["pid"] for r in tasks}) == 2
     assert by[("exit", "slurmstepd")][0]["tag"] == "q"
 

@@ -228,3 +228,36 @@ def test_check_refuses_a_second_line_and_bad_arguments(tmp_path):
     rc, report = _check(tmp_path, "required spank_python.so handler=site_spank:Tag "
                                   "path={d} timeout=5\n")
     assert rc == 1 and "not supported" in report["plugins"][0]["error"], report
+
+
+ARGV_HANDLER = '''
+from slurmpy_plugins import SpankHandler
+
+class Wrap(SpankHandler):
+    def task_init(self, spank):
+        if spank.argv and spank.argv[0] == "python3":
+            spank.prepend_argv(["nice", "-n", 5])
+
+    def user_init(self, spank):
+        spank.prepend_argv(["nice"])
+'''
+
+
+def test_run_spank_argv_and_prepend_argv(tmp_path):
+    d = tmp_path / "h"
+    d.mkdir()
+    (d / "kit_wrap.py").write_text(ARGV_HANDLER)
+    sys.path.insert(0, str(d))
+    try:
+        import kit_wrap
+        out = testing.run_spank(kit_wrap.Wrap, "task_init", argv=["python3", "x.py"],
+                                task_id=0, array_id=3)
+        assert out.ok and out.prepended_argv == ["nice", "-n", "5"]
+        out = testing.run_spank(kit_wrap.Wrap, "task_init", argv=["bash"])
+        assert out.ok and out.prepended_argv == []
+        # only task_init may prepend: elsewhere it raises, and the hook fails
+        out = testing.run_spank(kit_wrap.Wrap, "user_init")
+        assert not out.ok and "only task_init may prepend" in out.message
+    finally:
+        sys.path.remove(str(d))
+        sys.modules.pop("kit_wrap", None)
