@@ -27,6 +27,10 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +65,10 @@ static int n_opts;
 static char *args_joined;        /* the line's arguments, '\n'-joined */
 static uint32_t hook_mask;       /* 1 << SPM_HOOK_SP_* the module defines */
 static bool scanned;
+/* from slurmpy/libslurmpy.so, loaded by _core() */
+static int (*core_start)(void);
+static int (*core_call)(spm_spank_call_t *call);
+static uint32_t timeout_ms;      /* timeout=: the most a hook may take (0: none) */
 
 static const struct { int hook; const char *name; } sp_hooks[] = {
 	{ SPM_HOOK_SP_INIT, "init" },
@@ -302,7 +310,7 @@ static void _scan(int ac, char **av)
 
 /* ---- what Python calls back (spm_spank_call_t) ---- */
 
-static int _get_item(void *spv, int item, int64_t *out)
+static int _raw_get_item(void *spv, int item, int64_t *out)
 {
 	spank_t sp = spv;
 	uint32_t u = 0;
@@ -354,7 +362,7 @@ static int _get_item(void *spv, int item, int64_t *out)
 	return 0;
 }
 
-static int _getenv(void *spv, const char *name, char **value)
+static int _raw_getenv(void *spv, const char *name, char **value)
 {
 	size_t len = 1024;
 
@@ -379,17 +387,17 @@ static int _getenv(void *spv, const char *name, char **value)
 	}
 }
 
-static int _setenv(void *spv, const char *name, const char *value, int overwrite)
+static int _raw_setenv(void *spv, const char *name, const char *value, int overwrite)
 {
 	return spank_setenv(spv, name, value, overwrite) == ESPANK_SUCCESS ? 0 : -1;
 }
 
-static int _unsetenv(void *spv, const char *name)
+static int _raw_unsetenv(void *spv, const char *name)
 {
 	return spank_unsetenv(spv, name) == ESPANK_SUCCESS ? 0 : -1;
 }
 
-static int _option(void *spv, const char *name, const char **value)
+static int _raw_option(void *spv, const char *name, const char **value)
 {
 	*value = NULL;
 	for (int i = 0; i < n_opts; i++) {
@@ -426,12 +434,12 @@ static void _free_str(char *s)
 	free(s);
 }
 
-static int _get_argv(void *spv, int *argc, const char ***argv)
+static int _raw_get_argv(void *spv, int *argc, const char ***argv)
 {
 	return spank_get_item(spv, S_JOB_ARGV, argc, argv) == ESPANK_SUCCESS ? 0 : -1;
 }
 
-static int _prepend_argv(void *spv, int argc, const char **argv)
+static int _raw_prepend_argv(void *spv, int argc, const char **argv)
 {
 #if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(23, 11, 0)
 	return spank_prepend_task_argv(spv, argc, argv) == ESPANK_SUCCESS ? 0 : -1;
@@ -456,6 +464,144 @@ static int _option_cb(int val, const char *optarg, int remote)
 	return 0;
 }
 
+
+/* ---- the box: what a hook's Python call reaches SPANK through ----
+ *
+ * With timeout= the call runs on a thread of its own and the hook returns
+ * (failed) at the deadline, leaving that thread to finish whenever it
+ * does.  From then on it must not touch SPANK (the spank_t is the hook's,
+ * gone with it): every callback takes the box's mutex and refuses once
+ * the box is abandoned.  The box is freed by whichever side lets go last. */
+struct sp_box {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	spank_t sp;
+	bool abandoned, done;
+	int refs, rc;
+	spm_spank_call_t call;
+};
+
+static void _box_unref(struct sp_box *b)
+{
+	bool last;
+
+	pthread_mutex_lock(&b->mu);
+	last = --b->refs == 0;
+	pthread_mutex_unlock(&b->mu);
+	if (last) {
+		pthread_mutex_destroy(&b->mu);
+		pthread_cond_destroy(&b->cv);
+		free(b);
+	}
+}
+
+#define SP_GUARDED(call_expr) do { \
+		struct sp_box *b = spv; \
+		int r = -1; \
+		pthread_mutex_lock(&b->mu); \
+		if (!b->abandoned) { \
+			void *sp_ = b->sp; \
+			r = (call_expr); \
+		} \
+		pthread_mutex_unlock(&b->mu); \
+		return r; \
+	} while (0)
+
+static int _get_item(void *spv, int item, int64_t *out)
+{
+	SP_GUARDED(_raw_get_item(sp_, item, out));
+}
+
+static int _getenv(void *spv, const char *name, char **value)
+{
+	*value = NULL;
+	SP_GUARDED(_raw_getenv(sp_, name, value));
+}
+
+static int _setenv(void *spv, const char *name, const char *value, int overwrite)
+{
+	SP_GUARDED(_raw_setenv(sp_, name, value, overwrite));
+}
+
+static int _unsetenv(void *spv, const char *name)
+{
+	SP_GUARDED(_raw_unsetenv(sp_, name));
+}
+
+static int _option(void *spv, const char *name, const char **value)
+{
+	*value = NULL;
+	SP_GUARDED(_raw_option(sp_, name, value));
+}
+
+static int _get_argv(void *spv, int *argc, const char ***argv)
+{
+	SP_GUARDED(_raw_get_argv(sp_, argc, argv));
+}
+
+static int _prepend_argv(void *spv, int argc, const char **argv)
+{
+	SP_GUARDED(_raw_prepend_argv(sp_, argc, argv));
+}
+
+static void *_call_thread(void *arg)
+{
+	struct sp_box *b = arg;
+	int rc = core_call(&b->call);
+
+	pthread_mutex_lock(&b->mu);
+	b->rc = rc;
+	b->done = true;
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+	_box_unref(b);
+	return NULL;
+}
+
+/* Run the call; with a limit, on its own thread, waited for until the
+ * deadline.  Returns the bridge's code, or -2 at the deadline. */
+static int _call(struct sp_box *b)
+{
+	struct timespec until;
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t tid;
+	int rc, err = 0;
+
+	if (timeout_ms == 0)
+		return core_call(&b->call);
+	b->refs = 2;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);                /* signals stay the process's */
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&tid, &attr, _call_thread, b);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		b->refs = 1;
+		return core_call(&b->call);
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&b->mu);
+	while (!b->done && err != ETIMEDOUT)
+		err = pthread_cond_timedwait(&b->cv, &b->mu, &until);
+	if (b->done) {
+		rc = b->rc;
+	} else {
+		b->abandoned = true;
+		rc = -2;
+	}
+	pthread_mutex_unlock(&b->mu);
+	return rc;
+}
+
 /* ---- the hooks ---- */
 
 static const char *_context_name(void)
@@ -475,8 +621,6 @@ static void _setup(int ac, char **av);
 /* libslurmpy.so (and through it libpython) is loaded only here, by the
  * first hook the handler defines: spank_python.so does not link it, so a
  * process whose context has no such hook never maps the interpreter. */
-static int (*core_start)(void);
-static int (*core_call)(spm_spank_call_t *call);
 
 static int _core(void)
 {
@@ -513,37 +657,54 @@ static int _core(void)
 
 static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 {
-	spm_spank_call_t call;
+	struct sp_box *b;
 	int rc;
 
 	_setup(ac, av);
 	if (!(hook_mask & (1u << hook)))
 		return 0;                /* not defined: no Python here */
-	memset(&call, 0, sizeof(call));
-	call.hook = hook;
-	call.context = _context_name();
-	call.args = args_joined ? args_joined : "";
-	call.slurm_user_id = slurm_conf.slurm_user_id;
-	call.sp = sp;
-	call.get_item = _get_item;
-	call.getenv = _getenv;
-	call.setenv = _setenv;
-	call.unsetenv = _unsetenv;
-	call.option = _option;
-	call.free_str = _free_str;
-	call.get_argv = _get_argv;
-	call.prepend_argv = _prepend_argv;
 	if (_core() || core_start()) {
 		slurm_error("spank/python: %s: Python cannot start in this "
 			    "process (see the log)", name);
 		return -1;
 	}
-	rc = core_call(&call);
-	if (rc == SPM_PY_OK)
+	if (!(b = calloc(1, sizeof(*b)))) {
+		slurm_error("spank/python: %s: out of memory", name);
+		return -1;
+	}
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	b->refs = 1;
+	b->sp = sp;
+	b->call.hook = hook;
+	b->call.context = _context_name();
+	b->call.args = args_joined ? args_joined : "";
+	b->call.slurm_user_id = slurm_conf.slurm_user_id;
+	b->call.sp = b;
+	b->call.get_item = _get_item;
+	b->call.getenv = _getenv;
+	b->call.setenv = _setenv;
+	b->call.unsetenv = _unsetenv;
+	b->call.option = _option;
+	b->call.free_str = _free_str;
+	b->call.get_argv = _get_argv;
+	b->call.prepend_argv = _prepend_argv;
+	rc = _call(b);
+	if (rc == SPM_PY_OK) {
+		_box_unref(b);
 		return 0;
-	call.msg[sizeof(call.msg) - 1] = '\0';
-	slurm_error("spank/python: %s failed: %s", name,
-		    call.msg[0] ? call.msg : "the bridge failed (see the log)");
+	}
+	if (rc == -2) {
+		slurm_error("spank/python: %s failed: it did not return within "
+			    "timeout=%u ms (left running, cut off from SPANK)",
+			    name, timeout_ms);
+	} else {
+		b->call.msg[sizeof(b->call.msg) - 1] = '\0';
+		slurm_error("spank/python: %s failed: %s", name,
+			    b->call.msg[0] ? b->call.msg :
+			    "the bridge failed (see the log)");
+	}
+	_box_unref(b);
 	return -1;
 }
 
@@ -568,6 +729,16 @@ static void _setup(int ac, char **av)
 		}
 	}
 	_scan(ac, av);
+	{
+		const char *t = _arg(ac, av, "timeout");
+		char *end = NULL;
+		double sec = t ? strtod(t, &end) : 0;
+
+		/* a bad value is refused by Python's reading of the line
+		 * (and by check): here it only means no limit */
+		if (t && end && !*end && sec > 0 && sec <= 86400)
+			timeout_ms = (uint32_t)(sec * 1000 + 0.5);
+	}
 }
 
 extern int slurm_spank_init(spank_t sp, int ac, char **av)

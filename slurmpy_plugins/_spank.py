@@ -23,10 +23,10 @@ log = logging.getLogger("slurmpy_plugins.spank")
 
 # What the plugstack.conf line reads itself; every other key=value is the
 # handler's own (Spank.args).
-KEYS = ("handler", "path")
+KEYS = ("handler", "path", "timeout")
 # Keys of the other plugins that spank/python does not implement: refused,
 # never passed on silently as the handler's own.
-UNSUPPORTED = ("timeout", "venv", "workers", "reload")
+UNSUPPORTED = ("venv", "workers", "reload")
 
 # SPM_HOOK_SP_* in spm_types.h, by method name (the C table's rows).
 HOOKS = ("init", "init_post_opt", "local_user_init", "user_init", "task_init_privileged",
@@ -67,6 +67,7 @@ def parse_args(args: Sequence[str]) -> SpankArgs:
     if "path" not in items:
         raise _config.ConfigError(f"{where}: path=DIR is required (the handler's directory)")
     cfg = _config._build(items, conf_key=where, conf_path=None)
+    # timeout=: checked here (the daemon's C side only reads a valid one)
     return SpankArgs(cfg=cfg, extra=extra)
 
 

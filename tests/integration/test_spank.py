@@ -277,3 +277,36 @@ def test_job_prolog_and_epilog_see_the_jobs_option_local_user_init_in_srun(
                       what="local_user_init in srun", cluster=c)
     [lu] = [r for r in recs if r["hook"] == "local_user_init"]
     assert (lu["context"], lu["tag"], lu["comm"]) == ("local", "lu", "srun"), lu
+
+
+HANG_HANDLER = '''
+import os, time
+from slurmpy_plugins import SpankHandler
+
+HANG = {hang!r}
+
+
+class Hang(SpankHandler):
+    def user_init(self, spank):
+        while os.path.exists(HANG):
+            time.sleep(0.05)
+'''
+
+
+def test_a_hung_hook_is_cut_off_at_timeout(cluster_factory, tmp_path):
+    so = BUILD_PLUGINS / "spank_python.so"
+    hdir, hang = tmp_path / "handlers", tmp_path / "hang.flag"
+    write_handler(hdir, "hang", HANG_HANDLER.format(hang=str(hang)))
+    c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)])
+    (c.workdir / "plugstack.conf").write_text(
+        f"required {so} handler=hang:Hang path={hdir} timeout=1\n")
+    c.start()
+    hang.write_text("")
+    offset = c.log_offset("slurmd")
+    # `sleep 30` would still be running if the hook's failure did not stop
+    # the launch; the hook itself would hang for ever
+    cp = c.run("srun", "sleep", "30", check=False, timeout=25)
+    assert "task 0 launch failed" in cp.stderr, cp
+    c.wait_for_log(r"spank/python: user_init failed: it did not return within timeout=1000 ms",
+                   "slurmd", since=offset)
+    hang.unlink()

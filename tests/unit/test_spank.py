@@ -174,11 +174,12 @@ def test_run_spank_refuses_what_the_plugin_would_not_do(kit_module):
 
 
 def test_plugstack_arguments():
-    a = _spank.parse_args(["handler=m:C", "path=/etc/slurm/spank", "site=x"])
-    assert (a.cfg.module, a.cfg.cls, a.cfg.path, dict(a.extra)) == \
-        ("m", "C", ("/etc/slurm/spank",), {"site": "x"})
+    a = _spank.parse_args(["handler=m:C", "path=/etc/slurm/spank", "site=x", "timeout=2.5"])
+    assert (a.cfg.module, a.cfg.cls, a.cfg.path, dict(a.extra), a.cfg.timeout) == \
+        ("m", "C", ("/etc/slurm/spank",), {"site": "x"}, 2.5)
     for bad, msg in ((["handler=m:C"], "path=DIR is required"),
-                     (["handler=m:C", "path=/x", "timeout=5"], "not supported"),
+                     (["handler=m:C", "path=/x", "venv=/v"], "not supported"),
+                     (["handler=m:C", "path=/x", "timeout=0"], "positive number"),
                      (["handler=m:C", "path=rel"], "absolute"),
                      (["handler=m:C", "path=/x", "junk"], "not key=value")):
         with pytest.raises(Exception, match=msg):
@@ -226,7 +227,7 @@ def test_check_refuses_a_second_line_and_bad_arguments(tmp_path):
                                   "required spank_python.so handler=other:H path={d}\n")
     assert rc == 1 and any("listed again" in e for e in report["errors"]), report
     rc, report = _check(tmp_path, "required spank_python.so handler=site_spank:Tag "
-                                  "path={d} timeout=5\n")
+                                  "path={d} venv=/v\n")
     assert rc == 1 and "not supported" in report["plugins"][0]["error"], report
 
 
