@@ -2,7 +2,7 @@
  * spank_python.c - spank/python: routes SPANK's callbacks to the handler
  * named on the plugin's plugstack.conf line:
  *
- *   required spank_python.so handler=module:Class path=DIR [key=value ...]
+ *   required spank_python.so handler=module:Class [handler=...] path=DIR [key=value ...]
  *
  * Every srun, sbatch, salloc and slurmstepd loads it, so nothing here
  * starts Python at load.  slurm_spank_init reads the handler's module file
@@ -271,17 +271,10 @@ static char *_read_file(const char *path)
 }
 
 /* The first <path dir>/<module as a path>.py (or package __init__.py). */
-static void _scan(int ac, char **av)
+static void _scan_one(const char *handler, const char *path)
 {
-	const char *handler = _arg(ac, av, "handler");
-	const char *path = _arg(ac, av, "path");
 	char module[512], file[4096], *dirs, *save = NULL, *src = NULL;
 
-	if (!handler || !path) {
-		slurm_error("spank/python: plugstack.conf needs handler=module:Class "
-			    "and path=DIR");
-		return;
-	}
 	snprintf(module, sizeof(module), "%.*s",
 		 (int)strcspn(handler, ":"), handler);
 	for (char *c = module; *c; c++)
@@ -306,6 +299,24 @@ static void _scan(int ac, char **av)
 	}
 	_scan_source(src, file);
 	free(src);
+}
+
+/* Every handler= of the line (one line serves every handler a site
+ * needs: SPANK loads the .so once), in order. */
+static void _scan(int ac, char **av)
+{
+	const char *path = _arg(ac, av, "path");
+	int n = 0;
+
+	if (path)
+		for (int i = 0; i < ac; i++)
+			if (!strncmp(av[i], "handler=", 8)) {
+				_scan_one(av[i] + 8, path);
+				n++;
+			}
+	if (!n || !path)
+		slurm_error("spank/python: plugstack.conf needs handler=module:Class "
+			    "(one or more) and path=DIR");
 }
 
 /* ---- what Python calls back (spm_spank_call_t) ---- */

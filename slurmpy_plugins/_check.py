@@ -151,6 +151,7 @@ def _check_plugstack(row: _plugins.Row, conf: _slurmconf.SlurmConf, trusted: set
         report.errors.append(f"{path}: cannot be read: {e}")
         return []
     reps: list[PluginReport] = []
+    seen_line = ""
     for n, line in enumerate(text.splitlines(), 1):
         words = line.split("#", 1)[0].split()
         if len(words) < 2 or os.path.basename(words[1]) != "spank_python.so":
@@ -159,27 +160,42 @@ def _check_plugstack(row: _plugins.Row, conf: _slurmconf.SlurmConf, trusted: set
         if words[0] not in ("required", "optional"):
             report.errors.append(f"{where}: {words[0]!r} must be 'required' or 'optional'")
             continue
-        if reps:
-            report.errors.append(f"{where}: spank_python.so is listed again ({reps[0].conf_key} "
+        if seen_line:
+            report.errors.append(f"{where}: spank_python.so is listed again ({seen_line} "
                                  "already lists it): SPANK loads a plugin once, so one line "
                                  "must serve every handler")
             continue
-        rep = PluginReport(plugin=row.name, conf_key=where, params=" ".join(words[2:]))
-        reps.append(rep)
+        seen_line = where
+        params = " ".join(words[2:])
         try:
-            sa = _spank.parse_args(words[2:])
-            rep.handler = sa.cfg.handler
-            loaded = _loader.load(sa.cfg, row.base, trusted)
-            _spank.check_declared(type(loaded.instance), loaded.module_file)
-        except (_config.ConfigError, _loader.HandlerError) as e:
-            rep.error = f"handler not loaded: {row.name}: {e}"
-            cause = e.__cause__
-            if cause is not None and not isinstance(cause, SyntaxError):
-                rep.traceback = _loader.format_tb(cause)
+            cfgs: tuple[_config.Config, ...] = _spank.parse_args(words[2:]).cfgs
+        except _config.ConfigError as e:
+            reps.append(PluginReport(plugin=row.name, conf_key=where, params=params,
+                                     error=f"handler not loaded: {row.name}: {e}"))
             continue
-        rep.loaded = True
-        rep.module_file = loaded.module_file
-        rep.hooks = {n: ACTIONS[n] for n in _overridden(loaded.instance, row.base)}
+        options: dict[str, str] = {}
+        for cfg in cfgs:              # one report per handler= of the line
+            rep = PluginReport(plugin=row.name, conf_key=where, params=params,
+                               handler=cfg.handler)
+            reps.append(rep)
+            try:
+                loaded = _loader.load(cfg, row.base, trusted)
+                _spank.check_declared(type(loaded.instance), loaded.module_file)
+                for o in type(loaded.instance).options:
+                    if o.name in options:
+                        raise _loader.HandlerError(
+                            f"{loaded.module_file}: option --{o.name} is declared by "
+                            f"{options[o.name]} too: one of them would not be registered")
+                    options[o.name] = cfg.handler
+            except _loader.HandlerError as e:
+                rep.error = f"handler not loaded: {row.name}: {e}"
+                cause = e.__cause__
+                if cause is not None and not isinstance(cause, SyntaxError):
+                    rep.traceback = _loader.format_tb(cause)
+                continue
+            rep.loaded = True
+            rep.module_file = loaded.module_file
+            rep.hooks = {n: ACTIONS[n] for n in _overridden(loaded.instance, row.base)}
     return reps
 
 

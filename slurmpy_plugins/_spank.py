@@ -43,14 +43,19 @@ ITEMS = {
 
 @dataclasses.dataclass(frozen=True)
 class SpankArgs:
-    cfg: _config.Config
+    cfgs: tuple[_config.Config, ...]   # one per handler=, in the line's order
     extra: Mapping[str, str]
+
+    @property
+    def cfg(self) -> _config.Config:
+        return self.cfgs[0]
 
 
 def parse_args(args: Sequence[str]) -> SpankArgs:
     """The plugstack.conf line's arguments (after the plugin's path)."""
     where = "plugstack.conf spank_python.so"
     items: dict[str, tuple[str, str]] = {}
+    handlers: list[str] = []
     extra: dict[str, str] = {}
     for a in args:
         key, sep, value = a.partition("=")
@@ -58,7 +63,11 @@ def parse_args(args: Sequence[str]) -> SpankArgs:
             raise _config.ConfigError(f"{where}: argument {a!r} is not key=value")
         if key in UNSUPPORTED:
             raise _config.ConfigError(f"{where}: {key}= is not supported by spank/python")
-        if key in KEYS:
+        if key == "handler":
+            if value in handlers:
+                raise _config.ConfigError(f"{where}: handler={value} given twice")
+            handlers.append(value)
+        elif key in KEYS:
             if key in items:
                 raise _config.ConfigError(f"{where}: {key}= given twice")
             items[key] = (value, where)
@@ -66,9 +75,12 @@ def parse_args(args: Sequence[str]) -> SpankArgs:
             extra[key] = value
     if "path" not in items:
         raise _config.ConfigError(f"{where}: path=DIR is required (the handler's directory)")
-    cfg = _config._build(items, conf_key=where, conf_path=None)
-    # timeout=: checked here (the daemon's C side only reads a valid one)
-    return SpankArgs(cfg=cfg, extra=extra)
+    if not handlers:
+        raise _config.ConfigError(f"{where}: handler=<module>:<Class> is required")
+    # _build checks each handler= and timeout= as for the other plugins
+    cfgs = tuple(_config._build({**items, "handler": (h, where)}, conf_key=where, conf_path=None)
+                 for h in handlers)
+    return SpankArgs(cfgs=cfgs, extra=extra)
 
 
 # The same reading of the module file as spank_python.c's (no Python in
@@ -227,7 +239,7 @@ def run(handler: Any, hook: str, spank: Spank, roots: tuple[str, ...] = ()) -> s
 
 # ---- inside a Slurm process (the bridge) ----
 
-_loaded: dict[str, tuple[Any, SpankArgs] | str] = {}
+_loaded: dict[str, tuple[list[Any], SpankArgs] | str] = {}
 
 
 class _CBackend:
@@ -286,8 +298,8 @@ def call(ffi: Any, lib: Any, c: Any) -> int:
     if entry is None:
         try:
             sa = parse_args([a for a in text.split("\n") if a])
-            got = _loader.load(sa.cfg, SpankHandler, {0, int(c.slurm_user_id)})
-            entry = (got.instance, sa)
+            trusted = {0, int(c.slurm_user_id)}
+            entry = ([_loader.load(cfg, SpankHandler, trusted).instance for cfg in sa.cfgs], sa)
         except (_config.ConfigError, _loader.HandlerError) as e:
             log.error("%s", e)
             entry = str(e)
@@ -295,8 +307,13 @@ def call(ffi: Any, lib: Any, c: Any) -> int:
     if isinstance(entry, str):
         msg: str | None = f"the handler cannot be loaded: {entry}"
     else:
-        handler, sa = entry
-        msg = run(handler, hook, Spank(_CBackend(ffi, c), context, sa.extra), sa.cfg.path)
+        handlers, sa = entry
+        spank = Spank(_CBackend(ffi, c), context, sa.extra)
+        msg = None
+        for handler in handlers:          # in the line's order; the first failure ends it
+            msg = run(handler, hook, spank, sa.cfg.path)
+            if msg is not None:
+                break
     if msg is None:
         return int(lib.SPM_PY_OK)
     raw = msg.encode("utf-8", "backslashreplace")[:len(c.msg) - 1]

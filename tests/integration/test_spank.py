@@ -310,3 +310,38 @@ def test_a_hung_hook_is_cut_off_at_timeout(cluster_factory, tmp_path):
     c.wait_for_log(r"spank/python: user_init failed: it did not return within timeout=1000 ms",
                    "slurmd", since=offset)
     hang.unlink()
+
+
+SECOND_HANDLER = '''
+from slurmpy_plugins import SpankHandler, SpankOption
+
+
+class Second(SpankHandler):
+    options = [SpankOption("spm-second", arg="X", help="slurmpy spank test: the second handler")]
+
+    def user_init(self, spank):
+        # runs after Tag's user_init (the line's order): sees its setenv
+        spank.setenv("SPM_SECOND", "%s+%s" % (spank.getenv("SPM_SPANK_TAG"),
+                                              spank.option("spm-second")))
+'''
+
+
+def test_one_line_serves_two_handlers(cluster_factory, tmp_path):
+    so = BUILD_PLUGINS / "spank_python.so"
+    hdir = tmp_path / "handlers"
+    calls, raise_, imports = tmp_path / "calls.jsonl", tmp_path / "raise.flag", tmp_path / "i"
+    write_handler(hdir, "tag", HANDLER.format(calls=str(calls), raise_=str(raise_),
+                                              imports=str(imports)))
+    write_handler(hdir, "second", SECOND_HANDLER)
+    c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)])
+    (c.workdir / "plugstack.conf").write_text(
+        f"required {so} handler=tag:Tag handler=second:Second path={hdir}\n")
+    c.start()
+    out = c.run("srun", "--help").stdout
+    assert "--spm-tag=TAG" in out and "--spm-second=X" in out, out
+    cp = c.run("srun", "--spm-tag=a", "--spm-second=b", "printenv", "SPM_SECOND")
+    assert cp.stdout.strip() == "tag-a+b"
+    # the first handler's failure ends the hook: the second never runs
+    raise_.write_text("")
+    cp = c.run("srun", "--spm-tag=a", "--spm-second=b", "printenv", "SPM_SECOND", check=False)
+    assert cp.stdout == "" and "the tag service says no" in cp.stderr, cp

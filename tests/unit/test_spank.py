@@ -262,3 +262,32 @@ def test_run_spank_argv_and_prepend_argv(tmp_path):
     finally:
         sys.path.remove(str(d))
         sys.modules.pop("kit_wrap", None)
+
+
+SECOND = '''
+from slurmpy_plugins import SpankHandler, SpankOption
+
+class Other(SpankHandler):
+    options = [SpankOption("tag", arg="T", help="the same name as site_spank's")]
+
+    def task_exit(self, spank):
+        pass
+'''
+
+
+def test_check_reports_each_handler_of_the_line_and_refuses_a_shared_option(tmp_path):
+    d = tmp_path / "h"
+    d.mkdir(mode=0o755)
+    os.chmod(d, 0o755)
+    (d / "other.py").write_text(SECOND)
+    os.chmod(d / "other.py", 0o644)
+    rc, report = _check(tmp_path, "required spank_python.so handler=site_spank:Tag "
+                                  "handler=other:Other path={d}\n")
+    assert rc == 1
+    first, second = report["plugins"]
+    assert first["loaded"] and first["handler"] == "site_spank:Tag"
+    assert not second["loaded"] and "--tag is declared by site_spank:Tag" in second["error"]
+    a = _spank.parse_args(["handler=a:A", "handler=b:B", "path=/x"])
+    assert [c.handler for c in a.cfgs] == ["a:A", "b:B"]
+    with pytest.raises(Exception, match="given twice"):
+        _spank.parse_args(["handler=a:A", "handler=a:A", "path=/x"])
