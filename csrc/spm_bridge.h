@@ -48,3 +48,9 @@ int spm_py_js_call(int hook, spm_arena_t *arena, spm_jobdesc_t *in,
  * is '\0') to the handler's job_end() or job_start().  SPM_PY_OK: taken
  * (acknowledged); anything else: kept and retried. */
 int spm_py_jc_call(const char *rec, uint32_t len);
+
+/* spank/python: run one SPANK hook of the plugstack.conf line's handler,
+ * on the calling thread (SPANK's).  SPM_PY_OK: the hook returned (or the
+ * handler has no such method); SPM_PY_FAILED: it raised or the handler
+ * cannot load (call->msg says why; already logged). */
+int spm_py_spank(spm_spank_call_t *call);

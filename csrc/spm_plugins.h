@@ -35,10 +35,16 @@
 	SPM_PLUGIN_KEY(SITE_FACTOR, "site_factor/python", "PrioritySiteFactorParameters", site_factor_params, SPM_SF_DEFAULT_TIMEOUT_MS, SPM_IN_SLURMCTLD, 1) \
 	SPM_PLUGIN_FILE(JOB_SUBMIT, "job_submit/python", "job_submit_python.conf", SPM_JS_DEFAULT_TIMEOUT_MS, SPM_IN_SLURMCTLD, 1) \
 	SPM_PLUGIN_FILE(JOBCOMP, "jobcomp/python", "jobcomp_python.conf", SPM_JC_DEFAULT_TIMEOUT_MS, SPM_IN_SLURMCTLD, 1) \
+	SPM_PLUGIN_FILE(SPANK, "spank/python", "plugstack.conf", 0, SPM_IN_NONE, 1) \
 
 /* job_submit: Slurm makes one call at a time (its own mutex): 1 worker.
  * jobcomp: one deliverer hands the spool's records over in order, one at
- * a time: 1 worker (no workers= key). */
+ * a time: 1 worker (no workers= key).
+ * spank: its arguments are its plugstack.conf line (the conf file named
+ * here is only what messages name); no daemon's init() boots it and no
+ * pool runs it: each hook runs synchronously on the thread SPANK calls it
+ * on, in srun/sbatch/slurmstepd, and starts Python there only when the
+ * handler defines that hook (spank_python.c). */
 
 #define SPM_HOOK_TABLE \
 	SPM_HOOK_ROW(PROLOG, PREP, "prolog") \
@@ -52,4 +58,16 @@
 	SPM_HOOK_ROW(JS_MODIFY, JOB_SUBMIT, "modify") \
 	SPM_HOOK_ROW(JC_END, JOBCOMP, "job_end") \
 	SPM_HOOK_ROW(JC_START, JOBCOMP, "job_start") \
+	SPM_HOOK_ROW(SP_INIT, SPANK, "init") \
+	SPM_HOOK_ROW(SP_INIT_POST_OPT, SPANK, "init_post_opt") \
+	SPM_HOOK_ROW(SP_LOCAL_USER_INIT, SPANK, "local_user_init") \
+	SPM_HOOK_ROW(SP_USER_INIT, SPANK, "user_init") \
+	SPM_HOOK_ROW(SP_TASK_INIT_PRIVILEGED, SPANK, "task_init_privileged") \
+	SPM_HOOK_ROW(SP_TASK_INIT, SPANK, "task_init") \
+	SPM_HOOK_ROW(SP_TASK_POST_FORK, SPANK, "task_post_fork") \
+	SPM_HOOK_ROW(SP_TASK_EXIT, SPANK, "task_exit") \
+	SPM_HOOK_ROW(SP_EXIT, SPANK, "exit") \
+	SPM_HOOK_ROW(SP_JOB_PROLOG, SPANK, "job_prolog") \
+	SPM_HOOK_ROW(SP_JOB_EPILOG, SPANK, "job_epilog") \
+	SPM_HOOK_ROW(SP_SLURMD_EXIT, SPANK, "slurmd_exit") \
 

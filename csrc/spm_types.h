@@ -254,6 +254,35 @@ typedef struct spm_boot {
 	uint32_t on_failure_accept; /* out: job_submit: on_failure=accept */
 } spm_boot_t;
 
+/* spank/python: one hook call.  spank_python.c fills it on the thread
+ * SPANK called; Python reads it and reaches SPANK only through these
+ * functions (they wrap spank_get_item/getenv/setenv/unsetenv and the
+ * option values SPANK handed to the plugin's option callback). */
+typedef struct spm_spank_call {
+	int hook;                /* in: SPM_HOOK_SP_* */
+	const char *context;     /* in: "local", "remote", "allocator", "slurmd", "job_script" */
+	const char *args;        /* in: the plugstack.conf line's arguments, '\n'-joined */
+	uint32_t slurm_user_id;  /* in: SlurmUser (a trusted owner of handler files) */
+	void *sp;                /* in: spank_t */
+	/* SPM_SP_*: 0 and *out set, or -1 (not available in this context) */
+	int (*get_item)(void *sp, int item, int64_t *out);
+	/* 0: *value (malloc'd, the caller frees it with free_str) set;
+	 * 1: not set; -1: not available in this context */
+	int (*getenv)(void *sp, const char *name, char **value);
+	int (*setenv)(void *sp, const char *name, const char *value, int overwrite); /* 0 or -1 */
+	int (*unsetenv)(void *sp, const char *name);                                 /* 0 or -1 */
+	/* 1: given (*value: its argument, NULL for a flag; owned by C), 0: not
+	 * given, -1: not an option the plugin registered */
+	int (*option)(void *sp, const char *name, const char **value);
+	void (*free_str)(char *s);
+	/* S_JOB_ARGV: 0 and *argc, *argv set (SPANK's, read only), or -1 */
+	int (*get_argv)(void *sp, int *argc, const char ***argv);
+	/* spank_prepend_task_argv (Slurm 23.11+, task_init): 0, -1 (refused
+	 * in this context), -2 (this Slurm release has none) */
+	int (*prepend_argv)(void *sp, int argc, const char **argv);
+	char msg[1024];          /* out: why the hook failed (for the log) */
+} spm_spank_call_t;
+
 /* The one list of every constant the C side and Python share: Python
  * reads them as lib.SPM_*. */
 
@@ -261,7 +290,8 @@ typedef struct spm_boot {
 #define SPM_CTX_SITE_FACTOR 1
 #define SPM_CTX_JOB_SUBMIT 2
 #define SPM_CTX_JOBCOMP 3
-#define SPM_CTX_COUNT 4
+#define SPM_CTX_SPANK 4
+#define SPM_CTX_COUNT 5
 
 #define SPM_DAEMON_OTHER 0
 #define SPM_DAEMON_SLURMCTLD 1
@@ -279,12 +309,44 @@ typedef struct spm_boot {
 #define SPM_HOOK_JS_MODIFY 8
 #define SPM_HOOK_JC_END 9
 #define SPM_HOOK_JC_START 10
-#define SPM_HOOK_COUNT 11
+#define SPM_HOOK_SP_INIT 11
+#define SPM_HOOK_SP_INIT_POST_OPT 12
+#define SPM_HOOK_SP_LOCAL_USER_INIT 13
+#define SPM_HOOK_SP_USER_INIT 14
+#define SPM_HOOK_SP_TASK_INIT_PRIVILEGED 15
+#define SPM_HOOK_SP_TASK_INIT 16
+#define SPM_HOOK_SP_TASK_POST_FORK 17
+#define SPM_HOOK_SP_TASK_EXIT 18
+#define SPM_HOOK_SP_EXIT 19
+#define SPM_HOOK_SP_JOB_PROLOG 20
+#define SPM_HOOK_SP_JOB_EPILOG 21
+#define SPM_HOOK_SP_SLURMD_EXIT 22
+#define SPM_HOOK_COUNT 23
 
 /* Where a plugin's init() boots its handler: 1 << SPM_DAEMON_*. */
 #define SPM_IN_SLURMCTLD 0x2
 #define SPM_IN_SLURMD 0x4
 #define SPM_IN_SLURMSTEPD 0x8
+/* spank/python: no init() boots anything; a hook starts Python in its
+ * own process, only when the handler defines it. */
+#define SPM_IN_NONE 0x0
+
+/* spank/python: the items a hook's spank object reads (spank_python.c
+ * maps them to spank_item_t; unavailable in the context: not 0). */
+#define SPM_SP_JOB_ID 0
+#define SPM_SP_STEP_ID 1
+#define SPM_SP_UID 2
+#define SPM_SP_GID 3
+#define SPM_SP_NNODES 4
+#define SPM_SP_NODEID 5
+#define SPM_SP_LOCAL_TASK_COUNT 6
+#define SPM_SP_TOTAL_TASK_COUNT 7
+#define SPM_SP_TASK_ID 8
+#define SPM_SP_TASK_GLOBAL_ID 9
+#define SPM_SP_TASK_PID 10
+#define SPM_SP_ARRAY_ID 11
+#define SPM_SP_ARRAY_TASK_ID 12
+#define SPM_SP_ITEM_COUNT 13
 
 /* A default per-call limit: slurm.conf PrologEpilogTimeout (0: none). */
 #define SPM_TIMEOUT_PROLOG_EPILOG 0xffffffff

@@ -18,7 +18,8 @@ from typing import Any, Callable, cast
 
 from _slurmpy import ffi, lib  # type: ignore[import-not-found]  # the embedded module: only inside libslurmpy.so
 
-from . import _calls, _context, _factors, _jobcomp, _jobdesc, _jobsubmit, _log, _process, _records
+from . import (_calls, _context, _factors, _jobcomp, _jobdesc, _jobsubmit, _log, _process, _records,
+               _spank)
 from ._context import context
 
 PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
@@ -98,3 +99,9 @@ def spm_py_jc_call(rec: Any, length: int) -> int:
     _log.set_prefix(_context.PREFIX[lib.SPM_CTX_JOBCOMP])
     c = context(lib.SPM_CTX_JOBCOMP)
     return _jobcomp.call(c, ffi.unpack(rec, length))
+
+
+@_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
+def spm_py_spank(call: Any) -> int:
+    _log.set_prefix(_context.PREFIX[lib.SPM_CTX_SPANK])
+    return _spank.call(ffi, lib, call)

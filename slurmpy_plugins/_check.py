@@ -20,7 +20,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
-from . import _abi, _config, _context, _loader, _plugins, _slurmconf
+from . import _abi, _config, _context, _loader, _plugins, _slurmconf, _spank
 
 __all__ = ["check", "main"]
 
@@ -43,6 +43,23 @@ ACTIONS = {
                "de-duplicate on job.key), in order; raising keeps the record, retried with backoff",
     "job_start": "slurmctld's deliverer thread, once per started job (Slurm 25.05 and later, "
                  "JobCompParams=enable_job_start); raising keeps the record, retried",
+    "init": "every process that loads spank_python.so (srun, sbatch, salloc, slurmstepd, "
+            "slurmd): Python starts in all of them; raising fails the command or the step",
+    "init_post_opt": "srun/sbatch/salloc and slurmstepd, once the options are known (Python "
+                     "starts in every srun/sbatch); raising fails the command or the step",
+    "local_user_init": "srun, as the user, before the step is launched; raising fails srun",
+    "user_init": "slurmstepd, as the user, before the tasks start; raising fails the step",
+    "task_init_privileged": "slurmstepd's task child, as root; raising fails the task",
+    "task_init": "slurmstepd's task child, as the user, before exec; raising fails the task",
+    "task_post_fork": "slurmstepd, as root, for each forked task; raising fails the step",
+    "task_exit": "slurmstepd, as root, for each task that exited; raising is logged",
+    "exit": "srun/sbatch/salloc and slurmstepd, at the end (Python starts in every srun/sbatch); "
+            "raising is logged",
+    "job_prolog": "slurmd's job_script process, as root, beside the prolog on each node; "
+                  "raising (required plugin) drains the node",
+    "job_epilog": "slurmd's job_script process, as root, beside the epilog on each node; "
+                  "raising (required plugin) drains the node",
+    "slurmd_exit": "slurmd, as it shuts down; raising is logged",
 }
 
 # The plugin table (csrc/spm_plugins.h joined with _plugins.PLUGINS).
@@ -118,6 +135,70 @@ def _check_plugin(row: _plugins.Row, conf: _slurmconf.SlurmConf,
     return rep
 
 
+def _check_plugstack(row: _plugins.Row, conf: _slurmconf.SlurmConf, trusted: set[int],
+                     report: Report) -> list[PluginReport]:
+    """spank/python: the spank_python.so line of plugstack.conf
+    (PlugStackConfig, default beside slurm.conf): its arguments, the
+    handler loaded as slurmstepd loads it, and its class read as
+    spank_python.so reads the module file (options, hooks)."""
+    path = conf.get("PlugStackConfig") or os.path.join(conf.dir, "plugstack.conf")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        report.errors.append(f"{path}: cannot be read: {e}")
+        return []
+    reps: list[PluginReport] = []
+    seen_line = ""
+    for n, line in enumerate(text.splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if len(words) < 2 or os.path.basename(words[1]) != "spank_python.so":
+            continue
+        where = f"{path}:{n}"
+        if words[0] not in ("required", "optional"):
+            report.errors.append(f"{where}: {words[0]!r} must be 'required' or 'optional'")
+            continue
+        if seen_line:
+            report.errors.append(f"{where}: spank_python.so is listed again ({seen_line} "
+                                 "already lists it): SPANK loads a plugin once, so one line "
+                                 "must serve every handler")
+            continue
+        seen_line = where
+        params = " ".join(words[2:])
+        try:
+            cfgs: tuple[_config.Config, ...] = _spank.parse_args(words[2:]).cfgs
+        except _config.ConfigError as e:
+            reps.append(PluginReport(plugin=row.name, conf_key=where, params=params,
+                                     error=f"handler not loaded: {row.name}: {e}"))
+            continue
+        options: dict[str, str] = {}
+        for cfg in cfgs:              # one report per handler= of the line
+            rep = PluginReport(plugin=row.name, conf_key=where, params=params,
+                               handler=cfg.handler)
+            reps.append(rep)
+            try:
+                loaded = _loader.load(cfg, row.base, trusted)
+                _spank.check_declared(type(loaded.instance), loaded.module_file)
+                for o in type(loaded.instance).options:
+                    if o.name in options:
+                        raise _loader.HandlerError(
+                            f"{loaded.module_file}: option --{o.name} is declared by "
+                            f"{options[o.name]} too: one of them would not be registered")
+                    options[o.name] = cfg.handler
+            except _loader.HandlerError as e:
+                rep.error = f"handler not loaded: {row.name}: {e}"
+                cause = e.__cause__
+                if cause is not None and not isinstance(cause, SyntaxError):
+                    rep.traceback = _loader.format_tb(cause)
+                continue
+            rep.loaded = True
+            rep.module_file = loaded.module_file
+            rep.hooks = {n: ACTIONS[n] for n in _overridden(loaded.instance, row.base)}
+    return reps
+
+
 def _prep_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
     traps = []
     if "epilog" in rep.hooks and not (conf.get("Epilog") or "").strip():
@@ -169,14 +250,17 @@ def check(path: str) -> Report:
     report = Report(slurm_conf=path)
     trusted = _trusted(conf)
     for row in _TABLE.values():
-        if row.selected(conf.get(row.py.selected_by)):
+        if row.kind == "spank":
+            report.plugins += _check_plugstack(row, conf, trusted, report)
+        elif row.selected(conf.get(row.py.selected_by)):
             rep = _check_plugin(row, conf, trusted)
             report.plugins.append(rep)
             if row.kind in TRAPS:
                 report.traps += TRAPS[row.kind](rep, conf)
     if not report.plugins:
         ways = [f"{r.py.selected_by} with {r.name}" if r.py.selected_list
-                else f"{r.py.selected_by}={r.name}" for r in _TABLE.values()]
+                else f"{r.py.selected_by}={r.name}" for r in _TABLE.values() if r.kind != "spank"]
+        ways.append("a spank_python.so line in plugstack.conf")
         report.errors.append(f"{path} configures no slurmpy plugin ("
                              f"{', '.join(ways[:-1])}, or {ways[-1]})")
     return report

@@ -1,15 +1,20 @@
 """The classes a site subclasses."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from ._comprecord import CompletedJob
 from ._jobdesc import JobDesc, Partition
 from ._records import Job, JobEnv, JobList
 
-__all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "JobCompHandler", "Reject"]
+if TYPE_CHECKING:
+    from ._spank import Spank
+
+__all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "JobCompHandler", "Reject",
+           "SpankHandler", "SpankOption"]
 
 
 class PrEpHandler:
@@ -147,3 +152,76 @@ class JobCompHandler:
     def job_start(self, job: CompletedJob) -> None:
         """A job started: Slurm 25.05 and later, with
         ``JobCompParams=enable_job_start`` in slurm.conf."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpankOption:
+    """An option of srun, sbatch and salloc (``--name=VALUE``, or ``--name``
+    for ``arg=None``), listed in their ``--help`` with ``help``.
+
+    spank_python.so registers options without starting Python: it reads
+    them from the handler's module file as text, so declare each one in
+    the class's ``options`` list as a call written with string literals,
+    ``SpankOption("name", arg="VALUE", help="text")``.  ``slurmpy-plugins
+    check`` and the test kit refuse a class whose options differ from that
+    reading."""
+    name: str
+    arg: str | None = None
+    help: str = ""
+
+
+class SpankHandler:
+    """Base class for spank/python handlers (plugstack.conf:
+    ``required spank_python.so handler=module:Class path=DIR``).
+
+    Each hook is named after SPANK's callback without ``slurm_spank_`` and
+    gets a :class:`slurmpy_plugins.Spank` object.  A hook that raises fails
+    as a non-zero SPANK return does (for a ``required`` plugin, the step
+    fails), with its message in the log.  Python starts in a process only
+    when the module defines (``def <hook>(``) a hook SPANK calls there:
+    ``init`` in every process, ``init_post_opt`` and ``exit`` in srun,
+    sbatch and slurmstepd, ``local_user_init`` in srun, the ``task_*``
+    hooks and ``user_init`` in slurmstepd, ``job_prolog``/``job_epilog``
+    in slurmd's job_script process, ``slurmd_exit`` in slurmd.
+    """
+
+    options: Sequence[SpankOption] = ()
+
+    def init(self, spank: "Spank") -> None:
+        """Every process that loads the plugin, before the options are
+        parsed (Python then starts in every srun, sbatch, slurmstepd and
+        slurmd)."""
+
+    def init_post_opt(self, spank: "Spank") -> None:
+        """After the options are known (local, allocator, remote)."""
+
+    def local_user_init(self, spank: "Spank") -> None:
+        """srun, as the user, before the step is launched."""
+
+    def user_init(self, spank: "Spank") -> None:
+        """slurmstepd, as the user, before the tasks start."""
+
+    def task_init_privileged(self, spank: "Spank") -> None:
+        """slurmstepd's task child, as root, before it becomes the user."""
+
+    def task_init(self, spank: "Spank") -> None:
+        """slurmstepd's task child, as the user, just before exec."""
+
+    def task_post_fork(self, spank: "Spank") -> None:
+        """slurmstepd, as root, for each task once it is forked."""
+
+    def task_exit(self, spank: "Spank") -> None:
+        """slurmstepd, as root, for each task that exited."""
+
+    def exit(self, spank: "Spank") -> None:
+        """At the end (local, allocator, remote; slurmstepd: as root)."""
+
+    def job_prolog(self, spank: "Spank") -> None:
+        """The job_script process slurmd runs beside the job's prolog, as
+        root, on each node (context "job_script")."""
+
+    def job_epilog(self, spank: "Spank") -> None:
+        """The same beside the job's epilog."""
+
+    def slurmd_exit(self, spank: "Spank") -> None:
+        """slurmd, as it shuts down (context "slurmd")."""

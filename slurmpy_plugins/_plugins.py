@@ -16,7 +16,7 @@ import dataclasses
 from typing import Any
 
 from . import _config
-from ._handlers import JobCompHandler, JobSubmitHandler, PrEpHandler, SiteFactorHandler
+from ._handlers import JobCompHandler, JobSubmitHandler, PrEpHandler, SiteFactorHandler, SpankHandler
 
 __all__ = ["Plugin", "Row", "PLUGINS", "TableError", "rows", "by_kind"]
 
@@ -46,6 +46,10 @@ PLUGINS: tuple[Plugin, ...] = (
            "JobSubmitPlugins", True),
     Plugin("jobcomp", JobCompHandler, _config.JC_KEYS, ("run_job_end", "run_job_start"),
            "JobCompType", False),
+    # spank: its arguments are its plugstack.conf line (PlugStackConfig
+    # names that file; not a key that selects it: check reads the line).
+    Plugin("spank", SpankHandler, ("handler", "path", "timeout"), ("run_spank",), "PlugStackConfig",
+           False),
 )
 
 

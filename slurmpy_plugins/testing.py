@@ -34,9 +34,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
 from . import _abi, _calls, _comprecord, _config, _context, _factors, _jobcomp, _jobdesc
-from . import _jobsubmit, _loader, _log, _plugins, _records
+from . import _jobsubmit, _loader, _log, _plugins, _records, _spank
 from ._comprecord import CompletedJob
-from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler
+from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler, SpankHandler
 from ._jobdesc import JobDesc, Partition
 from ._records import JOB_STATES, Job, JobEnv, JobList
 
@@ -44,8 +44,8 @@ __all__ = [
     "make_job", "make_env", "make_job_desc", "make_partition", "jobs_from_json",
     "job_from_json", "env_from_json", "load_handler",
     "make_completed_job", "run_prep", "run_set", "run_update", "run_submit", "run_modify",
-    "run_job_end", "run_job_start",
-    "PrEpOutcome", "FactorOutcome", "UpdateOutcome", "SubmitOutcome", "JobCompOutcome",
+    "run_job_end", "run_job_start", "run_spank",
+    "PrEpOutcome", "SpankOutcome", "FactorOutcome", "UpdateOutcome", "SubmitOutcome", "JobCompOutcome",
     "NICE_OFFSET", "PROLOG_DRAIN_REASON", "EPILOG_DRAIN_REASON",
 ]
 
@@ -958,3 +958,115 @@ def run_job_start(handler: Any, job: CompletedJob, *, timeout: float | None = _J
                   log_level: int = _log.INFO) -> JobCompOutcome:
     """The same for ``job_start(job)`` (Slurm 25.05+, enable_job_start)."""
     return _jc_call(handler, job, "start", timeout, log_level)
+
+
+# -- spank/python ---------------------------------------------------------------
+
+@dataclasses.dataclass
+class SpankOutcome:
+    """What SPANK gets back from one hook: ``ok`` (False: a non-zero
+    return; for a ``required`` plugin the step fails), the ``message``
+    slurm_error() writes, and the job's environment after the hook."""
+    ok: bool
+    message: str | None
+    env: dict[str, str]
+    log: list[str]
+    prepended_argv: list[str] = dataclasses.field(default_factory=list)
+
+
+class _KitSpank:
+    def __init__(self, options: Mapping[str, str | bool | None], declared: Sequence[Any],
+                 env: dict[str, str], items: Mapping[str, int | None]) -> None:
+        self._declared = {o.name: o for o in declared}
+        for name, value in options.items():
+            if name not in self._declared:
+                raise ValueError(f"option {name!r} is not in the handler's options"
+                                 f"{_near(name, self._declared)}")
+            if (self._declared[name].arg is None) != (value is True or value is None):
+                raise ValueError(f"option {name!r}: give True for a flag, a string for an "
+                                 "option with arg=")
+        self._options = options
+        self.env = env
+        self._items = {_spank.ITEMS[k]: v for k, v in items.items()}
+        self.hook = ""
+        self.task_argv: list[str] | None = None
+        self.prepended: list[str] = []
+
+    def get_item(self, item: int) -> int | None:
+        return self._items.get(item)
+
+    def getenv(self, name: str) -> str | None:
+        return self.env.get(name)
+
+    def setenv(self, name: str, value: str, overwrite: bool) -> bool:
+        if overwrite or name not in self.env:
+            self.env[name] = value
+        return True
+
+    def unsetenv(self, name: str) -> bool:
+        self.env.pop(name, None)
+        return True
+
+    def argv(self) -> list[str] | None:
+        return None if self.task_argv is None else list(self.task_argv)
+
+    def prepend_argv(self, args: Sequence[str]) -> int:
+        if self.hook != "task_init":
+            return -1
+        self.prepended[:0] = list(args)
+        return 0
+
+    def option(self, name: str) -> tuple[int, str | None]:
+        if name not in self._declared:
+            return -1, None
+        value = self._options.get(name)
+        if value is None:
+            return 0, None
+        return 1, None if value is True else str(value)
+
+
+def run_spank(handler: Any, hook: str, *, options: Mapping[str, str | bool | None] | None = None,
+              env: Mapping[str, str] | None = None, context: str = "remote",
+              args: Mapping[str, str] | None = None, argv: Sequence[str] | None = None,
+              **items: int | None) -> SpankOutcome:
+    """Run one spank/python hook as spank_python.so does: ``options`` by
+    name (a string, or True for a flag; left out: not given), ``env`` the
+    job's environment, ``items`` SPANK's items (job_id=, step_id=, uid=,
+    gid=, task_id=, array_id=, ...; left out: None, as SPANK offers none),
+    ``argv`` the step's command (spank.argv); what task_init prepends is
+    ``prepended_argv`` (the kit models Slurm 23.11+).  The
+    handler's class is first read as spank_python.so reads its module file
+    (options written with literals, ``def <hook>(``): a class that reads
+    otherwise is refused (HandlerError), since the daemons would register
+    other options or never call the hook."""
+    if hook not in _spank.HOOKS:
+        raise ValueError(f"{hook!r} is not a spank/python hook{_near(hook, _spank.HOOKS)} "
+                         f"(hooks: {', '.join(_spank.HOOKS)})")
+    for k in items:
+        if k not in _spank.ITEMS:
+            raise TypeError(f"run_spank() got an unknown item {k!r}{_near(k, _spank.ITEMS)}")
+    cls = handler if isinstance(handler, type) else type(handler)
+    if not issubclass(cls, SpankHandler):
+        raise TypeError(f"{cls.__name__} is not a SpankHandler")
+    module_file = sys.modules[cls.__module__].__file__
+    if module_file:
+        _spank.check_declared(cls, module_file)
+    instance = handler() if isinstance(handler, type) else handler
+    backend = _KitSpank(options or {}, list(cls.options), dict(env or {}), items)
+    backend.hook, backend.task_argv = hook, None if argv is None else list(argv)
+    lines: list[str] = []
+
+    class _Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(f"{record.name}: {record.getMessage()}")
+
+    grab = _Grab()
+    _spank.log.addHandler(grab)
+    try:
+        # check_declared: a hook the class overrides is one the plugin calls
+        message = _spank.run(instance, hook, _spank.Spank(backend, context, args or {}))
+    finally:
+        _spank.log.removeHandler(grab)
+    if message is not None:
+        lines.append(f"spank/python: {hook} failed: {message}")
+    return SpankOutcome(message is None, message, backend.env, lines, backend.prepended)

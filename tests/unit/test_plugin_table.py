@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from slurmpy_plugins import _abi, _check, _config, _jobdesc, _plugins, testing
+from slurmpy_plugins import _abi, _check, _config, _jobdesc, _plugins, _spank, testing
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CSRC = REPO / "csrc"
@@ -139,6 +139,14 @@ def test_every_row_has_its_other_side(compiled):
             assert entry in testing.__all__ and callable(getattr(testing, entry)), (r.name, entry)
         # the conf source: one of the two, and its keys parse
         assert (r.conf_key is None) != (r.conf_file is None), r.name
+        if r.kind == "spank":
+            # its arguments are its plugstack.conf line; no daemon boots it
+            # (each hook starts Python in its own process, if defined), no pool
+            assert r.conf_file == "plugstack.conf" and r.daemons == 0, r.name
+            assert set(r.py.conf_keys) == set(_spank.KEYS)
+            assert _spank.HOOKS == tuple(r.hooks[n] for n in sorted(r.hooks))
+            _spank.parse_args(["handler=m:C", "path=/etc/slurm", "site=x"])
+            continue
         if r.conf_file:
             assert r.conf_file == f"{r.kind}_python.conf"
             _config.parse_file(r.conf_file, "handler=m:C\n", conf_path=SLURM_CONF,
