@@ -58,6 +58,15 @@ spank_err_t spank_unsetenv(spank_t sp, const char *var)
 	return ESPANK_NOT_AVAIL;
 }
 
+#if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(23, 11, 0)
+/* 23.11+: spank_python.c's prepend_argv calls it */
+spank_err_t spank_prepend_task_argv(spank_t sp, int argc, const char *argv[])
+{
+	(void)sp; (void)argc; (void)argv;
+	return ESPANK_NOT_AVAIL;
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	slurm_spank_init(NULL, argc - 1, argv + 1);
