@@ -105,7 +105,12 @@ def test_workers_written_off_past_the_bound_are_still_interrupted(make_host, han
     wait_for(lambda: ["interrupted", spinner, "TimeoutError"] in handlers.lines("calls.jsonl"),
              30, what="the worker written off past the bound to be interrupted")
     assert "all worker threads are stuck in handlers (129 written off, the limit)" in h.log()
-    # the interrupted worker rejoins: the pool runs calls again
+    # the interrupted worker rejoins: the pool runs calls again.  (The
+    # handler records "interrupted" before its worker leaves it: a call
+    # made before the worker rejoined finds every worker stuck and fails at
+    # once, as it should; seen on a loaded machine.)
+    wait_for(lambda: "its thread rejoins the pool" in h.log(), 30,
+             what="the interrupted worker to rejoin the pool")
     assert_async_ok(h.prolog_slurmctld(job_id=spinner + 1))
     wait_for(lambda: ["start", spinner + 1] in handlers.lines("calls.jsonl"), 30,
              what="a call to run on the worker that rejoined")
