@@ -361,10 +361,24 @@ static void _read_settings(const char *file, char *dir, size_t dir_sz,
 
 static void *_deliverer(void *arg);
 
+/* Open (create 0600) the spool file `name` in `dir`; -1, logged, if it
+ * cannot be. */
+static int _open_in(const char *dir, const char *name)
+{
+	char path[4200];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		spm_logf(JC, SPM_LOG_ERROR, "cannot open %s: %m: no record can be kept",
+			 path);
+	return fd;
+}
+
 SPM_EXPORT int spm_jc_open(void)
 {
 	spm_conf_t conf;
-	char dir[4096] = "", path[4200];
+	char dir[4096] = "";
 	uint64_t max_mb = SPM_JC_SPOOL_MAX_MB;
 	int fd = -1, ack_fd = -1, lock_fd = -1, rc = SLURM_SUCCESS;
 
@@ -398,24 +412,9 @@ SPM_EXPORT int spm_jc_open(void)
 		rc = SLURM_ERROR;
 		goto out;
 	}
-	snprintf(path, sizeof(path), "%s/records", dir);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		spm_logf(JC, SPM_LOG_ERROR, "cannot open %s: %m: no record can be kept",
-			 path);
-		rc = SLURM_ERROR;
-		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/acked", dir);
-	if ((ack_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		spm_logf(JC, SPM_LOG_ERROR, "cannot open %s: %m: no record can be kept",
-			 path);
-		rc = SLURM_ERROR;
-		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/lock", dir);
-	if ((lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		spm_logf(JC, SPM_LOG_ERROR, "cannot open %s: %m: no record can be kept",
-			 path);
+	if ((fd = _open_in(dir, "records")) < 0 ||
+	    (ack_fd = _open_in(dir, "acked")) < 0 ||
+	    (lock_fd = _open_in(dir, "lock")) < 0) {
 		rc = SLURM_ERROR;
 		goto out;
 	}

@@ -62,6 +62,20 @@ struct sp_opt {
 
 static struct sp_opt opts[SP_MAX_OPTS];
 static int n_opts;
+
+/* Option i as SPANK takes it (no callback: the caller sets one). */
+static struct spank_option _spank_option(int i)
+{
+	struct spank_option o = {
+		.name = opts[i].name,
+		.arginfo = opts[i].arginfo,
+		.usage = opts[i].help ? opts[i].help : "",
+		.has_arg = opts[i].arginfo ? 1 : 0,
+		.val = i,
+	};
+
+	return o;
+}
 static char *args_joined;        /* the line's arguments, '\n'-joined */
 static uint32_t hook_mask;       /* 1 << SPM_HOOK_SP_* the module defines */
 static bool scanned;
@@ -418,13 +432,7 @@ static int _raw_option(void *spv, const char *name, const char **value)
 			/* job_prolog/job_epilog: SPANK calls no option
 			 * callback there; the values are in the job's
 			 * environment, which spank_option_getopt reads. */
-			struct spank_option o = {
-				.name = opts[i].name,
-				.arginfo = opts[i].arginfo,
-				.usage = opts[i].help ? opts[i].help : "",
-				.has_arg = opts[i].arginfo ? 1 : 0,
-				.val = i,
-			};
+			struct spank_option o = _spank_option(i);
 			char *arg = NULL;
 
 			if (spank_option_getopt(spv, &o, &arg) == ESPANK_SUCCESS) {
@@ -760,14 +768,9 @@ extern int slurm_spank_init(spank_t sp, int ac, char **av)
 	if (spank_context() == S_CTX_JOB_SCRIPT || spank_context() == S_CTX_SLURMD)
 		return _run(sp, SPM_HOOK_SP_INIT, "init", ac, av);
 	for (int i = 0; i < n_opts; i++) {
-		struct spank_option o = {
-			.name = opts[i].name,
-			.arginfo = opts[i].arginfo,
-			.usage = opts[i].help ? opts[i].help : "",
-			.has_arg = opts[i].arginfo ? 1 : 0,
-			.val = i,
-			.cb = _option_cb,
-		};
+		struct spank_option o = _spank_option(i);
+
+		o.cb = _option_cb;
 
 		if (spank_option_register(sp, &o) != ESPANK_SUCCESS)
 			slurm_error("spank/python: cannot register option --%s",
