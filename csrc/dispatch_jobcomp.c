@@ -169,16 +169,18 @@ static void _num(buf_t *b, const char *key, int64_t v)
 }
 
 /* The record of *v; Python (slurmpy_plugins/_jobcomp.py) reads it.  The
- * key: "<cluster>:<job_id>:<submit_time>", ":start" added for a start
- * record: the same for every delivery of one record, different for the
- * runs of a requeued job (a requeue resets submit_time). */
+ * key: "<cluster>:<job_id>:<submit_time>:<start_time>" (0: never
+ * started), ":start" added for a start record: the same for every
+ * delivery of one record, different for each run of a job: a requeue
+ * resets submit_time, and a job that slurmctld runs again because a kill -9
+ * lost its completion from the state files starts at another time. */
 static void _format(buf_t *b, int hook, const spm_jc_view_t *v)
 {
 	char key[512];
 
-	snprintf(key, sizeof(key), "%s:%u:%" PRId64 "%s",
+	snprintf(key, sizeof(key), "%s:%u:%" PRId64 ":%" PRId64 "%s",
 		 v->cluster ? v->cluster : "", v->job_id, v->submit_time,
-		 hook == SPM_HOOK_JC_START ? ":start" : "");
+		 v->start_time, hook == SPM_HOOK_JC_START ? ":start" : "");
 	_puts(b, "{\"v\":1");
 	_str(b, "event", hook == SPM_HOOK_JC_START ? "start" : "end");
 	_str(b, "key", key);

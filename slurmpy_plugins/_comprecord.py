@@ -34,7 +34,7 @@ class CompletedJob:
     """What a completion record has (the fields of jobcomp/filetxt's line).
 
     ``key`` is stable and unique per record ("<cluster>:<job_id>:
-    <submit_time>", ":start" added for job_start): a record may be
+    <submit_time>:<start_time>", ":start" added for job_start): a record may be
     delivered more than once (after a crash between the delivery and its
     acknowledgement), so de-duplicate on it.  ``state`` is a word:
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL",

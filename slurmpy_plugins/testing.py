@@ -900,7 +900,7 @@ def make_completed_job(*, job_id: int = 1, state: str = "COMPLETED", event: str 
             raise TypeError(f"CompletedJob has no field {name!r}{_near(name, known)}")
     elapsed = max(0, end_time - start_time) if start_time and end_time else 0
     values: dict[str, Any] = dict(
-        key=f"{cluster}:{job_id}:{submit_time}" + (":start" if event == "start" else ""),
+        key=f"{cluster}:{job_id}:{submit_time}:{start_time or 0}" + (":start" if event == "start" else ""),
         event=event, cluster=cluster, job_id=job_id, name="job", user_id=1000,
         user_name="user", group_id=1000, account=None, partition="debug", qos="normal",
         state=state, exit_code=exit_code, derived_exit_code=(0, 0), submit_time=submit_time,

@@ -93,7 +93,7 @@ def test_n_jobs_give_n_records_with_their_states_in_order(make_host, handlers, t
         assert res["rc"] == 0 and res["lock_bypassed"] == 0
     keys = delivered(handlers, len(states))
     got = calls(handlers)
-    assert keys == [f"testc:{i}:{1_700_000_000 + i}" for i in range(1, 7)]
+    assert keys == [f"testc:{i}:{1_700_000_000 + i}:1700000100" for i in range(1, 7)]
     assert [c["state"] for c in got] == states
     first, failed = got[0], got[1]
     assert first["job_id"] == 1 and first["name"] == "j1" and first["user_name"] == "alice"
@@ -126,7 +126,7 @@ def test_a_raising_handler_keeps_its_record_and_the_order(make_host, handlers, t
              what="2 failed attempts, then 2 and 3 in order")
     log = h.log()
     assert "RuntimeError: ledger down" in log
-    assert "delivery of record testc:2:1700000002 failed (attempt 2" in log
+    assert "delivery of record testc:2:1700000002:1700000100 failed (attempt 2" in log
     assert "a record held back by 2 failed attempts is delivered" in log
 
 
@@ -258,8 +258,8 @@ def test_job_start_from_25_05_and_only_when_the_handler_has_it(make_host, handle
     assert 3 not in [c["job_id"] for c in calls(handlers)]
     start_rec, end_rec = calls(handlers)[1:3]
     assert start_rec["event"] == "start" and start_rec["state"] == "RUNNING"
-    assert start_rec["key"] == "testc:2:1700000002:start"
-    assert end_rec["event"] == "end" and end_rec["key"] == "testc:2:1700000002"
+    assert start_rec["key"] == "testc:2:1700000002:1700000100:start"
+    assert end_rec["event"] == "end" and end_rec["key"] == "testc:2:1700000002:1700000100"
 
 
 def test_a_handler_that_cannot_load_keeps_the_records_until_fixed(make_host, handlers,
@@ -269,11 +269,12 @@ def test_a_handler_that_cannot_load_keeps_the_records_until_fixed(make_host, han
     h.wait_booted()
     for i in (1, 2):
         assert h.jc_end(**job(i))["rc"] == 0
-    wait_for(lambda: h.log().count("delivery of record testc:1:1700000001 failed") >= 2,
+    wait_for(lambda: h.log().count("delivery of record testc:1:1700000001:1700000100 failed") >= 2,
              timeout=30, what="two failed attempts of the first record")
     assert "no usable handler" in h.log()
     handlers.write("sink", HANDLER)        # fixed: picked up within reload= (2 s)
-    assert delivered(handlers, 2, timeout=60) == ["testc:1:1700000001", "testc:2:1700000002"]
+    assert delivered(handlers, 2, timeout=60) == ["testc:1:1700000001:1700000100",
+                                                  "testc:2:1700000002:1700000100"]
 
 
 def test_two_slurmctld_processes_on_one_spool_lose_nothing(make_host, handlers, tmp_path):
@@ -290,11 +291,11 @@ def test_two_slurmctld_processes_on_one_spool_lose_nothing(make_host, handlers, 
     assert old.jc_end(**job(2))["rc"] == 0
     assert new.jc_end(**job(3))["rc"] == 0
     os.unlink(handlers.out / "end.py")
-    assert delivered(handlers, 2) == ["testc:1:1700000001", "testc:2:1700000002"]
+    assert delivered(handlers, 2) == ["testc:1:1700000001:1700000100", "testc:2:1700000002:1700000100"]
     old._kill()
     wait_for(lambda: "this slurmctld delivers from it now" in new.log(), timeout=30,
              what="the new process taking over")
-    assert delivered(handlers, 3) == ["testc:1:1700000001", "testc:2:1700000002",
-                                      "testc:3:1700000003"]
+    assert delivered(handlers, 3) == ["testc:1:1700000001:1700000100", "testc:2:1700000002:1700000100",
+                                      "testc:3:1700000003:1700000100"]
     records = (tmp_path / "state" / "jobcomp_python" / "records").read_bytes()
     assert records.count(b"\n") == 3 and b"\0" not in records

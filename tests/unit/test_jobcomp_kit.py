@@ -31,12 +31,12 @@ def test_run_job_end_delivers_and_a_raise_keeps_the_record():
     assert isinstance(out, JobCompOutcome)
     assert out.delivered and not out.timed_out and out.retry_in is None
     assert [j.job_id for j in h.seen] == [5] and h.seen[0].state == "TIMEOUT"
-    assert h.seen[0].key == "cluster:5:1700000000" and h.seen[0].elapsed == 60
+    assert h.seen[0].key == "cluster:5:1700000000:1700000010" and h.seen[0].elapsed == 60
     out = run_job_end(h, make_completed_job(job_id=6, state="FAILED", account="down"))
     assert not out.delivered and not out.timed_out and out.retry_in == 0.25
     text = "\n".join(out.log)
     assert "ConnectionError: ledger down" in text
-    assert "delivery of record cluster:6:1700000000 failed (attempt 1" in text
+    assert "delivery of record cluster:6:1700000000:1700000010 failed (attempt 1" in text
     assert "kept and retried" in text
 
 
