@@ -28,6 +28,7 @@ import os
 import pathlib
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,7 +126,45 @@ def part_host(tmp: pathlib.Path, n: int) -> dict:
     }
 
 
-def run_cluster(tmp: pathlib.Path, kind: str, n: int, idx: int) -> dict:
+def probe_targets(libdir: str) -> dict[str, tuple[str, str]]:
+    """The functions to time inside slurmctld (name: (ELF, function)):
+    slurmctld's generic jobcomp call in libslurmfull, which wraps the
+    plugin's, and the plugin's own (python only; the caller drops it for
+    jobcomp/none).  Slurm 25.05 renamed both (compat.h)."""
+    full = os.path.join(libdir, "libslurmfull.so")
+    syms = subprocess.run(["nm", "-D", "--defined-only", full], capture_output=True,
+                          text=True, check=True).stdout
+    if " jobcomp_g_record_job_end\n" in syms:
+        return {"wrap": (full, "jobcomp_g_record_job_end"),
+                "plugin": (str(JC_SO), "jobcomp_p_record_job_end")}
+    return {"wrap": (full, "jobcomp_g_write"), "plugin": (str(JC_SO), "jobcomp_p_log_record")}
+
+
+def _burst(c, n: int) -> list[str]:
+    def one(_):
+        return c.sbatch("-o", "/dev/null", "-e", "/dev/null", wrap="true", timeout=120)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        return list(ex.map(one, range(n)))
+
+
+def _drain(c, t0: float) -> None:
+    """Until no job is left in the queue (each job's record written)."""
+    while True:
+        cp = c.run("squeue", "-h", "-t", "PD,CF,R,CG", "-o", "%i", check=False)
+        if cp.returncode == 0 and not cp.stdout.strip():
+            return
+        if time.monotonic() - t0 > 900:
+            raise RuntimeError("jobs not done in 900 s")
+        time.sleep(0.1)
+
+
+def run_cluster(tmp: pathlib.Path, kind: str, n: int, idx: int, *, n_probe: int = 0,
+                uprobes=None, libdir: str | None = None) -> dict:
+    """One cluster with JobCompType=jobcomp/<kind>: n `true` jobs from 4
+    submitters (jobs/s, slurmctld CPU per job); then, given n_probe and
+    the Uprobes class of bench/run.py, n_probe more jobs with uprobes on
+    the jobcomp calls inside slurmctld (probe_targets): wall us per call."""
     work = tmp / f"cluster-{kind}-{idx}"
     hold = work / "never"
     extra = ["JobCompType=jobcomp/none"]
@@ -143,22 +182,27 @@ def run_cluster(tmp: pathlib.Path, kind: str, n: int, idx: int) -> dict:
         cpu0 = _proc_cpu_s(pid)
         busy0 = _cpu_jiffies()
         t0 = time.monotonic()
-
-        def one(_):
-            return c.sbatch("-o", "/dev/null", "-e", "/dev/null", wrap="true", timeout=120)
-
-        with concurrent.futures.ThreadPoolExecutor(4) as ex:
-            ids = list(ex.map(one, range(n)))
-        while True:
-            cp = c.run("squeue", "-h", "-t", "PD,CF,R,CG", "-o", "%i", check=False)
-            if cp.returncode == 0 and not cp.stdout.strip():
-                break
-            if time.monotonic() - t0 > 900:
-                raise RuntimeError("jobs not done in 900 s")
-            time.sleep(0.1)
+        ids = _burst(c, n)
+        _drain(c, t0)
         took = time.monotonic() - t0
         cpu = _proc_cpu_s(pid) - cpu0
         busy1 = _cpu_jiffies()
+        probe: dict = {}
+        if n_probe and uprobes is not None:
+            targets = probe_targets(libdir)
+            if kind != "python":
+                del targets["plugin"]
+            with uprobes(targets, pid, work / "perf.data") as up:
+                ids += _burst(c, n_probe)
+                _drain(c, time.monotonic())
+            for k, v in up.durations().items():
+                if len(v) < 0.9 * n_probe:
+                    raise RuntimeError(f"jobcomp/{kind}: {len(v)} {k} calls traced "
+                                       f"for {n_probe} jobs")
+                v.sort()
+                probe[k] = {"n": len(v), "med_us": statistics.median(v),
+                            "mean_us": statistics.fmean(v), "p90_us": v[len(v) * 9 // 10],
+                            "p99_us": v[len(v) * 99 // 100], "fn": targets[k][1]}
         if kind == "python":
             spool = c.state_dir / "jobcomp_python"
             size = (spool / "records").stat().st_size
@@ -171,7 +215,8 @@ def run_cluster(tmp: pathlib.Path, kind: str, n: int, idx: int) -> dict:
             if lines != len(ids):
                 raise RuntimeError(f"{lines} records for {len(ids)} jobs")
         return {"jobs_per_s": n / took, "ctld_cpu_us_per_job": cpu / n * 1e6,
-                "machine_busy": (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])}
+                "machine_busy": (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
+                "probe": probe}
     finally:
         c.stop()
         shutil.rmtree(work, ignore_errors=True)

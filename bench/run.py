@@ -34,6 +34,12 @@ Parts
     plugin, job_submit/python and job_submit/lua running the same policy;
     per-call cost of each plugin's job_submit() from uprobes (perf probe)
     in the real slurmctld, net of the probes' own cost.
+ 8. jobcomp: jobs/s and slurmctld CPU per job with JobCompType=
+    jobcomp/python (no-op handler) against jobcomp/none, alternating; the
+    cost of a record inside the real slurmctld from uprobes on slurmctld's
+    jobcomp call and the plugin's (the probes' own cost: the generic call
+    timed under jobcomp/none); the hook alone in the C test host and the
+    records/s the deliverer sustains (bench/jobcomp.py).
 With --trixie-root DIR (what `make bench` passes), parts 3, 4 and 6 also
 run inside that Debian 13 root against Slurm 24.11 (this script with
 --json-out there) and are reported as 3', 4', 6'.
@@ -1086,7 +1092,8 @@ class Uprobes:
             self.rec = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(1.0)             # perf attaches
             if self.rec.poll() is not None:
-                raise RuntimeError(f"perf record: {self.rec.stderr.read().decode()[-300:]}")
+                raise RuntimeError(f"perf record -p {self.pid} exited {self.rec.returncode} at "
+                                   f"once: {self.rec.stderr.read().decode()[-300:]}")
         except BaseException:
             self._delete()
             raise
@@ -1298,6 +1305,110 @@ def part_jsubmit(n: int, n_probe: int, rounds: int, clients: int, tmp: pathlib.P
                 o[k + "_med_us"] = med([p["med_us"] for p in v])
                 o[k + "_mean_us"] = med([p["mean_us"] for p in v])
     return out
+
+
+T_JC_THROUGHPUT = 0.95    # jobcomp/python jobs/s >= 0.95 x jobcomp/none
+
+
+def part_jobcomp(n: int, n_probe: int, rounds: int, n_host: int, tmp: pathlib.Path) -> dict:
+    import jobcomp as jcb        # bench/jobcomp.py: the hook, deliverer and cluster runs
+    probe_err = None
+    mounted = False
+    if n_probe:
+        try:
+            mounted = _tracefs()
+            if not shutil.which("perf"):
+                raise RuntimeError("perf not installed (linux-perf)")
+        except (OSError, subprocess.CalledProcessError, RuntimeError) as e:
+            probe_err = f"per-record cost not measured: {e}"
+            log(f"jobcomp: {probe_err}")
+            n_probe = 0
+    runs: dict[str, list] = {"none": [], "python": []}
+    try:
+        for r in range(rounds):
+            # the order alternates round by round (a drift is shared)
+            for kind in (("none", "python") if r % 2 == 0 else ("python", "none")):
+                log(f"jobcomp: round {r + 1}/{rounds}, JobCompType=jobcomp/{kind}, {n} jobs"
+                    + (f", then {n_probe} traced" if n_probe else ""))
+                with ForeignCPU() as f:
+                    x = jcb.run_cluster(tmp, kind, n, r, n_probe=n_probe, uprobes=Uprobes,
+                                        libdir=SLURM_LIBDIR)
+                x["foreign"] = f.result()
+                runs[kind].append(x)
+                log(f"jobcomp/{kind}: {x['jobs_per_s']:.1f} jobs/s, slurmctld "
+                    f"{x['ctld_cpu_us_per_job']:.0f} us CPU per job"
+                    + "".join(f", {k} {v['med_us']:.1f} us" for k, v in x["probe"].items()))
+    finally:
+        if mounted:
+            subprocess.run(["umount", "/sys/kernel/tracing"], capture_output=True)
+    out: dict = {"n_per_run": n, "n_probe": n_probe, "rounds": rounds, "probe_error": probe_err,
+                 "runs": runs}
+    for kind, rs in runs.items():
+        o = out[kind] = {"jobs_per_s": med([x["jobs_per_s"] for x in rs]),
+                         "jobs_per_s_runs": [x["jobs_per_s"] for x in rs],
+                         "ctld_cpu_us_per_job": med([x["ctld_cpu_us_per_job"] for x in rs]),
+                         "foreign_frac_runs": [x["foreign"]["foreign_frac"] for x in rs]}
+        for k in ("wrap", "plugin"):
+            v = [x["probe"][k] for x in rs if k in x["probe"]]
+            if v:
+                for stat in ("med_us", "p90_us", "p99_us"):
+                    o[f"{k}_{stat}"] = med([p[stat] for p in v])
+                o[k + "_fn"] = v[0]["fn"]
+    out["round_ratios"] = [p["jobs_per_s"] / n_["jobs_per_s"]
+                           for p, n_ in zip(runs["python"], runs["none"])]
+    log(f"jobcomp: the hook in the C test host, {n_host} records, then the deliverer")
+    out["host"] = jcb.part_host(tmp, n_host)
+    return out
+
+
+def report_jobcomp(lines: list, target, jc: dict) -> None:
+    lines.append(f"8. jobcomp: {jc['rounds']} round(s) of jobcomp/none and jobcomp/python "
+                 f"(no-op job_end; the order alternating), {jc['n_per_run']:,} `sbatch "
+                 "--wrap=true` per run from 4 clients;")
+    lines.append("   jobs/s = jobs / wall time from the first sbatch to the last job gone "
+                 "from squeue; every python run checked: one spooled record per job,")
+    lines.append("   all delivered.")
+    if jc.get("probe_error"):
+        lines.append(f"   {jc['probe_error']}")
+    else:
+        py = jc["python"]
+        lines.append(f"   per-record cost: then {jc['n_probe']:,} more jobs per run with uprobes "
+                     f"(perf probe) inside the real slurmctld on {py.get('wrap_fn')}() (slurmctld's")
+        lines.append(f"   call, under the job write lock) and on the plugin's {py.get('plugin_fn')}(): "
+                     "wall time per call, median per run, median of runs; the")
+        lines.append("   floor is the same call under jobcomp/none (the probes' traps and Slurm's "
+                     "dispatch): net = python - floor.")
+    lines.append(f"   {'JobComp':<10} {'jobs/s':>8} {'ctld CPU/job':>13} {'call med':>10} "
+                 f"{'p90':>9} {'p99':>9} {'plugin med':>11}   jobs/s per run")
+
+    def us(v):
+        return "-" if v is None else f"{v:.1f} us"
+    for kind in ("none", "python"):
+        r = jc[kind]
+        lines.append(f"   {kind:<10} {r['jobs_per_s']:>8.1f} {r['ctld_cpu_us_per_job']:>10.0f} us "
+                     f"{us(r.get('wrap_med_us')):>10} {us(r.get('wrap_p90_us')):>9} "
+                     f"{us(r.get('wrap_p99_us')):>9} {us(r.get('plugin_med_us')):>11}   "
+                     + ", ".join(f"{x:.1f}" for x in r["jobs_per_s_runs"]))
+    fl, pw = jc["none"].get("wrap_med_us"), jc["python"].get("wrap_med_us")
+    if fl is not None and pw is not None:
+        lines.append(f"   a record costs slurmctld {pw - fl:.1f} us net (median; "
+                     f"{pw:.1f} us with the probes, floor {fl:.1f} us)")
+    lines.append("   jobs/s python / none, round by round: "
+                 + ", ".join(f"{x:.3f}" for x in jc["round_ratios"])
+                 + ";  other processes' CPU per run: " + "; ".join(
+                     f"{k} " + ", ".join(f"{x:.0%}" for x in jc[k]["foreign_frac_runs"])
+                     for k in ("none", "python")))
+    h = jc.get("host")
+    if h:
+        lines.append(f"   the hook alone in the C test host ({h['n']:,} records, back to back): "
+                     f"median {h['hook_us']['median']} us, p90 {h['hook_us']['p90']} us, "
+                     f"p99 {h['hook_us']['p99']} us")
+        lines.append(f"   ({h['record_bytes']:.0f}-byte JSON line, append, fdatasync); the "
+                     f"deliverer: {h['deliver_records_per_s']:,.0f} records/s to a no-op job_end()")
+    ratio = jc["python"]["jobs_per_s"] / jc["none"]["jobs_per_s"]
+    target("8a jobcomp/python jobs/s >= 0.95 x jobcomp/none", f"{ratio:.3f} x none", "0.95",
+           ratio >= T_JC_THROUGHPUT, f"{ratio:.3f}")
+    lines.append("")
 
 
 def report_steps(lines: list, target, st: dict, rel: str, release: str) -> None:
@@ -1686,6 +1797,8 @@ def report(res: dict) -> tuple[str, list[dict]]:
                      f"{r2['meta']['where']})")
     if "jsubmit" in res:
         report_jsubmit(lines, target, res["jsubmit"])
+    if "jobcomp" in res:
+        report_jobcomp(lines, target, res["jobcomp"])
     if r2 and r2.get("error"):
         lines.append(f"Slurm 24.11 parts ({r2['meta'].get('where')}) FAILED: {r2['error']}")
         lines.append("")
@@ -1698,7 +1811,7 @@ def report(res: dict) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", targets
 
 
-ALL_PARTS = "calls,update,attrib,cluster,steps,jsubmit"
+ALL_PARTS = "calls,update,attrib,cluster,steps,jsubmit,jobcomp"
 
 
 def where_am_i() -> str:
@@ -1762,6 +1875,9 @@ def main() -> int:
     ap.add_argument("--js-probe", type=int,
                     help="traced sbatch per job_submit run for the per-call cost (300; 100)")
     ap.add_argument("--clients", type=int, default=8, help="parallel sbatch clients (job_submit)")
+    ap.add_argument("--jc-jobs", type=int, help="jobs per jobcomp run (500; 100 with --quick)")
+    ap.add_argument("--jc-probe", type=int,
+                    help="traced jobs per jobcomp run for the per-record cost (200; 50)")
     ap.add_argument("--trixie-root", metavar="DIR",
                     help="then run --trixie-parts against Slurm 24.11 inside this Debian 13 "
                     "root (scripts/trixie-root.sh; the plugins built there first: make bench "
@@ -1791,10 +1907,14 @@ def main() -> int:
     steps = args.steps or (20 if q else 100)
     js_jobs = args.js_jobs or (100 if q else 2000)
     js_probe = args.js_probe if args.js_probe is not None else (100 if q else 300)
+    jc_jobs = args.jc_jobs or (100 if q else 500)
+    jc_probe = args.jc_probe if args.jc_probe is not None else (50 if q else 200)
 
-    if os.geteuid() != 0 and (parts & {"cluster", "steps", "jsubmit"} or args.trixie_root):
-        sys.exit("bench: the cluster, steps and jsubmit parts run slurmctld/slurmd and need root")
-    for p in (PREP_SO, SF_SO):
+    if os.geteuid() != 0 and (parts & {"cluster", "steps", "jsubmit", "jobcomp"}
+                              or args.trixie_root):
+        sys.exit("bench: the cluster, steps, jsubmit and jobcomp parts run slurmctld/slurmd "
+                 "and need root")
+    for p in (PREP_SO, SF_SO, *([PLUGINS / "jobcomp_python.so"] if "jobcomp" in parts else [])):
         if not p.exists():
             sys.exit(f"bench: {p} missing: run `make build` first")
 
@@ -1814,7 +1934,8 @@ def main() -> int:
         "tree": tree_state(),
         "params": {"calls": calls, "reps": reps, "jobs": jobs, "rounds": rounds,
                    "update_jobs": ujobs, "node_cpus": args.cpus, "steps": steps,
-                   "js_jobs": js_jobs, "js_probe": js_probe, "clients": args.clients},
+                   "js_jobs": js_jobs, "js_probe": js_probe, "clients": args.clients,
+                   "jc_jobs": jc_jobs, "jc_probe": jc_probe},
     }}
     tools = build_tools(parts)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="slurmpy-bench."))
@@ -1846,6 +1967,10 @@ def main() -> int:
         if "jsubmit" in parts:
             quiet_check("jsubmit", args.wait_quiet, res)
             res["jsubmit"] = part_jsubmit(js_jobs, js_probe, 1 if q else 5, args.clients, tmp)
+        if "jobcomp" in parts:
+            quiet_check("jobcomp", args.wait_quiet, res)
+            res["jobcomp"] = part_jobcomp(jc_jobs, jc_probe, 2 if q else 4,
+                                          500 if q else 2000, tmp)
         if args.trixie_root:
             res["release2"] = run_in_trixie(args)
     finally:
