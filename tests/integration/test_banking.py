@@ -228,7 +228,7 @@ def test_a_ledger_down_at_job_end_charges_once_it_is_back(bank):
     os.rename(db, moved)
     try:
         c.wait_job(j, ("COMPLETED",))
-        c.wait_for_log(r"delivery of record \S+:%d:\d+ failed \(attempt 2" % j, timeout=60)
+        c.wait_for_log(r"delivery of record \S+:%d:\d+:\d+ failed \(attempt 2" % j, timeout=60)
     finally:
         os.rename(moved, db)
     c.wait_for_log(r"a record held back by \d+ failed attempts is delivered", timeout=60)
