@@ -31,7 +31,7 @@ CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h csrc/spm_plugins.h \
              csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
 .PHONY: all deps build install install-check test unit integration demo bench asan clean FORCE releases \
-        trixie-root test-24.11 unit-24.11 demo-24.11 typecheck wheel
+        trixie-root test-24.11 unit-24.11 demo-24.11 typecheck wheel deb deb-24.11
 
 all: build
 
@@ -108,6 +108,16 @@ install: install-check build
 
 install-check:
 	@scripts/check-slurm-version.sh '$(SLURM_SRC)' $(SLURMCTLD)
+
+## deb: dist/slurmpy-plugins_<ours>+slurm<release>_<arch>.deb holding what
+## install installs, Depends pinned to the installed Slurm package's exact
+## version (scripts/deb.py); refused for a Slurm no package installed
+deb: install-check build
+	$(PY) scripts/deb.py $(PLUGINS) $(PLUGINDIR) dist --slurm-version $(SLURM_VERSION)
+
+## deb-24.11 (on Debian 12): `make deb` in the Debian 13 root (into dist/)
+deb-24.11: trixie-root
+	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) deb
 
 ## test: unit tests (C host, no daemons) + integration tests (real slurmctld/slurmd)
 # The tests use the plugins and the C host of this BUILD (build/ unless told).
