@@ -2,7 +2,7 @@
  * compat.h - every difference between the Slurm releases the shim builds
  * against, in one place, keyed on SLURM_VERSION_NUMBER.  Only the files
  * that see Slurm's own headers include it: conf.c, snapshot.c, factors.c,
- * jobdesc.c and the plugins.  Nothing else may test
+ * jobdesc.c, drain.c and the plugins.  Nothing else may test
  * SLURM_VERSION_NUMBER.
  *
  * Verified by building against every release from 22.05.8 to 26.05.3
@@ -30,6 +30,8 @@
  *            over run_in_daemon()                        run_in_daemon.h
  *   25.05    prolog_epilog_timeout split into            spm_compat_prep_timeout()
  *            prolog_timeout/epilog_timeout
+ *   26.05    update_node_msg_t.reason_uid removed        SPM_UPDATE_NODE_REASON_UID
+ *            (slurmctld takes the RPC's uid)
  *   25.11    job_env_t.jobid/step_id and                 SPM_ENV_JOB_ID_MEMBER,
  *            job_desc_msg_t.job_id become a              SPM_DESC_JOB_ID_MEMBER,
  *            slurm_step_id_t step_id                     spm_compat_env_job_id()
@@ -215,6 +217,13 @@ static inline int spm_compat_env_user(spm_arena_t *a, job_env_t *e,
 	return rc;
 #endif
 }
+#endif
+
+/* ---- drain.c: update_node_msg_t ---- */
+#if SPM_SLURM_AT_LEAST(26, 5)
+#define SPM_UPDATE_NODE_REASON_UID 0   /* slurmctld uses the RPC's uid */
+#else
+#define SPM_UPDATE_NODE_REASON_UID 1
 #endif
 
 #endif /* SPM_COMPAT_H */

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "spm.h"
@@ -50,6 +51,8 @@ struct prep_call {
 	spm_env_t *env;
 	uint32_t job_id;
 	spm_slurm_cb_t cb;
+	char why[SPM_WHY_SIZE];    /* the worker's, until it completes the
+				    * task: read only when not timed out */
 };
 
 static int _run_prep(spm_task_t *task)
@@ -58,7 +61,7 @@ static int _run_prep(spm_task_t *task)
 
 	if (!p->arena)
 		return SPM_PY_FAILED;   /* the copy failed (logged) */
-	return spm_py_prep(p->hook, p->arena, p->job, p->env);
+	return spm_py_prep(p->hook, p->arena, p->job, p->env, p->why);
 }
 
 static void _release_prep(spm_task_t *task)
@@ -161,10 +164,23 @@ SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env, void *cred)
 	p->job_id = p->env->job_id;
 	rc = spm_pool_call(&p->task, &timed_out);
 	/* Our reference keeps p valid, whatever the pool did with it. */
-	if (timed_out)
+	if (timed_out) {
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
 			 "%s for JobId=%u timed out: the handler exceeded its time limit of %u ms",
 			 spm_hooks[hook].name, p->job_id, p->task.timeout_ms);
+		/* the worker may still be running, and writing p->why */
+		snprintf(p->why, sizeof(p->why),
+			 "%s timed out after %u ms", spm_hooks[hook].name,
+			 p->task.timeout_ms);
+	} else if (rc != SPM_PY_OK && !p->why[0]) {
+		snprintf(p->why, sizeof(p->why), "%s failed (see slurmd's log)",
+			 spm_hooks[hook].name);
+	}
+	/* Slurm drains the node for a failed prolog or epilog with a bare
+	 * "Prolog error"/"Epilog error" and keeps the reason of a node
+	 * already draining: drain it first, with ours. */
+	if (rc != SPM_PY_OK)
+		spm_drain_node(SPM_CTX_PREP, p->job_id, p->why);
 	spm_task_unref(&p->task);
 	return rc == SPM_PY_OK ? SLURM_SUCCESS : SLURM_ERROR;
 }

@@ -227,6 +227,15 @@ SPM_EXPORT int spm_daemon(void);
  * NULL in any other process.  Points into the daemon's conf. */
 const char *spm_node_name(void);
 
+/* ---- drain.c ---- */
+
+/* In slurmd: drain this node with the reason "<ctx name>: <why>" (an
+ * update_node RPC to slurmctld, as `scontrol update state=drain` does),
+ * unless it is already draining (an admin's reason is kept, as Slurm's
+ * own drain keeps it).  Logs what it did; blocks for the RPC (at most
+ * slurm.conf's MessageTimeout).  Anywhere else: nothing.  why is copied. */
+void spm_drain_node(int ctx, uint32_t job_id, const char *why);
+
 /* slurmctld's exported PrEp callbacks, looked up by name (NULL outside
  * slurmctld).  22.05 re-inits a plugin with NULL callbacks. */
 spm_slurm_cb_t spm_slurmctld_callback(int hook);

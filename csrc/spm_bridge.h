@@ -15,8 +15,12 @@
 int spm_py_boot(spm_boot_t *boot);
 
 /* Run a prep hook.  Exactly one of job/env is non-NULL.  The arena holds
- * the record; Python takes its own reference if it keeps anything. */
-int spm_py_prep(int hook, spm_arena_t *arena, spm_job_t *job, spm_env_t *env);
+ * the record; Python takes its own reference if it keeps anything.  On
+ * SPM_PY_FAILED, why[SPM_WHY_SIZE] (the caller's) holds the failure in one
+ * line, NUL-terminated ("ValueError: /scratch is full"); untouched on
+ * SPM_PY_OK. */
+int spm_py_prep(int hook, spm_arena_t *arena, spm_job_t *job, spm_env_t *env,
+		char *why);
 
 /* site_factor set(): on SPM_PY_OK *factor holds the signed factor (before
  * NICE_OFFSET) and *have is 1, or *have is 0 when the handler returned

@@ -293,6 +293,11 @@ typedef struct spm_spank_call {
 #define SPM_CTX_SPANK 4
 #define SPM_CTX_COUNT 5
 
+/* Bytes (NUL included) of a prep hook's failure in one line, the node's
+ * drain reason in slurmd: slurmdbd keeps a node event's reason in a
+ * TINYTEXT (255 bytes). */
+#define SPM_WHY_SIZE 256
+
 #define SPM_DAEMON_OTHER 0
 #define SPM_DAEMON_SLURMCTLD 1
 #define SPM_DAEMON_SLURMD 2

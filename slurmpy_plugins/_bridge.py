@@ -59,9 +59,9 @@ def spm_py_boot(boot: Any) -> int:
 
 
 @_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_prep(hook: int, arena: Any, job: Any, env: Any) -> int:
+def spm_py_prep(hook: int, arena: Any, job: Any, env: Any, why: Any) -> int:
     _log.set_prefix(_context.PREFIX[PREP])
-    return _calls.prep(context(PREP), hook, arena, job, env, _own)
+    return _calls.prep(context(PREP), hook, arena, job, env, why, _own)
 
 
 @_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)

@@ -43,16 +43,37 @@ def method_site(method: Any) -> str:
         return "?"
 
 
-def prep(c: Context, hook: int, arena: Any, job: Any, env: Any,
+def one_line(text: str, size: int) -> bytes:
+    """text on one line (whitespace runs, newlines included, made one
+    space), UTF-8, cut at a character boundary to fit size - 1 bytes
+    ("..." marks a cut)."""
+    b = " ".join(text.split()).encode("utf-8", "replace")
+    if len(b) <= size - 1:
+        return b
+    return b[:size - 4].decode("utf-8", "ignore").encode() + b"..."
+
+
+def _failed(why: Any, text: str) -> int:
+    """SPM_PY_FAILED, with text in the caller's why[SPM_WHY_SIZE], cut so
+    that the drain reason "prep/python: <text>" (drain.c) fits slurmdbd's
+    255 bytes."""
+    if why is not None and why != ffi.NULL:
+        b = one_line(text, lib.SPM_WHY_SIZE - len("prep/python: "))
+        ffi.memmove(why, b + b"\0", len(b) + 1)
+    return int(lib.SPM_PY_FAILED)
+
+
+def prep(c: Context, hook: int, arena: Any, job: Any, env: Any, why: Any,
          own: Callable[[Any], Any] | None) -> int:
-    """spm_py_prep: SPM_PY_OK (the hook succeeded) or SPM_PY_FAILED."""
+    """spm_py_prep: SPM_PY_OK (the hook succeeded) or SPM_PY_FAILED with
+    the failure in one line in why (slurmd drains the node with it)."""
     PREP, ERROR = lib.SPM_CTX_PREP, lib.SPM_LOG_ERROR
     name = HOOKS[PREP][hook]
     loaded = c.loaded
     if loaded is None:
         jid = job.job_id if job else env.job_id
         say(PREP, ERROR, f"{name} for JobId={jid} failed: no usable handler ({c.error})")
-        return int(lib.SPM_PY_FAILED)
+        return _failed(why, f"no usable handler: {c.error}")
     rec = _records.Job(job, None) if job else _records.JobEnv(env, None)
     method = getattr(loaded.instance, name)
     try:
@@ -60,13 +81,13 @@ def prep(c: Context, hook: int, arena: Any, job: Any, env: Any,
     except BaseException as e:  # even SystemExit must not leave the hook
         _keep_if_escaped(rec, arena, own)
         c.report(f"{name} for JobId={rec.job_id}", e)
-        return int(lib.SPM_PY_FAILED)
+        return _failed(why, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
     _keep_if_escaped(rec, arena, own)
     if result is not None:
         say(PREP, ERROR,
             f"{name} for JobId={rec.job_id} failed: {method_site(method)}: {name}() "
             f"returned {_factors.describe(result)}; a hook returns None to succeed and raises to fail")
-        return int(lib.SPM_PY_FAILED)
+        return _failed(why, f"{name}() returned {_factors.describe(result)}")
     return int(lib.SPM_PY_OK)
 
 

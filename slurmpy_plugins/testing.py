@@ -65,8 +65,11 @@ _calls.install(ffi, lib)
 #: What slurmctld adds to a signed factor to store it (job_record_t.site_factor):
 #: the factors.c static asserts tie it to SPM_FACTOR_MIN.
 NICE_OFFSET: int = -lib.SPM_FACTOR_MIN
-#: The node reason slurmctld sets when a slurmd prolog / epilog fails
-#: (src/slurmctld/node_mgr.c and job_mgr.c, 22.05 and 24.11 alike).
+#: The node reason slurmctld itself sets when a slurmd prolog / epilog
+#: fails (src/slurmctld/node_mgr.c and job_mgr.c, 22.05 to 26.05 alike).
+#: prep/python drains the node first with the handler's reason
+#: (PrEpOutcome.drain_reason), so a node shows these only when that drain
+#: could not reach slurmctld.
 PROLOG_DRAIN_REASON = "Prolog error"
 EPILOG_DRAIN_REASON = "Epilog error"
 
@@ -607,7 +610,9 @@ class PrEpOutcome:
 
     action: "success"; "requeue" / "cancel" (a failed prolog_slurmctld:
     requeued if the job can be, else killed); "drain" (a failed slurmd
-    prolog/epilog: the node is drained, reason in drain_reason); "logged"
+    prolog/epilog: the node is drained, with drain_reason as `sinfo -R`
+    shows it: "prep/python: <the failure>", e.g. "prep/python:
+    ValueError: /scratch is full", at most 255 bytes); "logged"
     (a failed epilog_slurmctld: Slurm only logs it).  job_state: the state
     the job is put in for a failed prolog_slurmctld ("PENDING" when
     requeued, "CANCELLED" when killed), else None."""
@@ -657,13 +662,12 @@ class SubmitOutcome:
     log: list[str]
 
 
-def _prep_action(hook: str, ok: bool, rec: Any) -> tuple[str, str | None]:
+def _prep_action(hook: str, ok: bool, rec: Any, why: str) -> tuple[str, str | None]:
     if ok:
         return "success", None
-    if hook == "prolog":
-        return "drain", PROLOG_DRAIN_REASON
-    if hook == "epilog":
-        return "drain", EPILOG_DRAIN_REASON
+    if hook in ("prolog", "epilog"):
+        # csrc/dispatch_prep.c + drain.c: "<plugin>: <why>"
+        return "drain", f"prep/python: {why}"
     if hook == "prolog_slurmctld":
         # prep_prolog_slurmctld_callback(): job_requeue(), else the job is killed
         return ("requeue" if rec.requeue and rec.batch_flag else "cancel"), None
@@ -687,15 +691,20 @@ def run_prep(handler: Any, hook: str, record: Job | JobEnv, *, timeout: float | 
         raise TypeError(f"{hook}() takes a Job (make_job()), not {type(record).__name__}")
     limit = _limit_ms(lib.SPM_CTX_PREP, timeout)
     c = _context_for(handler, "prep", timeout=timeout)
+    why_buf = ffi.new("char[]", lib.SPM_WHY_SIZE)
     rc, timed_out, log = _run("prep", lambda c: _calls.prep(
         c, hooks[hook], _abi.Arena(), None if slurmd else record._c,
-        record._c if slurmd else None, None), c, limit, log_level)
+        record._c if slurmd else None, why_buf, None), c, limit, log_level)
     if timed_out:
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, "prep/python",
                                  f"{hook} for JobId={record.job_id} timed out: the handler "
                                  f"exceeded its time limit of {limit} ms"))
+        why = f"{hook} timed out after {limit} ms"
+    else:
+        why = ffi.string(why_buf).decode("utf-8", "replace") or \
+            f"{hook} failed (see slurmd's log)"
     ok = rc == lib.SPM_PY_OK and not timed_out
-    action, reason = _prep_action(hook, ok, record)
+    action, reason = _prep_action(hook, ok, record, why)
     state = {"requeue": "PENDING", "cancel": "CANCELLED"}.get(action)
     return PrEpOutcome(hook, ok, timed_out, action, reason, log, state)
 

@@ -1,7 +1,8 @@
 """Node-health prolog (prep/python): refuse to start a job on a node that
-is not fit for it.  A failing prolog makes slurmctld drain the node with
-the reason "Prolog error"; the exact cause (this handler's message) is in
-slurmd's log, and the job is requeued.
+is not fit for it.  A failing prolog drains the node with this handler's
+message as the reason (`sinfo -R`: "prep/python: NodeUnhealthy: JobId=8:
+/scratch has ..."; the traceback is in slurmd's log), and the job is
+requeued.
 
 slurm.conf:
     PrEpPlugins=prep/python

@@ -25,7 +25,8 @@ def test_healthy_node_runs_the_job(slurm_kit, tmp_path):
 def test_full_scratch_drains_the_node(slurm_kit, tmp_path):
     handler = healthy(tmp_path, MIN_FREE_BYTES=1 << 62)
     out = slurm_kit.run_prep(handler, "prolog", slurm_kit.make_env(job_id=8))
-    assert (out.action, out.drain_reason) == ("drain", "Prolog error")
+    assert out.action == "drain"
+    assert out.drain_reason.startswith("prep/python: NodeUnhealthy: JobId=8: ")
     assert any("prolog for JobId=8 failed at" in line and "needs" in line for line in out.log)
 
 
@@ -41,7 +42,8 @@ def test_missing_mount_drains_the_node(slurm_kit, tmp_path):
 def test_gpu_missing_from_dev_drains_the_node(slurm_kit, tmp_path):
     env = slurm_kit.make_env(job_id=10, gres_env={"CUDA_VISIBLE_DEVICES": "0,3"})
     out = slurm_kit.run_prep(healthy(tmp_path), "prolog", env)
-    assert out.drain_reason == "Prolog error"
+    assert out.drain_reason == ("prep/python: NodeUnhealthy: JobId=10: GPU(s) 3 given to the "
+                                "job have no device under " + str(tmp_path / "dev"))
     assert any("GPU(s) 3 given to the job have no device" in line for line in out.log)
 
 

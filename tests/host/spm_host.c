@@ -1414,6 +1414,62 @@ extern int container_g_join(uint32_t job_id, uid_t uid)
 	return SLURM_SUCCESS;
 }
 
+/*
+ * slurmctld's side of drain.c's two RPCs (the host has no slurmctld):
+ * `node_draining=1` (request `set`) makes this node read as already
+ * draining; every update_node request is an event:
+ *   event update_node node=<s> state=<u> reason=<s> uid=<u>
+ * Defined here, they take the place of libslurmfull's (-rdynamic).
+ */
+static int host_node_draining;
+
+extern int slurm_load_node_single(node_info_msg_t **resp, char *node_name,
+				  uint16_t show_flags)
+{
+	node_info_msg_t *m = xmalloc(sizeof(*m));
+
+	(void)show_flags;
+	m->record_count = 1;
+	m->node_array = xcalloc(1, sizeof(node_info_t));
+	m->node_array[0].name = xstrdup(node_name);
+	m->node_array[0].node_state = NODE_STATE_IDLE |
+		(host_node_draining ? NODE_STATE_DRAIN : 0);
+	if (host_node_draining)
+		m->node_array[0].reason = xstrdup("maintenance by the admin");
+	*resp = m;
+	return SLURM_SUCCESS;
+}
+
+/* frees what the slurm_load_node_single() above made (libslurmfull's
+ * would load the select plugin for select_nodeinfo) */
+extern void slurm_free_node_info_msg(node_info_msg_t *m)
+{
+	if (!m)
+		return;
+	for (uint32_t i = 0; i < m->record_count; i++) {
+		xfree(m->node_array[i].name);
+		xfree(m->node_array[i].reason);
+	}
+	xfree(m->node_array);
+	xfree(m);
+}
+
+extern int slurm_update_node(update_node_msg_t *msg)
+{
+#if SPM_UPDATE_NODE_REASON_UID
+	uid_t uid = msg->reason_uid;
+#else
+	uid_t uid = getuid();          /* 26.05: the RPC's own uid */
+#endif
+	out_begin();
+	out_printf("event update_node state=%u uid=%u", msg->node_state,
+		   (unsigned)uid);
+	out_str("node", msg->node_names);
+	out_str("reason", msg->reason);
+	out_end();
+	return SLURM_SUCCESS;
+}
+
 extern int send_slurmd_conf_lite(int fd, slurmd_conf_t *cf)
 {
 	error("%s: send_slurmd_conf_lite() is not supported", HOST_NAME);
@@ -2779,6 +2835,20 @@ static void cmd_mark(const char *verb, int argc, char **argv)
 	out_end();
 }
 
+/* node_draining v=0|1: what slurm_load_node_single() answers for this
+ * node (see the update_node event) */
+static void cmd_node_draining(const char *verb, int argc, char **argv)
+{
+	kopt_t o[] = { { "v", 'u', true } };
+
+	if (parse_opts(verb, argc, argv, o, NFIELDS(o)))
+		return;
+	host_node_draining = o[0].u != 0;
+	out_begin();
+	out_printf("ok %s", verb);
+	out_end();
+}
+
 static void cmd_sleep_ms(const char *verb, int argc, char **argv)
 {
 	kopt_t o[] = { { "ms", 'u', true } };
@@ -2954,6 +3024,7 @@ static const command_t commands[] = {
 	{ "mem", cmd_mem },
 	{ "mark", cmd_mark },
 	{ "sleep_ms", cmd_sleep_ms },
+	{ "node_draining", cmd_node_draining },
 	{ "ping", cmd_ping },
 	{ "lock_hold", cmd_lock_hold },
 	{ "lock_release", cmd_lock_release },

@@ -113,7 +113,9 @@ def test_prep_outcomes_match_the_daemons(cluster_factory, tmp_path):
     node = c.wait_node(predicate=lambda n: "DRAIN" in n.get("State", ""), timeout=60)
     out = kit.run_prep(handler, "prolog", env)
     assert out.action == "drain"
-    assert out.drain_reason == node["Reason"].split(" [")[0]   # "Prolog error [root@...]"
+    # "prep/python: ValueError: node unfit: marker-7731 [root@...]"
+    assert out.drain_reason == node["Reason"].split(" [")[0]
+    assert "node unfit: marker-7731" in out.drain_reason
     assert any("node unfit: marker-7731" in line for line in out.log)
     assert "node unfit: marker-7731" in c.slurmd_log()
 

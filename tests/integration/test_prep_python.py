@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import re
 import pwd
 import time
 
@@ -131,9 +132,41 @@ def test_raising_slurmd_prolog_drains_node(prep_cluster, tmp_path):
     ran = tmp_path / "script_ran"
     c.sbatch("-o", "/dev/null", wrap=f"touch {ran}")
     node = c.wait_node(predicate=lambda n: "DRAIN" in n.get("State", ""), timeout=60)
-    assert node.get("Reason"), node
+    # the reason sinfo -R shows names the failure, not Slurm's bare
+    # "Prolog error"; set by slurmd (root), as `scontrol update` would
+    assert re.fullmatch(r"prep/python: OSError: scratch filesystem missing marker-4410 "
+                        r"\[root@[-\d:T]+\]", node.get("Reason", "")), node
+    reasons = c.run("sinfo", "-R", "-h", "-o", "%E|%N").stdout.split("\n")
+    assert f"prep/python: OSError: scratch filesystem missing marker-4410|{c.NODE}" in reasons
     assert not ran.exists()
     assert "scratch filesystem missing marker-4410" in c.slurmd_log()
+    c.wait_for_log(rf'node {c.NODE} drained: "prep/python: OSError: scratch filesystem '
+                   r'missing marker-4410"', "slurmd")
+
+
+def test_raising_slurmd_epilog_drains_node_with_its_reason(prep_cluster):
+    body = """
+    def epilog(self, env):
+        record("epilog", env)
+        raise RuntimeError("gpu reset failed marker-5521")
+"""
+    c, calls = prep_cluster(body)
+    jid = c.sbatch("-o", "/dev/null", wrap="true")
+    c.wait_job(jid)
+    node = c.wait_node(predicate=lambda n: "DRAIN" in n.get("State", ""), timeout=60)
+    assert node.get("Reason", "").startswith(
+        "prep/python: RuntimeError: gpu reset failed marker-5521 [root@"), node
+
+    # a node the admin drained keeps the admin's reason
+    c.resume()
+    c.wait_node(("IDLE",))
+    jid = c.sbatch("-o", "/dev/null", wrap="sleep 2")
+    c.wait_job(jid, ("RUNNING",))
+    c.drain("disk swap, ticket 4711")
+    c.wait_job(jid)
+    c.wait_for_log(r"is already draining \(reason: disk swap, ticket 4711\): its reason is "
+                   r"kept", "slurmd")
+    assert c.node()["Reason"].startswith("disk swap, ticket 4711 [")
 
 
 def test_200_jobs_exactly_one_prolog_each(prep_cluster):

@@ -182,6 +182,6 @@ def test_split_prolog_epilog_timeouts_limit_hooks_without_timeout_param(prep_clu
     c, calls = prep_cluster(body, conf_extra=["PrologTimeout=2", "EpilogTimeout=2"])
     jid = c.sbatch("-o", "/dev/null", wrap="true")
     node = c.wait_node(predicate=lambda n: "DRAIN" in n.get("State", ""), timeout=90)
-    assert node.get("Reason", "").startswith("Prolog error"), node
+    assert node.get("Reason", "").startswith("prep/python: prolog timed out after 2000 ms"), node
     c.wait_for_log(rf"prolog for JobId={jid} timed out: the handler exceeded its "
                    r"time limit of 2000 ms", "slurmd", timeout=30)

@@ -88,12 +88,14 @@ class Prep(PrEpHandler):
 
 def test_prep_outcomes():
     out = kit.run_prep(Prep, "prolog", kit.make_env(job_id=4))
-    assert (out.ok, out.action, out.drain_reason) == (False, "drain", "Prolog error")
+    assert (out.ok, out.action, out.drain_reason) == (False, "drain",
+                                                      "prep/python: OSError: disk full")
     assert out.log[0] == "prep/python: checking 4"
     assert out.log[1].startswith("error: prep/python: prolog for JobId=4 failed at ")
     assert out.log[1].endswith("OSError: disk full")
     out = kit.run_prep(Prep, "epilog", kit.make_env(job_id=5), timeout=0.2)
-    assert (out.timed_out, out.action, out.drain_reason) == (True, "drain", "Epilog error")
+    assert (out.timed_out, out.action, out.drain_reason) == (
+        True, "drain", "prep/python: epilog timed out after 200 ms")
     assert out.log[-1] == ("error: prep/python: epilog for JobId=5 timed out: the handler "
                            "exceeded its time limit of 200 ms")
     bad = dict(comment="bad", batch_flag=1)

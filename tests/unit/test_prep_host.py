@@ -1276,3 +1276,74 @@ def test_slurmstepd_starts_python_on_the_first_hook_call_only(make_host, handler
     assert h.epilog(jobid=7)["rc"] == 0
     assert handlers.read("epilog.7.json")["job_id"] == 7
     assert h.boots_done() == 1                   # one interpreter, one load
+
+
+# ---------------------------------------------------------------------------
+# a failed slurmd prolog/epilog drains the node with the handler's reason
+# (drain.c; the host answers slurmctld's two node RPCs, see its README)
+# ---------------------------------------------------------------------------
+
+FAILING = """\
+from slurmpy_plugins import PrEpHandler
+
+class H(PrEpHandler):
+    def prolog(self, env):
+        if env.job_id == 3:
+            raise RuntimeError("line one\\n  line two " + "x" * 400)
+        raise ValueError("/scratch is full")
+
+    def epilog(self, env):
+        return 0
+
+    def prolog_slurmctld(self, job):
+        raise ValueError("not a node's failure")
+"""
+NODE_STATE_DRAIN = 0x0200
+
+
+def drains(h):
+    return [e for e in h.events if e["event"] == "update_node"]
+
+
+def test_failed_prolog_and_epilog_drain_the_node_with_the_handlers_reason(make_host,
+                                                                         handlers):
+    h = start(make_host, handlers, daemon="slurmd", source=FAILING)
+    assert h.prolog(jobid=1)["rc"] == -1
+    assert h.epilog(jobid=2)["rc"] == -1
+    assert h.prolog(jobid=3)["rc"] == -1
+    got = drains(h)
+    assert [(e["node"], e["state"], e["uid"]) for e in got] == \
+        [(HOST_NODE_NAME, NODE_STATE_DRAIN, os.getuid())] * 3
+    assert got[0]["reason"] == "prep/python: ValueError: /scratch is full"
+    assert got[1]["reason"] == "prep/python: epilog() returned 0 (int)"
+    # on one line, cut to the 255 bytes slurmdbd keeps of a node event's reason
+    long = got[2]["reason"]
+    assert long.startswith("prep/python: RuntimeError: line one line two xxx")
+    assert long.endswith("...") and len(long.encode()) == 255 and "\n" not in long
+    log = h.log()
+    assert f'JobId=1: node {HOST_NODE_NAME} drained: "prep/python: ValueError: /scratch is full"' \
+        in log
+
+
+def test_a_node_already_draining_keeps_its_reason(make_host, handlers):
+    h = start(make_host, handlers, daemon="slurmd", source=FAILING)
+    h.request("node_draining", "v=1")
+    assert h.prolog(jobid=1)["rc"] == -1
+    assert drains(h) == []
+    assert (f"JobId=1: node {HOST_NODE_NAME} is already draining (reason: maintenance by "
+            'the admin): its reason is kept, not "prep/python: ValueError: /scratch is full"'
+            ) in h.log()
+
+
+def test_a_timed_out_prolog_drains_with_the_limit(make_host, handlers):
+    h = start(make_host, handlers, daemon="slurmd", source=HANGING, timeout="0.5", workers=1)
+    assert h.prolog(jobid=1)["rc"] == -1
+    (e,) = drains(h)
+    assert e["reason"] == "prep/python: prolog timed out after 500 ms"
+
+
+def test_slurmctld_hooks_drain_nothing(make_host, handlers):
+    h = start(make_host, handlers, source=FAILING)
+    h.prolog_slurmctld(job_id=1)
+    h.wait_callbacks(1)
+    assert drains(h) == []
