@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
-from . import _abi, _calls, _comprecord, _config, _context, _factors, _jobcomp, _jobdesc
+from . import _abi, _calls, _comprecord, _config, _context, _errno, _factors, _jobcomp, _jobdesc
 from . import _jobsubmit, _loader, _log, _plugins, _records, _spank
 from ._comprecord import CompletedJob
 from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler, SpankHandler
@@ -650,11 +650,17 @@ class UpdateOutcome:
 class SubmitOutcome:
     """submit()/modify(): ``accepted``; ``message``: the text the user sees
     (sbatch prints each line as "sbatch: error: <line>"), None if none;
-    ``changes``: {field: new value} Slurm applies (only when accepted)."""
+    ``changes``: {field: new value} Slurm applies (only when accepted);
+    ``code``: what job_submit returns to slurmctld (0, SLURM_SUCCESS, when
+    accepted; a refusal: Reject's ``code=``, else -1, SLURM_ERROR, which
+    sbatch prints as "Unspecified error"); ``code_name``: that code's name
+    in slurm_errno.h ("ESLURM_INVALID_ACCOUNT"), None for 0 and -1."""
     accepted: bool
     message: str | None
     changes: dict[str, Any]
     log: list[str]
+    code: int = 0
+    code_name: str | None = None
 
 
 def _prep_action(hook: str, ok: bool, rec: Any) -> tuple[str, str | None]:
@@ -776,6 +782,7 @@ def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = _SF
 
 
 _JS_PREFIX = "job_submit/python"
+_SLURM_SUCCESS, _SLURM_ERROR = 0, -1     # slurm_errno.h
 
 
 def _js_failed(hook: str, job_id: int, why: str, accept: bool,
@@ -822,14 +829,16 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
         ffi.memmove(arr + i, p._c, ffi.sizeof("spm_part_t"))
     c_parts.count, c_parts.parts = len(parts), arr
     msg = ffi.new("char **")
+    code_out = ffi.new("int *")
     c_current = current._c if current is not None else ffi.NULL
     rc, timed_out, log = _run("job_submit", lambda c: _jobsubmit.call(
         c, hooks[hook], arena, c_in, c_out, _abi.Arena(), c_current, c_parts, submit_uid,
-        msg, None), c, limit, log_level)
+        msg, code_out, None), c, limit, log_level)
     job_id = int(c_in.job_id)
     accept = on_failure == "accept"
     text = ffi.string(msg[0]).decode("utf-8", "backslashreplace") if msg[0] else None
     changes: dict[str, Any] = {}
+    code = _SLURM_ERROR
     if timed_out:
         accepted, text = _js_failed(hook, job_id, "the handler did not answer within its "
                                     f"time limit of {limit} ms", accept, log)
@@ -844,6 +853,7 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
                 changes[name] = after
     elif text is not None:        # the handler refused, or failed (Python logged why)
         accepted = False
+        code = int(code_out[0]) or _SLURM_ERROR   # Reject's code=, else SLURM_ERROR
         if hook == "modify":
             log.append(_abi.log_line(lib.SPM_LOG_INFO, _JS_PREFIX,
                                      f"modify() refused the update of JobId={job_id}: {text}"))
@@ -851,7 +861,11 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
         accepted, text = _js_failed(hook, job_id, "no worker could run the handler (one is "
                                     "stuck past its time limit, or the handler is not loaded)",
                                     accept, log)
-    return SubmitOutcome(accepted, text, changes, log)
+    if accepted:
+        code = _SLURM_SUCCESS
+    # an empty message never reaches the user (jobdesc.c spm_set_err_msg())
+    return SubmitOutcome(accepted, text or None, changes, log, code,
+                         None if code in (_SLURM_SUCCESS, _SLURM_ERROR) else _errno.name_of(code))
 
 
 def run_submit(handler: Any, job: JobDesc, *, submit_uid: int = 0,

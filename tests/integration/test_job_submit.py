@@ -147,6 +147,45 @@ def test_reject_prints_the_message_and_sbatch_fails(js_cluster):
     assert "rejected by the handler: please give --account" in c.ctld_log()
 
 
+def test_reject_with_a_code_gives_slurms_message_for_it(js_cluster):
+    """Reject(code=...) by name or number: sbatch prints the handler's
+    text and then Slurm's own message for the code (not "Unspecified
+    error"); scontrol update too, also on 22.05 whose job_modify() has no
+    message for the user."""
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            if job.account == "nosuch":
+                raise Reject("account nosuch has no allocation here", code="ESLURM_INVALID_ACCOUNT")
+            if job.name == "by-number":
+                raise Reject("time limit too long for this partition", code=2051)
+
+        def modify(self, job, current, submit_uid):
+            if job.time_limit is not None and job.time_limit > 60:
+                raise Reject("at most 60 minutes", code="ESLURM_INVALID_TIME_LIMIT")
+    ''')
+    cp = sbatch_raw(c, "-A", "nosuch")
+    assert cp.returncode != 0
+    assert "sbatch: error: account nosuch has no allocation here\n" in cp.stderr, cp.stderr
+    assert ("Batch job submission failed: Invalid account or account/partition combination "
+            "specified") in cp.stderr, cp.stderr
+    assert "Unspecified error" not in cp.stderr
+    cp = sbatch_raw(c, "-J", "by-number")
+    assert cp.returncode != 0
+    assert "sbatch: error: time limit too long for this partition\n" in cp.stderr, cp.stderr
+    assert ("Batch job submission failed: Requested time limit is invalid (missing or exceeds "
+            "some limit)") in cp.stderr, cp.stderr
+    assert c.jobs() == {}
+    assert ("rejected by the handler (ESLURM_INVALID_ACCOUNT): account nosuch has no "
+            "allocation here") in c.ctld_log()
+    jid = c.sbatch("--hold", "-t", "5")
+    cp = c.scontrol("update", f"JobId={jid}", "TimeLimit=90", check=False)
+    assert cp.returncode != 0
+    assert "Requested time limit is invalid" in cp.stderr, cp.stderr
+    if slurm_at_least(23, 2):
+        assert "at most 60 minutes" in cp.stderr, cp.stderr
+    assert c.job(jid)["TimeLimit"] == "00:05:00"
+
+
 def test_test_only_goes_through_the_handler(js_cluster):
     c, calls = js_cluster('''
         def submit(self, job, submit_uid):
