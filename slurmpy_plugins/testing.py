@@ -210,7 +210,7 @@ def make_job_desc(**fields: Any) -> JobDesc:
         if kind[0] == "str":
             setattr(c, field, keep.cstr(value))
         else:
-            setattr(c, field, value)
+            setattr(c, field, _jobdesc._c_int(kind, value))
     if fields.get("min_mem_per_node") is not None and fields.get("min_mem_per_cpu") is not None:
         raise ValueError("job: give at most one of min_mem_per_node and min_mem_per_cpu "
                          "(Slurm stores one pn_min_memory)")
