@@ -125,15 +125,31 @@ class JobSubmitHandler:
         """``scontrol update job``: ``job`` holds the fields being changed
         (others unset), ``current`` is a copy of the job as it is."""
 
-    def log_user(self, message: str) -> None:
+    def log_user(self, message: str, *args: object) -> None:
         """Send the user a message (shown by sbatch/srun/salloc, also when
         the request is accepted; several calls make several lines).  Only
-        during a submit()/modify() call."""
+        during a submit()/modify() call.  With ``args`` the message is a
+        %-format, as ``logging`` takes it (``self.log_user("%d SU left",
+        n)``; one dict argument fills ``%(name)s``); without, it is sent as
+        it is, ``%`` included.  Arguments that do not fit the format raise
+        ValueError naming both."""
         msgs = getattr(_call, "messages", None)
         if msgs is None:
             raise RuntimeError("log_user() only works during a submit() or modify() call")
         if not isinstance(message, str):
             raise TypeError(f"log_user() takes a str, not {type(message).__name__}")
+        if args:
+            # logging.LogRecord.getMessage(): one non-empty mapping is the mapping
+            fill: object = args
+            if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+                fill = args[0]
+            try:
+                message = message % fill
+            except (TypeError, ValueError, KeyError) as e:
+                detail = f"no key {e}" if isinstance(e, KeyError) else str(e)
+                raise ValueError(f"log_user({message!r}, "
+                                 f"{', '.join(repr(a) for a in args)}): the arguments do not "
+                                 f"fit the format: {detail}") from None
         msgs.append(message)
 
     @property

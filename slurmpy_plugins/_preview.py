@@ -116,7 +116,7 @@ def _request_of(job: Any) -> Any:
             elif not isinstance(value, int) or not lo <= value <= hi:
                 continue
         fields[name] = value
-    return kit.make_job_desc(**fields)
+    return kit.make_job_desc(bare=True, **fields)
 
 
 def job_submit(args: argparse.Namespace) -> dict[str, Any]:

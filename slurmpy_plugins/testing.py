@@ -43,7 +43,8 @@ from ._records import JOB_STATES, Job, JobEnv, JobList
 __all__ = [
     "make_job", "make_env", "make_job_desc", "make_partition", "jobs_from_json",
     "job_from_json", "env_from_json", "load_handler",
-    "make_completed_job", "run_prep", "run_set", "run_update", "run_submit", "run_modify",
+    "make_completed_job", "sbatch_defaults", "run_prep", "run_set", "run_update", "run_submit",
+    "run_modify",
     "run_job_end", "run_job_start", "run_spank",
     "PrEpOutcome", "SpankOutcome", "FactorOutcome", "UpdateOutcome", "SubmitOutcome", "JobCompOutcome",
     "NICE_OFFSET", "PROLOG_DRAIN_REASON", "EPILOG_DRAIN_REASON",
@@ -176,12 +177,41 @@ def make_env(**fields: Any) -> JobEnv:
 _JD_SIZES = {"environment": "environment_size", "spank_job_env": "spank_job_env_size"}
 
 
-def make_job_desc(**fields: Any) -> JobDesc:
-    """A job request as job_submit's submit() sees it: every field unset
-    (None) unless given; values are checked with the daemon's own rules
+_WRAP_SCRIPT = "#!/bin/sh\n# This script was created by sbatch --wrap.\n\ntrue\n"
+
+
+def sbatch_defaults() -> dict[str, Any]:
+    """What ``sbatch --wrap=true`` run by the calling user from the current
+    directory sends, as a handler sees it (captured from Slurm 22.05's
+    sbatch): the fields make_job_desc() fills unless told otherwise."""
+    import pwd
+    import socket
+    uid, gid, cwd = os.getuid(), os.getgid(), os.getcwd()
+    try:
+        pw = pwd.getpwuid(uid)
+        user, home = pw.pw_name, pw.pw_dir
+    except KeyError:
+        user, home = str(uid), "/"
+    return {"user_id": uid, "group_id": gid, "name": "wrap", "script": _WRAP_SCRIPT,
+            "work_dir": cwd, "std_in": "/dev/null", "alloc_node": socket.gethostname().split(".")[0],
+            "submit_line": "sbatch --wrap=true", "min_cpus": 1, "contiguous": 0, "immediate": 0,
+            "mail_type": 0,
+            "environment": {"HOME": home, "USER": user, "PWD": cwd,
+                            "PATH": os.environ.get("PATH", "/usr/bin:/bin")}}
+
+
+def make_job_desc(*, bare: bool = False, **fields: Any) -> JobDesc:
+    """A job request as job_submit's submit() sees it: what ``sbatch
+    --wrap=true`` sends (:func:`sbatch_defaults`: the caller's user_id and
+    group_id, name "wrap", its script, work_dir the current directory...)
+    with `fields` over it, every other field unset (None).  ``bare=True``:
+    every field unset unless given, as in the request ``scontrol update``
+    sends (run_modify()).  Values are checked with the daemon's own rules
     (the ones assignment in a handler uses).  ``environment`` and
     ``spank_env`` are dicts; read-only fields (job_id, user_id, script...)
     may be given here since Slurm sets them."""
+    if not bare:
+        fields = {**sbatch_defaults(), **fields}
     keep = _Keep()
     c = ffi.new("spm_jobdesc_t *")
     keep.objs.append(c)
@@ -868,25 +898,38 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
                          None if code in (_SLURM_SUCCESS, _SLURM_ERROR) else _errno.name_of(code))
 
 
-def run_submit(handler: Any, job: JobDesc, *, submit_uid: int = 0,
+def run_submit(handler: Any, job: JobDesc, *, submit_uid: int | None = None,
                partitions: Iterable[Partition] = (),
                timeout: float | None = _JS_DEFAULT_TIMEOUT, on_failure: str = "reject",
                log_level: int = _log.INFO) -> SubmitOutcome:
     """Call ``submit(job, submit_uid)`` as slurmctld does for sbatch; the
     handler sees a fresh view of `job` (yours is left as it was).
-    ``timeout`` and ``on_failure`` are job_submit_python.conf's, with its
-    defaults (5 s, "reject"); None: no limit, which only the kit has."""
+    ``submit_uid``: by default the request's user_id (the user submits her
+    own job), else the caller's uid.  ``timeout`` and ``on_failure`` are
+    job_submit_python.conf's, with its defaults (5 s, "reject"); None: no
+    limit, which only the kit has."""
+    if submit_uid is None:
+        submit_uid = job.user_id if isinstance(job, JobDesc) and job.user_id is not None \
+            else os.getuid()
     return _js_call(handler, "submit", job, None, submit_uid, partitions, timeout, on_failure,
                     log_level)
 
 
-def run_modify(handler: Any, job: JobDesc, current: Job, *, submit_uid: int = 0,
+def run_modify(handler: Any, job: JobDesc, current: Job, *, submit_uid: int | None = None,
                partitions: Iterable[Partition] = (),
                timeout: float | None = _JS_DEFAULT_TIMEOUT, on_failure: str = "reject",
                log_level: int = _log.INFO) -> SubmitOutcome:
     """Call ``modify(job, current, submit_uid)`` as for ``scontrol update``:
     `job` holds only the fields being changed (its job_id is the job's, as
-    in slurmctld).  ``timeout``, ``on_failure``: as for run_submit()."""
+    in slurmctld): make it with ``make_job_desc(bare=True, ...)``.
+    ``submit_uid``: by default the job's owner (``current.user_id``).
+    ``timeout``, ``on_failure``: as for run_submit()."""
+    if isinstance(job, JobDesc) and job.script is not None:
+        raise ValueError("run_modify(): the request has a script, which scontrol update "
+                         "never sends: make it with make_job_desc(bare=True, <the fields "
+                         "being changed>)")
+    if submit_uid is None:
+        submit_uid = current.user_id
     return _js_call(handler, "modify", job, current, submit_uid, partitions, timeout,
                     on_failure, log_level)
 
