@@ -908,10 +908,10 @@ def run_submit(handler: Any, job: JobDesc, *, submit_uid: int | None = None,
     own job), else the caller's uid.  ``timeout`` and ``on_failure`` are
     job_submit_python.conf's, with its defaults (5 s, "reject"); None: no
     limit, which only the kit has."""
-    if submit_uid is None:
-        submit_uid = job.user_id if isinstance(job, JobDesc) and job.user_id is not None \
-            else os.getuid()
-    return _js_call(handler, "submit", job, None, submit_uid, partitions, timeout, on_failure,
+    uid = os.getuid() if submit_uid is None else submit_uid
+    if submit_uid is None and isinstance(job, JobDesc) and isinstance(job.user_id, int):
+        uid = job.user_id
+    return _js_call(handler, "submit", job, None, uid, partitions, timeout, on_failure,
                     log_level)
 
 
@@ -928,9 +928,8 @@ def run_modify(handler: Any, job: JobDesc, current: Job, *, submit_uid: int | No
         raise ValueError("run_modify(): the request has a script, which scontrol update "
                          "never sends: make it with make_job_desc(bare=True, <the fields "
                          "being changed>)")
-    if submit_uid is None:
-        submit_uid = current.user_id
-    return _js_call(handler, "modify", job, current, submit_uid, partitions, timeout,
+    uid = current.user_id if submit_uid is None else submit_uid
+    return _js_call(handler, "modify", job, current, uid, partitions, timeout,
                     on_failure, log_level)
 
 
