@@ -27,6 +27,7 @@ struct js_call {
 	spm_partlist_t *parts;
 	uint32_t submit_uid;
 	char *msg;                 /* the handler's message (in the arena) */
+	int code;                  /* Reject's code (0: none, SLURM_ERROR) */
 };
 
 static int _run_js(spm_task_t *task)
@@ -35,7 +36,7 @@ static int _run_js(spm_task_t *task)
 
 	return spm_py_js_call(j->hook, j->arena, j->in, j->out, j->job_arena,
 			      j->current,
-			      j->parts, j->submit_uid, &j->msg);
+			      j->parts, j->submit_uid, &j->msg, &j->code);
 }
 
 static void _release_js(spm_task_t *task)
@@ -134,13 +135,14 @@ static int _js_run(int hook, struct job_descriptor *desc,
 		spm_set_err_msg(err_msg, j->msg);
 		ret = SLURM_SUCCESS;
 	} else if (rc == SPM_PY_FAILED && j->msg) {
-		/* the handler refused (or failed: Python logged why) */
+		/* the handler refused (or failed: Python logged why), with
+		 * Reject's code if it gave one */
 		if (hook == SPM_HOOK_JS_MODIFY)
 			spm_logf(SPM_CTX_JOB_SUBMIT, SPM_LOG_INFO,
 				 "modify() refused the update of JobId=%u: %s",
 				 j->in->job_id, j->msg);
 		spm_set_err_msg(err_msg, j->msg);
-		ret = SLURM_ERROR;
+		ret = j->code ? j->code : SLURM_ERROR;
 	} else if (rc == SPM_PY_FAILED) {
 		/* the pool could not run it: its reason (every worker stuck,
 		 * or the pool closed) */

@@ -17,6 +17,8 @@
  *                         job records)
  *   jobdesc.c             job_submit changes written back (the only writer
  *                         of job_desc_msg_t, and of err_msg)
+ *   errno.c               Slurm's error codes by name (slurm_errno.h of
+ *                         the release built against)
  *
  * and seen by the thin plugins (prep_python.c, site_factor_python.c,
  * job_submit_python.c, jobcomp_python.c, one per row of spm_plugins.h).  One libslurmpy.so

@@ -42,11 +42,13 @@ int spm_py_sf_reconfig(void);
 /* job_submit: submit() (current NULL) or modify() (current: the job's
  * record, owned by current_arena).  The handler's changes go into *out (a copy of *in on entry);
  * *msg gets a message for the user (in the arena) or stays NULL.
- * SPM_PY_OK: accept (apply the changes); SPM_PY_FAILED: refuse. */
+ * SPM_PY_OK: accept (apply the changes); SPM_PY_FAILED: refuse, with the
+ * Slurm error code in *code (0 on entry: none given, SLURM_ERROR). */
 int spm_py_js_call(int hook, spm_arena_t *arena, spm_jobdesc_t *in,
 		   spm_jobdesc_t *out, spm_arena_t *current_arena,
 		   spm_job_t *current,
-		   spm_partlist_t *parts, uint32_t submit_uid, char **msg);
+		   spm_partlist_t *parts, uint32_t submit_uid, char **msg,
+		   int *code);
 
 /* jobcomp: hand one spool record (a JSON line without its "\n", rec[len]
  * is '\0') to the handler's job_end() or job_start().  SPM_PY_OK: taken

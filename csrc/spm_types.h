@@ -475,6 +475,14 @@ int spm_batch_strings(spm_lazy_t *lazy, uint32_t offset, uint32_t **codes,
  * hands strings to C (job_submit changes and messages). */
 char *spm_arena_strdup(spm_arena_t *arena, const char *s);
 
+/* Slurm's error codes (slurm_err_t of the release built against, in
+ * slurm_errno.h order; errno.c): entry i's value, its name in *name; past
+ * the last one *name is NULL. */
+int spm_errno_entry(uint32_t i, const char **name);
+
+/* The Slurm release built against ("22.05.8"). */
+const char *spm_slurm_release(void);
+
 /* Python reloaded a context's handler: publish the hooks it overrides. */
 void spm_set_hooks(int ctx, uint32_t hooks);
 

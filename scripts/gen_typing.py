@@ -41,7 +41,8 @@ def render() -> str:
            "scripts/gen_typing.py: do not edit (a unit test checks it is current).",
            "Declarations only (TYPE_CHECKING): the properties are made at import by",
            '_records.install() and _jobdesc.install()."""',
-           "from __future__ import annotations", "", "from typing import TYPE_CHECKING", ""]
+           "from __future__ import annotations", "", "from typing import TYPE_CHECKING", "",
+           "if TYPE_CHECKING:", "    from ._jobdesc import Unlimited", ""]
     for cls, title in ((Job, "JobFields"), (JobEnv, "JobEnvFields")):
         out += ["", f"class {title}:", "    __slots__ = ()", "    if TYPE_CHECKING:"]
         for name in cls.fields():
@@ -51,6 +52,8 @@ def render() -> str:
     for name in JobDesc.fields():
         kind = JobDesc._kinds[name]
         t = {"int": "int | None", "str": "str | None", "strv": "dict[str, str]"}[kind[0]]
+        if kind[0] == "int" and kind[3] is not None:
+            t = "int | Unlimited | None"
         if kind[0] == "strv" or name in _jobdesc.READ_ONLY:
             out += ["        @property", f"        def {name}(self) -> {t}: ..."]
         else:

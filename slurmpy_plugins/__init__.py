@@ -12,12 +12,12 @@ from ._handlers import (JobCompHandler, JobSubmitHandler, PrEpHandler, Reject, S
                         SpankHandler, SpankOption)
 from ._spank import Spank
 from ._comprecord import CompletedJob
-from ._jobdesc import JobDesc, Partition
+from ._jobdesc import UNLIMITED, JobDesc, Partition, Unlimited
 from ._records import JOB_STATES, Job, JobEnv, JobList, SnapshotClosed
 
 __all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "JobCompHandler", "Reject",
            "SpankHandler", "SpankOption", "Spank",
            "CompletedJob", "JobDesc",
            "Partition", "Job", "JobEnv", "JobList",
-           "JOB_STATES", "ConfigError", "SnapshotClosed"]
+           "JOB_STATES", "ConfigError", "SnapshotClosed", "UNLIMITED", "Unlimited"]
 __version__ = "0.1.0"

@@ -18,7 +18,7 @@ from typing import Any, Callable, cast
 
 from _slurmpy import ffi, lib  # type: ignore[import-not-found]  # the embedded module: only inside libslurmpy.so
 
-from . import (_calls, _context, _factors, _jobcomp, _jobdesc, _jobsubmit, _log, _process, _records,
+from . import (_calls, _context, _errno, _factors, _jobcomp, _jobdesc, _jobsubmit, _log, _process, _records,
                _spank)
 from ._context import context
 
@@ -27,6 +27,7 @@ PREP, SITE_FACTOR = lib.SPM_CTX_PREP, lib.SPM_CTX_SITE_FACTOR
 _records.install(ffi, lib)
 _jobdesc.install(ffi, lib)
 _jobsubmit.install(ffi, lib)
+_errno.install(ffi, lib)
 _jobcomp.install(lib)
 _log.install(ffi, lib)
 _factors.install(lib)
@@ -88,10 +89,10 @@ def spm_py_sf_reconfig() -> int:
 
 @_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
 def spm_py_js_call(hook: int, arena: Any, c_in: Any, c_out: Any, current_arena: Any, current: Any,
-                   parts: Any, submit_uid: int, msg: Any) -> int:
+                   parts: Any, submit_uid: int, msg: Any, code: Any) -> int:
     _log.set_prefix(_context.PREFIX[lib.SPM_CTX_JOB_SUBMIT])
     return _jobsubmit.call(context(lib.SPM_CTX_JOB_SUBMIT), hook, arena, c_in, c_out,
-                           current_arena, current, parts, submit_uid, msg, _own)
+                           current_arena, current, parts, submit_uid, msg, code, _own)
 
 
 @_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from ._jobdesc import Unlimited
+
 
 class JobFields:
     __slots__ = ()
@@ -176,40 +179,40 @@ class JobEnvFields:
 class JobDescFields:
     __slots__ = ()
     if TYPE_CHECKING:
-        contiguous: int | None
-        core_spec: int | None
-        cores_per_socket: int | None
-        cpus_per_task: int | None
-        immediate: int | None
-        kill_on_node_fail: int | None
-        mail_type: int | None
-        ntasks_per_core: int | None
-        ntasks_per_node: int | None
-        ntasks_per_socket: int | None
-        ntasks_per_tres: int | None
-        pn_min_cpus: int | None
-        reboot: int | None
-        requeue: int | None
-        shared: int | None
-        sockets_per_node: int | None
-        threads_per_core: int | None
-        wait_all_nodes: int | None
+        contiguous: int | Unlimited | None
+        core_spec: int | Unlimited | None
+        cores_per_socket: int | Unlimited | None
+        cpus_per_task: int | Unlimited | None
+        immediate: int | Unlimited | None
+        kill_on_node_fail: int | Unlimited | None
+        mail_type: int | Unlimited | None
+        ntasks_per_core: int | Unlimited | None
+        ntasks_per_node: int | Unlimited | None
+        ntasks_per_socket: int | Unlimited | None
+        ntasks_per_tres: int | Unlimited | None
+        pn_min_cpus: int | Unlimited | None
+        reboot: int | Unlimited | None
+        requeue: int | Unlimited | None
+        shared: int | Unlimited | None
+        sockets_per_node: int | Unlimited | None
+        threads_per_core: int | Unlimited | None
+        wait_all_nodes: int | Unlimited | None
         @property
-        def job_id(self) -> int | None: ...
+        def job_id(self) -> int | Unlimited | None: ...
         @property
-        def user_id(self) -> int | None: ...
+        def user_id(self) -> int | Unlimited | None: ...
         @property
-        def group_id(self) -> int | None: ...
-        delay_boot: int | None
-        max_cpus: int | None
-        max_nodes: int | None
-        min_cpus: int | None
-        min_nodes: int | None
-        num_tasks: int | None
-        pn_min_tmp_disk: int | None
-        priority: int | None
-        time_limit: int | None
-        time_min: int | None
+        def group_id(self) -> int | Unlimited | None: ...
+        delay_boot: int | Unlimited | None
+        max_cpus: int | Unlimited | None
+        max_nodes: int | Unlimited | None
+        min_cpus: int | Unlimited | None
+        min_nodes: int | Unlimited | None
+        num_tasks: int | Unlimited | None
+        pn_min_tmp_disk: int | Unlimited | None
+        priority: int | Unlimited | None
+        time_limit: int | Unlimited | None
+        time_min: int | Unlimited | None
         min_mem_per_node: int | None
         min_mem_per_cpu: int | None
         begin_time: int | None

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
+from . import _errno
 from ._comprecord import CompletedJob
 from ._jobdesc import JobDesc, Partition
 from ._records import Job, JobEnv, JobList
@@ -78,13 +79,27 @@ class SiteFactorHandler:
 
 class Reject(Exception):
     """Raise from submit()/modify() to refuse the request; the message is
-    what the user sees (sbatch/srun/salloc print it and exit non-zero)."""
+    what the user sees (sbatch/srun/salloc print it and exit non-zero).
 
-    def __init__(self, message: str) -> None:
+    ``code``: the error code job_submit returns to Slurm, by name as in
+    Slurm's slurm_errno.h (``"ESLURM_INVALID_ACCOUNT"``) or by number
+    (2045); sbatch then prints Slurm's own message for it after the text
+    ("Batch job submission failed: Invalid account or account/partition
+    combination specified").  None (the default): SLURM_ERROR, which
+    sbatch prints as "Unspecified error".  A name or number that is not a
+    code of Slurm's slurm_errno.h raises ValueError here."""
+
+    def __init__(self, message: str, code: str | int | None = None) -> None:
         if not isinstance(message, str):
             raise TypeError(f"Reject() takes a str message, not {type(message).__name__}")
+        number = None if code is None else _errno.resolve(code)
         super().__init__(message)
         self.message = message
+        #: the code's number (None: no code given, Slurm gets SLURM_ERROR)
+        self.code: int | None = number
+        #: the code's name in slurm_errno.h (None without a code)
+        self.code_name: str | None = (code if isinstance(code, str)
+                                      else None if number is None else _errno.name_of(number))
 
 
 # The call in progress on this worker thread (set by the bridge).
@@ -110,15 +125,31 @@ class JobSubmitHandler:
         """``scontrol update job``: ``job`` holds the fields being changed
         (others unset), ``current`` is a copy of the job as it is."""
 
-    def log_user(self, message: str) -> None:
+    def log_user(self, message: str, *args: object) -> None:
         """Send the user a message (shown by sbatch/srun/salloc, also when
         the request is accepted; several calls make several lines).  Only
-        during a submit()/modify() call."""
+        during a submit()/modify() call.  With ``args`` the message is a
+        %-format, as ``logging`` takes it (``self.log_user("%d SU left",
+        n)``; one dict argument fills ``%(name)s``); without, it is sent as
+        it is, ``%`` included.  Arguments that do not fit the format raise
+        ValueError naming both."""
         msgs = getattr(_call, "messages", None)
         if msgs is None:
             raise RuntimeError("log_user() only works during a submit() or modify() call")
         if not isinstance(message, str):
             raise TypeError(f"log_user() takes a str, not {type(message).__name__}")
+        if args:
+            # logging.LogRecord.getMessage(): one non-empty mapping is the mapping
+            fill: object = args
+            if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+                fill = args[0]
+            try:
+                message = message % fill
+            except (TypeError, ValueError, KeyError) as e:
+                detail = f"no key {e}" if isinstance(e, KeyError) else str(e)
+                raise ValueError(f"log_user({message!r}, "
+                                 f"{', '.join(repr(a) for a in args)}): the arguments do not "
+                                 f"fit the format: {detail}") from None
         msgs.append(message)
 
     @property

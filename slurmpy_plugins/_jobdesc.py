@@ -7,6 +7,10 @@ Attributes are generated from the C structs in csrc/spm_types.h
 JobDesc rules:
 - A field Slurm leaves unset (NULL, NO_VAL16, NO_VAL, NO_VAL64; 0 for the
   times begin_time/deadline) reads as None; assigning None unsets it.
+- A uint16/uint32/uint64 field holding Slurm's INFINITE16/INFINITE/
+  INFINITE64 (``--time=UNLIMITED``) reads as :data:`UNLIMITED`, and
+  assigning UNLIMITED stores the INFINITE of the field's width (not for
+  the memory pair, whose bit 63 is Slurm's per-CPU flag, nor the times).
 - Reading or assigning a misspelled attribute raises AttributeError.
 - Assigning a wrong type raises TypeError, a value out of range (or a
   string with a NUL) raises ValueError; both name the field.
@@ -22,7 +26,7 @@ from typing import Any, Callable
 
 from ._fields import JobDescFields, PartitionFields
 
-__all__ = ["JobDesc", "Partition", "install", "CommitError"]
+__all__ = ["JobDesc", "Partition", "install", "CommitError", "UNLIMITED", "Unlimited"]
 
 # Set by Slurm, not by the handler: reading is fine, assigning raises.
 READ_ONLY = frozenset({"job_id", "user_id", "group_id", "alloc_node", "script",
@@ -33,6 +37,65 @@ _RENAMED = {"spank_job_env": "spank_env"}
 _TIMES = frozenset({"begin_time", "deadline"})
 # The memory pair: at most one of them is set (pn_min_memory in Slurm).
 _MEM_PAIR = {"min_mem_per_node": "min_mem_per_cpu", "min_mem_per_cpu": "min_mem_per_node"}
+
+
+class Unlimited:
+    """The type of :data:`UNLIMITED` (one instance).  It compares greater
+    than every number, so ``job.time_limit > 24 * 60`` holds for it, and
+    equal only to itself; it is no int (no arithmetic)."""
+    __slots__ = ()
+    _instance: "Unlimited | None" = None
+
+    def __new__(cls) -> "Unlimited":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNLIMITED"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str:
+        return "UNLIMITED"
+
+    def __hash__(self) -> int:
+        return hash("slurmpy_plugins.UNLIMITED")
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def __ne__(self, other: object) -> bool:
+        return other is not self
+
+    def __gt__(self, other: object) -> bool:
+        if other is self:
+            return False
+        if isinstance(other, (int, float)):
+            return True
+        return NotImplemented
+
+    def __ge__(self, other: object) -> bool:
+        if isinstance(other, (int, float)) or other is self:
+            return True
+        return NotImplemented
+
+    def __lt__(self, other: object) -> bool:
+        if isinstance(other, (int, float)) or other is self:
+            return False
+        return NotImplemented
+
+    def __le__(self, other: object) -> bool:
+        if other is self:
+            return True
+        if isinstance(other, (int, float)):
+            return False
+        return NotImplemented
+
+
+#: Slurm's INFINITE ("UNLIMITED"): what ``--time=UNLIMITED`` reads as, and
+#: what a handler assigns for it (``job.time_limit = UNLIMITED``).
+UNLIMITED = Unlimited()
 
 
 class CommitError(RuntimeError):
@@ -113,7 +176,16 @@ class JobDesc(JobDescFields):
                         raise CommitError(f"out of memory storing job.{name}")
                     setattr(out, name, p)
             else:
-                setattr(out, name, kind[2] if value is None else value)
+                setattr(out, name, _c_int(kind, value))
+
+
+def _c_int(kind: tuple[Any, ...], value: Any) -> int:
+    """What C stores for a checked value of an int field."""
+    if value is None:
+        return int(kind[2])
+    if value is UNLIMITED:
+        return int(kind[3])
+    return int(value)
 
 
 def _read(c: Any, name: str, kind: tuple[Any, ...]) -> Any:
@@ -124,6 +196,8 @@ def _read(c: Any, name: str, kind: tuple[Any, ...]) -> Any:
         return _strv(c, name)
     if raw == kind[2]:
         return None
+    if raw == kind[3]:
+        return UNLIMITED
     return raw
 
 
@@ -154,12 +228,19 @@ def _check(name: str, kind: tuple[Any, ...], value: Any) -> Any:
         except UnicodeEncodeError as e:
             raise ValueError(f"job.{name}: cannot be encoded: {e}") from None
         return value
+    if value is UNLIMITED:
+        if kind[3] is None:
+            raise ValueError(f"job.{name} cannot be UNLIMITED (Slurm has no unlimited value "
+                             "for it): give a number, or None to unset it")
+        return UNLIMITED
     if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"job.{name} must be an int or None, not {type(value).__name__}")
+        ok = "an int, UNLIMITED or None" if kind[3] is not None else "an int or None"
+        raise TypeError(f"job.{name} must be {ok}, not {type(value).__name__}")
     lo, hi = kind[1]
     if not lo <= value <= hi:
+        alt = "UNLIMITED, or None to unset it" if kind[3] is not None else "None to unset it"
         raise ValueError(f"job.{name}={value} is out of range: it must be from {lo} to {hi}"
-                         " (or None to unset it)")
+                         f" (or {alt})")
     return int(value)
 
 
@@ -205,6 +286,10 @@ def install(ffi: Any, lib: Any) -> None:
     _ffi = ffi
     sentinel = {"uint16_t": lib.SPM_NO_VAL16, "uint32_t": lib.SPM_NO_VAL,
                 "uint64_t": lib.SPM_NO_VAL64, "int64_t": 0}
+    # UNLIMITED by width: Slurm's INFINITE16/INFINITE/INFINITE64 (none for
+    # the times, and none for the memory pair: bit 63 is MEM_PER_CPU)
+    infinite = {"uint16_t": lib.SPM_INFINITE16, "uint32_t": lib.SPM_INFINITE,
+                "uint64_t": lib.SPM_INFINITE64}
     names: list[str] = []
     kinds: dict[str, tuple[Any, ...]] = {}
     kind: tuple[Any, ...]
@@ -214,9 +299,9 @@ def install(ffi: Any, lib: Any) -> None:
         cname = field.type.cname
         public = _RENAMED.get(name, name)
         if cname == "char *":
-            kind = ("str", None, None)
+            kind = ("str", None, None, None)
         elif cname == "char * *":
-            kind = ("strv", None, None)
+            kind = ("strv", None, None, None)
         elif cname in sentinel:
             unset = sentinel[cname]
             # the largest value a handler may set: below Slurm's unset
@@ -227,7 +312,8 @@ def install(ffi: Any, lib: Any) -> None:
             elif name == "min_mem_per_cpu":  # flagged: below NO_VAL64, INFINITE64
                 hi = (lib.SPM_NO_VAL64 & ~lib.SPM_MEM_PER_CPU) - 1
             lo = 1 if name in _TIMES else 0
-            kind = ("int", (lo, hi), unset)
+            kind = ("int", (lo, hi), unset,
+                    None if name in _MEM_PAIR else infinite.get(cname))
         else:  # a new field kind in the header must be mapped here first
             raise TypeError(f"spm_jobdesc_t.{name}: no Python mapping for {cname}")
         if kind[0] == "strv":

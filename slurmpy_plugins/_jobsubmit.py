@@ -2,7 +2,8 @@
 
 The bridge routes spm_py_js_call here.  What the user sees:
 - the handler accepted: its log_user() lines, if any;
-- Reject("text"): its log_user() lines, then "text";
+- Reject("text"): its log_user() lines, then "text" (none for ""), and
+  Reject's code= for Slurm (SLURM_ERROR without one);
 - any other exception: a generic message (the traceback goes to the log);
 - no usable handler: a message naming the problem.
 With on_failure=accept, the last two accept the request unchanged instead
@@ -29,8 +30,11 @@ def install(ffi_: Any, lib_: Any) -> None:
     MODIFY = int(lib.SPM_HOOK_JS_MODIFY)
 
 
-def _set_msg(arena: Any, msg_out: Any, lines: list[str]) -> None:
-    if not lines:
+def _set_msg(arena: Any, msg_out: Any, lines: list[str], always: bool = False) -> None:
+    """The user's message: `lines`, one a line.  No lines: none (NULL), or
+    with `always` an empty one, so that C still tells a refusal by the
+    handler from a call that never ran."""
+    if not lines and not always:
         return
     text = "\n".join(lines).encode("utf-8", "backslashreplace").replace(b"\0", b"\\0")
     p = lib.spm_arena_strdup(arena, text)
@@ -61,8 +65,9 @@ def _partitions(c_parts: Any, owner: Any) -> Callable[[], dict[str, _jobdesc.Par
 
 
 def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, current_arena: Any,
-         c_current: Any, c_parts: Any, submit_uid: int, msg_out: Any, own: Any) -> int:
-    """`own(arena)` returns an object that keeps a C arena alive while
+         c_current: Any, c_parts: Any, submit_uid: int, msg_out: Any, code_out: Any,
+         own: Any) -> int:
+    """`code_out[0]` gets Reject's error code, if it gave one.  `own(arena)` returns an object that keeps a C arena alive while
     Python holds it: every record handed to the handler holds one, so a
     handler that keeps `job`, `current` or a partition never reads freed
     memory.  The success path formats nothing and builds the partitions
@@ -100,9 +105,12 @@ def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, cu
             job._close()
             state.messages = state.partitions = None
     except _handlers.Reject as e:
-        say(ctx.ctx, lib.SPM_LOG_INFO,
-            f"{_what(job, modify, submit_uid)} rejected by the handler: {e.message}")
-        _set_msg(arena, msg_out, messages + [e.message])
+        code = f" ({e.code_name or e.code})" if e.code is not None else ""
+        say(ctx.ctx, lib.SPM_LOG_INFO, f"{_what(job, modify, submit_uid)} rejected by the "
+            f"handler{code}" + (f": {e.message}" if e.message else " (no message)"))
+        _set_msg(arena, msg_out, messages + ([e.message] if e.message else []), always=True)
+        if e.code is not None:
+            code_out[0] = e.code
         return FAILED
     except BaseException as e:  # even SystemExit must not leave the hook
         what = _what(job, modify, submit_uid)

@@ -102,7 +102,7 @@ _SKIP = frozenset({"job_id", "script", "environment", "spank_env", "submit_line"
 def _request_of(job: Any) -> Any:
     """The job record as a job_submit request (see the module docstring)."""
     from . import testing as kit
-    from ._jobdesc import JobDesc
+    from ._jobdesc import UNLIMITED, JobDesc
     fields: dict[str, Any] = {}
     have = set(type(job).fields())
     for name, kind in JobDesc._kinds.items():
@@ -111,10 +111,12 @@ def _request_of(job: Any) -> Any:
         value = getattr(job, name)
         if kind[0] == "int":
             lo, hi = kind[1]
-            if not isinstance(value, int) or not lo <= value <= hi:
+            if kind[3] is not None and value == kind[3]:
+                value = UNLIMITED       # the job record's INFINITE (TimeLimit=UNLIMITED)
+            elif not isinstance(value, int) or not lo <= value <= hi:
                 continue
         fields[name] = value
-    return kit.make_job_desc(**fields)
+    return kit.make_job_desc(bare=True, **fields)
 
 
 def job_submit(args: argparse.Namespace) -> dict[str, Any]:
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slurmpy-plugins preview: {e}", file=sys.stderr)
         return 1
     if args.json:
-        json.dump(result, sys.stdout, indent=1)
+        json.dump(result, sys.stdout, indent=1, default=str)   # UNLIMITED: "UNLIMITED"
         print()
     else:
         _print(result)

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
-from . import _abi, _calls, _comprecord, _config, _context, _factors, _jobcomp, _jobdesc
+from . import _abi, _calls, _comprecord, _config, _context, _errno, _factors, _jobcomp, _jobdesc
 from . import _jobsubmit, _loader, _log, _plugins, _records, _spank
 from ._comprecord import CompletedJob
 from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler, SpankHandler
@@ -43,7 +43,8 @@ from ._records import JOB_STATES, Job, JobEnv, JobList
 __all__ = [
     "make_job", "make_env", "make_job_desc", "make_partition", "jobs_from_json",
     "job_from_json", "env_from_json", "load_handler",
-    "make_completed_job", "run_prep", "run_set", "run_update", "run_submit", "run_modify",
+    "make_completed_job", "sbatch_defaults", "run_prep", "run_set", "run_update", "run_submit",
+    "run_modify",
     "run_job_end", "run_job_start", "run_spank",
     "PrEpOutcome", "SpankOutcome", "FactorOutcome", "UpdateOutcome", "SubmitOutcome", "JobCompOutcome",
     "NICE_OFFSET", "PROLOG_DRAIN_REASON", "EPILOG_DRAIN_REASON",
@@ -179,12 +180,41 @@ def make_env(**fields: Any) -> JobEnv:
 _JD_SIZES = {"environment": "environment_size", "spank_job_env": "spank_job_env_size"}
 
 
-def make_job_desc(**fields: Any) -> JobDesc:
-    """A job request as job_submit's submit() sees it: every field unset
-    (None) unless given; values are checked with the daemon's own rules
+_WRAP_SCRIPT = "#!/bin/sh\n# This script was created by sbatch --wrap.\n\ntrue\n"
+
+
+def sbatch_defaults() -> dict[str, Any]:
+    """What ``sbatch --wrap=true`` run by the calling user from the current
+    directory sends, as a handler sees it (captured from Slurm 22.05's
+    sbatch): the fields make_job_desc() fills unless told otherwise."""
+    import pwd
+    import socket
+    uid, gid, cwd = os.getuid(), os.getgid(), os.getcwd()
+    try:
+        pw = pwd.getpwuid(uid)
+        user, home = pw.pw_name, pw.pw_dir
+    except KeyError:
+        user, home = str(uid), "/"
+    return {"user_id": uid, "group_id": gid, "name": "wrap", "script": _WRAP_SCRIPT,
+            "work_dir": cwd, "std_in": "/dev/null", "alloc_node": socket.gethostname().split(".")[0],
+            "submit_line": "sbatch --wrap=true", "min_cpus": 1, "contiguous": 0, "immediate": 0,
+            "mail_type": 0,
+            "environment": {"HOME": home, "USER": user, "PWD": cwd,
+                            "PATH": os.environ.get("PATH", "/usr/bin:/bin")}}
+
+
+def make_job_desc(*, bare: bool = False, **fields: Any) -> JobDesc:
+    """A job request as job_submit's submit() sees it: what ``sbatch
+    --wrap=true`` sends (:func:`sbatch_defaults`: the caller's user_id and
+    group_id, name "wrap", its script, work_dir the current directory...)
+    with `fields` over it, every other field unset (None).  ``bare=True``:
+    every field unset unless given, as in the request ``scontrol update``
+    sends (run_modify()).  Values are checked with the daemon's own rules
     (the ones assignment in a handler uses).  ``environment`` and
     ``spank_env`` are dicts; read-only fields (job_id, user_id, script...)
     may be given here since Slurm sets them."""
+    if not bare:
+        fields = {**sbatch_defaults(), **fields}
     keep = _Keep()
     c = ffi.new("spm_jobdesc_t *")
     keep.objs.append(c)
@@ -213,7 +243,7 @@ def make_job_desc(**fields: Any) -> JobDesc:
         if kind[0] == "str":
             setattr(c, field, keep.cstr(value))
         else:
-            setattr(c, field, value)
+            setattr(c, field, _jobdesc._c_int(kind, value))
     if fields.get("min_mem_per_node") is not None and fields.get("min_mem_per_cpu") is not None:
         raise ValueError("job: give at most one of min_mem_per_node and min_mem_per_cpu "
                          "(Slurm stores one pn_min_memory)")
@@ -655,11 +685,17 @@ class UpdateOutcome:
 class SubmitOutcome:
     """submit()/modify(): ``accepted``; ``message``: the text the user sees
     (sbatch prints each line as "sbatch: error: <line>"), None if none;
-    ``changes``: {field: new value} Slurm applies (only when accepted)."""
+    ``changes``: {field: new value} Slurm applies (only when accepted);
+    ``code``: what job_submit returns to slurmctld (0, SLURM_SUCCESS, when
+    accepted; a refusal: Reject's ``code=``, else -1, SLURM_ERROR, which
+    sbatch prints as "Unspecified error"); ``code_name``: that code's name
+    in slurm_errno.h ("ESLURM_INVALID_ACCOUNT"), None for 0 and -1."""
     accepted: bool
     message: str | None
     changes: dict[str, Any]
     log: list[str]
+    code: int = 0
+    code_name: str | None = None
 
 
 def _prep_action(hook: str, ok: bool, rec: Any, why: str) -> tuple[str, str | None]:
@@ -785,6 +821,7 @@ def run_update(handler: Any, jobs: Sequence[Job], *, timeout: float | None = _SF
 
 
 _JS_PREFIX = "job_submit/python"
+_SLURM_SUCCESS, _SLURM_ERROR = 0, -1     # slurm_errno.h
 
 
 def _js_failed(hook: str, job_id: int, why: str, accept: bool,
@@ -831,14 +868,16 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
         ffi.memmove(arr + i, p._c, ffi.sizeof("spm_part_t"))
     c_parts.count, c_parts.parts = len(parts), arr
     msg = ffi.new("char **")
+    code_out = ffi.new("int *")
     c_current = current._c if current is not None else ffi.NULL
     rc, timed_out, log = _run("job_submit", lambda c: _jobsubmit.call(
         c, hooks[hook], arena, c_in, c_out, _abi.Arena(), c_current, c_parts, submit_uid,
-        msg, None), c, limit, log_level)
+        msg, code_out, None), c, limit, log_level)
     job_id = int(c_in.job_id)
     accept = on_failure == "accept"
     text = ffi.string(msg[0]).decode("utf-8", "backslashreplace") if msg[0] else None
     changes: dict[str, Any] = {}
+    code = _SLURM_ERROR
     if timed_out:
         accepted, text = _js_failed(hook, job_id, "the handler did not answer within its "
                                     f"time limit of {limit} ms", accept, log)
@@ -853,6 +892,7 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
                 changes[name] = after
     elif text is not None:        # the handler refused, or failed (Python logged why)
         accepted = False
+        code = int(code_out[0]) or _SLURM_ERROR   # Reject's code=, else SLURM_ERROR
         if hook == "modify":
             log.append(_abi.log_line(lib.SPM_LOG_INFO, _JS_PREFIX,
                                      f"modify() refused the update of JobId={job_id}: {text}"))
@@ -860,29 +900,45 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
         accepted, text = _js_failed(hook, job_id, "no worker could run the handler (one is "
                                     "stuck past its time limit, or the handler is not loaded)",
                                     accept, log)
-    return SubmitOutcome(accepted, text, changes, log)
+    if accepted:
+        code = _SLURM_SUCCESS
+    # an empty message never reaches the user (jobdesc.c spm_set_err_msg())
+    return SubmitOutcome(accepted, text or None, changes, log, code,
+                         None if code in (_SLURM_SUCCESS, _SLURM_ERROR) else _errno.name_of(code))
 
 
-def run_submit(handler: Any, job: JobDesc, *, submit_uid: int = 0,
+def run_submit(handler: Any, job: JobDesc, *, submit_uid: int | None = None,
                partitions: Iterable[Partition] = (),
                timeout: float | None = _JS_DEFAULT_TIMEOUT, on_failure: str = "reject",
                log_level: int = _log.INFO) -> SubmitOutcome:
     """Call ``submit(job, submit_uid)`` as slurmctld does for sbatch; the
     handler sees a fresh view of `job` (yours is left as it was).
-    ``timeout`` and ``on_failure`` are job_submit_python.conf's, with its
-    defaults (5 s, "reject"); None: no limit, which only the kit has."""
-    return _js_call(handler, "submit", job, None, submit_uid, partitions, timeout, on_failure,
+    ``submit_uid``: by default the request's user_id (the user submits her
+    own job), else the caller's uid.  ``timeout`` and ``on_failure`` are
+    job_submit_python.conf's, with its defaults (5 s, "reject"); None: no
+    limit, which only the kit has."""
+    uid = os.getuid() if submit_uid is None else submit_uid
+    if submit_uid is None and isinstance(job, JobDesc) and isinstance(job.user_id, int):
+        uid = job.user_id
+    return _js_call(handler, "submit", job, None, uid, partitions, timeout, on_failure,
                     log_level)
 
 
-def run_modify(handler: Any, job: JobDesc, current: Job, *, submit_uid: int = 0,
+def run_modify(handler: Any, job: JobDesc, current: Job, *, submit_uid: int | None = None,
                partitions: Iterable[Partition] = (),
                timeout: float | None = _JS_DEFAULT_TIMEOUT, on_failure: str = "reject",
                log_level: int = _log.INFO) -> SubmitOutcome:
     """Call ``modify(job, current, submit_uid)`` as for ``scontrol update``:
     `job` holds only the fields being changed (its job_id is the job's, as
-    in slurmctld).  ``timeout``, ``on_failure``: as for run_submit()."""
-    return _js_call(handler, "modify", job, current, submit_uid, partitions, timeout,
+    in slurmctld): make it with ``make_job_desc(bare=True, ...)``.
+    ``submit_uid``: by default the job's owner (``current.user_id``).
+    ``timeout``, ``on_failure``: as for run_submit()."""
+    if isinstance(job, JobDesc) and job.script is not None:
+        raise ValueError("run_modify(): the request has a script, which scontrol update "
+                         "never sends: make it with make_job_desc(bare=True, <the fields "
+                         "being changed>)")
+    uid = current.user_id if submit_uid is None else submit_uid
+    return _js_call(handler, "modify", job, current, uid, partitions, timeout,
                     on_failure, log_level)
 
 

@@ -147,6 +147,79 @@ def test_reject_prints_the_message_and_sbatch_fails(js_cluster):
     assert "rejected by the handler: please give --account" in c.ctld_log()
 
 
+def test_reject_with_a_code_gives_slurms_message_for_it(js_cluster):
+    """Reject(code=...) by name or number: sbatch prints the handler's
+    text and then Slurm's own message for the code (not "Unspecified
+    error"); scontrol update too, also on 22.05 whose job_modify() has no
+    message for the user."""
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            if job.account == "nosuch":
+                raise Reject("account nosuch has no allocation here", code="ESLURM_INVALID_ACCOUNT")
+            if job.name == "by-number":
+                raise Reject("time limit too long for this partition", code=2051)
+
+        def modify(self, job, current, submit_uid):
+            if job.time_limit is not None and job.time_limit > 60:
+                raise Reject("at most 60 minutes", code="ESLURM_INVALID_TIME_LIMIT")
+    ''')
+    cp = sbatch_raw(c, "-A", "nosuch")
+    assert cp.returncode != 0
+    assert "sbatch: error: account nosuch has no allocation here\n" in cp.stderr, cp.stderr
+    assert ("Batch job submission failed: Invalid account or account/partition combination "
+            "specified") in cp.stderr, cp.stderr
+    assert "Unspecified error" not in cp.stderr
+    cp = sbatch_raw(c, "-J", "by-number")
+    assert cp.returncode != 0
+    assert "sbatch: error: time limit too long for this partition\n" in cp.stderr, cp.stderr
+    assert ("Batch job submission failed: Requested time limit is invalid (missing or exceeds "
+            "some limit)") in cp.stderr, cp.stderr
+    assert c.jobs() == {}
+    assert ("rejected by the handler (ESLURM_INVALID_ACCOUNT): account nosuch has no "
+            "allocation here") in c.ctld_log()
+    jid = c.sbatch("--hold", "-t", "5")
+    cp = c.scontrol("update", f"JobId={jid}", "TimeLimit=90", check=False)
+    assert cp.returncode != 0
+    assert "Requested time limit is invalid" in cp.stderr, cp.stderr
+    if slurm_at_least(23, 2):
+        assert "at most 60 minutes" in cp.stderr, cp.stderr
+    assert c.job(jid)["TimeLimit"] == "00:05:00"
+
+
+def test_unlimited_time_reads_as_unlimited_and_a_handler_can_set_it(js_cluster):
+    """sbatch --time=UNLIMITED reaches the handler as UNLIMITED (not
+    4294967295), and a handler's time_limit = UNLIMITED is what scontrol
+    shows (TimeLimit=UNLIMITED, in a partition with MaxTime=INFINITE)."""
+    c, calls = js_cluster('''
+        def submit(self, job, submit_uid):
+            from slurmpy_plugins import UNLIMITED
+            record("submit", name=job.name, time_limit=repr(job.time_limit),
+                   unlimited=job.time_limit is UNLIMITED)
+            if job.name == "make-unlimited":
+                job.time_limit = UNLIMITED
+            elif job.name == "cap" and job.time_limit > 60:
+                job.time_limit = 60
+
+        def modify(self, job, current, submit_uid):
+            from slurmpy_plugins import UNLIMITED
+            record("modify", time_limit=repr(job.time_limit))
+    ''')
+    jid = c.sbatch("--hold", "-p", "debug", "--time=UNLIMITED", "-J", "as-given")
+    assert c.job(jid)["TimeLimit"] == "UNLIMITED"
+    jid2 = c.sbatch("--hold", "-p", "debug", "-t", "5", "-J", "make-unlimited")
+    assert c.job(jid2)["TimeLimit"] == "UNLIMITED"
+    jid3 = c.sbatch("--hold", "-p", "debug", "--time=UNLIMITED", "-J", "cap")
+    assert c.job(jid3)["TimeLimit"] == "01:00:00"
+    c.scontrol("update", f"JobId={jid3}", "TimeLimit=UNLIMITED")
+    assert c.job(jid3)["TimeLimit"] == "UNLIMITED"
+    rec = read_calls(calls)
+    assert [(r["hook"], r.get("name"), r["time_limit"], r.get("unlimited")) for r in rec] == [
+        ("submit", "as-given", "UNLIMITED", True),
+        ("submit", "make-unlimited", "5", False),
+        ("submit", "cap", "UNLIMITED", True),
+        ("modify", None, "UNLIMITED", None)]
+
+
 def test_test_only_goes_through_the_handler(js_cluster):
     c, calls = js_cluster('''
         def submit(self, job, submit_uid):
@@ -232,7 +305,7 @@ def test_wrong_type_and_misspelled_field_name_the_field(js_cluster):
     ''')
     jid = c.sbatch("--hold", "-t", "9", "-p", "gpu")
     errors = read_calls(calls)[0]["errors"]
-    assert errors[0] == "TypeError: job.time_limit must be an int or None, not str"
+    assert errors[0] == "TypeError: job.time_limit must be an int, UNLIMITED or None, not str"
     assert errors[1].startswith("ValueError: job.time_limit=-1 is out of range")
     assert errors[2] == "AttributeError: job has no field 'partiton' (did you mean 'partition'?)"
     assert errors[3] == errors[2]

@@ -149,14 +149,14 @@ R.dump(OUT + '/errs.json', errs)
     res = h.js_submit(cpus_per_task=2)
     errs = handlers.read("errs.json")
     assert errs == [
-        "TypeError: job.time_limit must be an int or None, not str",
-        "TypeError: job.time_limit must be an int or None, not bool",
+        "TypeError: job.time_limit must be an int, UNLIMITED or None, not str",
+        "TypeError: job.time_limit must be an int, UNLIMITED or None, not bool",
         "ValueError: job.time_limit=-1 is out of range: it must be from 0 to 4294967293 "
-        "(or None to unset it)",
+        "(or UNLIMITED, or None to unset it)",
         "ValueError: job.time_limit=4294967294 is out of range: it must be from 0 to "
-        "4294967293 (or None to unset it)",
+        "4294967293 (or UNLIMITED, or None to unset it)",
         "ValueError: job.cpus_per_task=70000 is out of range: it must be from 0 to 65533 "
-        "(or None to unset it)",
+        "(or UNLIMITED, or None to unset it)",
         "TypeError: job.comment must be a str or None, not int",
         "ValueError: job.comment must not contain a NUL character",
         "AttributeError: job has no field 'partiton' (did you mean 'partition'?)",

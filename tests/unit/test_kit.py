@@ -52,7 +52,7 @@ def test_typos_raise_attribute_error_like_the_daemon():
 
 
 def test_types_and_sentinels():
-    d = kit.make_job_desc()
+    d = kit.make_job_desc(bare=True)
     assert all(v is None for k, v in d.as_dict().items() if k not in ("environment", "spank_env"))
     with pytest.raises(TypeError, match="job.time_limit must be an int"):
         kit.make_job_desc(time_limit="10")
@@ -195,7 +195,8 @@ def test_job_submit_outcomes():
     out = kit.run_submit(Policy, kit.make_job_desc(name="crash"), partitions=parts)
     assert not out.accepted and out.message == kit._jobsubmit.GENERIC
     assert any("KeyError" in line for line in out.log)
-    out = kit.run_modify(Policy, kit.make_job_desc(time_limit=90), kit.make_job(job_id=8))
+    out = kit.run_modify(Policy, kit.make_job_desc(bare=True, time_limit=90),
+                         kit.make_job(job_id=8))
     assert out.message == "JobId=8: at most 60 minutes"
 
 
@@ -393,7 +394,8 @@ def test_job_submit_timeout_and_on_failure_in_the_kit_match_the_c_host(
     cls = _import_file(path, "kit_spin").P
     kw = dict(timeout=0.5, on_failure=on_failure)
     kit_sub = kit.run_submit(cls, kit.make_job_desc(name="spin", comment="orig"), **kw)
-    kit_mod = kit.run_modify(cls, kit.make_job_desc(comment="orig"), kit.make_job(job_id=7), **kw)
+    kit_mod = kit.run_modify(cls, kit.make_job_desc(bare=True, comment="orig"),
+                             kit.make_job(job_id=7), **kw)
     for host, out, name in ((host_sub, kit_sub, "submit"), (host_mod, kit_mod, "modify")):
         assert host["desc"]["comment"] == "orig"
         assert out.changes == {}
@@ -414,7 +416,8 @@ def test_kit_timeout_and_on_failure_values_are_checked_as_the_daemon_checks_them
     with pytest.raises(ValueError, match="at most 86400 seconds"):
         kit.run_set(Factor, kit.make_job(), timeout=86401)
     with pytest.raises(ValueError, match="on_failure='maybe' must be reject or accept"):
-        kit.run_modify(Policy, kit.make_job_desc(), kit.make_job(), on_failure="maybe")
+        kit.run_modify(Policy, kit.make_job_desc(bare=True), kit.make_job(),
+                       on_failure="maybe")
 
 
 def test_on_failure_accept_in_the_kit():
