@@ -6,11 +6,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
-from ._comprecord import CompletedJob
-from ._jobdesc import JobDesc, Partition
-from ._records import Job, JobEnv, JobList
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:   # annotations only: a SpankHandler's module imports no records
+    from ._comprecord import CompletedJob
+    from ._jobdesc import JobDesc, Partition
+    from ._records import Job, JobEnv, JobList
     from ._spank import Spank
 
 __all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "JobCompHandler", "Reject",
