@@ -42,6 +42,8 @@
 #include "slurm/spank.h"
 
 #include "spm.h"
+#define SPM_COMPAT_SPANK
+#include "compat.h"   /* the release differences: spank_prepend_task_argv */
 
 SPANK_PLUGIN(python, 1);
 
@@ -460,14 +462,7 @@ static int _raw_get_argv(void *spv, int *argc, const char ***argv)
 
 static int _raw_prepend_argv(void *spv, int argc, const char **argv)
 {
-#if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(23, 11, 0)
-	return spank_prepend_task_argv(spv, argc, argv) == ESPANK_SUCCESS ? 0 : -1;
-#else
-	(void)spv;
-	(void)argc;
-	(void)argv;
-	return -2;
-#endif
+	return spm_compat_spank_prepend_argv(spv, argc, argv);   /* -2 before 23.11 */
 }
 
 /* SPANK hands us each option given (locally from the command line, in
