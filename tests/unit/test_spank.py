@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from hostdriver import SLURM_LIBDIR
 from slurmpy_plugins import SpankOption, _loader, _spank, testing
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -308,7 +309,7 @@ def test_boot_imports_only_spank(handlers, tmp_path):
     if not SLURM_SRC:
         pytest.fail("SLURM_SRC is not set (run through make unit)")
     plugin_dir = pathlib.Path(os.environ.get("SPM_PLUGIN_DIR", ROOT / "build" / "plugins"))
-    libdir = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
+    libdir = SLURM_LIBDIR        # the release's libslurmfull (make test-26.05 sets it)
     # beside slurmpy/, as spank_python.so is: it finds slurmpy/libslurmpy.so from its own path
     (tmp_path / "slurmpy").symlink_to(plugin_dir.resolve() / "slurmpy")
     exe = tmp_path / "spank_boot"
