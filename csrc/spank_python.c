@@ -84,6 +84,7 @@ static bool scanned;
 /* from slurmpy/libslurmpy.so, loaded by _core() */
 static int (*core_start)(void);
 static int (*core_call)(spm_spank_call_t *call);
+static void (*core_thread_enter)(void);
 static uint32_t timeout_ms;      /* timeout=: the most a hook may take (0: none) */
 
 static const struct { int hook; const char *name; } sp_hooks[] = {
@@ -561,7 +562,14 @@ static int _prepend_argv(void *spv, int argc, const char **argv)
 static void *_call_thread(void *arg)
 {
 	struct sp_box *b = arg;
-	int rc = core_call(&b->call);
+	int rc;
+
+	/* This thread blocks every signal (they stay the process's): as for
+	 * the daemons' workers, the child of a fork() made here (a hook's
+	 * subprocess) gets an empty mask back, or the programs a hook starts
+	 * would ignore SIGTERM and SIGINT. */
+	core_thread_enter();
+	rc = core_call(&b->call);
 
 	pthread_mutex_lock(&b->mu);
 	b->rc = rc;
@@ -661,8 +669,10 @@ static int _core(void)
 	}
 	core_start = (int (*)(void))dlsym(h, "spm_runtime_start");
 	core_call = (int (*)(spm_spank_call_t *))dlsym(h, "spm_py_spank");
-	if (!core_start || !core_call) {
-		slurm_error("spank/python: %s lacks spm_runtime_start/spm_py_spank", path);
+	core_thread_enter = (void (*)(void))dlsym(h, "spm_worker_thread_enter");
+	if (!core_start || !core_call || !core_thread_enter) {
+		slurm_error("spank/python: %s lacks spm_runtime_start/spm_py_spank/"
+			    "spm_worker_thread_enter", path);
 		return -1;
 	}
 	status = 0;

@@ -301,21 +301,28 @@ OTHER_PLUGINS = {"_records", "_jobdesc", "_fields", "_comprecord", "_calls", "_f
                  "_jobsubmit", "_jobcomp", "testing", "_check", "_abi"}
 
 
-def test_boot_imports_only_spank(handlers, tmp_path):
-    """bench/spank_boot.c (spank_python.c with SPANK stubbed, remote
-    context) runs user_init twice: Python starts through libslurmpy.so as
-    in a slurmstepd, and imports spank's modules, none of the other
-    plugins' records or dispatch."""
+@pytest.fixture(scope="module")
+def spank_boot(tmp_path_factory):
+    """bench/spank_boot.c built: spank_python.c with SPANK stubbed (remote
+    context) running slurm_spank_init and user_init twice; Python starts
+    through libslurmpy.so as in a slurmstepd."""
     if not SLURM_SRC:
         pytest.fail("SLURM_SRC is not set (run through make unit)")
     plugin_dir = pathlib.Path(os.environ.get("SPM_PLUGIN_DIR", ROOT / "build" / "plugins"))
-    libdir = SLURM_LIBDIR        # the release's libslurmfull (make test-26.05 sets it)
+    d = tmp_path_factory.mktemp("boot")
     # beside slurmpy/, as spank_python.so is: it finds slurmpy/libslurmpy.so from its own path
-    (tmp_path / "slurmpy").symlink_to(plugin_dir.resolve() / "slurmpy")
-    exe = tmp_path / "spank_boot"
+    (d / "slurmpy").symlink_to(plugin_dir.resolve() / "slurmpy")
+    exe = d / "spank_boot"
     subprocess.run(["gcc", "-Wall", "-Werror", "-I", str(ROOT / "csrc"), "-I", SLURM_SRC,
-                    "-o", str(exe), str(ROOT / "bench/spank_boot.c"), f"-L{libdir}",
-                    "-lslurmfull", f"-Wl,-rpath,{libdir}", "-ldl", "-lpthread"], check=True)
+                    "-o", str(exe), str(ROOT / "bench/spank_boot.c"), f"-L{SLURM_LIBDIR}",
+                    "-lslurmfull", f"-Wl,-rpath,{SLURM_LIBDIR}", "-ldl", "-lpthread"],
+                   check=True)
+    return exe
+
+
+def test_boot_imports_only_spank(spank_boot, handlers, tmp_path):
+    """A remote hook imports spank's modules, none of the other plugins'
+    records or dispatch."""
     handlers.write("boot_h", '''
         from slurmpy_plugins import SpankHandler
 
@@ -326,7 +333,7 @@ def test_boot_imports_only_spank(handlers, tmp_path):
                 spank.setenv("X", "1")
     ''')
     modules = tmp_path / "modules"
-    r = subprocess.run([str(exe), "--modules", str(modules), "handler=boot_h:H",
+    r = subprocess.run([str(spank_boot), "--modules", str(modules), "handler=boot_h:H",
                         f"path={handlers.path}"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (handlers.out / "ran").read_text() == "user_init\nuser_init\n"
@@ -334,6 +341,30 @@ def test_boot_imports_only_spank(handlers, tmp_path):
               if m.startswith("slurmpy_plugins.")}
     assert {"_bridge", "_spank", "_handlers", "_loader"} <= loaded
     assert not loaded & OTHER_PLUGINS, sorted(loaded)
+
+
+@pytest.mark.parametrize("timeout", [None, "5"])
+def test_a_hooks_subprocess_gets_an_empty_signal_mask(spank_boot, handlers, timeout):
+    """With timeout= the hook runs on a thread of its own that blocks every
+    signal; a program it starts must not inherit that mask (it would
+    ignore SIGTERM)."""
+    handlers.write("sig_h", '''
+        import subprocess
+        from slurmpy_plugins import SpankHandler
+
+        class H(SpankHandler):
+            def user_init(self, spank):
+                status = subprocess.run(["cat", "/proc/self/status"], capture_output=True,
+                                        text=True, check=True).stdout
+                with open("{out}/sigblk", "a") as f:
+                    f.write([l for l in status.splitlines() if l.startswith("SigBlk:")][0] + "\\n")
+    ''')
+    r = subprocess.run([str(spank_boot), "handler=sig_h:H", f"path={handlers.path}"]
+                       + ([f"timeout={timeout}"] if timeout else []),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    masks = (handlers.out / "sigblk").read_text().split("\n")[:-1]
+    assert masks == ["SigBlk:\t0000000000000000"] * 2, masks
 
 
 def test_package_names_are_imported_on_first_use():
