@@ -81,7 +81,7 @@ $(PLUGINS)/%.so: csrc/%.c csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bri
 # spank_python.so links no libslurmpy.so (so no libpython): every srun,
 # sbatch and slurmstepd loads it, and it dlopens slurmpy/libslurmpy.so only
 # for a hook the handler defines.
-$(PLUGINS)/spank_python.so: csrc/spank_python.c csrc/spm.h csrc/spm_types.h csrc/spm_bridge.h csrc/plugin.map $(CORE)/libslurmpy.so
+$(PLUGINS)/spank_python.so: csrc/spank_python.c csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/plugin.map $(CORE)/libslurmpy.so
 	gcc $(CFLAGS) $(SPM_CFLAGS) -Wall -fPIC -shared -I csrc -I $(SLURM_SRC) -o $@.tmp $< \
 	  -Wl,--version-script=csrc/plugin.map -Wl,-z,nodelete $(SPM_LDFLAGS)
 	mv -f $@.tmp $@

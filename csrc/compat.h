@@ -32,6 +32,8 @@
  *            prolog_timeout/epilog_timeout
  *   26.05    update_node_msg_t.reason_uid removed        SPM_UPDATE_NODE_REASON_UID
  *            (slurmctld takes the RPC's uid)
+ *   23.11    spank_prepend_task_argv() (spank/python's   spm_compat_spank_prepend_argv(),
+ *            prepend_argv in task_init)                  SPM_SPANK_HAS_PREPEND_ARGV
  *   25.11    job_env_t.jobid/step_id and                 SPM_ENV_JOB_ID_MEMBER,
  *            job_desc_msg_t.job_id become a              SPM_DESC_JOB_ID_MEMBER,
  *            slurm_step_id_t step_id                     spm_compat_env_job_id()
@@ -158,6 +160,32 @@ static inline bool spm_compat_epilog_set(void)
 	return slurm_conf.epilog && slurm_conf.epilog_cnt > 0;
 #else
 	return slurm_conf.epilog && slurm_conf.epilog[0];
+#endif
+}
+#endif
+
+/* ---- SPANK (spank_python.c; define SPM_COMPAT_SPANK, include slurm/spank.h) ---- */
+#ifdef SPM_COMPAT_SPANK
+/* spank_prepend_task_argv(), from 23.11: run the task as argv followed by
+ * its command (task_init only).  0: done; -1: refused (not task_init);
+ * -2: this release has no such call. */
+#if SPM_SLURM_AT_LEAST(23, 11)
+#define SPM_SPANK_HAS_PREPEND_ARGV 1
+#else
+#define SPM_SPANK_HAS_PREPEND_ARGV 0
+#endif
+
+static inline int spm_compat_spank_prepend_argv(spank_t sp, int argc,
+						const char **argv)
+{
+#if SPM_SPANK_HAS_PREPEND_ARGV
+	return spank_prepend_task_argv(sp, argc, argv) == ESPANK_SUCCESS ?
+	       0 : -1;
+#else
+	(void)sp;
+	(void)argc;
+	(void)argv;
+	return -2;
 #endif
 }
 #endif

@@ -42,6 +42,8 @@
 #include "slurm/spank.h"
 
 #include "spm.h"
+#define SPM_COMPAT_SPANK
+#include "compat.h"   /* the release differences: spank_prepend_task_argv */
 
 SPANK_PLUGIN(python, 1);
 
@@ -82,6 +84,7 @@ static bool scanned;
 /* from slurmpy/libslurmpy.so, loaded by _core() */
 static int (*core_start)(void);
 static int (*core_call)(spm_spank_call_t *call);
+static void (*core_thread_enter)(void);
 static uint32_t timeout_ms;      /* timeout=: the most a hook may take (0: none) */
 
 static const struct { int hook; const char *name; } sp_hooks[] = {
@@ -460,14 +463,7 @@ static int _raw_get_argv(void *spv, int *argc, const char ***argv)
 
 static int _raw_prepend_argv(void *spv, int argc, const char **argv)
 {
-#if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(23, 11, 0)
-	return spank_prepend_task_argv(spv, argc, argv) == ESPANK_SUCCESS ? 0 : -1;
-#else
-	(void)spv;
-	(void)argc;
-	(void)argv;
-	return -2;
-#endif
+	return spm_compat_spank_prepend_argv(spv, argc, argv);   /* -2 before 23.11 */
 }
 
 /* SPANK hands us each option given (locally from the command line, in
@@ -566,7 +562,14 @@ static int _prepend_argv(void *spv, int argc, const char **argv)
 static void *_call_thread(void *arg)
 {
 	struct sp_box *b = arg;
-	int rc = core_call(&b->call);
+	int rc;
+
+	/* This thread blocks every signal (they stay the process's): as for
+	 * the daemons' workers, the child of a fork() made here (a hook's
+	 * subprocess) gets an empty mask back, or the programs a hook starts
+	 * would ignore SIGTERM and SIGINT. */
+	core_thread_enter();
+	rc = core_call(&b->call);
 
 	pthread_mutex_lock(&b->mu);
 	b->rc = rc;
@@ -666,8 +669,10 @@ static int _core(void)
 	}
 	core_start = (int (*)(void))dlsym(h, "spm_runtime_start");
 	core_call = (int (*)(spm_spank_call_t *))dlsym(h, "spm_py_spank");
-	if (!core_start || !core_call) {
-		slurm_error("spank/python: %s lacks spm_runtime_start/spm_py_spank", path);
+	core_thread_enter = (void (*)(void))dlsym(h, "spm_worker_thread_enter");
+	if (!core_start || !core_call || !core_thread_enter) {
+		slurm_error("spank/python: %s lacks spm_runtime_start/spm_py_spank/"
+			    "spm_worker_thread_enter", path);
 		return -1;
 	}
 	status = 0;

@@ -6,7 +6,6 @@ embedded library; every constant comes from lib (csrc/spm_types.h).
 """
 from __future__ import annotations
 
-import ctypes
 import sys
 import threading
 import time
@@ -221,6 +220,7 @@ class Context:
         if t.is_alive():
             self.abandoned_load = t
             assert t.ident is not None
+            import ctypes   # only here: most processes never need it
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident),
                                                        ctypes.py_object(TimeoutError))
             raise _loader.HandlerError(

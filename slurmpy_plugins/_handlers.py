@@ -6,12 +6,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
-from . import _errno
-from ._comprecord import CompletedJob
-from ._jobdesc import JobDesc, Partition
-from ._records import Job, JobEnv, JobList
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:   # annotations only: a SpankHandler's module imports no records
+    from ._comprecord import CompletedJob
+    from ._jobdesc import JobDesc, Partition
+    from ._records import Job, JobEnv, JobList
     from ._spank import Spank
 
 __all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "JobCompHandler", "Reject",
@@ -92,6 +90,7 @@ class Reject(Exception):
     def __init__(self, message: str, code: str | int | None = None) -> None:
         if not isinstance(message, str):
             raise TypeError(f"Reject() takes a str message, not {type(message).__name__}")
+        from . import _errno        # here: a SpankHandler's module needs no error table
         number = None if code is None else _errno.resolve(code)
         super().__init__(message)
         self.message = message

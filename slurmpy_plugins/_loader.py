@@ -21,7 +21,6 @@ refused unless root or SlurmUser alone could have written it:
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
@@ -32,7 +31,6 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from . import _records
 from ._config import Config
 from ._handlers import SiteFactorHandler
 
@@ -299,9 +297,12 @@ def _checked_spec(spec: Any, trusted: frozenset[int], what: str) -> Any:
         submodule_search_locations=spec.submodule_search_locations)
 
 
-class _Guard(importlib.abc.MetaPathFinder):
+class _Guard:
     """First in sys.meta_path: a module that the normal path search finds
-    under a guarded directory is loaded through a checking loader."""
+    under a guarded directory is loaded through a checking loader.  (A
+    meta path finder needs only find_spec; importlib.abc.MetaPathFinder
+    would import importlib.resources, pathlib and tempfile into every
+    process that loads a handler.)"""
 
     def __init__(self) -> None:
         self._roots: tuple[tuple[str, frozenset[int]], ...] = ()
@@ -524,6 +525,7 @@ def _declared_fields(cfg: Config, cls: type, origin: str) -> tuple[str, ...] | N
     if not issubclass(cls, SiteFactorHandler):
         return None
     try:
+        from . import _records   # site_factor only: other plugins' loads import no records
         return _records.declared_fields(cls.fields)
     except ValueError as e:
         raise HandlerError(f"{origin}: {cfg.handler}.fields: {e}") from None

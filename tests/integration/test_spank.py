@@ -6,11 +6,17 @@ starts only in the processes whose context has a hook (slurmstepd here,
 never srun or sbatch)."""
 from __future__ import annotations
 
+import os
 import pathlib
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
-from slurmcluster import slurm_at_least
+from slurmcluster import Cluster, slurm_at_least
 
 from .conftest import BUILD_PLUGINS, read_calls, wait_calls, write_handler
 
@@ -140,7 +146,7 @@ def test_a_raising_hook_fails_the_step_with_its_message_logged(spank_cluster):
 # Every hook in every context: init_post_opt and exit run in srun too
 # (Python starts there), task_init in each task's child of slurmstepd.
 FULL_HANDLER = '''
-import json, os, sys
+import json, os
 from slurmpy_plugins import SpankHandler, SpankOption
 
 CALLS = {calls!r}
@@ -160,8 +166,7 @@ class Full(SpankHandler):
     options = [SpankOption("spm-tag", arg="TAG", help="slurmpy spank test: a tag")]
 
     def init_post_opt(self, spank):
-        record(spank, "init_post_opt", path=sys.path, isolated=sys.flags.isolated,
-               evil="evil" in sys.modules)
+        record(spank, "init_post_opt")
 
     def task_init(self, spank):
         try:
@@ -178,21 +183,16 @@ class Full(SpankHandler):
 '''
 
 
-def test_every_context_task_init_in_each_task_and_an_isolated_interpreter_in_srun(
-        cluster_factory, tmp_path):
+def test_every_context_and_task_init_in_each_task(cluster_factory, tmp_path):
+    # (the interpreter in srun, and what it takes from the user's
+    # environment: test_srun_as_a_user_...)
     so = BUILD_PLUGINS / "spank_python.so"
     hdir, calls = tmp_path / "handlers", tmp_path / "calls.jsonl"
     write_handler(hdir, "full", FULL_HANDLER.format(calls=str(calls)))
-    # what the user's environment offers the interpreter in srun: ignored
-    evil = tmp_path / "evil"
-    evil.mkdir()
-    (evil / "evil.py").write_text("")
-    (evil / "sitecustomize.py").write_text("import evil\n")
     c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)])
     (c.workdir / "plugstack.conf").write_text(f"required {so} handler=full:Full path={hdir}\n")
     c.start()
     cp = c.run("srun", "-n2", "--spm-tag=q", "printenv", "SPM_TASK_TAG", "SPM_PREPENDED",
-               env={"PYTHONPATH": str(evil), "PYTHONSTARTUP": str(evil / "evil.py")},
                check=False)
     # prepend_argv: Slurm 23.11+ runs `env SPM_PREPENDED=yes printenv ...`;
     # before, printenv finds no SPM_PREPENDED and exits 1
@@ -207,8 +207,6 @@ def test_every_context_task_init_in_each_task_and_an_isolated_interpreter_in_sru
     # srun: init_post_opt and exit, local context, the option's value
     [local] = by[("init_post_opt", "srun")]
     assert local["context"] == "local" and local["tag"] == "q"
-    assert local["isolated"] == 1 and not local["evil"]
-    assert not any(str(evil) in p for p in local["path"]), local["path"]
     assert [r["context"] for r in by[("exit", "srun")]] == ["local"]
     # slurmstepd: init_post_opt and exit (remote), task_init once per task,
     # each in its own process (the task's child), with its task ids
@@ -345,3 +343,123 @@ def test_one_line_serves_two_handlers(cluster_factory, tmp_path):
     raise_.write_text("")
     cp = c.run("srun", "--spm-tag=a", "--spm-second=b", "printenv", "SPM_SECOND", check=False)
     assert cp.stdout == "" and "the tag service says no" in cp.stderr, cp
+
+
+# srun as an ordinary user: local_user_init runs in srun (Python starts
+# there, as the user) and nowhere else.  The same trust checks as in the
+# daemons, and an isolated interpreter: nothing from the user's PYTHON*
+# variables or user site-packages.
+USER_HANDLER = '''
+import json, os, site, sys
+from slurmpy_plugins import SpankHandler
+
+CALLS = {calls!r}
+
+
+class User(SpankHandler):
+    def local_user_init(self, spank):
+        rec = dict(euid=os.geteuid(), comm=open("/proc/self/comm").read().strip(),
+                   path=sys.path, isolated=sys.flags.isolated, user_site=site.ENABLE_USER_SITE,
+                   evil=sorted(m for m in sys.modules if m.startswith("evil")))
+        with open(CALLS, "a") as f:
+            f.write(json.dumps(rec) + "\\n")
+'''
+
+
+@pytest.fixture
+def user_base():
+    """A directory an ordinary user can reach (pytest's tmp_path is under
+    a 0700 directory): the cluster's slurm.conf, plugstack.conf and the
+    handlers live here."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="spm-spank-user-"))
+    os.chmod(base, 0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+def test_srun_as_a_user_refuses_untrusted_handler_files_and_ignores_the_users_python(
+        user_base):
+    so = BUILD_PLUGINS / "spank_python.so"
+    nobody = pwd.getpwnam("nobody")
+    base = user_base
+    out = base / "out"                      # the hook, as nobody, writes here
+    out.mkdir()
+    os.chown(out, nobody.pw_uid, nobody.pw_gid)
+    calls, marker = out / "calls.jsonl", out / "evil-ran"
+    # what the user's environment offers Python in srun; each would write
+    # the marker if it ran
+    evil = base / "evil"
+    home = base / "home"
+    user_site = home / ".local" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" \
+        / "site-packages"
+    user_site.mkdir(parents=True)
+    evil.mkdir()
+    plant = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    for f in (evil / "sitecustomize.py", evil / "evil.py", evil / "startup.py",
+              user_site / "usercustomize.py", user_site / "evil_user.py"):
+        f.write_text(plant)
+    (user_site / "evil.pth").write_text("import evil_user\n")
+    for p in [home, *home.rglob("*")]:
+        os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    user_env = {"HOME": str(home), "PYTHONPATH": str(evil),
+                "PYTHONSTARTUP": str(evil / "startup.py"), "PYTHONUSERBASE": str(home / ".local"),
+                "PYTHONHOME": str(evil)}
+
+    c = Cluster(base / "cluster", plugin_dirs=[str(BUILD_PLUGINS)])
+    try:
+        c.start()
+
+        def srun_as_nobody(hdir: pathlib.Path) -> subprocess.CompletedProcess:
+            (c.workdir / "plugstack.conf").write_text(
+                f"required {so} handler=user_h:User path={hdir}\n")
+            env = dict(c.client_env(), USER="nobody", LOGNAME="nobody", **user_env)
+            return subprocess.run(["srun", "true"], env=env, cwd="/tmp", user=nobody.pw_uid,
+                                  group=nobody.pw_gid, extra_groups=[], capture_output=True,
+                                  text=True, timeout=120)
+
+        def handler_dir(name: str) -> tuple[pathlib.Path, pathlib.Path]:
+            hdir = base / name
+            return hdir, write_handler(hdir, "user_h", USER_HANDLER.format(calls=str(calls)))
+
+        # a trusted handler runs in srun as nobody, in an interpreter that
+        # took nothing from the user's environment
+        ok_dir, _ = handler_dir("trusted")
+        cp = srun_as_nobody(ok_dir)
+        assert cp.returncode == 0, cp
+        [rec] = read_calls(calls)
+        assert (rec["euid"], rec["comm"]) == (nobody.pw_uid, "srun"), rec
+        assert rec["isolated"] == 1 and not rec["user_site"] and rec["evil"] == [], rec
+        assert not any(p.startswith((str(evil), str(home))) for p in rec["path"]), rec["path"]
+        assert not marker.exists(), marker.read_text()
+
+        # each refused in srun, naming the file or directory and why
+        refused = {}
+        d, f = handler_dir("group-writable-file")
+        os.chmod(f, 0o664)
+        refused["a group-writable file"] = (d, [f"refusing handler file {f}",
+                                                "writable by group or others (mode 0664)"])
+        d, f = handler_dir("user-owned-file")
+        os.chown(f, nobody.pw_uid, nobody.pw_gid)
+        refused["a file owned by nobody"] = (d, [f"refusing handler file {f}",
+                                                 f"owned by uid {nobody.pw_uid}"])
+        d, f = handler_dir("world-writable-dir")
+        os.chmod(d, 0o777)
+        refused["a world-writable directory"] = (d, [f"{d}", "writable by group or others "
+                                                     "(mode 0777)"])
+        d, f = handler_dir("user-owned-dir")
+        os.chown(d, nobody.pw_uid, nobody.pw_gid)
+        refused["a directory owned by nobody"] = (d, [f"{d}", f"owned by uid {nobody.pw_uid}"])
+        for what, (hdir, expect) in refused.items():
+            cp = srun_as_nobody(hdir)
+            assert cp.returncode != 0, (what, cp)
+            assert "spank/python: local_user_init failed: the handler cannot be loaded" in \
+                cp.stderr, (what, cp.stderr)
+            for text in expect:
+                assert text in cp.stderr, (what, text, cp.stderr)
+        # none of them ran
+        assert len(read_calls(calls)) == 1, read_calls(calls)
+        assert not marker.exists(), marker.read_text()
+    finally:
+        c.stop()

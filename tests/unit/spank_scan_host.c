@@ -58,7 +58,7 @@ spank_err_t spank_unsetenv(spank_t sp, const char *var)
 	return ESPANK_NOT_AVAIL;
 }
 
-#if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(23, 11, 0)
+#if SPM_SPANK_HAS_PREPEND_ARGV   /* compat.h: 23.11+ */
 /* 23.11+: spank_python.c's prepend_argv calls it */
 spank_err_t spank_prepend_task_argv(spank_t sp, int argc, const char *argv[])
 {

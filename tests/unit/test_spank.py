@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from hostdriver import SLURM_LIBDIR
 from slurmpy_plugins import SpankOption, _loader, _spank, testing
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -291,3 +292,105 @@ def test_check_reports_each_handler_of_the_line_and_refuses_a_shared_option(tmp_
     assert [c.handler for c in a.cfgs] == ["a:A", "b:B"]
     with pytest.raises(Exception, match="given twice"):
         _spank.parse_args(["handler=a:A", "handler=a:A", "path=/x"])
+
+
+# ---- what a slurmstepd imports to run a hook ----
+
+# Every plugin's modules but spank's: a SPANK hook imports none of them.
+OTHER_PLUGINS = {"_records", "_jobdesc", "_fields", "_comprecord", "_calls", "_factors",
+                 "_jobsubmit", "_jobcomp", "testing", "_check", "_abi"}
+
+
+@pytest.fixture(scope="module")
+def spank_boot(tmp_path_factory):
+    """bench/spank_boot.c built: spank_python.c with SPANK stubbed (remote
+    context) running slurm_spank_init and user_init twice; Python starts
+    through libslurmpy.so as in a slurmstepd."""
+    if not SLURM_SRC:
+        pytest.fail("SLURM_SRC is not set (run through make unit)")
+    plugin_dir = pathlib.Path(os.environ.get("SPM_PLUGIN_DIR", ROOT / "build" / "plugins"))
+    d = tmp_path_factory.mktemp("boot")
+    # beside slurmpy/, as spank_python.so is: it finds slurmpy/libslurmpy.so from its own path
+    (d / "slurmpy").symlink_to(plugin_dir.resolve() / "slurmpy")
+    exe = d / "spank_boot"
+    subprocess.run(["gcc", "-Wall", "-Werror", "-I", str(ROOT / "csrc"), "-I", SLURM_SRC,
+                    "-o", str(exe), str(ROOT / "bench/spank_boot.c"), f"-L{SLURM_LIBDIR}",
+                    "-lslurmfull", f"-Wl,-rpath,{SLURM_LIBDIR}", "-ldl", "-lpthread"],
+                   check=True)
+    return exe
+
+
+def test_boot_imports_only_spank(spank_boot, handlers, tmp_path):
+    """A remote hook imports spank's modules, none of the other plugins'
+    records or dispatch."""
+    handlers.write("boot_h", '''
+        from slurmpy_plugins import SpankHandler
+
+        class H(SpankHandler):
+            def user_init(self, spank):
+                with open("{out}/ran", "a") as f:
+                    f.write("user_init\\n")
+                spank.setenv("X", "1")
+    ''')
+    modules = tmp_path / "modules"
+    r = subprocess.run([str(spank_boot), "--modules", str(modules), "handler=boot_h:H",
+                        f"path={handlers.path}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (handlers.out / "ran").read_text() == "user_init\nuser_init\n"
+    loaded = {m.split(".", 1)[1] for m in modules.read_text().split()
+              if m.startswith("slurmpy_plugins.")}
+    assert {"_bridge", "_spank", "_handlers", "_loader"} <= loaded
+    assert not loaded & OTHER_PLUGINS, sorted(loaded)
+
+
+@pytest.mark.parametrize("timeout", [None, "5"])
+def test_a_hooks_subprocess_gets_an_empty_signal_mask(spank_boot, handlers, timeout):
+    """With timeout= the hook runs on a thread of its own that blocks every
+    signal; a program it starts must not inherit that mask (it would
+    ignore SIGTERM)."""
+    handlers.write("sig_h", '''
+        import subprocess
+        from slurmpy_plugins import SpankHandler
+
+        class H(SpankHandler):
+            def user_init(self, spank):
+                status = subprocess.run(["cat", "/proc/self/status"], capture_output=True,
+                                        text=True, check=True).stdout
+                with open("{out}/sigblk", "a") as f:
+                    f.write([l for l in status.splitlines() if l.startswith("SigBlk:")][0] + "\\n")
+    ''')
+    r = subprocess.run([str(spank_boot), "handler=sig_h:H", f"path={handlers.path}"]
+                       + ([f"timeout={timeout}"] if timeout else []),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    masks = (handlers.out / "sigblk").read_text().split("\n")[:-1]
+    assert masks == ["SigBlk:\t0000000000000000"] * 2, masks
+
+
+def test_package_names_are_imported_on_first_use():
+    """slurmpy_plugins imports no submodule until a name is used; every
+    public name is then the defining module's object."""
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent('''
+        import importlib
+        import slurmpy_plugins as p
+        assert not [m for m in sys.modules if m.startswith("slurmpy_plugins.")], sorted(sys.modules)
+        from slurmpy_plugins import SpankHandler
+        assert {m for m in sys.modules if m.startswith("slurmpy_plugins.")} == \\
+            {"slurmpy_plugins._handlers"}, sorted(sys.modules)
+        assert set(p._WHERE) == set(p.__all__)
+        for name in p.__all__:
+            assert getattr(p, name) is getattr(importlib.import_module("slurmpy_plugins." + p._WHERE[name]), name), name
+        ns = {}
+        exec("from slurmpy_plugins import *", ns)
+        assert set(ns) - {"__builtins__"} == set(p.__all__)
+        assert set(p.__all__) <= set(dir(p))
+        try:
+            p.NoSuchName
+        except AttributeError as e:
+            assert "NoSuchName" in str(e)
+        else:
+            raise AssertionError("no AttributeError")
+        print("ok")
+    ''')
+    r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
