@@ -40,6 +40,11 @@ Parts
     jobcomp call and the plugin's (the probes' own cost: the generic call
     timed under jobcomp/none); the hook alone in the C test host and the
     records/s the deliverer sustains (bench/jobcomp.py).
+ 9. spank: `srun true` step time and the step's slurmstepd peak RSS with
+    no SPANK plugin, a C plugin doing spank_setenv in user_init,
+    spank/python with a user_init doing setenv, and spank/python with an
+    option and no hook in slurmstepd; one job of N steps per
+    configuration (bench/spank.py).
 With --trixie-root DIR (what `make bench` passes), parts 3, 4 and 6 also
 run inside that Debian 13 root against Slurm 24.11 (this script with
 --json-out there) and are reported as 3', 4', 6'.
@@ -1411,6 +1416,41 @@ def report_jobcomp(lines: list, target, jc: dict) -> None:
     lines.append("")
 
 
+T_SPANK_VS_C = 1.2        # spank/python step with a user_init hook <= 1.2 x the C plugin's
+T_SPANK_NO_HOOK = 1.02    # spank/python step with no hook there <= 1.02 x no plugin
+
+
+def part_spank(steps: int, rounds: int) -> dict:
+    import spank as spb          # bench/spank.py
+    if not (PLUGINS / "spank_python.so").exists():
+        raise RuntimeError("build/plugins/spank_python.so missing: run `make build`")
+    with ForeignCPU() as f:
+        m = spb.measure(steps, rounds, slurm_src(), log=log)
+    m["foreign"] = f.result()
+    return m
+
+
+def report_spank(lines: list, target, sp: dict) -> None:
+    import spank as spb
+    lines.append(f"9. spank: {sp['rounds']} round(s) of one job of {sp['steps']:,} `srun true` "
+                 "steps per configuration (alternating), each step timed inside the job;")
+    lines.append("   VmHWM: the peak RSS of an `srun sleep` step's slurmstepd. none: an empty "
+                 "plugstack.conf; c_setenv: a C plugin, spank_setenv in user_init;")
+    lines.append("   py_setenv: spank_python.so, setenv in user_init (Python starts in each "
+                 "step's slurmstepd); py_options: an option, no hook there.")
+    lines.append(f"   machine busy {sp['busy']:.0%} (this bench included); other processes' "
+                 f"CPU {sp['foreign']['foreign_frac']:.0%}")
+    lines += ["   " + x for x in spb.table(sp)]
+    r = sp["results"]
+    v = r["py_setenv"]["median_ms"] / r["c_setenv"]["median_ms"]
+    target("9a spank/python user_init step <= 1.2 x C plugin", f"{v:.2f} x C", "1.2",
+           v <= T_SPANK_VS_C, f"{v:.2f}")
+    v = r["py_options"]["median_ms"] / r["none"]["median_ms"]
+    target("9b spank/python, no hook in slurmstepd <= 1.02 x none", f"{v:.3f} x none", "1.02",
+           v <= T_SPANK_NO_HOOK, f"{v:.3f}")
+    lines.append("")
+
+
 def report_steps(lines: list, target, st: dict, rel: str, release: str) -> None:
     lines.append(f"6{rel}. Job steps with and without prep/python{release}: {st['rounds']} round(s) "
                  f"of a batch job running {st['n_per_run']} `srun true` steps in turn")
@@ -1799,6 +1839,8 @@ def report(res: dict) -> tuple[str, list[dict]]:
         report_jsubmit(lines, target, res["jsubmit"])
     if "jobcomp" in res:
         report_jobcomp(lines, target, res["jobcomp"])
+    if "spank" in res:
+        report_spank(lines, target, res["spank"])
     if r2 and r2.get("error"):
         lines.append(f"Slurm 24.11 parts ({r2['meta'].get('where')}) FAILED: {r2['error']}")
         lines.append("")
@@ -1811,7 +1853,7 @@ def report(res: dict) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", targets
 
 
-ALL_PARTS = "calls,update,attrib,cluster,steps,jsubmit,jobcomp"
+ALL_PARTS = "calls,update,attrib,cluster,steps,jsubmit,jobcomp,spank"
 
 
 def where_am_i() -> str:
@@ -1875,6 +1917,8 @@ def main() -> int:
     ap.add_argument("--js-probe", type=int,
                     help="traced sbatch per job_submit run for the per-call cost (300; 100)")
     ap.add_argument("--clients", type=int, default=8, help="parallel sbatch clients (job_submit)")
+    ap.add_argument("--spank-steps", type=int,
+                    help="srun steps per spank configuration (1000; 50 with --quick)")
     ap.add_argument("--jc-jobs", type=int, help="jobs per jobcomp run (500; 100 with --quick)")
     ap.add_argument("--jc-probe", type=int,
                     help="traced jobs per jobcomp run for the per-record cost (200; 50)")
@@ -1907,13 +1951,14 @@ def main() -> int:
     steps = args.steps or (20 if q else 100)
     js_jobs = args.js_jobs or (100 if q else 2000)
     js_probe = args.js_probe if args.js_probe is not None else (100 if q else 300)
+    spank_steps = args.spank_steps or (50 if q else 1000)
     jc_jobs = args.jc_jobs or (100 if q else 500)
     jc_probe = args.jc_probe if args.jc_probe is not None else (50 if q else 200)
 
-    if os.geteuid() != 0 and (parts & {"cluster", "steps", "jsubmit", "jobcomp"}
+    if os.geteuid() != 0 and (parts & {"cluster", "steps", "jsubmit", "jobcomp", "spank"}
                               or args.trixie_root):
-        sys.exit("bench: the cluster, steps, jsubmit and jobcomp parts run slurmctld/slurmd "
-                 "and need root")
+        sys.exit("bench: the cluster, steps, jsubmit, jobcomp and spank parts run "
+                 "slurmctld/slurmd and need root")
     for p in (PREP_SO, SF_SO, *([PLUGINS / "jobcomp_python.so"] if "jobcomp" in parts else [])):
         if not p.exists():
             sys.exit(f"bench: {p} missing: run `make build` first")
@@ -1935,7 +1980,7 @@ def main() -> int:
         "params": {"calls": calls, "reps": reps, "jobs": jobs, "rounds": rounds,
                    "update_jobs": ujobs, "node_cpus": args.cpus, "steps": steps,
                    "js_jobs": js_jobs, "js_probe": js_probe, "clients": args.clients,
-                   "jc_jobs": jc_jobs, "jc_probe": jc_probe},
+                   "jc_jobs": jc_jobs, "jc_probe": jc_probe, "spank_steps": spank_steps},
     }}
     tools = build_tools(parts)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="slurmpy-bench."))
@@ -1971,6 +2016,9 @@ def main() -> int:
             quiet_check("jobcomp", args.wait_quiet, res)
             res["jobcomp"] = part_jobcomp(jc_jobs, jc_probe, 2 if q else 4,
                                           500 if q else 2000, tmp)
+        if "spank" in parts:
+            quiet_check("spank", args.wait_quiet, res)
+            res["spank"] = part_spank(spank_steps, 1)
         if args.trixie_root:
             res["release2"] = run_in_trixie(args)
     finally:

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,18 +107,18 @@ def _hwm(c: Cluster, timeout: float = 30.0) -> int:
     return best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=250)
-    ap.add_argument("--rounds", type=int, default=4)
-    a = ap.parse_args()
-    if not SLURM_SRC:
-        sys.exit("SLURM_SRC must name the configured Slurm source (make bench-spank sets it)")
+def measure(steps: int, rounds: int, slurm_src: str, log=print) -> dict:
+    """The four configurations, `rounds` rounds of one job of `steps`
+    `srun true` steps each (the configurations alternating), on a cluster
+    of this machine's Slurm: {"busy", "steps", "rounds", "results": {name:
+    {steps, median_ms, mean_ms, p90_ms, stepd_hwm_kb}}}."""
+    if not slurm_src:
+        raise RuntimeError("SLURM_SRC must name the configured Slurm source")
     work = pathlib.Path(tempfile.mkdtemp(prefix="spank-bench-"))
     os.chmod(work, 0o755)
     so_c = work / "bench_setenv.so"
     (work / "bench_setenv.c").write_text(C_PLUGIN)
-    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-I", SLURM_SRC, "-o", str(so_c),
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-I", slurm_src, "-o", str(so_c),
                     str(work / "bench_setenv.c")], check=True)
     hdirs = {}
     for name, src in (("py_setenv", PY_SETENV), ("py_options", PY_OPTIONS)):
@@ -137,21 +138,25 @@ def main() -> None:
     times: dict[str, list[int]] = {k: [] for k in confs}
     hwm: dict[str, list[int]] = {k: [] for k in confs}
     b0 = _busy()
-    with Cluster(work / "cluster", plugin_dirs=[str(PLUGINS)], debug="info") as c:
-        plugstack = c.workdir / "plugstack.conf"
-        for r in range(a.rounds):
-            for name, line in confs.items():
-                plugstack.write_text(line)
-                out = work / f"{name}-{r}.txt"
-                script = work / f"{name}-{r}.sh"
-                script.write_text(SCRIPT.format(out=out, steps=a.steps))
-                script.chmod(0o755)
-                job = c.sbatch(str(script), wrap=None)
-                c.wait_job(job, ("COMPLETED",), timeout=60 + a.steps * 2)
-                times[name] += [int(x) for x in out.read_text().split()]
-                hwm[name].append(_hwm(c))
-                print(f"round {r} {name}: median {statistics.median(times[name]) / 1e6:.1f} ms",
-                      flush=True)
+    try:
+        with Cluster(work / "cluster", plugin_dirs=[str(PLUGINS)], debug="info") as c:
+            plugstack = c.workdir / "plugstack.conf"
+            for r in range(rounds):
+                for name, line in confs.items():
+                    plugstack.write_text(line)
+                    out = work / f"{name}-{r}.txt"
+                    script = work / f"{name}-{r}.sh"
+                    script.write_text(SCRIPT.format(out=out, steps=steps))
+                    script.chmod(0o755)
+                    job = c.sbatch(str(script), wrap=None)
+                    c.wait_job(job, ("COMPLETED",), timeout=60 + steps * 2)
+                    times[name] += [int(x) for x in out.read_text().split()]
+                    hwm[name].append(_hwm(c))
+                    log(f"spank: round {r + 1}/{rounds} {name}: median "
+                        f"{statistics.median(times[name]) / 1e6:.1f} ms per step")
+    finally:
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
     b1 = _busy()
     busy = (b1[0] - b0[0]) / max(1, b1[1] - b0[1])
     res = {name: {"steps": len(t), "median_ms": statistics.median(t) / 1e6,
@@ -159,20 +164,36 @@ def main() -> None:
                   "p90_ms": sorted(t)[int(len(t) * 0.9)] / 1e6,
                   "stepd_hwm_kb": max(hwm[name])}
            for name, t in times.items()}
+    return {"busy": busy, "steps": steps, "rounds": rounds, "results": res}
+
+
+def table(m: dict) -> list[str]:
+    res = m["results"]
     base, c_ = res["none"]["median_ms"], res["c_setenv"]["median_ms"]
-    print(f"\nmachine busy {busy:.0%} (all CPUs, this bench included)")
-    print("| configuration | steps | median ms | mean ms | p90 ms | vs none | vs C | "
-          "slurmstepd VmHWM kB |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = ["| configuration | steps | median ms | mean ms | p90 ms | vs none | vs C | "
+             "slurmstepd VmHWM kB |", "|---|---|---|---|---|---|---|---|"]
     for name, v in res.items():
-        print(f"| {name} | {v['steps']} | {v['median_ms']:.1f} | {v['mean_ms']:.1f} | "
-              f"{v['p90_ms']:.1f} | {v['median_ms'] / base:.2f}x | {v['median_ms'] / c_:.2f}x | "
-              f"{v['stepd_hwm_kb']} |")
+        lines.append(f"| {name} | {v['steps']} | {v['median_ms']:.1f} | {v['mean_ms']:.1f} | "
+                     f"{v['p90_ms']:.1f} | {v['median_ms'] / base:.2f}x | "
+                     f"{v['median_ms'] / c_:.2f}x | {v['stepd_hwm_kb']} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=250)
+    ap.add_argument("--rounds", type=int, default=4)
+    a = ap.parse_args()
+    try:
+        m = measure(a.steps, a.rounds, SLURM_SRC)
+    except RuntimeError as e:
+        sys.exit(str(e))
+    print(f"\nmachine busy {m['busy']:.0%} (all CPUs, this bench included)")
+    print("\n".join(table(m)))
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     dest = HERE / "results" / f"spank-{stamp}.json"
     dest.parent.mkdir(exist_ok=True)
-    dest.write_text(json.dumps({"busy": busy, "steps": a.steps, "rounds": a.rounds,
-                                "results": res}, indent=1))
+    dest.write_text(json.dumps(m, indent=1))
     print(f"\nwrote {dest}")
 
 
