@@ -1,5 +1,6 @@
 """make demo: a throwaway single-node Slurm cluster on loopback that runs the
-example handlers through the *installed* plugins, then stops.
+example handlers through the *installed* plugins, then stops: prep/python,
+site_factor/python, job_submit/python, jobcomp/python and spank/python.
 
 Everything lives in a fresh temporary directory: slurm.conf, state, logs.
 Ports are picked free; daemons are stopped by pid at the end.
@@ -27,8 +28,25 @@ def _ended(seen: pathlib.Path) -> set:
             if l.strip() and json.loads(l)["hook"] == "epilog_slurmctld"}
 
 
+PLUGINS = ("prep_python.so", "site_factor_python.so", "job_submit_python.so",
+           "jobcomp_python.so", "spank_python.so")
+HANDLERS = ("demo_prep.py", "demo_site_factor.py", "demo_job_submit.py", "demo_jobcomp.py",
+            "demo_spank.py")
+
+
+def _wait_lines(path: pathlib.Path, n: int, timeout: float = 60.0) -> list:
+    """The JSON lines of path once it has n (or the deadline passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = ([json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l]
+                if path.exists() else [])
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
 def main() -> int:
-    for so in ("prep_python.so", "site_factor_python.so"):
+    for so in PLUGINS:
         if not (pathlib.Path(PLUGINDIR) / so).exists():
             print(f"demo: {PLUGINDIR}/{so} is not installed: run `make install`", file=sys.stderr)
             return 1
@@ -36,10 +54,11 @@ def main() -> int:
     handlers = work / "handlers"
     handlers.mkdir(mode=0o755)
     os.chmod(work, 0o755)
-    for f in ("demo_prep.py", "demo_site_factor.py"):
+    for f in HANDLERS:
         shutil.copy(HERE / f, handlers / f)
         os.chmod(handlers / f, 0o644)
     seen = work / "seen.jsonl"
+    ledger = work / "ledger.jsonl"
     conf = [
         "PrEpPlugins=prep/python",
         f"PrEpParameters=handler=demo_prep:DemoPrEp,path={handlers}",
@@ -47,13 +66,27 @@ def main() -> int:
         "PriorityType=priority/multifactor",
         "PrioritySiteFactorPlugin=site_factor/python",
         f"PrioritySiteFactorParameters=handler=demo_site_factor:DemoFactor,path={handlers}",
+        "JobSubmitPlugins=python",
+        "JobCompType=jobcomp/python",
     ]
+    files = {
+        "job_submit_python.conf": f"handler=demo_job_submit:DemoSubmit\npath={handlers}\n",
+        "jobcomp_python.conf": f"handler=demo_jobcomp:DemoLedger\npath={handlers}\n",
+        "plugstack.conf": (f"required {PLUGINDIR}/spank_python.so "
+                           f"handler=demo_spank:DemoTag path={handlers}\n"),
+    }
     print(f"demo: cluster directory {work}")
     print("demo: slurm.conf additions:\n  " + "\n  ".join(conf))
+    for name, text in files.items():
+        print(f"demo: {name}:\n  " + "\n  ".join(text.splitlines()))
     # `make demo PLUGINDIR=...` installs elsewhere: look there first.
     extra = [] if os.path.realpath(PLUGINDIR) == os.path.realpath(SLURM_PLUGIN_DIR) else [PLUGINDIR]
     c = Cluster(work / "cluster", conf_extra=conf, plugin_dirs=extra,
-                env={"DEMO_SEEN": str(seen)})
+                env={"DEMO_SEEN": str(seen), "DEMO_LEDGER": str(ledger)})
+    for name, text in files.items():
+        (c.conf_path.parent / name).write_text(text)
+        os.chmod(c.conf_path.parent / name, 0o644)
+    problems = []      # what the demo saw that the plugins should not have done
     try:
         c.start()
         print("demo: Slurm %d.%02d.%d, " % SLURM_VERSION +
@@ -61,6 +94,33 @@ def main() -> int:
               f"ports {c.ctld_port}/{c.slurmd_port}")
         ok = [c.sbatch("-J", name, "-o", "/dev/null", wrap="sleep 1")
               for name in ("hello-wörld", "second")]
+        print("\ndemo: job_submit/python")
+        cp = c.run("sbatch", "--parsable", "-J", "defaulted", "-o", "/dev/null",
+                   "--wrap=true")
+        print("  sbatch -J defaulted (no --time) printed: "
+              + " | ".join(l for l in cp.stderr.splitlines() if l.strip()))
+        jid = int(cp.stdout.split(";")[0])
+        limit = c.job(jid)["TimeLimit"]
+        print(f"  JobId={jid} TimeLimit={limit} (set by DemoSubmit.submit)")
+        if limit != "01:00:00":
+            problems.append(f"job_submit/python: the default time limit was not set ({limit})")
+        ok.append(jid)
+        cp = c.run("sbatch", "--parsable", "-J", "forbidden", "--wrap=true", check=False)
+        print(f"  sbatch -J forbidden: exit {cp.returncode}, printed: "
+              + " | ".join(l for l in cp.stderr.splitlines() if l.strip()))
+        if cp.returncode == 0 or "may not be 'forbidden'" not in cp.stderr:
+            problems.append("job_submit/python: the job named 'forbidden' was not refused")
+        print("\ndemo: spank/python (--demo-tag, from plugstack.conf)")
+        help_ = c.run("sbatch", "--help").stdout
+        print("  sbatch --help lists: " + next((l.strip() for l in help_.splitlines()
+                                                 if "--demo-tag" in l), "NOT LISTED"))
+        out = work / "tagged.out"
+        jid = c.sbatch("--demo-tag=hello", "-o", str(out), wrap="echo DEMO_TAG=$DEMO_TAG")
+        c.wait_job(jid, timeout=60)
+        print(f"  sbatch --demo-tag=hello: JobId={jid} printed {out.read_text().strip()!r}")
+        if out.read_text().strip() != "DEMO_TAG=hello" or "--demo-tag" not in help_:
+            problems.append("spank/python: --demo-tag did not reach the job")
+        ok.append(jid)
         bad = c.sbatch("-J", "refused", "--no-requeue", "--comment", "please refuse me",
                        "-o", "/dev/null", wrap="echo should not run")
         c.wait_jobs(ok, timeout=60)
@@ -81,6 +141,14 @@ def main() -> int:
         for line in c.ctld_log().splitlines():
             if "prep/python" in line and ("refused" in line or "failed" in line):
                 print("  " + line)
+        print("\ndemo: jobcomp/python records (DemoLedger.job_end, off slurmctld's locks)")
+        records = _wait_lines(ledger, len(jobs))
+        for r in records:
+            print(f"  JobId={r['job_id']:<4} {r['name']:<12} {r['state']:<10} "
+                  f"elapsed={r['elapsed']}s cpus={r['cpus']} key={r['key']}")
+        if {r["job_id"] for r in records} != jobs:
+            problems.append(f"jobcomp/python: records for {sorted(r['job_id'] for r in records)},"
+                            f" jobs {sorted(jobs)}")
         # Site factors: hold the node so jobs stay pending, then read sprio.
         c.drain("demo: keep jobs pending")
         pend = {name: c.sbatch("-J", name, "-o", "/dev/null", wrap="true")
@@ -94,7 +162,9 @@ def main() -> int:
         for name, jid in pend.items():
             print(f"  JobId={jid:<4} {name:<11} SITE={prio.get(jid, {}).get('SITE')}")
         c.run("scancel", *map(str, pend.values()), check=False)
-        return 0
+        for msg in problems:
+            print(f"demo: FAILED: {msg}", file=sys.stderr)
+        return 1 if problems else 0
     finally:
         c.stop()
         print(f"\ndemo: daemons stopped; logs kept in {c.workdir}")
