@@ -1091,14 +1091,23 @@ class Uprobes:
                 group = "probe_" + re.sub(r"[^A-Za-z0-9_]", "_",
                                           os.path.basename(elf).split(".")[0])
                 self.events[name] = (f"{group}:{ev}", f"{group}:{ev}_ret__return")
-            cmd = ["perf", "record", "-q", "-o", str(self.out), "-p", str(self.pid)]
+            cmd = ["perf", "record", "-o", str(self.out), "-p", str(self.pid)]
             for a, b in self.events.values():
                 cmd += ["-e", a, "-e", b]
-            self.rec = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(1.0)             # perf attaches
-            if self.rec.poll() is not None:
-                raise RuntimeError(f"perf record -p {self.pid} exited {self.rec.returncode} at "
-                                   f"once: {self.rec.stderr.read().decode()[-300:]}")
+            # perf record now and then exits 255 at once, saying nothing
+            # (seen under load, 2 of ~20 starts): try again, 3 times
+            for attempt in range(3):
+                self.rec = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE)
+                time.sleep(1.0)             # perf attaches
+                if self.rec.poll() is None:
+                    break
+                err = self.rec.stderr.read().decode()[-300:]
+                log(f"perf record -p {self.pid} exited {self.rec.returncode} at once "
+                    f"(attempt {attempt + 1}): {err.strip()}")
+            else:
+                raise RuntimeError(f"perf record -p {self.pid} exited {self.rec.returncode} "
+                                   f"at once, 3 times: {err}")
         except BaseException:
             self._delete()
             raise
