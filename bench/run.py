@@ -2,7 +2,7 @@
 """slurmpy_plugins benchmarks: bridge cost, site_factor update(), a real
 cluster's job throughput and prolog latency, slurmctld memory.
 
-    make bench                               # full run, both releases, ~18 min
+    make bench                               # full run, both releases, ~25 min
     make bench BENCH_ARGS=--quick            # 10k calls, 100 jobs: iterate fast
     .venv/bin/python bench/run.py [--quick]  # this machine's Slurm only
 
