@@ -77,6 +77,16 @@ const char *spm_node_name(void)
 	return (c && *c) ? (*c)->node_name : NULL;
 }
 
+const char *spm_slurmd_spooldir(void)
+{
+	slurmd_conf_t **c;
+
+	if (spm_daemon() != SPM_DAEMON_SLURMD)
+		return NULL;
+	c = (slurmd_conf_t **)dlsym(RTLD_DEFAULT, "conf");
+	return (c && *c) ? (*c)->spooldir : NULL;
+}
+
 spm_slurm_cb_t spm_slurmctld_callback(int hook)
 {
 	const char *name = hook == SPM_HOOK_PROLOG_SLURMCTLD ?

@@ -214,6 +214,7 @@ static void _boot_once(int ctx, struct ctx_state *c, const char *params)
 		/* FAILED: no usable handler; Python reports every hook, so
 		 * the calls come and fail closed (logged there). */
 		spm_set_hooks(ctx, b->boot.hooks);
+		spm_stats_load(ctx);
 		spm_ctx_apply_settings(ctx, b->boot.timeout_ms,
 				       b->boot.on_failure_accept,
 				       b->boot.workers);
@@ -322,6 +323,8 @@ SPM_EXPORT int spm_ctx_init(int ctx)
 	const spm_plugin_t *p = &spm_plugins[spm_ctx_index(ctx)];
 
 	spm_read_conf(ctx, &conf);
+	spm_stats_open(daemon == SPM_DAEMON_SLURMCTLD ?
+		       conf.state_save_location : spm_slurmd_spooldir());
 	pthread_mutex_lock(&c->mu);
 	free(c->params);
 	if (p->conf_file) {

@@ -62,6 +62,7 @@ static struct js_call *_js_new(int hook, struct job_descriptor *desc,
 	spm_task_init(&j->task, SPM_CTX_JOB_SUBMIT, _run_js, NULL, _release_js,
 		      spm_ctx_timeout_ms(SPM_CTX_JOB_SUBMIT));
 	j->task.ctx_timeout = true;
+	j->task.stats_hook = hook;
 	j->hook = hook;
 	j->submit_uid = uid;
 	if (!(j->arena = spm_arena_new(8192)) ||
@@ -116,19 +117,32 @@ static int _js_run(int hook, struct job_descriptor *desc,
 {
 	struct js_call *j;
 	bool timed_out;
-	int rc, ret;
+	int rc, ret, outcome;
+	uint64_t t0 = spm_now_us();
 	char why[160];
 
 	if (!(spm_ctx_hooks(SPM_CTX_JOB_SUBMIT) & (1u << hook)))
 		return SLURM_SUCCESS;   /* the handler does not override it */
-	if (!(j = _js_new(hook, desc, job_ptr, uid)))
+	if (!(j = _js_new(hook, desc, job_ptr, uid))) {
+		spm_stats_set_error(hook, "", "out of memory copying the request");
+		spm_stats_call(hook, SPM_STATS_FAILED, spm_stats_us_since(t0));
 		return _failed(hook, job_ptr ? spm_job_id(job_ptr) : 0,
 			       "out of memory copying the request", err_msg);
+	}
 	rc = spm_pool_call(&j->task, &timed_out);
+	/* stats: a refusal is the handler's own (Reject: a message, and no
+	 * failure reported by Python); on_failure=accept still counts a
+	 * failure as one */
+	outcome = timed_out ? SPM_STATS_TIMEOUT :
+		j->task.py_failed ? SPM_STATS_FAILED :
+		rc == SPM_PY_OK ? SPM_STATS_OK :
+		rc == SPM_PY_FAILED && j->msg ? SPM_STATS_REFUSED :
+		SPM_STATS_FAILED;
 	if (timed_out) {
 		snprintf(why, sizeof(why),
 			 "the handler did not answer within its time limit of %u ms",
 			 j->task.timeout_ms);
+		spm_stats_set_error(hook, "", why);
 		ret = _failed(hook, j->in->job_id, why, err_msg);
 	} else if (rc == SPM_PY_OK) {
 		spm_apply_jobdesc(desc, j->in, j->out);
@@ -146,12 +160,16 @@ static int _js_run(int hook, struct job_descriptor *desc,
 	} else if (rc == SPM_PY_FAILED) {
 		/* the pool could not run it: its reason (every worker stuck,
 		 * or the pool closed) */
+		spm_stats_set_error(hook, "", j->task.why ? j->task.why :
+				    "no worker could run the handler");
 		ret = _failed(hook, j->in->job_id, j->task.why ? j->task.why :
 			      "no worker could run the handler", err_msg);
 	} else {
+		spm_stats_set_error(hook, "", "the Python bridge is not attached");
 		ret = _failed(hook, j->in->job_id,
 			      "the Python bridge is not attached", err_msg);
 	}
+	spm_stats_call(hook, outcome, spm_stats_us_since(t0));
 	spm_task_unref(&j->task);
 	return ret;
 }

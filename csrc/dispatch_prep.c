@@ -51,6 +51,7 @@ struct prep_call {
 	spm_env_t *env;
 	uint32_t job_id;
 	spm_slurm_cb_t cb;
+	uint64_t t0_us;            /* submission, for stats */
 	char why[SPM_WHY_SIZE];    /* the worker's, until it completes the
 				    * task: read only when not timed out */
 };
@@ -90,9 +91,36 @@ static void _answer(int hook, spm_slurm_cb_t cb, uint32_t job_id,
 	cb(status, job_id, timed_out);
 }
 
+/* stats: the call's outcome (prep hooks succeed or fail: no refusals); a
+ * failure Python did not report, or a timeout, is its hook's last error.
+ * Only when not timed out may p->why be read (the worker's until then). */
+static void _count(struct prep_call *p, int result, bool timed_out)
+{
+	char text[SPM_STATS_TEXT];
+	uint64_t us = spm_stats_us_since(p->t0_us);
+
+	if (timed_out) {
+		snprintf(text, sizeof(text),
+			 "%s for JobId=%u exceeded its time limit of %u ms",
+			 spm_hooks[p->hook].name, p->job_id, p->task.timeout_ms);
+		spm_stats_set_error(p->hook, "", text);
+	} else if (result != SPM_PY_OK && !p->task.py_failed) {
+		snprintf(text, sizeof(text), "%s for JobId=%u failed: %.200s",
+			 spm_hooks[p->hook].name, p->job_id,
+			 p->task.why ? p->task.why :
+			 p->why[0] ? p->why : "see the daemon's log");
+		spm_stats_set_error(p->hook, "", text);
+	}
+	spm_stats_call(p->hook, timed_out ? SPM_STATS_TIMEOUT :
+		       result == SPM_PY_OK ? SPM_STATS_OK : SPM_STATS_FAILED,
+		       us);
+}
+
 static void _done_ctld(spm_task_t *task, int result, bool timed_out)
 {
 	struct prep_call *p = (struct prep_call *)task;
+
+	_count(p, result, timed_out);
 
 	_answer(p->hook, p->cb, p->job_id, result, timed_out,
 		p->task.timeout_ms);
@@ -107,6 +135,8 @@ static void _answer_unallocated(uintptr_t arg)
 
 	spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
 		 "out of memory queueing JobId=%u", job_id);
+	spm_stats_set_error(hook, "", "out of memory queueing the call");
+	spm_stats_call(hook, SPM_STATS_FAILED, 0);
 	_answer(hook, _callback(hook), job_id, SPM_PY_FAILED, false, 0);
 }
 
@@ -129,6 +159,8 @@ SPM_EXPORT bool spm_prep_ctld_async(int hook, struct job_record *job_ptr)
 	spm_task_init(&p->task, SPM_CTX_PREP, _run_prep, _done_ctld,
 		      _release_prep, spm_ctx_timeout_ms(SPM_CTX_PREP));
 	p->task.ctx_timeout = true;
+	p->task.stats_hook = hook;
+	p->t0_us = spm_now_us();
 	p->hook = hook;
 	p->cb = cb;
 	p->job_id = job_id;
@@ -154,6 +186,8 @@ SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env, void *cred)
 	spm_task_init(&p->task, SPM_CTX_PREP, _run_prep, NULL, _release_prep,
 		      spm_ctx_timeout_ms(SPM_CTX_PREP));
 	p->task.ctx_timeout = true;
+	p->task.stats_hook = hook;
+	p->t0_us = spm_now_us();
 	p->hook = hook;
 	if (!(p->env = spm_snapshot_env(job_env, cred, &p->arena))) {
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
@@ -164,6 +198,7 @@ SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env, void *cred)
 	p->job_id = p->env->job_id;
 	rc = spm_pool_call(&p->task, &timed_out);
 	/* Our reference keeps p valid, whatever the pool did with it. */
+	_count(p, rc, timed_out);
 	if (timed_out) {
 		spm_logf(SPM_CTX_PREP, SPM_LOG_ERROR,
 			 "%s for JobId=%u timed out: the handler exceeded its time limit of %u ms",

@@ -6,6 +6,8 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 
+#include <stdio.h>
+
 #include "spm.h"
 
 struct sf_call {
@@ -56,6 +58,7 @@ static struct sf_call *_sf_new(int hook, uint32_t cap)
 		      spm_ctx_timeout_ms(SPM_CTX_SITE_FACTOR));
 	s->task.fail_fast = true;
 	s->task.ctx_timeout = true;
+	s->task.stats_hook = hook;
 	s->hook = hook;
 	s->cap = cap;
 	if (cap && (!(s->ids = calloc(cap, sizeof(*s->ids))) ||
@@ -66,14 +69,38 @@ static struct sf_call *_sf_new(int hook, uint32_t cap)
 	return s;
 }
 
+/* stats: the call's outcome; a failure Python did not report (the pool
+ * could not run it, the bridge is not attached) or a timeout is its
+ * hook's last error. */
+static void _count(struct sf_call *s, int rc, bool timed_out, uint64_t us)
+{
+	char text[SPM_STATS_TEXT];
+
+	if (timed_out) {
+		snprintf(text, sizeof(text),
+			 "%s() exceeded its time limit of %u ms",
+			 spm_hooks[s->hook].name, s->task.timeout_ms);
+		spm_stats_set_error(s->hook, "", text);
+	} else if (rc != SPM_PY_OK && !s->task.py_failed) {
+		snprintf(text, sizeof(text), "%s() failed: %s",
+			 spm_hooks[s->hook].name, s->task.why ? s->task.why :
+			 "the Python bridge is not attached");
+		spm_stats_set_error(s->hook, "", text);
+	}
+	spm_stats_call(s->hook, timed_out ? SPM_STATS_TIMEOUT :
+		       rc == SPM_PY_OK ? SPM_STATS_OK : SPM_STATS_FAILED, us);
+}
+
 /* Run a call on the pool; true if the handler answered OK in time.  The
  * caller keeps its reference; after a timeout it must not read what the
  * (still running) handler writes. */
 static bool _sf_call(struct sf_call *s)
 {
 	bool timed_out;
+	uint64_t t0 = spm_now_us();
 	int rc = spm_pool_call(&s->task, &timed_out);
 
+	_count(s, rc, timed_out, spm_stats_us_since(t0));
 	if (timed_out)
 		spm_logf(SPM_CTX_SITE_FACTOR, SPM_LOG_ERROR,
 			 "%s(): the handler exceeded its time limit of %u ms; factors left unchanged",

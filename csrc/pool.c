@@ -113,6 +113,11 @@ static uint64_t _now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+uint64_t spm_now_us(void)
+{
+	return _now_us();
+}
+
 uint64_t spm_now_ms(void)
 {
 	return _now_us() / 1000;
@@ -137,6 +142,7 @@ void spm_task_init(spm_task_t *task, int ctx, spm_run_fn run,
 	task->done = done;
 	task->release = release;
 	task->timeout_ms = timeout_ms;
+	task->stats_hook = -1;
 	task->refs = 1;
 }
 
@@ -192,6 +198,7 @@ static void _fill_locked(struct pool *p)
 static void _write_off_locked(struct pool *p, spm_task_t *task)
 {
 	task->worker_written_off = true;
+	spm_stats_written_off(task->stats_hook);
 	p->live--;
 	p->stuck_cnt++;
 	if (p->stuck_cnt < SPM_POOL_MAX_STUCK) {
@@ -607,7 +614,9 @@ static void *_worker(void *arg)
 			PyEval_RestoreThread(ts);
 			have_gil = true;
 		}
+		spm_stats_enter(task->stats_hook);
 		result = task->run(task);
+		task->py_failed = spm_stats_leave();
 		/* A handler that forked and returned in the child: the child
 		 * must never touch the pool or call into Slurm. */
 		if (spm_forked_child())

@@ -19,6 +19,8 @@
  *                         of job_desc_msg_t, and of err_msg)
  *   errno.c               Slurm's error codes by name (slurm_errno.h of
  *                         the release built against)
+ *   stats.c               per-process counters in a shared file, for
+ *                         `slurmpy-plugins stats`
  *
  * and seen by the thin plugins (prep_python.c, site_factor_python.c,
  * job_submit_python.c, jobcomp_python.c, one per row of spm_plugins.h).  One libslurmpy.so
@@ -133,6 +135,11 @@ struct spm_task {
 				  * spm_pool_retime() changes it */
 	bool no_interrupt;       /* past its deadline, let it finish: no
 				  * TimeoutError (a handler import) */
+	int stats_hook;          /* SPM_HOOK_* of the call, for stats (-1:
+				  * none, spm_task_init's default) */
+	bool py_failed;          /* set by the worker: Python reported the
+				  * call failed (spm_stats_error); read it
+				  * only when not timed out */
 	/* private to pool.c */
 	int refs;
 	int state;
@@ -198,8 +205,9 @@ void spm_pool_wait(spm_task_t *task);
  * ran out.  Returns false if the ring is full or no reaper runs. */
 bool spm_pool_defer(int ctx, void (*fn)(uintptr_t), uintptr_t arg);
 
-/* Monotonic milliseconds. */
+/* Monotonic milliseconds, microseconds. */
 uint64_t spm_now_ms(void);
+uint64_t spm_now_us(void);
 
 /* ---- conf.c: what the shim reads from slurm_conf ---- */
 
@@ -228,6 +236,42 @@ SPM_EXPORT int spm_daemon(void);
 /* This node's NodeName as slurmd (or slurmstepd) knows it (`slurmd -N`),
  * NULL in any other process.  Points into the daemon's conf. */
 const char *spm_node_name(void);
+
+/* SlurmdSpoolDir as this slurmd expanded it (%n, %h), NULL elsewhere. */
+const char *spm_slurmd_spooldir(void);
+
+/* ---- stats.c: counters for `slurmpy-plugins stats` ---- */
+
+/* Outcomes of one hook call (spm_stats_hook_t's counters). */
+#define SPM_STATS_OK 0
+#define SPM_STATS_REFUSED 1
+#define SPM_STATS_FAILED 2
+#define SPM_STATS_TIMEOUT 3
+
+/* In slurmctld and slurmd: create and map
+ * <dir>/slurmpy-stats/<daemon>.<host>.<pid> (once per process; a failure
+ * is logged and stats stay off).  Anywhere else: nothing. */
+void spm_stats_open(const char *dir);
+
+/* One answered call of `hook`: an outcome (SPM_STATS_*) after `us`
+ * microseconds from submission.  Lock-free; nothing without the file.
+ * Called where the dispatch files decide the outcome. */
+void spm_stats_call(int hook, int outcome, uint64_t us);
+uint64_t spm_stats_us_since(uint64_t t0_us);
+
+/* The pool wrote off the worker of a call of `hook`. */
+void spm_stats_written_off(int hook);
+
+/* A context's handler was loaded (a boot). */
+void spm_stats_load(int ctx);
+
+/* A hook's last error, from C (a timeout; where ""). */
+void spm_stats_set_error(int hook, const char *where, const char *text);
+
+/* Around a task's run function on a worker: spm_stats_error() from
+ * Python then knows the hook; leave() returns whether it was called. */
+void spm_stats_enter(int hook);
+bool spm_stats_leave(void);
 
 /* ---- drain.c ---- */
 

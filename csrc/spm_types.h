@@ -435,6 +435,68 @@ extern const spm_hook_t spm_hooks[];
 #define SPM_JC_RETRY_FIRST_MS 250
 #define SPM_JC_RETRY_LAST_MS 30000
 
+/* slurmpy-plugins stats (stats.c): each slurmctld and slurmd running
+ * these plugins keeps its counters in a file it maps MAP_SHARED,
+ * <dir>/slurmpy-stats/<daemon>.<host>.<pid>, <dir> being StateSaveLocation
+ * (slurmctld) or SlurmdSpoolDir (slurmd), mode 0600, owned by the daemon's
+ * user.  A hook's outcome adds to relaxed atomic counters and to a
+ * log-scale latency histogram; nothing else happens on the hot path.  The
+ * CLI (slurmpy_plugins/_stats.py) reads the file with this same layout
+ * (cffi), never talking to the daemon.  Change the layout: bump
+ * SPM_STATS_VERSION. */
+#define SPM_STATS_MAGIC 0x5354415453504d53
+#define SPM_STATS_VERSION 1
+/* Latency histogram: SPM_STATS_SUB buckets per power of two of
+ * (microseconds + 1): bucket e * SPM_STATS_SUB + s holds
+ * [(SPM_STATS_SUB + s) << e, (SPM_STATS_SUB + s + 1) << e) / SPM_STATS_SUB
+ * (minus the 1), so a percentile read off it is at most 25% above the
+ * true value; the last bucket also takes everything above 2^32 us. */
+#define SPM_STATS_SUB 4
+#define SPM_STATS_BUCKETS 128
+#define SPM_STATS_TEXT 256
+
+typedef struct spm_stats_hook {
+	uint64_t calls;          /* answered: the sum of the next four */
+	uint64_t ok;             /* the handler succeeded */
+	uint64_t refused;        /* it refused on purpose (job_submit Reject) */
+	uint64_t failed;         /* it raised, returned a wrong value, was
+				  * not loaded, or no worker could run it */
+	uint64_t timeouts;       /* its time limit passed first */
+	uint64_t written_off;    /* worker threads written off (stuck past
+				  * the limit) */
+	uint64_t max_us;         /* longest call, submission to answer */
+	uint64_t buckets[SPM_STATS_BUCKETS];
+} spm_stats_hook_t;
+
+/* The last error of a hook.  seq is odd while it is being written (a
+ * reader copies it again); time is Unix seconds (0: none yet). */
+typedef struct spm_stats_error {
+	uint32_t seq;
+	uint32_t pad;
+	int64_t time;
+	char where[SPM_STATS_TEXT];   /* "file:line" in the handler, or "" */
+	char text[SPM_STATS_TEXT];    /* "ValueError: ...", one line */
+} spm_stats_error_t;
+
+typedef struct spm_stats_file {
+	uint64_t magic;          /* SPM_STATS_MAGIC, written last */
+	uint32_t version;        /* SPM_STATS_VERSION */
+	uint32_t size;           /* sizeof(spm_stats_file_t) */
+	uint32_t pid;
+	uint32_t daemon;         /* SPM_DAEMON_* */
+	uint64_t proc_start;     /* /proc/<pid>/stat starttime (ticks): a
+				  * reused pid is not this daemon */
+	int64_t started;         /* Unix seconds */
+	uint32_t ctx_count;      /* SPM_CTX_COUNT */
+	uint32_t hook_count;     /* SPM_HOOK_COUNT */
+	char host[64];
+	char release[32];        /* the Slurm release built against */
+	uint64_t loads[SPM_CTX_COUNT];   /* handler loads (boot, reconfigure) */
+	uint64_t reloads[SPM_CTX_COUNT]; /* changed handlers taken (reload=) */
+	spm_stats_hook_t hooks[SPM_HOOK_COUNT];
+	spm_stats_error_t errors[SPM_HOOK_COUNT];
+} spm_stats_file_t;
+
 /* C services Python may call. */
 
 /* Log one message through the daemon's own log at a SPM_LOG_* level.  The
@@ -482,6 +544,15 @@ int spm_errno_entry(uint32_t i, const char **name);
 
 /* The Slurm release built against ("22.05.8"). */
 const char *spm_slurm_release(void);
+
+/* stats: Python failed a hook call on this worker (an exception at
+ * `where` "file:line", or "" when there is no handler line, with `text`):
+ * the call counts as failed and this is its hook's last error.  Outside a
+ * hook call it does nothing. */
+void spm_stats_error(int ctx, const char *where, const char *text);
+
+/* stats: Python took a changed handler (reload=) of a context. */
+void spm_stats_reload(int ctx);
 
 /* Python reloaded a context's handler: publish the hooks it overrides. */
 void spm_set_hooks(int ctx, uint32_t hooks);

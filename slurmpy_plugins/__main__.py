@@ -1,10 +1,10 @@
-"""``python -m slurmpy_plugins check|preview ...`` (also the
+"""``python -m slurmpy_plugins check|preview|stats ...`` (also the
 ``slurmpy-plugins`` console script)."""
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("check", "preview")
+COMMANDS = ("check", "preview", "stats")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "preview":
         from . import _preview
         return _preview.main(argv[1:])
+    if argv[0] == "stats":
+        from . import _stats
+        return _stats.main(argv[1:])
     from . import _check
     return _check.main(argv[1:])
 

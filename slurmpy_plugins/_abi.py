@@ -195,6 +195,12 @@ class _Lib:
     def spm_set_hooks(self, ctx: int, hooks: int) -> None:
         pass
 
+    def spm_stats_error(self, ctx: int, where: bytes, text: bytes) -> None:
+        pass   # the kit keeps no stats
+
+    def spm_stats_reload(self, ctx: int) -> None:
+        pass
+
     def spm_lazy_load(self, lazy: Any, job: Any) -> int:
         # the kit's records are full copies (strings_loaded = 1)
         raise RuntimeError("the kit's records have no lazy strings")

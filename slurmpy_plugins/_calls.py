@@ -73,6 +73,7 @@ def prep(c: Context, hook: int, arena: Any, job: Any, env: Any, why: Any,
     if loaded is None:
         jid = job.job_id if job else env.job_id
         say(PREP, ERROR, f"{name} for JobId={jid} failed: no usable handler ({c.error})")
+        c.call_failed("", f"no usable handler: {c.error}")
         return _failed(why, f"no usable handler: {c.error}")
     rec = _records.Job(job, None) if job else _records.JobEnv(env, None)
     method = getattr(loaded.instance, name)
@@ -87,6 +88,7 @@ def prep(c: Context, hook: int, arena: Any, job: Any, env: Any, why: Any,
         say(PREP, ERROR,
             f"{name} for JobId={rec.job_id} failed: {method_site(method)}: {name}() "
             f"returned {_factors.describe(result)}; a hook returns None to succeed and raises to fail")
+        c.call_failed(method_site(method), f"{name}() returned {_factors.describe(result)}")
         return _failed(why, f"{name}() returned {_factors.describe(result)}")
     return int(lib.SPM_PY_OK)
 

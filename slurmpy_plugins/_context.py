@@ -252,6 +252,8 @@ class Context:
         self.refused_signature = None
         verb = "loaded" if initial else "reloaded"
         assert self.cfg is not None
+        if not initial:
+            lib.spm_stats_reload(self.ctx)
         say(self.ctx, lib.SPM_LOG_INFO, f"{verb} handler {self.cfg.handler} from "
             f"{loaded.module_file} (hooks: {', '.join(self.hook_names()) or 'none'})")
 
@@ -360,9 +362,18 @@ class Context:
 
     def report(self, what: str, exc: BaseException) -> None:
         roots = self.cfg.path if self.cfg else ()
+        site = _loader.where(exc, roots)
         say(self.ctx, lib.SPM_LOG_ERROR,
-            f"{what} failed at {_loader.where(exc, roots)}: {type(exc).__name__}: {exc}")
+            f"{what} failed at {site}: {type(exc).__name__}: {exc}")
         say(self.ctx, lib.SPM_LOG_ERROR, _loader.format_tb(exc))
+        self.call_failed(site, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+    def call_failed(self, site: str, text: str) -> None:
+        """The hook call this worker runs failed (stats: it counts as a
+        failure, and this is its hook's last error).  site: "file:line" in
+        the handler, or ""."""
+        lib.spm_stats_error(self.ctx, site.encode("utf-8", "backslashreplace"),
+                            text.encode("utf-8", "backslashreplace")[:1024])
 
 
 def _reload_loop(c: Context) -> None:

@@ -84,8 +84,10 @@ def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, cu
         if _accepts_on_failure(ctx):
             say(ctx.ctx, lib.SPM_LOG_ERROR, f"{what}: no usable handler ({ctx.error}); "
                 "on_failure=accept: the request is accepted unchanged")
+            ctx.call_failed("", f"no usable handler: {ctx.error}")
             return OK
         say(ctx.ctx, lib.SPM_LOG_ERROR, f"{what} refused: no usable handler ({ctx.error})")
+        ctx.call_failed("", f"no usable handler: {ctx.error}")
         _set_msg(arena, msg_out, [f"job_submit/python: request refused: the site's job "
                                   f"submission policy is not loaded ({ctx.error})"])
         return FAILED
@@ -126,6 +128,7 @@ def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, cu
         job._commit(c_out, arena, lib, ffi)
     except _jobdesc.CommitError as e:
         say(ctx.ctx, lib.SPM_LOG_ERROR, f"{_what(job, modify, submit_uid)}: {e}; refused")
+        ctx.call_failed("", str(e))
         _set_msg(arena, msg_out, [f"job_submit/python: request refused: {e}"])
         return FAILED
     _set_msg(arena, msg_out, messages)
