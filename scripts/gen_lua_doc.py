@@ -131,11 +131,16 @@ def render(trees: list[pathlib.Path]) -> str:
     for section, title, prefix in _lua.SECTIONS:
         lines += ["", f"## {title}", "", "| Lua | Python | releases |", "|---|---|---|"]
         every: set[str] = set().union(*(n.get(section, set()) for _, n in per))
-        for name in sorted(every, key=str.lower):
+        for name in sorted(every, key=lambda n: (n.lower(), n)):
             have = [r for r, n in per if name in n.get(section, set())]
             when = "all" if have == rels else (
                 f"{have[0]} and later" if have == rels[rels.index(have[0]):] else ", ".join(have))
+            if name.startswith("ESLURM_") and have[-1] != rels[-1] and any(
+                    "<slurm_errtab>" in n.get("slurm", set()) for r, n in per if rels.index(r) > rels.index(have[-1])):
+                when += " (later: the slurm_errtab row)"
             py, note = _lua.counterpart(section, name)
+            if py and py in _lua.record_fields(section):
+                py = f"{_lua._VAR[section]}.{py}"
             lua = "every `slurm_errtab` name (`slurm.ESLURM_...`)" if name == "<slurm_errtab>" \
                 else f"`{prefix}{name}`"
             cell = (f"`{py}`" if py else "none") + (f": {note}" if note else "")

@@ -26,7 +26,7 @@ SECTIONS = (
     ("reservations", "`slurm.reservations[name]` fields", "resv."),
 )
 _CLASS = {"job_desc": "JobDescFields", "job_rec": "JobFields", "part_list": "PartitionFields"}
-_VAR = {"job_desc": "job", "job_rec": "current", "part_list": "partition"}
+_VAR = {"job_desc": "job", "job_rec": "current", "part_list": "self.partitions[name]"}
 
 _MEM = ("min_mem_per_node (--mem) or min_mem_per_cpu (--mem-per-cpu), in MB; "
         "Lua's pn_min_memory is whichever is set, with slurm.MEM_PER_CPU added for per CPU")
