@@ -5,10 +5,13 @@ It reads the same parameters the plugins read, runs the same permission
 checks and the same loader (slurmpy_plugins._config and _loader: the code
 the daemons run, not a copy), imports and instantiates each handler, and
 reports the hooks it overrides, what Slurm does with each, every cause that
-would make a plugin fail closed (with the daemon's own message), and known
-configuration traps.  Exit status: 0 when every configured plugin would load
-(traps are warnings; --strict makes them errors), 1 otherwise, 2 when
-slurm.conf cannot be read.
+would make a plugin fail closed (with the daemon's own message), known
+configuration traps, and Lua and shell habits in the hooks (_habits: read
+from the code, and job_submit's and site_factor's hooks run once on sample
+records).  Exit status: 0 when every configured plugin would load and no
+hook has a certain problem (traps are warnings; --strict makes them
+errors; notes never fail), 1 otherwise, 2 when slurm.conf or --jobs cannot
+be read.
 """
 from __future__ import annotations
 
@@ -18,9 +21,9 @@ import os
 import pwd
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
-from . import _abi, _config, _context, _loader, _plugins, _slurmconf, _spank
+from . import _abi, _config, _context, _habits, _loader, _plugins, _slurmconf, _spank
 
 __all__ = ["check", "main"]
 
@@ -83,12 +86,15 @@ class PluginReport:
 class Report:
     slurm_conf: str
     plugins: list[PluginReport] = field(default_factory=list)
-    traps: list[str] = field(default_factory=list)
+    traps: list[str] = field(default_factory=list)      # warnings: --strict fails on them
+    problems: list[str] = field(default_factory=list)   # hooks that fail for certain
+    notes: list[str] = field(default_factory=list)      # information: never fails
     errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.errors and all(p.loaded for p in self.plugins) and bool(self.plugins)
+        return (not self.errors and not self.problems and all(p.loaded for p in self.plugins)
+                and bool(self.plugins))
 
 
 def _overridden(instance: object, base: type) -> list[str]:
@@ -106,9 +112,10 @@ def _trusted(conf: _slurmconf.SlurmConf) -> set[int]:
 
 
 def _check_plugin(row: _plugins.Row, conf: _slurmconf.SlurmConf,
-                  trusted: set[int]) -> PluginReport:
+                  trusted: set[int]) -> tuple[PluginReport, Any]:
     """The report's conf_key: the slurm.conf key of the parameters, or the
-    path of the plugin's conf file (job_submit)."""
+    path of the plugin's conf file (job_submit); and the handler instance
+    (None when it would not load)."""
     plugin, base = row.name, row.base
     file_conf = row.conf_file is not None
     conf_key = os.path.join(conf.dir, row.conf_file) if row.conf_file else row.conf_source
@@ -128,11 +135,11 @@ def _check_plugin(row: _plugins.Row, conf: _slurmconf.SlurmConf,
         cause = e.__cause__
         if cause is not None and not isinstance(cause, SyntaxError):
             rep.traceback = _loader.format_tb(cause)
-        return rep
+        return rep, None
     rep.loaded = True
     rep.module_file = loaded.module_file
     rep.hooks = {n: ACTIONS[n] for n in _overridden(loaded.instance, base)}
-    return rep
+    return rep, loaded.instance
 
 
 def _check_plugstack(row: _plugins.Row, conf: _slurmconf.SlurmConf, trusted: set[int],
@@ -203,12 +210,17 @@ def _prep_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
     traps = []
     if "epilog" in rep.hooks and not (conf.get("Epilog") or "").strip():
         traps.append("prep/python: " + _context.EPILOG_WARNING.removeprefix("warning: "))
-    if {"prolog", "epilog"} & set(rep.hooks):
-        traps.append(
-            "prep/python: the handler defines prolog()/epilog(): slurmd loads it on every "
-            "compute node, so the handler files and the plugin must be installed there too "
-            "(this check only sees this machine)")
     return traps
+
+
+def _prep_notes(rep: PluginReport) -> list[str]:
+    """Not a trap (so not a --strict failure): what every prolog()/epilog()
+    handler needs, which this machine cannot see."""
+    if {"prolog", "epilog"} & set(rep.hooks):
+        return ["prep/python: the handler defines prolog()/epilog(): slurmd loads it on every "
+                "compute node, so the handler files and the plugin must be installed there too "
+                "(this check only sees this machine)"]
+    return []
 
 
 def _site_factor_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
@@ -242,10 +254,38 @@ def _jobcomp_traps(rep: PluginReport, conf: _slurmconf.SlurmConf) -> list[str]:
 TRAPS = {"prep": _prep_traps, "site_factor": _site_factor_traps, "jobcomp": _jobcomp_traps}
 
 
-def check(path: str) -> Report:
+class JobsError(ValueError):
+    """--jobs cannot be read; the message names the file."""
+
+
+def read_jobs(path: str) -> list[Any]:
+    """The jobs of `squeue --json` output in file `path` (--jobs)."""
+    from . import testing as kit
+    try:
+        jobs = kit.jobs_from_json(path)
+    except OSError as e:
+        raise JobsError(f"--jobs {path}: cannot be read: {e}") from None
+    except ValueError as e:     # JSONDecodeError (line, column), kit.JSONError (job, key)
+        raise JobsError(f"--jobs {path}: {e}") from None
+    if not jobs:
+        raise JobsError(f"--jobs {path}: no jobs in it")
+    return jobs
+
+
+def _partition_names(conf: _slurmconf.SlurmConf) -> list[str]:
+    names = []
+    for e in conf.entities:
+        for k, v in e.items():
+            if k.lower() == "partitionname" and v.lower() != "default":
+                names.append(v)
+    return names
+
+
+def check(path: str, jobs: list[Any] | None = None) -> Report:
     """Check the slurmpy plugins a slurm.conf configures (every row of the
-    plugin table).  Raises SlurmConfError when slurm.conf itself cannot be
-    read."""
+    plugin table); `jobs` (read_jobs()) are the records job_submit's and
+    site_factor's hooks run on (None: the kit's samples).  Raises
+    SlurmConfError when slurm.conf itself cannot be read."""
     conf = _slurmconf.read(path)
     report = Report(slurm_conf=path)
     trusted = _trusted(conf)
@@ -253,10 +293,24 @@ def check(path: str) -> Report:
         if row.kind == "spank":
             report.plugins += _check_plugstack(row, conf, trusted, report)
         elif row.selected(conf.get(row.py.selected_by)):
-            rep = _check_plugin(row, conf, trusted)
+            rep, instance = _check_plugin(row, conf, trusted)
             report.plugins.append(rep)
             if row.kind in TRAPS:
                 report.traps += TRAPS[row.kind](rep, conf)
+            if row.kind == "prep":
+                report.notes += _prep_notes(rep)
+            if instance is not None:
+                hooks = list(rep.hooks)
+                found = _habits.read_hooks(instance, hooks, rep.plugin)
+                if row.kind in ("job_submit", "site_factor"):
+                    runnable = [h for h in hooks if h not in found.bad_sig]
+                    found2 = _habits.run_samples(row.kind, instance, runnable, rep.plugin,
+                                                 rep.module_file, jobs, _partition_names(conf),
+                                                 found.returned)
+                    found.problems += found2.problems
+                    found.notes += found2.notes
+                report.problems += found.problems
+                report.notes += found.notes
     if not report.plugins:
         ways = [f"{r.py.selected_by} with {r.name}" if r.py.selected_list
                 else f"{r.py.selected_by}={r.name}" for r in _TABLE.values() if r.kind != "spank"]
@@ -283,9 +337,17 @@ def _print_text(report: Report, out: TextIO) -> None:
             if p.traceback:
                 for line in p.traceback.splitlines():
                     print(f"    {line}", file=out)
+    if report.notes:
+        print("\nnotes:", file=out)
+        for t in report.notes:
+            print(f"  - {t}", file=out)
     if report.traps:
         print("\nwarnings:", file=out)
         for t in report.traps:
+            print(f"  - {t}", file=out)
+    if report.problems:
+        print("\nproblems (every call is affected):", file=out)
+        for t in report.problems:
             print(f"  - {t}", file=out)
     for e in report.errors:
         print(f"\nerror: {e}", file=out)
@@ -300,12 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("slurm_conf", nargs="?", default=None,
                     help="slurm.conf to read (default: $SLURM_CONF, else /etc/slurm/slurm.conf)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
-    ap.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    ap.add_argument("--strict", action="store_true", help="treat warnings as errors "
+                    "(notes never fail)")
+    ap.add_argument("--jobs", metavar="FILE", help="squeue --json output: run job_submit's "
+                    "and site_factor's hooks on these jobs instead of the kit's samples")
     args = ap.parse_args(argv)
     path = args.slurm_conf or _slurmconf.default_path()
     try:
-        report = check(path)
-    except _slurmconf.SlurmConfError as e:
+        jobs = read_jobs(args.jobs) if args.jobs else None
+        report = check(path, jobs)
+    except (_slurmconf.SlurmConfError, JobsError) as e:
         if args.json:
             print(json.dumps({"slurm_conf": path, "ok": False, "errors": [str(e)]}))
         else:

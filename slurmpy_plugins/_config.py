@@ -116,7 +116,10 @@ def _add_item(seen: dict[str, tuple[str, str]], item: str, where: str, keys: tup
     if not sep:
         raise ConfigError(f"{where}: {item!r} is not key=value")
     if key not in keys:
-        raise ConfigError(f"{where}: unknown key {key!r} (known keys: {', '.join(keys)})")
+        import difflib
+        close = difflib.get_close_matches(key, keys, n=1)
+        raise ConfigError(f"{where}: unknown key {key!r} (known keys: {', '.join(keys)})"
+                          + (f"; did you mean {close[0]!r}?" if close else ""))
     if key in seen:
         raise ConfigError(f"{where}: key {key!r} given twice (first at {seen[key][1]})"
                           if seen[key][1] != where else f"{where}: key {key!r} given twice")

@@ -21,9 +21,9 @@ JobDesc rules:
 """
 from __future__ import annotations
 
-import difflib
 from typing import Any, Callable
 
+from . import _lua
 from ._fields import JobDescFields, PartitionFields
 
 __all__ = ["JobDesc", "Partition", "install", "CommitError", "UNLIMITED", "Unlimited"]
@@ -102,9 +102,9 @@ class CommitError(RuntimeError):
     """The handler's changes could not be handed to C (out of memory)."""
 
 
-def _near(name: str, names: Any) -> str:
-    close = difflib.get_close_matches(name, names, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _near(name: str, names: Any, section: str = "job_desc") -> str:
+    """" (did you mean ...?)", or what a Lua name is here (_lua.TABLE)."""
+    return _lua.hint(section, name, names)
 
 
 class JobDesc(JobDescFields):
@@ -265,7 +265,8 @@ class Partition(PartitionFields):
         self._owner = owner
 
     def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"partition has no field {name!r}{_near(name, self._fields)}")
+        raise AttributeError(f"partition has no field {name!r}"
+                             f"{_near(name, self._fields, 'part_list')}")
 
     def as_dict(self) -> dict[str, Any]:
         return {n: getattr(self, n) for n in self._fields}

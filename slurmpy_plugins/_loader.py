@@ -538,7 +538,13 @@ def _instantiate(cfg: Config, base: type, code: Any, module: Any, origin: str) -
         raise _import_failure(e, cfg.module, cfg.path) from e
     cls = getattr(module, cfg.cls, None)
     if cls is None:
-        raise HandlerError(f"{origin}: module {cfg.module} has no class {cfg.cls!r}")
+        import difflib
+        classes = [n for n, v in vars(module).items()
+                   if isinstance(v, type) and issubclass(v, base) and v is not base]
+        close = difflib.get_close_matches(cfg.cls, classes, n=1) or \
+            ([classes[0]] if len(classes) == 1 else [])
+        raise HandlerError(f"{origin}: module {cfg.module} has no class {cfg.cls!r}"
+                           + (f" (did you mean {close[0]!r}?)" if close else ""))
     if not isinstance(cls, type) or not issubclass(cls, base):
         raise HandlerError(
             f"{origin}: {cfg.handler} is not a subclass of slurmpy_plugins.{base.__name__}")
