@@ -157,7 +157,10 @@ def _field_error(exc: BaseException) -> str | None:
 class _Spy:
     """Wraps a hook: what it returned, or raised."""
     def __init__(self, fn: Any) -> None:
-        self.fn, self.result, self.exc, self.called = fn, None, None, False
+        self.fn = fn
+        self.result: Any = None
+        self.exc: BaseException | None = None
+        self.called = False
 
     def __call__(self, *a: Any) -> Any:
         self.called = True
@@ -172,7 +175,7 @@ class _Spy:
 def _run_one(instance: Any, hook: str, call: Any, plugin: str, what: str,
              module_file: str | None, f: Findings, returned: set[str]) -> None:
     orig = getattr(instance, hook)
-    spy = _Spy(orig)
+    spy: _Spy | None = _Spy(orig)
     try:
         setattr(instance, hook, spy)
     except AttributeError:        # __slots__: run unwatched

@@ -37,7 +37,7 @@ COUNTERS = ("calls", "ok", "refused", "failed", "timeouts", "written_off")
 
 
 def _s(c: Any) -> str:
-    return ffi.string(c).decode("utf-8", "replace")
+    return str(ffi.string(c).decode("utf-8", "replace"))
 
 
 PLUGIN = {int(lib.spm_plugins[i].ctx): _s(lib.spm_plugins[i].name)
@@ -166,10 +166,12 @@ def read_file(path: str) -> DaemonStats:
         if err.time:
             last = {"where": _s(err.where) or None, "text": _s(err.text),
                     "time": int(err.time)}
+        counts = {c: int(getattr(st, c)) for c in COUNTERS}
         out.hooks.append(HookStats(
-            PLUGIN[ctx], hname, *(int(getattr(st, c)) for c in COUNTERS),
-            percentile(buckets, int(st.max_us), 0.5), percentile(buckets, int(st.max_us), 0.99),
-            int(st.max_us), last, buckets))
+            plugin=PLUGIN[ctx], hook=hname, **counts,
+            p50_us=percentile(buckets, int(st.max_us), 0.5),
+            p99_us=percentile(buckets, int(st.max_us), 0.99),
+            max_us=int(st.max_us), last_error=last, buckets=buckets))
     for c in range(int(m.ctx_count)):
         if m.loads[c] or m.reloads[c] or c in hooks_seen:
             out.plugins[PLUGIN[c]] = {"loads": int(m.loads[c]), "reloads": int(m.reloads[c])}
