@@ -1055,6 +1055,7 @@ return slurm.SUCCESS
 
 T_JS_THROUGHPUT = 0.95    # job_submit/python submissions/s >= 0.95 x no plugin
 T_JS_VS_LUA = 2.0         # job_submit/python per-call cost <= 2 x job_submit/lua's
+T_JS_LAT_VS_LUA = 1.05    # sbatch latency with job_submit/python <= 1.05 x with lua (p50, p99)
 
 
 def _tracefs() -> bool:
@@ -1149,7 +1150,7 @@ class Uprobes:
 
 
 def run_jsubmit(mode: str, n: int, n_probe: int, clients: int, tmp: pathlib.Path,
-                idx: int) -> dict:
+                idx: int, n_serial: int = 200) -> dict:
     """One cluster with JobSubmitPlugins=<mode> (none: the key unset):
     n `sbatch --hold` from `clients` threads (submissions/s over the whole
     burst), then n_probe more with uprobes on the plugin's job_submit() and
@@ -1169,9 +1170,14 @@ def run_jsubmit(mode: str, n: int, n_probe: int, clients: int, tmp: pathlib.Path
     try:
         c.start(timeout=60)
 
+        lat: list[float] = []        # ms per sbatch, start to exit (list.append: thread-safe)
+
         def one(i):
-            return c.run("sbatch", "--parsable", "--hold", "-J", f"b{i}", "-o", "/dev/null",
-                         "--wrap=true", check=False, timeout=120)
+            t = time.monotonic()
+            cp = c.run("sbatch", "--parsable", "--hold", "-J", f"b{i}", "-o", "/dev/null",
+                       "--wrap=true", check=False, timeout=120)
+            lat.append((time.monotonic() - t) * 1000)
+            return cp
 
         def burst(k, par=clients):
             with concurrent.futures.ThreadPoolExecutor(par) as ex:
@@ -1190,6 +1196,11 @@ def run_jsubmit(mode: str, n: int, n_probe: int, clients: int, tmp: pathlib.Path
             burst(n)
             wall = time.monotonic() - t0
         cpu = proc_cpu_s(pid) - cpu0
+        lat_burst = sorted(lat)
+        # as one user feels it: sbatch after sbatch, nothing else submitting
+        del lat[:]
+        burst(n_serial, 1)
+        lat_serial = sorted(lat)
         probe: dict = {}
         if n_probe:
             so = {"python": str(PLUGINS / "job_submit_python.so"),
@@ -1227,6 +1238,9 @@ def run_jsubmit(mode: str, n: int, n_probe: int, clients: int, tmp: pathlib.Path
                                    f"jobs, e.g. {jobs[unstamped[0]]}")
         res = {"mode": mode, "n": n, "clients": clients, "wall_s": wall,
                "per_s": n / wall, "ctld_cpu_ms_per_job": cpu * 1000 / n,
+               "lat_burst_ms": {"p50": pct(lat_burst, 50), "p99": pct(lat_burst, 99)},
+               "lat_serial_ms": {"p50": pct(lat_serial, 50), "p99": pct(lat_serial, 99),
+                                 "n": len(lat_serial)},
                "probe": probe, "foreign": fcpu.result()}
         log(f"jsubmit ({mode}): {res['per_s']:.1f} submissions/s, probes "
             + ", ".join(f"{k} {v['med_us']:.1f} us" for k, v in probe.items()))
@@ -1268,7 +1282,8 @@ def js_host(tmp: pathlib.Path, n: int = 2000) -> dict:
     return out
 
 
-def part_jsubmit(n: int, n_probe: int, rounds: int, clients: int, tmp: pathlib.Path) -> dict:
+def part_jsubmit(n: int, n_probe: int, rounds: int, clients: int, tmp: pathlib.Path,
+                 n_serial: int = 200) -> dict:
     probe_err = None
     mounted = False
     if n_probe:
@@ -1289,7 +1304,7 @@ def part_jsubmit(n: int, n_probe: int, rounds: int, clients: int, tmp: pathlib.P
         # in the part): one run, of none and without probes, is taken first
         # and left out of the figures
         log(f"jsubmit: warm-up run (left out), JobSubmitPlugins=none, {n} sbatch")
-        w = run_jsubmit("none", n, 0, clients, tmp, 99)
+        w = run_jsubmit("none", n, 0, clients, tmp, 99, n_serial=10)
         warmup = {"mode": "none", "per_s": w["per_s"]}
         for r in range(rounds):
             # the order rotates from round to round, so that a drift of the
@@ -1297,7 +1312,8 @@ def part_jsubmit(n: int, n_probe: int, rounds: int, clients: int, tmp: pathlib.P
             for mode in modes[r % 3:] + modes[:r % 3]:
                 log(f"jsubmit: round {r + 1}/{rounds}, JobSubmitPlugins={mode}, {n} sbatch "
                     f"from {clients} clients" + (f", then {n_probe} traced" if n_probe else ""))
-                runs.append(run_jsubmit(mode, n, n_probe, clients, tmp, len(runs)))
+                runs.append(run_jsubmit(mode, n, n_probe, clients, tmp, len(runs),
+                                        n_serial=n_serial))
     finally:
         if mounted:
             subprocess.run(["umount", "/sys/kernel/tracing"], capture_output=True)
@@ -1313,6 +1329,9 @@ def part_jsubmit(n: int, n_probe: int, rounds: int, clients: int, tmp: pathlib.P
                          "per_s_runs": [x["per_s"] for x in rs],
                          "ctld_cpu_ms_per_job": med([x["ctld_cpu_ms_per_job"] for x in rs]),
                          "foreign_frac_runs": [x["foreign"]["foreign_frac"] for x in rs]}
+        for k in ("lat_burst_ms", "lat_serial_ms"):
+            o[k] = {q: med([x[k][q] for x in rs]) for q in ("p50", "p99")}
+        o["lat_serial_n"] = rs[0]["lat_serial_ms"]["n"]
         for k in ("wrap", "plugin", "wrap_1", "plugin_1", "plugin_split", "py_split"):
             v = [x["probe"][k] for x in rs if k in x["probe"]]
             if v:
@@ -1564,6 +1583,20 @@ def report_jsubmit(lines: list, target, js: dict) -> None:
         lines.append("   " + ", ".join(f"{v['med']:.1f} us (p10 {v['p10']:.1f}, p90 {v['p90']:.1f})"
                                        f" {'back to back' if g == '0' else g + ' us apart'}"
                                        for g, v in js["host"].items()))
+    lines.append("   sbatch latency, start to exit (ms; median of the runs' percentiles): "
+                 f"one at a time ({js['none']['lat_serial_n']} per run, nothing else "
+                 f"submitting) and in the {js['clients']}-client burst")
+    lines.append(f"   {'JobSubmit':<10} {'alone p50':>10} {'p99':>8}   {'burst p50':>10} {'p99':>8}")
+    for mode in ("none", "python", "lua"):
+        r = js[mode]
+        lines.append(f"   {mode:<10} {r['lat_serial_ms']['p50']:>10.1f} "
+                     f"{r['lat_serial_ms']['p99']:>8.1f}   {r['lat_burst_ms']['p50']:>10.1f} "
+                     f"{r['lat_burst_ms']['p99']:>8.1f}")
+    for q, name in (("p50", "7d"), ("p99", "7e")):
+        py, lu = js["python"]["lat_serial_ms"][q], js["lua"]["lat_serial_ms"][q]
+        target(f"{name} sbatch latency {q}, python <= 1.05 x lua", f"{py:.1f} vs {lu:.1f} ms",
+               "1.05x", py <= T_JS_LAT_VS_LUA * lu,
+               f"{py / lu:.3f}x; none {js['none']['lat_serial_ms'][q]:.1f} ms")
     ratio = js["python"]["per_s"] / js["none"]["per_s"]
     target("7a job_submit/python subm/s >= 0.95 x none", f"{ratio:.3f} x none", "0.95",
            ratio >= T_JS_THROUGHPUT,
@@ -2020,7 +2053,8 @@ def main() -> int:
             res["steps"] = part_steps(steps, 1 if q else 3, tmp)
         if "jsubmit" in parts:
             quiet_check("jsubmit", args.wait_quiet, res)
-            res["jsubmit"] = part_jsubmit(js_jobs, js_probe, 1 if q else 5, args.clients, tmp)
+            res["jsubmit"] = part_jsubmit(js_jobs, js_probe, 1 if q else 5, args.clients, tmp,
+                                          n_serial=30 if q else 200)
         if "jobcomp" in parts:
             quiet_check("jobcomp", args.wait_quiet, res)
             res["jobcomp"] = part_jobcomp(jc_jobs, jc_probe, 2 if q else 4,
