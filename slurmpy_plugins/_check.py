@@ -27,7 +27,7 @@ from . import _abi, _config, _context, _habits, _loader, _plugins, _slurmconf, _
 
 __all__ = ["check", "main"]
 
-# What Slurm does with each hook (README "Handler API").
+# What Slurm does with each hook (docs/handlers.md, "the handler API").
 ACTIONS = {
     "prolog": "slurmd, as root, before the job's first step on each node; raising drains the node",
     "epilog": "slurmd, as root, after the job's last step on each node; raising drains the node",

@@ -35,7 +35,7 @@ class PrEpHandler:
     def epilog(self, env: JobEnv) -> None:
         """slurmd, as root, after the job's last step on this node.
         Failure drains the node.  Needs ``Epilog=`` set in slurm.conf on
-        Slurm 22.05 (see the README)."""
+        Slurm 22.05 (see docs/admin.md, "Slurm releases")."""
 
     def prolog_slurmctld(self, job: Job) -> None:
         """slurmctld, on a worker thread, before the job launches.  Failure

@@ -109,7 +109,7 @@ def _near(name: str, names: Any, section: str = "job_desc") -> str:
 
 class JobDesc(JobDescFields):
     """A job request (job_desc_msg_t) as job_submit sees it; see the module
-    docstring for the rules and the README for the fields."""
+    docstring for the rules and docs/handlers.md for the fields."""
     __slots__ = ("_c", "_changes", "_closed", "_owner")
     _fields: tuple[str, ...] = ()
     _kinds: dict[str, tuple[Any, ...]] = {}

@@ -73,7 +73,7 @@ class _Record:
 
 class Job(_Record, JobFields):
     """A copy of one slurmctld job record (job_record_t), taken while
-    slurmctld held its locks.  See the README for the field list."""
+    slurmctld held its locks.  See docs/handlers.md for the field list."""
     __slots__ = ()
 
     @property
@@ -275,7 +275,7 @@ class _BatchJob(Job):
 def seal(jobs: "JobList") -> None:
     """update() returned and the handler kept `jobs` or one of its Job
     views: copy every job's numbers now (slurmctld still holds its lock),
-    so that numbers stay readable afterwards, as the README promises."""
+    so that numbers stay readable afterwards, as docs/handlers.md promises."""
     b = jobs._batch
     if jobs._row_cls is None and b.count and b.jobs == _ffi.NULL:
         _check_rc(_lib.spm_batch_rows(b.lazy), "the jobs' fields")
