@@ -151,10 +151,11 @@ def build(build_plugins: str, plugindir: str, outdir: str, slurm_version: str) -
     version = f"{our_version()}+slurm{slurm_version}"
     with tempfile.TemporaryDirectory(prefix="slurmpy-deb.") as tmp:
         stage = os.path.join(tmp, "root")
-        dest = stage + plugindir
-        # exactly what `make install` installs (same script, same checks)
+        # exactly what `make install` installs (same script, same checks),
+        # into the staging root, its bytecode naming the installed paths
         cp = subprocess.run([sys.executable, os.path.join(HERE, "install.py"),
-                             build_plugins, dest], capture_output=True, text=True)
+                             "--destdir", stage, build_plugins, plugindir],
+                            capture_output=True, text=True)
         if cp.returncode:
             raise DebError(f"install.py into the staging root failed:\n{cp.stdout}{cp.stderr}")
         ours = {n for _, _, fs in os.walk(stage) for n in fs if n.endswith(".so")}

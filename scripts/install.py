@@ -14,9 +14,19 @@ root-owned (when run as root) and not writable by group or others, and the
 result is checked for symlinks before we return.  Under PLUGINDIR/slurmpy/,
 which is ours alone, files the build no longer has (a module removed from
 the package) are deleted, so a stale module can never be imported.
+
+The package's modules are byte-compiled beside them (``__pycache__/*.pyc``,
+hash-checked: Python verifies each against its source's hash at import, so
+a changed or copied file can never run stale bytecode), root-owned like the
+sources: the daemons never write bytecode, and without these every Python
+start (each slurmstepd with a SPANK hook) compiled the package anew.  Run
+this script with the interpreter the daemons embed (the venv's, made from
+it): the files carry its cache tag.
 """
 import filecmp
+import importlib.util
 import os
+import py_compile
 import shutil
 import stat
 import sys
@@ -87,6 +97,38 @@ def install_file(src: str, dst: str, dest: str) -> bool:
     return True
 
 
+def _pyc_current(py: str, pyc: str) -> bool:
+    """pyc is a hash-checked .pyc of py's current bytes."""
+    try:
+        with open(pyc, "rb") as f:
+            head = f.read(16)
+        with open(py, "rb") as f:
+            source = f.read()
+    except FileNotFoundError:
+        return False
+    return (len(head) == 16 and head[:4] == importlib.util.MAGIC_NUMBER
+            and int.from_bytes(head[4:8], "little") == 0b11     # checked hash
+            and head[8:16] == importlib.util.source_hash(source))
+
+
+def compile_file(py: str, dest: str, shown: str) -> bool:
+    """Byte-compile py beside it (atomically, root-owned 0644), its code
+    named `shown` (the path it will have, under --destdir); False when
+    already current."""
+    pyc = importlib.util.cache_from_source(py)
+    if _pyc_current(py, pyc):
+        return False
+    make_dir(os.path.dirname(pyc), dest)
+    tmp = f"{pyc}.tmp.{os.getpid()}"
+    py_compile.compile(py, cfile=tmp, dfile=shown, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    if os.geteuid() == 0:
+        os.chown(tmp, 0, 0)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, pyc)
+    return True
+
+
 def sources(build: str):
     for root, dirs, files in os.walk(build, followlinks=True):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
@@ -96,9 +138,12 @@ def sources(build: str):
             yield os.path.join(root, f)
 
 
-def main(build: str, dest: str) -> None:
+def main(build: str, dest: str, destdir: str = "") -> None:
+    """Install build into destdir + dest (destdir: a staging root, as a
+    package build uses; the files are named as under dest)."""
     build = os.path.abspath(build)
-    dest = os.path.abspath(dest)
+    final = os.path.abspath(dest)
+    dest = os.path.abspath(destdir) + final if destdir else final
     make_dir(dest, dest)
     changed = removed = 0
     wanted = set()
@@ -110,6 +155,14 @@ def main(build: str, dest: str) -> None:
             changed += 1
             print(f"installed {dst}")
     ours = os.path.join(dest, OURS)
+    pycs = set()
+    for rel in sorted(wanted):
+        if rel.startswith(OURS + os.sep) and rel.endswith(".py"):
+            py = os.path.join(dest, rel)
+            pycs.add(os.path.relpath(importlib.util.cache_from_source(py), dest))
+            if compile_file(py, dest, os.path.join(final, rel)):
+                changed += 1
+    wanted |= pycs
     for root, dirs, files in os.walk(ours):
         for f in files:
             path = os.path.join(root, f)
@@ -117,6 +170,10 @@ def main(build: str, dest: str) -> None:
                 os.unlink(path)
                 removed += 1
                 print(f"removed {path}")
+        for d in dirs:
+            path = os.path.join(root, d)
+            if d == "__pycache__" and not os.listdir(path):
+                os.rmdir(path)
     problems = []
     for root, dirs, files in os.walk(ours):
         for name in dirs + files:
@@ -134,4 +191,10 @@ def main(build: str, dest: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    args = sys.argv[1:]
+    stage = ""
+    if len(args) == 4 and args[0] == "--destdir":
+        stage, args = args[1], args[2:]
+    if len(args) != 2:
+        sys.exit("usage: install.py [--destdir STAGE] BUILD_PLUGINS_DIR PLUGINDIR")
+    main(args[0], args[1], stage)
