@@ -581,25 +581,27 @@ def test_lua_fields_with_accounting(js_cluster, dbd, tmp_path):
     usable_partitions leaving out a partition whose AllowGroups the user
     is not in; root's job sees that partition."""
     import pwd
-    nobody = pwd.getpwnam("nobody")
+    # "daemon", not "nobody": 26.05 maps the name "nobody" to its
+    # own SLURM_AUTH_NOBODY, so that user's association never gets a uid
+    user = pwd.getpwnam("daemon")
     c, calls = js_cluster(LUA_FIELDS_BODY, conf_extra=[
         *dbd.accounting_conf(),
         "PartitionName=private Nodes=node1 State=UP AllowGroups=root"])
     dbd.sacctmgr("-i", "add", "qos", "jsfast")
     dbd.sacctmgr("-i", "add", "account", "physics", f"cluster={c.name}")
-    dbd.sacctmgr("-i", "add", "user", "nobody", "account=physics", f"cluster={c.name}",
+    dbd.sacctmgr("-i", "add", "user", "daemon", "account=physics", f"cluster={c.name}",
                  "qos=normal,jsfast", "defaultqos=jsfast")
-    _wait_assoc(c, "nobody")
+    _wait_assoc(c, "daemon")
 
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\ntrue\n")
     script.chmod(0o755)
-    c.sbatch("--hold", "-J", "as-nobody", "--uid", str(nobody.pw_uid), "--chdir", "/tmp",
+    c.sbatch("--hold", "-J", "as-daemon", "--uid", str(user.pw_uid), "--chdir", "/tmp",
              "-o", "/dev/null", str(script), "first arg", "second", wrap=None)
     c.sbatch("--hold", "-J", "as-root", "-o", "/dev/null")
     recs = {r["name"]: r for r in read_calls(calls) if r["hook"] == "submit"}
-    n, r = recs["as-nobody"], recs["as-root"]
-    assert n["user_id"] == nobody.pw_uid and n["user_name"] == "nobody"
+    n, r = recs["as-daemon"], recs["as-root"]
+    assert n["user_id"] == user.pw_uid and n["user_name"] == "daemon"
     assert n["default_account"] == "physics" and n["default_qos"] == "jsfast"
     assert n["argv"] == [str(script), "first arg", "second"]
     assert n["all"] == ["debug", "gpu", "private"]
