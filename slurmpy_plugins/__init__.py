@@ -39,8 +39,8 @@ _WHERE = {
     "SpankHandler": "_handlers", "SpankOption": "_handlers",
     "Spank": "_spank",
     "CompletedJob": "_comprecord",
-    "JobDesc": "_jobdesc", "Environment": "_jobdesc", "Partition": "_jobdesc", "UNLIMITED": "_jobdesc",
-    "Unlimited": "_jobdesc",
+    "JobDesc": "_jobdesc", "Environment": "_jobdesc", "Partition": "_jobdesc",
+    "UNLIMITED": "_jobdesc", "Unlimited": "_jobdesc",
     "JOB_STATES": "_records", "Job": "_records", "JobEnv": "_records", "JobList": "_records",
     "SnapshotClosed": "_records",
 }

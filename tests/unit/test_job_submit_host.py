@@ -539,8 +539,9 @@ def test_an_earlier_plugins_user_messages_are_kept(make_host, handlers):
 
 def test_environment_changes_reach_the_request(make_host, handlers):
     """jobdesc.c replaces job_desc_msg_t.environment/env_size with the
-    handler's (xmalloc'd: the host frees the request with Slurm's own
-    slurm_free_job_desc_msg(), LSan watching); untouched entries stay."""
+    handler's, NULL-terminated (the host's row checks it) and xmalloc'd
+    (the host xfree()s each entry and the array, as Slurm does; under
+    make asan, ASan/LSan watch); untouched entries stay."""
     h = start(make_host, handlers)
     policy(handlers, "job.environment['FOO'] = 'bar'\n"
                      "job.environment['A'] = 'changed'\n"
