@@ -162,3 +162,8 @@ void spm_arena_unref(spm_arena_t *a)
 	}
 	free(a);
 }
+
+char **spm_arena_strv(spm_arena_t *a, uint32_t n)
+{
+	return spm_arena_alloc(a, ((size_t)n + 1) * sizeof(char *));
+}

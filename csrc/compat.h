@@ -34,6 +34,10 @@
  *            (slurmctld takes the RPC's uid)
  *   23.11    spank_prepend_task_argv() (spank/python's   spm_compat_spank_prepend_argv(),
  *            prepend_argv in task_init)                  SPM_SPANK_HAS_PREPEND_ARGV
+ *   23.02    part_record_t.allow_uids gains             spm_compat_part_uids()
+ *            allow_uids_cnt (was 0-terminated)
+ *   23.11    job_desc_msg_t.id (identity_t): the user    spm_compat_desc_user_name()
+ *            name job_submit/lua reads first
  *   25.11    job_env_t.jobid/step_id and                 SPM_ENV_JOB_ID_MEMBER,
  *            job_desc_msg_t.job_id become a              SPM_DESC_JOB_ID_MEMBER,
  *            slurm_step_id_t step_id                     spm_compat_env_job_id()
@@ -243,6 +247,49 @@ static inline int spm_compat_env_user(spm_arena_t *a, job_env_t *e,
 	if (name && !(*out = spm_arena_strdup(a, name)))
 		rc = -1;
 	return rc;
+#endif
+}
+#endif
+
+/* ---- job_submit's looked-up fields and part_list (snapshot.c) ---- */
+#ifdef SPM_COMPAT_JOBDESC
+#if SPM_SLURM_AT_LEAST(23, 11)
+#include "src/common/identity.h"
+#endif
+#include "src/common/uid.h"
+#include "src/common/xmalloc.h"
+#include "src/common/xstring.h"
+
+/* The name of the request's user, xmalloc'd (NULL if unknown), as
+ * job_submit/lua's "user_name" reads it: the identity the request came
+ * with (23.11+), else uid_to_string_or_null(user_id). */
+static inline char *spm_compat_desc_user_name(job_desc_msg_t *d)
+{
+#if SPM_SLURM_AT_LEAST(23, 11)
+	if (d->id) {
+		identity_t *id = d->id;
+
+		return xstrdup(id->pw_name);
+	}
+#endif
+	return uid_to_string_or_null(d->user_id);
+}
+
+/* A partition's uid filter as job_submit/lua's _user_can_use_part() reads
+ * it: NULL when none applies (22.05: allow_uids NULL; from 23.02:
+ * allow_uids_cnt 0), else the array and its length in *n. */
+static inline uid_t *spm_compat_part_uids(part_record_t *p, uint32_t *n)
+{
+#if SPM_SLURM_AT_LEAST(23, 2)
+	*n = p->allow_uids_cnt > 0 ? (uint32_t)p->allow_uids_cnt : 0;
+	return *n ? p->allow_uids : NULL;
+#else
+	uint32_t i = 0;
+
+	while (p->allow_uids && p->allow_uids[i])
+		i++;
+	*n = i;
+	return p->allow_uids;
 #endif
 }
 #endif

@@ -23,6 +23,20 @@ _Static_assert(SPM_INFINITE == INFINITE, "SPM_INFINITE must match Slurm");
 _Static_assert(SPM_INFINITE64 == INFINITE64, "SPM_INFINITE64 must match Slurm");
 _Static_assert(SPM_MEM_PER_CPU == MEM_PER_CPU, "SPM_MEM_PER_CPU must match Slurm");
 
+/* Replace the request's environment with Python's array (n strings
+ * "NAME=value" in the call's arena): Slurm's allocator, as job_submit/lua's
+ * _set_job_env_field() writes it (NULL-terminated, env_size entries). */
+static void _set_env(job_desc_msg_t *d, char **env, uint32_t n)
+{
+	for (uint32_t i = 0; d->environment && i < d->env_size; i++)
+		xfree(d->environment[i]);
+	xfree(d->environment);
+	d->environment = xcalloc((size_t)n + 1, sizeof(char *));
+	for (uint32_t i = 0; i < n; i++)
+		d->environment[i] = xstrdup(env[i]);
+	d->env_size = n;
+}
+
 static bool _same(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && !strcmp(a, b));
@@ -51,6 +65,10 @@ void spm_apply_jobdesc(struct job_descriptor *desc, const spm_jobdesc_t *in,
 		else
 			d->pn_min_memory = out->min_mem_per_node;
 	}
+	/* Python hands a new array only when the handler changed the
+	 * environment (and only for a request that has one) */
+	if (in->environment != out->environment && out->environment)
+		_set_env(d, out->environment, out->environment_size);
 }
 
 void spm_set_err_msg(char **err_msg, const char *msg)

@@ -3,8 +3,11 @@
  * job_desc_msg_t members of the same name, for snapshot.c (copy in) and
  * jobdesc.c (write back).  C only (an X-macro list, not for cffi).
  * Fields handled by hand: min_mem_per_node/min_mem_per_cpu
- * (pn_min_memory), environment and spank_job_env (read only), job_id
- * (read only; a member of step_id from 25.11: compat.h).
+ * (pn_min_memory), environment (written back as a whole when Python
+ * replaced it), spank_job_env and argv (read only), job_id (read only; a
+ * member of step_id from 25.11: compat.h), and user_name,
+ * default_account, default_qos (read only: no job_desc_msg_t members,
+ * snapshot.c looks them up as job_submit/lua does).
  *
  * JD_NUM(name): integer member; JD_STR(name): char * member.
  * JD_RO_*: copied in, never written back (Python refuses to set them).

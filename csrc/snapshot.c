@@ -19,7 +19,14 @@
 #include "spm.h"
 #define SPM_COMPAT_LIST
 #define SPM_COMPAT_ENV
+#define SPM_COMPAT_JOBDESC
 #include "compat.h"
+#include "src/common/assoc_mgr.h"
+
+_Static_assert(SPM_PART_FLAG_NO_ROOT == PART_FLAG_NO_ROOT,
+	       "SPM_PART_FLAG_NO_ROOT must match Slurm");
+_Static_assert(SPM_PART_FLAG_ROOT_ONLY == PART_FLAG_ROOT_ONLY,
+	       "SPM_PART_FLAG_ROOT_ONLY must match Slurm");
 
 /* slurmctld-only symbols, looked up when first needed so that this library
  * also loads in slurmd (a data reference would fail there at load time). */
@@ -638,6 +645,59 @@ uint32_t spm_job_id(struct job_record *job_ptr)
 #define S(f, v) do { if ((v) && !(out->f = spm_arena_strdup(a, (v)))) \
 			     oom = 1; } while (0)
 
+/*
+ * job.default_account and job.default_qos, as job_submit/lua's
+ * _get_default_account()/_get_default_qos() find them: the user's default
+ * account from assoc_mgr's user record; the default QOS of the association
+ * (user, the request's account or else that default account, the
+ * request's partition).  Lua calls assoc_mgr with locked=false and keeps
+ * pointers into assoc_mgr's records past the unlock; here assoc_mgr's read
+ * locks are held across the lookups and the copies (slurmctld's own locks
+ * are held by the caller, and are taken before assoc_mgr's everywhere in
+ * slurmctld).  Without accounting assoc_mgr has no users: both stay NULL.
+ */
+static void _assoc_defaults(job_desc_msg_t *d, spm_jobdesc_t *out,
+			    spm_arena_t *a, int *oom)
+{
+	void **db_conn = dlsym(RTLD_DEFAULT, "acct_db_conn");
+	uint16_t *enforce = dlsym(RTLD_DEFAULT, "accounting_enforce");
+	assoc_mgr_lock_t locks = { .assoc = READ_LOCK, .qos = READ_LOCK,
+				   .user = READ_LOCK };
+	slurmdb_user_rec_t user;
+	slurmdb_assoc_rec_t assoc;
+	slurmdb_qos_rec_t qos;
+
+	if (!db_conn || !enforce || d->user_id == NO_VAL)
+		return;                 /* not slurmctld */
+	assoc_mgr_lock(&locks);
+	/* locked=true never fetches a missing list: with none (no
+	 * accounting) there is nothing to find */
+	if (!assoc_mgr_user_list || !assoc_mgr_assoc_list) {
+		assoc_mgr_unlock(&locks);
+		return;
+	}
+	memset(&user, 0, sizeof(user));
+	user.uid = d->user_id;
+	if (assoc_mgr_fill_in_user(*db_conn, &user, *enforce, NULL, true) !=
+	    SLURM_ERROR && user.default_acct &&
+	    !(out->default_account = spm_arena_strdup(a, user.default_acct)))
+		*oom = 1;
+	memset(&assoc, 0, sizeof(assoc));
+	assoc.uid = d->user_id;
+	assoc.partition = d->partition;
+	assoc.acct = d->account ? d->account : user.default_acct;
+	if (assoc_mgr_fill_in_assoc(*db_conn, &assoc, *enforce, NULL, true) !=
+	    SLURM_ERROR && assoc.def_qos_id) {
+		memset(&qos, 0, sizeof(qos));
+		qos.id = assoc.def_qos_id;
+		if (assoc_mgr_fill_in_qos(*db_conn, &qos, *enforce, NULL,
+					  true) != SLURM_ERROR && qos.name &&
+		    !(out->default_qos = spm_arena_strdup(a, qos.name)))
+			*oom = 1;
+	}
+	assoc_mgr_unlock(&locks);
+}
+
 spm_jobdesc_t *spm_snapshot_jobdesc(struct job_descriptor *desc,
 				    spm_arena_t *a)
 {
@@ -670,6 +730,15 @@ spm_jobdesc_t *spm_snapshot_jobdesc(struct job_descriptor *desc,
 					d->spank_job_env_size, &oom);
 	out->spank_job_env_size = out->spank_job_env ?
 		d->spank_job_env_size : 0;
+	out->argv = _copy_strv(a, d->argv, d->argc, &oom);
+	out->argv_size = out->argv ? d->argc : 0;
+	{
+		char *name = spm_compat_desc_user_name(d);
+
+		S(user_name, name);
+		xfree(name);
+	}
+	_assoc_defaults(d, out, a, &oom);
 	return oom ? NULL : out;
 }
 
@@ -724,6 +793,19 @@ static int _collect_part(void *x, void *arg)
 		S(allow_groups, p->allow_groups);
 		S(qos, p->qos_char);
 		S(alternate, p->alternate);
+	}
+	{
+		uint32_t n = 0;
+		uid_t *uids = spm_compat_part_uids(p, &n);
+
+		if (uids && !(out->allow_uids = spm_arena_alloc(
+				      c->a, ((size_t)n + 1) * sizeof(uint32_t))))
+			oom = 1;
+		else if (uids) {
+			for (uint32_t i = 0; i < n; i++)
+				out->allow_uids[i] = uids[i];
+			out->allow_uids_size = n;
+		}
 	}
 	if (oom)
 		c->oom = 1;

@@ -125,7 +125,11 @@ typedef struct spm_batch {
  * min_mem_per_node / min_mem_per_cpu (at most one of them set).  The C
  * side makes two copies: `in` (as Slurm had it) and `out` (Python stores
  * the handler's changes there); jobdesc.c writes back every field where
- * the two differ, and only if the handler returned normally. */
+ * the two differ, and only if the handler returned normally.
+ * user_name, default_account and default_qos are not job_desc_msg_t
+ * members: snapshot.c looks them up in slurmctld as job_submit/lua does
+ * (read only).  environment is written back when Python replaced the
+ * array (a new pointer); argv and spank_job_env are read only. */
 typedef struct spm_jobdesc {
 	uint16_t contiguous;
 	uint16_t core_spec;
@@ -160,6 +164,7 @@ typedef struct spm_jobdesc {
 	uint32_t time_min;
 	uint32_t environment_size;
 	uint32_t spank_job_env_size;
+	uint32_t argv_size;
 	uint64_t min_mem_per_node;
 	uint64_t min_mem_per_cpu;
 	int64_t begin_time;
@@ -200,8 +205,12 @@ typedef struct spm_jobdesc {
 	char *tres_per_task;
 	char *wckey;
 	char *work_dir;
+	char *user_name;
+	char *default_account;
+	char *default_qos;
 	char **environment;
 	char **spank_job_env;
+	char **argv;
 } spm_jobdesc_t;
 
 /* A copy of one slurmctld partition (part_record_t), for job_submit
@@ -228,6 +237,10 @@ typedef struct spm_part {
 	char *allow_groups;
 	char *qos;
 	char *alternate;
+	/* the uids AllowGroups= resolves to (Slurm's allow_uids): NULL when
+	 * no uid filter applies, else allow_uids_size entries (maybe 0) */
+	uint32_t allow_uids_size;
+	uint32_t *allow_uids;
 } spm_part_t;
 
 typedef struct spm_partlist {
@@ -404,6 +417,10 @@ extern const spm_hook_t spm_hooks[];
  * A handler's memory values stay below what Slurm reads as something
  * else: per node below the flag, per CPU below NO_VAL64 once flagged. */
 #define SPM_MEM_PER_CPU 0x8000000000000000
+/* part_record_t.flags bits job_submit/lua's part_list rule reads
+ * (snapshot.c checks they match slurm.h). */
+#define SPM_PART_FLAG_NO_ROOT 0x0004
+#define SPM_PART_FLAG_ROOT_ONLY 0x0008
 
 /* Results of the Python entry points.  0 is never success: cffi returns 0
  * from an extern "Python" function that has no code attached (for instance
@@ -536,6 +553,10 @@ int spm_batch_strings(spm_lazy_t *lazy, uint32_t offset, uint32_t **codes,
 /* A copy of s in the arena (NULL for NULL or out of memory): how Python
  * hands strings to C (job_submit changes and messages). */
 char *spm_arena_strdup(spm_arena_t *arena, const char *s);
+
+/* An array of n + 1 NULL pointers in the arena (NULL on out of memory):
+ * how Python hands a string array to C (job.environment). */
+char **spm_arena_strv(spm_arena_t *arena, uint32_t n);
 
 /* Slurm's error codes (slurm_err_t of the release built against, in
  * slurm_errno.h order; errno.c): entry i's value, its name in *name; past

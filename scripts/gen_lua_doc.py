@@ -126,7 +126,9 @@ def render(trees: list[pathlib.Path]) -> str:
         "accepts by returning (the value is ignored: `return slurm.ERROR`'s",
         "counterpart `return -1` *accepts* the job) and refuses by raising",
         "`Reject(\"text\")`.  `slurm_job_modify(job_desc, job_rec, part_list,",
-        "modify_uid)` is `modify(self, job, current, submit_uid)`.",
+        "modify_uid)` is `modify(self, job, current, submit_uid)`.  Lua's",
+        "`part_list` holds the partitions the user may use: that is",
+        "`self.usable_partitions` (by Lua's rule); `self.partitions` holds them all.",
     ]
     for section, title, prefix in _lua.SECTIONS:
         lines += ["", f"## {title}", "", "| Lua | Python | releases |", "|---|---|---|"]

@@ -42,7 +42,7 @@ def render() -> str:
            "Declarations only (TYPE_CHECKING): the properties are made at import by",
            '_records.install() and _jobdesc.install()."""',
            "from __future__ import annotations", "", "from typing import TYPE_CHECKING", "",
-           "if TYPE_CHECKING:", "    from ._jobdesc import Unlimited", ""]
+           "if TYPE_CHECKING:", "    from ._jobdesc import Environment, Unlimited", ""]
     for cls, title in ((Job, "JobFields"), (JobEnv, "JobEnvFields")):
         out += ["", f"class {title}:", "    __slots__ = ()", "    if TYPE_CHECKING:"]
         for name in cls.fields():
@@ -51,10 +51,13 @@ def render() -> str:
     from slurmpy_plugins import _jobdesc
     for name in JobDesc.fields():
         kind = JobDesc._kinds[name]
-        t = {"int": "int | None", "str": "str | None", "strv": "dict[str, str]"}[kind[0]]
+        t = {"int": "int | None", "str": "str | None", "strv": "dict[str, str]",
+             "strl": "list[str]"}[kind[0]]
         if kind[0] == "int" and kind[3] is not None:
             t = "int | Unlimited | None"
-        if kind[0] == "strv" or name in _jobdesc.READ_ONLY:
+        if kind[0] == "strv" and name not in _jobdesc.READ_ONLY:
+            t = "Environment"     # changed item by item, never assigned
+        if kind[0] in ("strv", "strl") or name in _jobdesc.READ_ONLY:
             out += ["        @property", f"        def {name}(self) -> {t}: ..."]
         else:
             out += [f"        {name}: {t}"]
@@ -62,6 +65,9 @@ def render() -> str:
     p = testing.make_partition("x")
     for name in Partition._fields:
         v = getattr(p, name)
+        if name == "allow_uids":
+            out += ["        @property", f"        def {name}(self) -> tuple[int, ...] | None: ..."]
+            continue
         t = "bool" if isinstance(v, bool) else "str | None" if (v is None and name not in (
             "max_time", "default_time", "max_nodes", "max_cpus_per_node")) or isinstance(v, str) \
             else "int | None" if name in ("max_time", "default_time", "max_nodes",

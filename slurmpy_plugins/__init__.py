@@ -20,13 +20,13 @@ if TYPE_CHECKING:
     from ._config import ConfigError
     from ._handlers import (JobCompHandler, JobSubmitHandler, PrEpHandler, Reject,
                             SiteFactorHandler, SpankHandler, SpankOption)
-    from ._jobdesc import UNLIMITED, JobDesc, Partition, Unlimited
+    from ._jobdesc import UNLIMITED, Environment, JobDesc, Partition, Unlimited
     from ._records import JOB_STATES, Job, JobEnv, JobList, SnapshotClosed
     from ._spank import Spank
 
 __all__ = ["PrEpHandler", "SiteFactorHandler", "JobSubmitHandler", "JobCompHandler", "Reject",
            "SpankHandler", "SpankOption", "Spank",
-           "CompletedJob", "JobDesc",
+           "CompletedJob", "JobDesc", "Environment",
            "Partition", "Job", "JobEnv", "JobList",
            "JOB_STATES", "ConfigError", "SnapshotClosed", "UNLIMITED", "Unlimited"]
 __version__ = "0.1.0"
@@ -39,8 +39,8 @@ _WHERE = {
     "SpankHandler": "_handlers", "SpankOption": "_handlers",
     "Spank": "_spank",
     "CompletedJob": "_comprecord",
-    "JobDesc": "_jobdesc", "Partition": "_jobdesc", "UNLIMITED": "_jobdesc",
-    "Unlimited": "_jobdesc",
+    "JobDesc": "_jobdesc", "Environment": "_jobdesc", "Partition": "_jobdesc",
+    "UNLIMITED": "_jobdesc", "Unlimited": "_jobdesc",
     "JOB_STATES": "_records", "Job": "_records", "JobEnv": "_records", "JobList": "_records",
     "SnapshotClosed": "_records",
 }

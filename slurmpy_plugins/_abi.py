@@ -192,6 +192,11 @@ class _Lib:
         arena.keep.append(p)
         return p
 
+    def spm_arena_strv(self, arena: Any, n: int) -> Any:
+        p = ffi.new("char *[]", n + 1)
+        arena.keep.append(p)
+        return p
+
     def spm_set_hooks(self, ctx: int, hooks: int) -> None:
         pass
 

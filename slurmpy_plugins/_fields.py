@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._jobdesc import Unlimited
+    from ._jobdesc import Environment, Unlimited
 
 
 class JobFields:
@@ -257,9 +257,17 @@ class JobDescFields:
         wckey: str | None
         work_dir: str | None
         @property
-        def environment(self) -> dict[str, str]: ...
+        def user_name(self) -> str | None: ...
+        @property
+        def default_account(self) -> str | None: ...
+        @property
+        def default_qos(self) -> str | None: ...
+        @property
+        def environment(self) -> Environment: ...
         @property
         def spank_env(self) -> dict[str, str]: ...
+        @property
+        def argv(self) -> list[str]: ...
 
 class PartitionFields:
     __slots__ = ()
@@ -304,3 +312,5 @@ class PartitionFields:
         def qos(self) -> str | None: ...
         @property
         def alternate(self) -> str | None: ...
+        @property
+        def allow_uids(self) -> tuple[int, ...] | None: ...

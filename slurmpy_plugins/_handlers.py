@@ -162,6 +162,21 @@ class JobSubmitHandler:
             parts = _call.partitions = parts()
         return cast("dict[str, Partition]", parts)
 
+    @property
+    def usable_partitions(self) -> dict[str, Partition]:
+        """The partitions of :attr:`partitions` that job_submit/lua's
+        ``part_list`` holds for this call: those the request's user
+        (``job.user_id``; for modify() the job's owner) may use by Lua's
+        rule (its _user_can_use_part(): root sees all but NoRoot
+        ones; others not RootOnly ones unless root submits, and only
+        AllowGroups= partitions whose groups include them).  AllowAccounts,
+        AllowQos, DenyAccounts and DenyQos are not applied, as in Lua.
+        Only during a submit()/modify() call."""
+        from ._jobdesc import usable
+        parts = self.partitions
+        user_id, submit_uid = cast("tuple[int, int]", _call.user)
+        return {n: p for n, p in parts.items() if usable(p, user_id, submit_uid)}
+
 
 class JobCompHandler:
     """Base class for jobcomp/python handlers (JobCompType=jobcomp/python).

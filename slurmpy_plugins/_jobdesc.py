@@ -14,6 +14,9 @@ JobDesc rules:
 - Reading or assigning a misspelled attribute raises AttributeError.
 - Assigning a wrong type raises TypeError, a value out of range (or a
   string with a NUL) raises ValueError; both name the field.
+- ``job.environment`` (a batch job's environment) changes item by item:
+  ``job.environment["FOO"] = "bar"``, ``del job.environment["X"]``; the
+  field itself cannot be assigned.
 - Changes are kept here, in Python, and handed to C only when the hook
   returns normally (:meth:`JobDesc._commit`); a hook that raises leaves
   the request as it came.  After the hook has returned the view is closed:
@@ -21,17 +24,24 @@ JobDesc rules:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, MutableMapping
 from typing import Any, Callable
 
 from . import _lua
 from ._fields import JobDescFields, PartitionFields
 
-__all__ = ["JobDesc", "Partition", "install", "CommitError", "UNLIMITED", "Unlimited"]
+__all__ = ["JobDesc", "Partition", "Environment", "install", "CommitError", "UNLIMITED",
+           "Unlimited", "usable"]
 
 # Set by Slurm, not by the handler: reading is fine, assigning raises.
+# user_name, default_account and default_qos are looked up by slurmctld
+# (csrc/snapshot.c, as job_submit/lua does).
 READ_ONLY = frozenset({"job_id", "user_id", "group_id", "alloc_node", "script",
-                       "submit_line", "environment", "spank_env"})
-_INTERNAL = {"environment_size", "spank_job_env_size"}
+                       "submit_line", "spank_env", "argv", "user_name", "default_account",
+                       "default_qos"})
+_INTERNAL = {"environment_size", "spank_job_env_size", "argv_size"}
+# char ** fields read as a list (the others are NAME=value arrays: dicts)
+_LISTS = frozenset({"argv"})
 _RENAMED = {"spank_job_env": "spank_env"}
 # The times: 0 means unset.
 _TIMES = frozenset({"begin_time", "deadline"})
@@ -130,6 +140,9 @@ class JobDesc(JobDescFields):
             raise AttributeError(f"job has no field {name!r}{_near(name, self._fields)}")
         if name in READ_ONLY:
             raise AttributeError(f"job.{name} is read-only (set by Slurm)")
+        if kind[0] == "strv":
+            raise AttributeError(f"job.{name} cannot be assigned: change it item by item "
+                                 f"(job.{name}['NAME'] = 'value', del job.{name}['NAME'])")
         if self._closed:
             raise RuntimeError(f"job.{name}: the hook has returned; changes made now "
                                "would never reach Slurm")
@@ -143,7 +156,8 @@ class JobDesc(JobDescFields):
 
     def as_dict(self) -> dict[str, Any]:
         """All fields (with the handler's changes) as a plain dict."""
-        return {n: getattr(self, n) for n in self._fields}
+        return {n: (dict(v) if isinstance(v, Environment) else v)
+                for n in self._fields for v in (getattr(self, n),)}
 
     def changes(self) -> dict[str, Any]:
         """The fields the handler changed so far: {name: new value}."""
@@ -167,7 +181,21 @@ class JobDesc(JobDescFields):
         the call's arena)."""
         for name, value in self._changes.items():
             kind = self._kinds[name]
-            if kind[0] == "str":
+            if kind[0] == "strv":      # the environment: a new array
+                if value == _strv(self._c, name):
+                    continue
+                arr = lib.spm_arena_strv(arena, len(value))
+                if not arr:
+                    raise CommitError(f"out of memory storing job.{name}")
+                for i, (k, v) in enumerate(value.items()):
+                    p = lib.spm_arena_strdup(arena, f"{k}={v}".encode("utf-8",
+                                                                       "surrogateescape"))
+                    if not p:
+                        raise CommitError(f"out of memory storing job.{name}")
+                    arr[i] = p
+                setattr(out, name, arr)
+                setattr(out, f"{name}_size", len(value))
+            elif kind[0] == "str":
                 if value is None:
                     setattr(out, name, ffi.NULL)
                 else:
@@ -194,6 +222,8 @@ def _read(c: Any, name: str, kind: tuple[Any, ...]) -> Any:
         return _ffi.string(raw).decode("utf-8", "surrogateescape") if raw else None
     if kind[0] == "strv":
         return _strv(c, name)
+    if kind[0] == "strl":
+        return _strl(c, name)
     if raw == kind[2]:
         return None
     if raw == kind[3]:
@@ -212,6 +242,99 @@ def _strv(c: Any, name: str) -> dict[str, str]:
             key, _, value = _ffi.string(p).decode("utf-8", "surrogateescape").partition("=")
             out[key] = value
     return out
+
+
+def _strl(c: Any, name: str) -> list[str]:
+    v = getattr(c, name)
+    if not v:
+        return []
+    return [_ffi.string(v[i]).decode("utf-8", "surrogateescape")
+            for i in range(getattr(c, f"{name}_size")) if v[i]]
+
+
+class Environment(MutableMapping[str, str]):
+    """``job.environment``: the batch job's environment as sbatch sent it
+    (NAME -> value), with the handler's changes.  Setting or deleting a
+    variable changes the job's environment when the hook returns normally
+    (as job_submit/lua's ``job_desc.environment[NAME] = value``).  Only a
+    batch submission (sbatch: ``job.script`` set) carries an environment;
+    changing it on any other request raises AttributeError.  Names must be
+    non-empty str without ``=`` or NUL, values str without NUL."""
+    __slots__ = ("_job", "_name")
+
+    def __init__(self, job: "JobDesc", name: str = "environment") -> None:
+        self._job = job
+        self._name = name
+
+    def _data(self) -> dict[str, str]:
+        ch = self._job._changes
+        if self._name in ch:
+            return ch[self._name]   # type: ignore[no-any-return]
+        return _strv(self._job._c, self._name)
+
+    def _writable(self) -> dict[str, str]:
+        job, name = self._job, self._name
+        if job._closed:
+            raise RuntimeError(f"job.{name}: the hook has returned; changes made now "
+                               "would never reach Slurm")
+        if not getattr(job._c, name):
+            raise AttributeError(f"job.{name}: this request carries no environment to "
+                                 "change (only a batch submission, sbatch, sends one)")
+        ch = job._changes
+        if name not in ch:
+            ch[name] = _strv(job._c, name)
+        return ch[name]   # type: ignore[no-any-return]
+
+    def _key(self, key: Any) -> str:
+        name = self._name
+        if not isinstance(key, str):
+            raise TypeError(f"job.{name}: a variable name must be a str, "
+                            f"not {type(key).__name__}")
+        if not key or "=" in key or "\0" in key:
+            raise ValueError(f"job.{name}[{key!r}]: a variable name must be non-empty and "
+                             "contain no '=' and no NUL character")
+        return key
+
+    def __getitem__(self, key: str) -> str:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._data()))
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __setitem__(self, key: str, value: str) -> None:
+        key = self._key(key)
+        if not isinstance(value, str):
+            raise TypeError(f"job.{self._name}[{key!r}] must be a str, "
+                            f"not {type(value).__name__}")
+        if "\0" in value:
+            raise ValueError(f"job.{self._name}[{key!r}] must not contain a NUL character")
+        try:
+            f"{key}={value}".encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"job.{self._name}[{key!r}]: cannot be encoded: {e}") from None
+        self._writable()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        key = self._key(key)
+        data = self._writable()
+        if key not in data:
+            raise KeyError(key)
+        del data[key]
+
+    def __repr__(self) -> str:
+        return f"Environment({self._data()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Environment):
+            return self._data() == other._data()
+        if isinstance(other, dict):
+            return self._data() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _check(name: str, kind: tuple[Any, ...], value: Any) -> Any:
@@ -275,16 +398,34 @@ class Partition(PartitionFields):
         return f"<Partition {self.name} {self.state}>"
 
 
+def usable(part: Partition, user_id: int, submit_uid: int) -> bool:
+    """Whether job_submit/lua puts `part` in its ``part_list`` for a
+    request of `user_id` sent by `submit_uid` (its _user_can_use_part()):
+    root (user_id 0) may use every partition without the NoRoot flag;
+    others none with RootOnly unless root submits, and, where AllowGroups=
+    gives a uid list (``allow_uids``), only if they are in it.  Nothing
+    else (AllowAccounts, AllowQos, DenyAccounts, DenyQos, the state) is
+    checked, as in Lua."""
+    flags = part.flags
+    if user_id == 0:
+        return not flags & _lib.SPM_PART_FLAG_NO_ROOT
+    if flags & _lib.SPM_PART_FLAG_ROOT_ONLY and submit_uid != 0:
+        return False
+    uids = part.allow_uids
+    return uids is None or user_id in uids
+
+
 _ffi: Any = None
+_lib: Any = None
 _installed = False
 
 
 def install(ffi: Any, lib: Any) -> None:
     """Generate the attributes from the cffi types (once)."""
-    global _ffi, _installed
+    global _ffi, _lib, _installed
     if _installed:
         return
-    _ffi = ffi
+    _ffi, _lib = ffi, lib
     sentinel = {"uint16_t": lib.SPM_NO_VAL16, "uint32_t": lib.SPM_NO_VAL,
                 "uint64_t": lib.SPM_NO_VAL64, "int64_t": 0}
     # UNLIMITED by width: Slurm's INFINITE16/INFINITE/INFINITE64 (none for
@@ -301,6 +442,8 @@ def install(ffi: Any, lib: Any) -> None:
         public = _RENAMED.get(name, name)
         if cname == "char *":
             kind = ("str", None, None, None)
+        elif cname == "char * *" and name in _LISTS:
+            kind = ("strl", None, None, None)
         elif cname == "char * *":
             kind = ("strv", None, None, None)
         elif cname in sentinel:
@@ -317,9 +460,16 @@ def install(ffi: Any, lib: Any) -> None:
                     None if name in _MEM_PAIR else infinite.get(cname))
         else:  # a new field kind in the header must be mapped here first
             raise TypeError(f"spm_jobdesc_t.{name}: no Python mapping for {cname}")
-        if kind[0] == "strv":
-            cn = name
-            def strv_get(self: Any, cn: str = cn) -> dict[str, str]:
+        if kind[0] == "strl":
+            def strl_get(self: Any, cn: str = name) -> list[str]:
+                return _strl(self._c, cn)
+            setattr(JobDesc, public, property(strl_get, doc=f"{public} (list, read-only)"))
+        elif kind[0] == "strv" and public not in READ_ONLY:
+            def env_get(self: Any, cn: str = name) -> Environment:
+                return Environment(self, cn)
+            setattr(JobDesc, public, property(env_get, doc=f"{public} (Environment)"))
+        elif kind[0] == "strv":
+            def strv_get(self: Any, cn: str = name) -> dict[str, str]:
                 return _strv(self._c, cn)
             setattr(JobDesc, public, property(strv_get, doc=f"{public} (dict, read-only)"))
         else:
@@ -334,7 +484,13 @@ def install(ffi: Any, lib: Any) -> None:
     for name, field in ffi.typeof("spm_part_t").fields:
         cname = field.type.cname
         get: Callable[..., Any]
-        if cname == "char *":
+        if name == "allow_uids_size":
+            continue
+        if name == "allow_uids":
+            def get(self: Any) -> Any:
+                v = self._c.allow_uids
+                return None if not v else tuple(v[i] for i in range(self._c.allow_uids_size))
+        elif cname == "char *":
             def get(self: Any, name: str = name) -> Any:
                 p = getattr(self._c, name)
                 return _ffi.string(p).decode("utf-8", "surrogateescape") if p else None

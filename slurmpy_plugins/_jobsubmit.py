@@ -97,6 +97,9 @@ def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, cu
     messages: list[str] = []
     state = _handlers._call
     state.messages, state.partitions = messages, _partitions(c_parts, owner)
+    # the user part_list is filtered for, as job_submit/lua takes it: the
+    # request's user_id (slurmctld sets the job's owner there for modify)
+    state.user = (int(c_in.user_id), int(submit_uid))
     try:
         try:
             if modify:
@@ -105,7 +108,7 @@ def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, cu
                 h.submit(job, int(submit_uid))
         finally:
             job._close()
-            state.messages = state.partitions = None
+            state.messages = state.partitions = state.user = None
     except _handlers.Reject as e:
         code = f" ({e.code_name or e.code})" if e.code is not None else ""
         say(ctx.ctx, lib.SPM_LOG_INFO, f"{_what(job, modify, submit_uid)} rejected by the "

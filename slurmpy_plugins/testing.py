@@ -177,7 +177,8 @@ def make_env(**fields: Any) -> JobEnv:
 
 
 # Set by Slurm, so a test may give them (a handler may not change them).
-_JD_SIZES = {"environment": "environment_size", "spank_job_env": "spank_job_env_size"}
+_JD_SIZES = {"environment": "environment_size", "spank_job_env": "spank_job_env_size",
+             "argv": "argv_size"}
 
 
 _WRAP_SCRIPT = "#!/bin/sh\n# This script was created by sbatch --wrap.\n\ntrue\n"
@@ -190,12 +191,16 @@ def sbatch_defaults() -> dict[str, Any]:
     import pwd
     import socket
     uid, gid, cwd = os.getuid(), os.getgid(), os.getcwd()
+    user_name: str | None
     try:
         pw = pwd.getpwuid(uid)
         user, home = pw.pw_name, pw.pw_dir
-    except KeyError:
-        user, home = str(uid), "/"
-    return {"user_id": uid, "group_id": gid, "name": "wrap", "script": _WRAP_SCRIPT,
+        user_name = user
+    except KeyError:       # slurmctld finds no name either: user_name None
+        user, home, user_name = str(uid), "/", None
+    # default_account/default_qos: None (no accounting); argv: none for --wrap
+    return {"user_id": uid, "group_id": gid, "user_name": user_name, "name": "wrap",
+            "script": _WRAP_SCRIPT,
             "work_dir": cwd, "std_in": "/dev/null", "alloc_node": socket.gethostname().split(".")[0],
             "submit_line": "sbatch --wrap=true", "min_cpus": 1, "contiguous": 0, "immediate": 0,
             "mail_type": 0,
@@ -211,8 +216,10 @@ def make_job_desc(*, bare: bool = False, **fields: Any) -> JobDesc:
     every field unset unless given, as in the request ``scontrol update``
     sends (run_modify()).  Values are checked with the daemon's own rules
     (the ones assignment in a handler uses).  ``environment`` and
-    ``spank_env`` are dicts; read-only fields (job_id, user_id, script...)
-    may be given here since Slurm sets them."""
+    ``spank_env`` are dicts, ``argv`` a list of str; read-only fields
+    (job_id, user_id, script, user_name, default_account, default_qos,
+    argv...) may be given here since Slurm sets them (default_account and
+    default_qos are None unless given, as without accounting)."""
     if not bare:
         fields = {**sbatch_defaults(), **fields}
     keep = _Keep()
@@ -228,6 +235,18 @@ def make_job_desc(*, bare: bool = False, **fields: Any) -> JobDesc:
             raise AttributeError(f"job has no field {name!r}{_jobdesc._near(name, JobDesc._fields)}")
         kind = kinds[name]
         field = {v: k for k, v in _jobdesc._RENAMED.items()}.get(name, name)
+        if kind[0] == "strl":
+            if value is None:
+                continue
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or \
+                    not all(isinstance(s, str) for s in value):
+                raise TypeError(f"job.{name} must be a list of str, not {type(value).__name__}")
+            ps = [keep.cstr(s) for s in value]
+            arr = ffi.new("char *[]", ps or 1)
+            keep.objs.append(arr)
+            setattr(c, field, arr if ps else ffi.NULL)
+            setattr(c, _JD_SIZES[field], len(ps))
+            continue
         if kind[0] == "strv":
             if value is None:
                 continue
@@ -253,7 +272,9 @@ def make_job_desc(*, bare: bool = False, **fields: Any) -> JobDesc:
 def make_partition(name: str, *, default: bool = False, **fields: Any) -> Partition:
     """A :class:`Partition`: limits given as None (or left out) are
     "UNLIMITED" for max_time/max_nodes/max_cpus_per_node and "not set" for
-    default_time, as slurmctld reports them."""
+    default_time, as slurmctld reports them.  ``allow_uids``: the uids
+    the partition's AllowGroups= resolves to (None: no uid filter), which
+    :attr:`JobSubmitHandler.usable_partitions` filters on."""
     keep = _Keep()
     c = ffi.new("spm_part_t *")
     keep.objs.append(c)
@@ -265,7 +286,21 @@ def make_partition(name: str, *, default: bool = False, **fields: Any) -> Partit
     for f, v in unlimited.items():
         setattr(c, f, v)
     given = {k: v for k, v in fields.items() if not (k in unlimited and v is None)}
-    public = {n: n for n, _ in ffi.typeof("spm_part_t").fields if n not in ("name", "is_default")}
+    uids = given.pop("allow_uids", None)
+    if uids is not None:      # the uids AllowGroups= resolves to
+        if isinstance(uids, (str, bytes)) or not isinstance(uids, Iterable):
+            raise TypeError(f"partition.allow_uids must be a list of int or None, "
+                            f"not {type(uids).__name__}")
+        uids = list(uids)
+        if not all(isinstance(u, int) and not isinstance(u, bool) and 0 <= u < 2**32
+                   for u in uids):
+            raise ValueError(f"partition.allow_uids: {uids!r} holds something that is not "
+                             "a uid")
+        arr = ffi.new("uint32_t[]", uids or 1)
+        keep.objs.append(arr)
+        c.allow_uids, c.allow_uids_size = arr, len(uids)
+    public = {n: n for n, _ in ffi.typeof("spm_part_t").fields
+              if n not in ("name", "is_default", "allow_uids", "allow_uids_size")}
     _fill("partition", c, "spm_part_t", public, given, keep, {})
     return Partition(c, keep)
 
@@ -859,6 +894,8 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
     ffi.memmove(c_in, desc._c, ffi.sizeof("spm_jobdesc_t"))
     if current is not None and c_in.job_id == lib.SPM_NO_VAL:
         c_in.job_id = current.job_id       # scontrol update names the job (_js_new())
+    if current is not None and c_in.user_id == lib.SPM_NO_VAL:
+        c_in.user_id = current.user_id     # slurmctld's update_job: the job's owner
     c_out = ffi.new("spm_jobdesc_t *")     # the one the handler changes
     ffi.memmove(c_out, c_in, ffi.sizeof("spm_jobdesc_t"))
     parts = list(partitions)
@@ -884,8 +921,8 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
     elif rc == lib.SPM_PY_OK:
         accepted = True
         for name, kind in JobDesc._kinds.items():   # jobdesc.c writes back what differs
-            if kind[0] == "strv":
-                continue
+            if kind[0] in ("strv", "strl") and name in _jobdesc.READ_ONLY:
+                continue                            # never written back
             before = _jobdesc._read(c_in, name, kind)
             after = _jobdesc._read(c_out, name, kind)
             if before != after:

@@ -170,6 +170,19 @@ def decode_value(raw):
     return raw      # bare word (enumeration value)
 
 
+def _fold_strv(row):
+    """A desc row's char ** fields (name.size, name.nullterm, name.0 ...)
+    as one list per field; a field whose array is not NULL-terminated
+    fails here."""
+    for key in [k for k in row if k.endswith(".size")]:
+        name = key[:-5]
+        n = row.pop(key)
+        if row.pop(name + ".nullterm") != 1:
+            raise AssertionError("%s: entry %d is not NULL" % (name, n))
+        row[name] = [row.pop("%s.%d" % (name, i)) for i in range(n)]
+    return row
+
+
 def parse_kv(tokens):
     out = {}
     for tok in tokens:
@@ -539,7 +552,7 @@ class Host:
         extra = [] if _err_msg is None else ["err_msg=" + encode_str(_err_msg)]
         res = self.request("js_submit", "submit_uid=%d" % submit_uid, *extra,
                            *encode_fields(desc), thread=_thread, timeout=_timeout)
-        res["desc"] = res.pop("rows")[0]
+        res["desc"] = _fold_strv(res.pop("rows")[0])
         return res
 
     def js_modify(self, job, submit_uid=0, _thread=False, _timeout=None, **desc):
@@ -548,7 +561,7 @@ class Host:
         toks = ["job." + t for t in encode_fields(job)]
         res = self.request("js_modify", "submit_uid=%d" % submit_uid,
                            *encode_fields(desc), *toks, thread=_thread, timeout=_timeout)
-        res["desc"] = res.pop("rows")[0]
+        res["desc"] = _fold_strv(res.pop("rows")[0])
         return res
 
     def jobs_add(self, **job):

@@ -603,6 +603,7 @@ static const field_t desc_fields[] = {
 	QS(tres_per_task), QS(wckey), QS(work_dir),
 	F_SV(B_DESC, job_desc_msg_t, environment, env_size),
 	F_SV(B_DESC, job_desc_msg_t, spank_job_env, spank_job_env_size),
+	F_SV(B_DESC, job_desc_msg_t, argv, argc),
 };
 
 /* part_record_t (part_list, for job_submit plugins) */
@@ -2605,6 +2606,30 @@ static void out_desc_row(job_desc_msg_t *d)
 		case K_STR:
 			out_str(f->name, *(char **) slot);
 			break;
+		case K_STRV: {
+			/* name.size=N, name.0=.. name.N-1=.., and whether
+			 * entry N is NULL (Slurm walks it to the NULL) */
+			char **v = *(char ***) slot;
+			uint64_t n = 0;
+			char key[64];
+
+			if (!v)
+				break;
+			if (f->cnt_off >= 0)
+				memcpy(&n, (char *) d + f->cnt_off,
+				       f->cnt_size);   /* little endian */
+			else
+				while (v[n])
+					n++;
+			out_printf(" %s.size=%" PRIu64 " %s.nullterm=%d",
+				   f->name, n, f->name, v[n] == NULL);
+			for (uint64_t j = 0; j < n; j++) {
+				snprintf(key, sizeof(key), "%s.%" PRIu64,
+					 f->name, j);
+				out_str(key, v[j]);
+			}
+			break;
+		}
 		default:
 			break;
 		}

@@ -545,3 +545,86 @@ def test_lua_user_messages_come_before_python_s(js_cluster):
     assert cp.returncode == 0, cp.stderr
     assert "lua: first" in cp.stderr and "python: second" in cp.stderr, cp.stderr
     assert cp.stderr.index("lua: first") < cp.stderr.index("python: second")
+
+
+# -- issue 22: what a site moving from Lua needs ---------------------------
+
+LUA_FIELDS_BODY = '''
+def submit(self, job, submit_uid):
+    record("submit", name=job.name, user_id=job.user_id, user_name=job.user_name,
+           default_account=job.default_account, default_qos=job.default_qos,
+           argv=job.argv, all=sorted(self.partitions),
+           usable=sorted(self.usable_partitions))
+    if "REMOVE_ME" in job.environment:
+        job.environment["FOO"] = "bar"
+        del job.environment["REMOVE_ME"]
+'''
+
+
+def _wait_assoc(c, user: str, timeout: float = 60.0) -> None:
+    """Until slurmctld's assoc_mgr holds `user` (slurmdbd pushes it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cp = c.run("scontrol", "show", "assoc_mgr", f"users={user}", "flags=users",
+                   check=False)
+        if f"UserName={user}(" in cp.stdout:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"slurmctld never got user {user}: {cp.stdout}\n"
+                                 + c.log_tails())
+        time.sleep(0.2)
+
+
+def test_lua_fields_with_accounting(js_cluster, dbd, tmp_path):
+    """user_name, default_account, default_qos for a user with an
+    association (accounting on: slurmdbd), argv of a batch script, and
+    usable_partitions leaving out a partition whose AllowGroups the user
+    is not in; root's job sees that partition."""
+    import pwd
+    # "daemon", not "nobody": 26.05 maps the name "nobody" to its
+    # own SLURM_AUTH_NOBODY, so that user's association never gets a uid
+    user = pwd.getpwnam("daemon")
+    c, calls = js_cluster(LUA_FIELDS_BODY, conf_extra=[
+        *dbd.accounting_conf(),
+        "PartitionName=private Nodes=node1 State=UP AllowGroups=root"])
+    dbd.sacctmgr("-i", "add", "qos", "jsfast")
+    dbd.sacctmgr("-i", "add", "account", "physics", f"cluster={c.name}")
+    dbd.sacctmgr("-i", "add", "user", "daemon", "account=physics", f"cluster={c.name}",
+                 "qos=normal,jsfast", "defaultqos=jsfast")
+    _wait_assoc(c, "daemon")
+
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\ntrue\n")
+    script.chmod(0o755)
+    c.sbatch("--hold", "-J", "as-daemon", "--uid", str(user.pw_uid), "--chdir", "/tmp",
+             "-o", "/dev/null", str(script), "first arg", "second", wrap=None)
+    c.sbatch("--hold", "-J", "as-root", "-o", "/dev/null")
+    recs = {r["name"]: r for r in read_calls(calls) if r["hook"] == "submit"}
+    n, r = recs["as-daemon"], recs["as-root"]
+    assert n["user_id"] == user.pw_uid and n["user_name"] == "daemon"
+    assert n["default_account"] == "physics" and n["default_qos"] == "jsfast"
+    assert n["argv"] == [str(script), "first arg", "second"]
+    assert n["all"] == ["debug", "gpu", "private"]
+    assert n["usable"] == ["debug", "gpu"]
+    assert r["user_name"] == "root" and r["argv"] == []
+    assert r["usable"] == ["debug", "gpu", "private"]
+
+
+def test_lua_fields_without_accounting(js_cluster):
+    c, calls = js_cluster(LUA_FIELDS_BODY)
+    c.sbatch("--hold", "-J", "plain", "-o", "/dev/null")
+    (rec,) = [r for r in read_calls(calls) if r["hook"] == "submit"]
+    assert rec["user_name"] == "root"
+    assert rec["default_account"] is None and rec["default_qos"] is None
+
+
+def test_environment_set_and_removed_by_the_handler_reach_the_job(js_cluster, tmp_path):
+    c, calls = js_cluster(LUA_FIELDS_BODY)
+    out = tmp_path / "env.out"
+    jid = c.sbatch("-J", "env", "--export=ALL,REMOVE_ME=1,KEEP_ME=2", "-o", str(out),
+                   wrap="env")
+    c.wait_job(jid)
+    env = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    assert env.get("FOO") == "bar", env
+    assert "REMOVE_ME" not in env
+    assert env.get("KEEP_ME") == "2"

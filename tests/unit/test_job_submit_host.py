@@ -161,7 +161,8 @@ R.dump(OUT + '/errs.json', errs)
         "ValueError: job.comment must not contain a NUL character",
         "AttributeError: job has no field 'partiton' (did you mean 'partition'?)",
         "AttributeError: job.user_id is read-only (set by Slurm)",
-        "AttributeError: job.environment is read-only (set by Slurm)",
+        "AttributeError: job.environment cannot be assigned: change it item by item "
+        "(job.environment['NAME'] = 'value', del job.environment['NAME'])",
         "ValueError: job.begin_time=0 is out of range: it must be from 1 to "
         "9223372036854775807 (or None to unset it)",
         "job has no field 'tiem_limit' (did you mean 'time_limit'?)",
@@ -532,3 +533,96 @@ def test_an_earlier_plugins_user_messages_are_kept(make_host, handlers):
     # python with nothing to say leaves Lua's lines as they are
     policy(handlers, "pass\n")
     assert h.js_submit(name="d", _err_msg=lua)["err_msg"] == lua
+
+
+# -- issue 22: the fields a Lua port reads, and the environment --------------
+
+def test_environment_changes_reach_the_request(make_host, handlers):
+    """jobdesc.c replaces job_desc_msg_t.environment/env_size with the
+    handler's, NULL-terminated (the host's row checks it) and xmalloc'd
+    (the host xfree()s each entry and the array, as Slurm does; under
+    make asan, ASan/LSan watch); untouched entries stay."""
+    h = start(make_host, handlers)
+    policy(handlers, "job.environment['FOO'] = 'bar'\n"
+                     "job.environment['A'] = 'changed'\n"
+                     "del job.environment['B']\n"
+                     "R.dump(OUT + '/env.json', dict(job.environment))")
+    res = h.js_submit(name="x", script="#!/bin/sh\ntrue\n",
+                      environment=["A=1", "B=x=y", "C=3"])
+    assert res["rc"] == 0
+    assert handlers.read("env.json") == {"A": "changed", "C": "3", "FOO": "bar"}
+    assert sorted(res["desc"]["environment"]) == ["A=changed", "C=3", "FOO=bar"]
+
+
+def test_an_unchanged_environment_is_left_as_it_came(make_host, handlers):
+    h = start(make_host, handlers)
+    policy(handlers, "job.environment['A'] = '1'")   # the same value: no change
+    res = h.js_submit(name="x", script="#!/bin/sh\ntrue\n", environment=["A=1", "B=2"])
+    assert res["rc"] == 0 and res["desc"]["environment"] == ["A=1", "B=2"]
+
+
+def test_environment_errors_name_the_variable(make_host, handlers):
+    h = start(make_host, handlers)
+    policy(handlers, """\
+errs = []
+for act in (lambda: job.environment.__setitem__('', 'v'),
+            lambda: job.environment.__setitem__('A=B', 'v'),
+            lambda: job.environment.__setitem__('A', 1),
+            lambda: job.environment.__setitem__('A', 'x\\0y'),
+            lambda: job.environment.__delitem__('NOPE')):
+    try:
+        act()
+    except Exception as e:
+        errs.append(f"{type(e).__name__}: {e}")
+R.dump(OUT + '/errs.json', errs)
+""")
+    res = h.js_submit(name="x", script="#!/bin/sh\ntrue\n", environment=["A=1"])
+    assert res["rc"] == 0 and res["desc"]["environment"] == ["A=1"]
+    assert handlers.read("errs.json") == [
+        "ValueError: job.environment['']: a variable name must be non-empty and contain "
+        "no '=' and no NUL character",
+        "ValueError: job.environment['A=B']: a variable name must be non-empty and contain "
+        "no '=' and no NUL character",
+        "TypeError: job.environment['A'] must be a str, not int",
+        "ValueError: job.environment['A'] must not contain a NUL character",
+        "KeyError: 'NOPE'",
+    ]
+
+
+def test_a_request_without_environment_refuses_changes(make_host, handlers):
+    """srun/salloc send no environment (Lua refuses too): setting one is
+    an AttributeError naming the field; the request is refused."""
+    h = start(make_host, handlers)
+    policy(handlers, "job.environment['FOO'] = 'bar'")
+    res = h.js_submit(name="x")
+    assert res["rc"] != 0
+    assert "environment" not in res["desc"] or not res["desc"]["environment"]
+    assert "job.environment: this request carries no environment" in h.log()
+
+
+def test_argv_user_name_and_defaults_are_read_only(make_host, handlers):
+    """argv is the script's arguments; user_name the passwd name of
+    user_id (looked up by the shim as job_submit/lua does); without
+    accounting default_account and default_qos are None."""
+    import pwd
+    h = start(make_host, handlers)
+    policy(handlers, """\
+errs = []
+for f in ('argv', 'user_name', 'default_account', 'default_qos'):
+    try:
+        setattr(job, f, None)
+    except AttributeError as e:
+        errs.append(str(e))
+R.dump(OUT + '/seen.json', [job.argv, job.user_name, job.default_account,
+                            job.default_qos, errs])
+""")
+    uid = os.getuid()
+    res = h.js_submit(name="x", script="#!/bin/sh\ntrue\n", argv=["/tmp/s.sh", "a b", "c"],
+                      user_id=uid)
+    assert res["rc"] == 0
+    argv, name, acct, qos, errs = handlers.read("seen.json")
+    assert argv == ["/tmp/s.sh", "a b", "c"]
+    assert name == pwd.getpwuid(uid).pw_name
+    assert acct is None and qos is None
+    assert errs == [f"job.{f} is read-only (set by Slurm)"
+                    for f in ("argv", "user_name", "default_account", "default_qos")]

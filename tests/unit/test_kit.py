@@ -53,7 +53,7 @@ def test_typos_raise_attribute_error_like_the_daemon():
 
 def test_types_and_sentinels():
     d = kit.make_job_desc(bare=True)
-    assert all(v is None for k, v in d.as_dict().items() if k not in ("environment", "spank_env"))
+    assert all(v is None for k, v in d.as_dict().items() if k not in ("environment", "spank_env", "argv"))
     with pytest.raises(TypeError, match="job.time_limit must be an int"):
         kit.make_job_desc(time_limit="10")
     with pytest.raises(ValueError, match="job.time_limit=4294967294 is out of range"):

@@ -171,18 +171,22 @@ def test_daemon_masks_are_the_daemon_numbers():
 
 
 def test_read_only_job_desc_fields_are_c_s(compiled):
-    """_jobdesc.READ_ONLY == jobdesc_fields.h's JD_RO_* and the char **
-    fields of spm_jobdesc_t (never written back: jobdesc.c), by their
+    """_jobdesc.READ_ONLY == jobdesc_fields.h's JD_RO_*, the char ** fields
+    of spm_jobdesc_t but environment (the only one jobdesc.c writes back)
+    and the fields jobdesc_fields.h names as copied in by hand, by their
     Python names; and jobdesc_fields.h covers every other field of
     spm_jobdesc_t, each once."""
     ffi = _abi.ffi
     fields = dict(ffi.typeof("spm_jobdesc_t").fields)
     strv = {n for n, f in fields.items() if f.type.cname == "char * *"}
-    renamed = {_jobdesc._RENAMED.get(n, n) for n in strv}
+    renamed = {_jobdesc._RENAMED.get(n, n) for n in strv} - {"environment"}
     ro, rw = compiled["jobdesc"]["ro"], compiled["jobdesc"]["rw"]
-    # copied in by hand (compat.h: job_id, or step_id.job_id from 25.11),
-    # never written back, as jobdesc_fields.h says
-    ro_by_hand = {"job_id"}
+    # copied in by hand (compat.h: job_id, or step_id.job_id from 25.11;
+    # snapshot.c looks up the other three), never written back, as
+    # jobdesc_fields.h says
+    ro_by_hand = {"job_id", "user_name", "default_account", "default_qos"}
+    header = (CSRC / "jobdesc_fields.h").read_text()
+    assert all(n in header for n in ro_by_hand | strv)
     assert _jobdesc.READ_ONLY == set(ro) | renamed | ro_by_hand, (
         "csrc/jobdesc_fields.h JD_RO_* (and the char ** fields) != _jobdesc.READ_ONLY")
     by_hand = strv | set(_jobdesc._INTERNAL) | set(_jobdesc._MEM_PAIR) | ro_by_hand
