@@ -14,6 +14,8 @@ import textwrap
 import pytest
 
 from hostdriver import SLURM_LIBDIR
+
+from .conftest import ASAN
 from slurmpy_plugins import SpankOption, _loader, _spank, testing
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -313,11 +315,20 @@ def spank_boot(tmp_path_factory):
     # beside slurmpy/, as spank_python.so is: it finds slurmpy/libslurmpy.so from its own path
     (d / "slurmpy").symlink_to(plugin_dir.resolve() / "slurmpy")
     exe = d / "spank_boot"
-    subprocess.run(["gcc", "-Wall", "-Werror", "-I", str(ROOT / "csrc"), "-I", SLURM_SRC,
+    # under make asan the plugins are instrumented: so is the program that
+    # loads them (the ASan runtime must come first, as in spm_host.asan)
+    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if ASAN else []
+    subprocess.run(["gcc", "-Wall", "-Werror", *san, "-I", str(ROOT / "csrc"), "-I", SLURM_SRC,
                     "-o", str(exe), str(ROOT / "bench/spank_boot.c"), f"-L{SLURM_LIBDIR}",
                     "-lslurmfull", f"-Wl,-rpath,{SLURM_LIBDIR}", "-ldl", "-lpthread"],
                    check=True)
     return exe
+
+
+# under make asan: errors stop the program; leaks are not what these tests
+# look at (the interpreter is never finalized: spm_host.asan's lsan.supp)
+BOOT_ENV = ({**os.environ, "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:exitcode=23",
+             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"} if ASAN else None)
 
 
 def test_boot_imports_only_spank(spank_boot, handlers, tmp_path):
@@ -334,7 +345,8 @@ def test_boot_imports_only_spank(spank_boot, handlers, tmp_path):
     ''')
     modules = tmp_path / "modules"
     r = subprocess.run([str(spank_boot), "--modules", str(modules), "handler=boot_h:H",
-                        f"path={handlers.path}"], capture_output=True, text=True, timeout=120)
+                        f"path={handlers.path}"], capture_output=True, text=True, timeout=120,
+                       env=BOOT_ENV)
     assert r.returncode == 0, r.stderr
     assert (handlers.out / "ran").read_text() == "user_init\nuser_init\n"
     loaded = {m.split(".", 1)[1] for m in modules.read_text().split()
@@ -361,7 +373,7 @@ def test_a_hooks_subprocess_gets_an_empty_signal_mask(spank_boot, handlers, time
     ''')
     r = subprocess.run([str(spank_boot), "handler=sig_h:H", f"path={handlers.path}"]
                        + ([f"timeout={timeout}"] if timeout else []),
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, env=BOOT_ENV)
     assert r.returncode == 0, r.stderr
     masks = (handlers.out / "sigblk").read_text().split("\n")[:-1]
     assert masks == ["SigBlk:\t0000000000000000"] * 2, masks
