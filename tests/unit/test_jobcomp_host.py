@@ -63,7 +63,8 @@ def calls(handlers) -> list[dict]:
         text = (handlers.out / "calls.jsonl").read_text()
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines()]
+    # complete lines only: a handler may be appending a long one right now
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
 def job(job_id: int, state: str = "COMPLETED", **kw) -> dict:

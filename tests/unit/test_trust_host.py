@@ -63,11 +63,12 @@ class H(PrEpHandler):
 
 
 def _release(handlers):
-    """Let every handler blocked on out/release return."""
-    try:
-        os.close(os.open(handlers.out / "release", os.O_WRONLY | os.O_NONBLOCK))
-    except OSError:        # ENXIO: no handler is waiting
-        pass
+    """Let every handler blocked on out/release return, and any that has
+    not reached its open() yet (a loaded machine): the FIFO is opened
+    O_RDWR (on Linux that never blocks and counts as a writer) and that fd
+    stays open for the test's life, so every later open(O_RDONLY) returns
+    at once."""
+    handlers.release_fd = os.open(handlers.out / "release", os.O_RDWR)
 
 
 def test_all_workers_stuck_every_call_is_still_answered(make_host, handlers):
@@ -107,6 +108,7 @@ def test_all_workers_stuck_every_call_is_still_answered(make_host, handlers):
     assert "its thread rejoins the pool" in h.log()
     assert_async_ok(h.prolog_slurmctld(job_id=2000, name="quick"))
     assert h.wait_callbacks(n_hang + 2, timeout=30)[-1]["rc"] == 0
+    os.close(handlers.release_fd)
 
 
 # ---------------------------------------------------------------------------
