@@ -1068,6 +1068,21 @@ def _tracefs() -> bool:
     return True
 
 
+def _probes_ready(part: str, what: str) -> tuple[bool, str | None]:
+    """(whether we mounted tracefs, why uprobes cannot run or None) for a
+    part that times calls with Uprobes; the reason is logged."""
+    mounted = False
+    try:
+        mounted = _tracefs()
+        if not shutil.which("perf"):
+            raise RuntimeError("perf not installed (linux-perf)")
+    except (OSError, subprocess.CalledProcessError, RuntimeError) as e:
+        err = f"{what} not measured: {e}"
+        log(f"{part}: {err}")
+        return mounted, err
+    return mounted, None
+
+
 class Uprobes:
     """Entry and return uprobes on functions of ELF files (perf probe),
     recorded with `perf record -p PID` while the block runs; `durations()`
@@ -1284,17 +1299,9 @@ def js_host(tmp: pathlib.Path, n: int = 2000) -> dict:
 
 def part_jsubmit(n: int, n_probe: int, rounds: int, clients: int, tmp: pathlib.Path,
                  n_serial: int = 200) -> dict:
-    probe_err = None
-    mounted = False
-    if n_probe:
-        try:
-            mounted = _tracefs()
-            if not shutil.which("perf"):
-                raise RuntimeError("perf not installed (linux-perf)")
-        except (OSError, subprocess.CalledProcessError, RuntimeError) as e:
-            probe_err = f"per-call cost not measured: {e}"
-            log(f"jsubmit: {probe_err}")
-            n_probe = 0
+    mounted, probe_err = _probes_ready("jsubmit", "per-call cost") if n_probe else (False, None)
+    if probe_err:
+        n_probe = 0
     runs = []
     modes = ("none", "python", "lua")
     warmup = None
@@ -1345,17 +1352,9 @@ T_JC_THROUGHPUT = 0.95    # jobcomp/python jobs/s >= 0.95 x jobcomp/none
 
 def part_jobcomp(n: int, n_probe: int, rounds: int, n_host: int, tmp: pathlib.Path) -> dict:
     import jobcomp as jcb        # bench/jobcomp.py: the hook, deliverer and cluster runs
-    probe_err = None
-    mounted = False
-    if n_probe:
-        try:
-            mounted = _tracefs()
-            if not shutil.which("perf"):
-                raise RuntimeError("perf not installed (linux-perf)")
-        except (OSError, subprocess.CalledProcessError, RuntimeError) as e:
-            probe_err = f"per-record cost not measured: {e}"
-            log(f"jobcomp: {probe_err}")
-            n_probe = 0
+    mounted, probe_err = _probes_ready("jobcomp", "per-record cost") if n_probe else (False, None)
+    if probe_err:
+        n_probe = 0
     runs: dict[str, list] = {"none": [], "python": []}
     try:
         for r in range(rounds):
