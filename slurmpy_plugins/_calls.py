@@ -12,7 +12,7 @@ import sys
 from typing import Any, Callable
 
 from . import _factors, _records
-from ._context import HOOKS, Context, say
+from ._context import HOOKS, PREFIX, Context, say
 
 __all__ = ["install", "prep", "sf_set", "sf_update", "sf_reconfig", "method_site"]
 
@@ -58,7 +58,7 @@ def _failed(why: Any, text: str) -> int:
     that the drain reason "prep/python: <text>" (drain.c) fits slurmdbd's
     255 bytes."""
     if why is not None and why != ffi.NULL:
-        b = one_line(text, lib.SPM_WHY_SIZE - len("prep/python: "))
+        b = one_line(text, lib.SPM_WHY_SIZE - len(f"{PREFIX[lib.SPM_CTX_PREP]}: "))
         ffi.memmove(why, b + b"\0", len(b) + 1)
     return int(lib.SPM_PY_FAILED)
 

@@ -738,7 +738,7 @@ def _prep_action(hook: str, ok: bool, rec: Any, why: str) -> tuple[str, str | No
         return "success", None
     if hook in ("prolog", "epilog"):
         # csrc/dispatch_prep.c + drain.c: "<plugin>: <why>"
-        return "drain", f"prep/python: {why}"
+        return "drain", f"{_context.PREFIX[lib.SPM_CTX_PREP]}: {why}"
     if hook == "prolog_slurmctld":
         # prep_prolog_slurmctld_callback(): job_requeue(), else the job is killed
         return ("requeue" if rec.requeue and rec.batch_flag else "cancel"), None
