@@ -288,6 +288,7 @@ static void _resync(void)
 			 sp.dir, sp.acked, sp.size);
 		sp.acked = 0;
 	}
+	spm_stats_jc_backlog(sp.size - sp.acked);
 	if (sp.size > sp.acked)
 		spm_logf(JC, SPM_LOG_INFO,
 			 "spool %s: %" PRIu64 " bytes of records not yet delivered",
@@ -465,6 +466,7 @@ static int _drop(uint32_t job_id, const char *why)
 	pthread_mutex_lock(&sp.mu);
 	n = ++sp.dropped;
 	pthread_mutex_unlock(&sp.mu);
+	spm_stats_jc_dropped();
 	spm_logf(JC, SPM_LOG_ERROR,
 		 "the record of JobId=%u is dropped: %s (%" PRIu64 " dropped since slurmctld started)",
 		 job_id, why, n);
@@ -522,6 +524,8 @@ SPM_EXPORT int spm_jc_record(int hook, struct job_record *job_ptr)
 		rc = SLURM_ERROR;
 	} else {
 		sp.size += b.len;
+		spm_stats_jc_spooled();
+		spm_stats_jc_backlog(sp.size - sp.acked);
 		pthread_cond_signal(&sp.cv);
 	}
 	if (sp.fd >= 0)
@@ -556,16 +560,47 @@ static void _release(spm_task_t *task)
 	free(c);
 }
 
+static const char *_key(const char *rec, size_t len, int *klen);
+
+/* The hook a record is for: start records say so first (_format()). */
+static int _record_hook(const char *rec, uint32_t len)
+{
+	return memmem(rec, len < 64 ? len : 64, "\"event\":\"start\"", 15) ?
+		SPM_HOOK_JC_START : SPM_HOOK_JC_END;
+}
+
+/* stats: one attempt's outcome; a failure Python did not report (its
+ * file:line), or a timeout, is the hook's last error. */
+static void _count(int hook, const char *rec, uint32_t len, uint64_t t0,
+		   int rc, bool timed_out, bool py_failed, const char *why)
+{
+	char text[SPM_STATS_TEXT];
+	int klen;
+	const char *key = _key(rec, len, &klen);
+
+	if (rc != SPM_PY_OK && (timed_out || !py_failed)) {
+		snprintf(text, sizeof(text), "%s() of record %.*s: %s",
+			 spm_hooks[hook].name, klen > 120 ? 120 : klen, key, why);
+		spm_stats_set_error(hook, "", text);
+	}
+	spm_stats_call(hook, timed_out ? SPM_STATS_TIMEOUT :
+		       rc == SPM_PY_OK ? SPM_STATS_OK : SPM_STATS_FAILED,
+		       spm_stats_us_since(t0));
+}
+
 /* One attempt.  Returns true when the handler took the record. */
 static bool _deliver(const char *rec, uint32_t len, const char **why)
 {
 	struct jc_call *c = calloc(1, sizeof(*c));
-	bool timed_out = false;
+	int hook = _record_hook(rec, len);
+	uint64_t t0 = spm_now_us();
+	bool timed_out = false, py_failed;
 	int rc;
 
 	if (!c || !(c->rec = malloc(len + 1))) {
 		free(c);
 		*why = "out of memory";
+		_count(hook, rec, len, t0, SPM_PY_FAILED, false, false, *why);
 		return false;
 	}
 	memcpy(c->rec, rec, len);
@@ -573,14 +608,17 @@ static bool _deliver(const char *rec, uint32_t len, const char **why)
 	c->len = len;
 	spm_task_init(&c->task, JC, _run, NULL, _release, 0);
 	c->task.ctx_timeout = true;
+	c->task.stats_hook = hook;
 	rc = spm_pool_call(&c->task, &timed_out);
+	/* read only when not timed out: the worker's until it returns */
+	py_failed = !timed_out && c->task.py_failed;
 	spm_task_unref(&c->task);
-	if (rc == SPM_PY_OK)
-		return true;
-	*why = timed_out ? "the handler did not return within its time limit" :
-	       rc == SPM_PY_FAILED ? "the handler raised, or is not loaded (see above)" :
-	       "the Python bridge failed";
-	return false;
+	if (rc != SPM_PY_OK)
+		*why = timed_out ? "the handler did not return within its time limit" :
+		       rc == SPM_PY_FAILED ? "the handler raised, or is not loaded (see above)" :
+		       "the Python bridge failed";
+	_count(hook, rec, len, t0, rc, timed_out, py_failed, *why);
+	return rc == SPM_PY_OK;
 }
 
 /* Read the record at off (end: the spool's size then).  Returns its
@@ -682,6 +720,7 @@ static void *_deliverer(void *arg)
 			    !_write_ack(0) && !ftruncate(sp.fd, 0) &&
 			    !fdatasync(sp.fd))
 				sp.size = sp.acked = 0;
+			spm_stats_jc_backlog(sp.size - sp.acked);
 			_unlock_files();
 		}
 		while (sp.acked >= sp.size)
@@ -702,6 +741,7 @@ static void *_deliverer(void *arg)
 			const char *key = _key(buf, (size_t)len, &klen);
 
 			attempt++;
+			spm_stats_jc_attempt(false, attempt);
 			spm_logf(JC, SPM_LOG_ERROR,
 				 "delivery of record %.*s failed (attempt %" PRIu64 ": %s); it and the records after it are kept and retried in %" PRIu64 " ms",
 				 klen, key, attempt, why, backoff);
@@ -720,6 +760,8 @@ static void *_deliverer(void *arg)
 				 sp.dir);
 		pthread_mutex_lock(&sp.mu);
 		sp.acked = off + (uint64_t)len + 1;
+		spm_stats_jc_attempt(true, 0);
+		spm_stats_jc_backlog(sp.size - sp.acked);
 		pthread_mutex_unlock(&sp.mu);
 	}
 	return NULL;

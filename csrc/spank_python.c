@@ -35,7 +35,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "slurm/slurm.h"
@@ -50,6 +53,8 @@ SPANK_PLUGIN(python, 1);
 /* From libslurmfull: the SlurmUser uid, trusted as an owner of handler
  * files (as root is). */
 #include "src/common/read_config.h"
+/* slurmd's and slurmstepd's `conf` (SlurmdSpoolDir, expanded) */
+#include "src/slurmd/slurmd/slurmd.h"
 
 #define SP_MAX_OPTS 64
 #define SP_MAX_SRC (4 << 20)
@@ -638,6 +643,161 @@ static const char *_context_name(void)
 	}
 }
 
+/* ---- stats: the node's shared spank file ----
+ *
+ * Only the node's root processes publish: slurmstepd (remote context),
+ * its `spank prolog|epilog` (job_script) and slurmd (slurmd_exit), all
+ * into one file, <SlurmdSpoolDir>/slurmpy-stats/spank.<host>.shared (mode
+ * 0600, owned by root, in the root-owned directory), of a fixed size
+ * (spm_stats_file_t): bounded disk use whatever the number of steps.
+ * Counters are atomic adds on the mapping, no lock; a hook's last error
+ * is written under a claim on its seq that a writer killed in the middle
+ * cannot hold for good (spm.h).  The mapping is not inherited by fork
+ * (MADV_DONTFORK): a task's process becomes the job's user, and Slurm makes
+ * it dumpable (ptrace-able by that user) before its exec, so it never has
+ * it; task_init_privileged, in that process while still root, maps the
+ * file for that call alone.  srun, sbatch and salloc (local, allocator:
+ * the user's processes) and task_init (run as the user) publish nothing:
+ * a file the user could write would be figures nobody can trust.
+ * `slurmpy-plugins stats` says so beside the figures. */
+static spm_stats_file_t *sp_stats;  /* this process's mapping, or NULL */
+static pid_t sp_stats_pid;          /* the process that tried to map it */
+
+static bool _publishes(void)
+{
+	int c = spank_context();
+
+	return c == S_CTX_REMOTE || c == S_CTX_JOB_SCRIPT || c == S_CTX_SLURMD;
+}
+
+/* The file, mapped; NULL (nothing published) when it cannot be had
+ * safely: not root, no SlurmdSpoolDir, a directory or file that is not
+ * root's alone, or a file of another layout that cannot be replaced. */
+static spm_stats_file_t *_stats_map(void)
+{
+	char dir[4200], path[4400], host[64] = "";
+	slurmd_conf_t **c;
+	spm_stats_file_t *m;
+	struct stat st;
+	int fd = -1;
+
+	if (geteuid() != 0 || !_publishes())
+		return NULL;
+	c = (slurmd_conf_t **)dlsym(RTLD_DEFAULT, "conf");
+	if (!c || !*c || !(*c)->spooldir || (*c)->spooldir[0] != '/')
+		return NULL;
+	gethostname(host, sizeof(host) - 1);
+	for (char *h = host; *h; h++)
+		if (*h == '/' || *h == '.')
+			*h = *h == '.' ? '\0' : '_';
+	snprintf(dir, sizeof(dir), "%s/slurmpy-stats", (*c)->spooldir);
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		return NULL;
+	if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || st.st_uid != 0 ||
+	    (st.st_mode & 022))
+		return NULL;
+	snprintf(path, sizeof(path), "%s/spank.%s.shared", dir, host);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+			  O_NOCTTY, 0600);
+		if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+		    st.st_uid != 0 || (st.st_mode & 077) || st.st_nlink != 1)
+			goto fail;
+		if (st.st_size == 0 && ftruncate(fd, sizeof(*m)))
+			goto fail;
+		if (st.st_size == 0 || st.st_size == sizeof(*m))
+			break;
+		/* another release's layout: start a new file (processes of
+		 * that release keep the old one, unlinked) */
+		close(fd);
+		fd = -1;
+		if (attempt || unlink(path))
+			return NULL;
+	}
+	if (fd < 0)
+		return NULL;
+	m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return NULL;
+	(void)madvise(m, sizeof(*m), MADV_DONTFORK);
+	if (__atomic_load_n(&m->magic, __ATOMIC_ACQUIRE) != SPM_STATS_MAGIC) {
+		/* the first process (or several at once: the same values) */
+		int64_t zero = 0;
+
+		m->version = SPM_STATS_VERSION;
+		m->size = sizeof(*m);
+		m->pid = 0;
+		m->daemon = SPM_DAEMON_SLURMSTEPD;
+		m->ctx_count = SPM_CTX_COUNT;
+		m->hook_count = SPM_HOOK_COUNT;
+		memcpy(m->host, host, sizeof(m->host));
+		snprintf(m->release, sizeof(m->release), "%s",
+			 SLURM_VERSION_STRING);
+		__atomic_compare_exchange_n(&m->started, &zero,
+					    (int64_t)time(NULL), false,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+		__atomic_store_n(&m->magic, (uint64_t)SPM_STATS_MAGIC,
+				 __ATOMIC_RELEASE);
+	}
+	if (m->version != SPM_STATS_VERSION || m->size != sizeof(*m)) {
+		munmap(m, sizeof(*m));
+		return NULL;
+	}
+	return m;
+fail:
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* This process's mapping, made once, in slurm_spank_init (as root, before
+ * user_init drops privileges): SPANK calls it in slurmstepd's and slurmd's
+ * own process, never in a task's. */
+static void _stats_open(void)
+{
+	if (sp_stats_pid == getpid())
+		return;
+	sp_stats_pid = getpid();
+	sp_stats = _stats_map();
+}
+
+/* One answered hook call (outcome SPM_STATS_*, us from the hook's start).
+ * Without this process's own mapping (a task's process, or a process
+ * SPANK called no init in), the file is mapped for this call alone. */
+static void _publish(int hook, int outcome, uint64_t us, const char *where,
+		     const char *text, bool written_off)
+{
+	spm_stats_file_t *m = NULL;
+	bool transient = false;
+
+	if (!_publishes())
+		return;
+	if (sp_stats_pid == getpid()) {
+		m = sp_stats;
+	} else if ((m = _stats_map())) {
+		transient = true;
+	}
+	if (!m)
+		return;
+	spm_stats_count(&m->hooks[hook], outcome, us);
+	if (written_off)
+		spm_stats_add(&m->hooks[hook].written_off, 1);
+	if (outcome != SPM_STATS_OK)
+		spm_stats_write_error(&m->errors[hook], where, text,
+				      (int64_t)time(NULL));
+	if (transient)
+		munmap(m, sizeof(*m));
+}
+
+static uint64_t _now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void _setup(int ac, char **av);
 
 /* libslurmpy.so (and through it libpython) is loaded only here, by the
@@ -682,18 +842,26 @@ static int _core(void)
 static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 {
 	struct sp_box *b;
+	uint64_t t0;
 	int rc;
+	char text[SPM_STATS_TEXT];
 
 	_setup(ac, av);
 	if (!(hook_mask & (1u << hook)))
 		return 0;                /* not defined: no Python here */
+	t0 = _now_us();
 	if (_core() || core_start()) {
 		slurm_error("spank/python: %s: Python cannot start in this "
 			    "process (see the log)", name);
+		_publish(hook, SPM_STATS_FAILED, _now_us() - t0, "",
+			 "Python cannot start in this process (see the log)",
+			 false);
 		return -1;
 	}
 	if (!(b = calloc(1, sizeof(*b)))) {
 		slurm_error("spank/python: %s: out of memory", name);
+		_publish(hook, SPM_STATS_FAILED, _now_us() - t0, "",
+			 "out of memory", false);
 		return -1;
 	}
 	pthread_mutex_init(&b->mu, NULL);
@@ -715,6 +883,7 @@ static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 	b->call.prepend_argv = _prepend_argv;
 	rc = _call(b);
 	if (rc == SPM_PY_OK) {
+		_publish(hook, SPM_STATS_OK, _now_us() - t0, NULL, NULL, false);
 		_box_unref(b);
 		return 0;
 	}
@@ -722,11 +891,20 @@ static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 		slurm_error("spank/python: %s failed: it did not return within "
 			    "timeout=%u ms (left running, cut off from SPANK)",
 			    name, timeout_ms);
+		snprintf(text, sizeof(text), "%s did not return within "
+			 "timeout=%u ms", name, timeout_ms);
+		/* b->call is the abandoned thread's now */
+		_publish(hook, SPM_STATS_TIMEOUT, _now_us() - t0, "", text,
+			 true);
 	} else {
 		b->call.msg[sizeof(b->call.msg) - 1] = '\0';
+		b->call.where[sizeof(b->call.where) - 1] = '\0';
 		slurm_error("spank/python: %s failed: %s", name,
 			    b->call.msg[0] ? b->call.msg :
 			    "the bridge failed (see the log)");
+		_publish(hook, SPM_STATS_FAILED, _now_us() - t0, b->call.where,
+			 b->call.msg[0] ? b->call.msg :
+			 "the bridge failed (see the log)", false);
 	}
 	_box_unref(b);
 	return -1;
@@ -768,6 +946,9 @@ static void _setup(int ac, char **av)
 extern int slurm_spank_init(spank_t sp, int ac, char **av)
 {
 	_setup(ac, av);
+	/* stats: mapped now, as root, if a hook may run Python here */
+	if (hook_mask && _publishes() && geteuid() == 0)
+		_stats_open();
 	/* The options exist in every context (remote too: SPANK hands their
 	 * values to the callback there); job_script/slurmd take none. */
 	if (spank_context() == S_CTX_JOB_SCRIPT || spank_context() == S_CTX_SLURMD)

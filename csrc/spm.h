@@ -40,6 +40,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "spm_types.h"
 #include "spm_bridge.h"
@@ -267,6 +268,87 @@ void spm_stats_load(int ctx);
 
 /* A hook's last error, from C (a timeout; where ""). */
 void spm_stats_set_error(int hook, const char *where, const char *text);
+
+/* jobcomp/python's spool (spm_stats_jobcomp_t): a record appended, one
+ * dropped; a delivery attempt (delivered or not; failures: the failed
+ * attempts of the record the deliverer is on); the undelivered bytes now. */
+void spm_stats_jc_spooled(void);
+void spm_stats_jc_dropped(void);
+void spm_stats_jc_attempt(bool delivered, uint64_t failures);
+void spm_stats_jc_backlog(uint64_t bytes);
+
+/* The writers of a stats file, in-process (stats.c) and shared between
+ * processes (spank_python.c, which links no libslurmpy.so): counters by
+ * relaxed atomic adds, a hook's last error under a claim on its seq
+ * (spm_types.h) that no process can hold for good. */
+static inline unsigned spm_stats_bucket(uint64_t us)
+{
+	uint64_t v = us + 1;
+	unsigned e = 63 - (unsigned)__builtin_clzll(v), s, b;
+
+	s = e >= 2 ? (unsigned)(v >> (e - 2)) & 3 : (unsigned)(v << (2 - e)) & 3;
+	b = e * SPM_STATS_SUB + s;
+	return b < SPM_STATS_BUCKETS ? b : SPM_STATS_BUCKETS - 1;
+}
+
+static inline void spm_stats_add(uint64_t *counter, uint64_t n)
+{
+	__atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+static inline void spm_stats_count(spm_stats_hook_t *h, int outcome,
+				   uint64_t us)
+{
+	uint64_t max;
+
+	spm_stats_add(&h->calls, 1);
+	switch (outcome) {
+	case SPM_STATS_OK: spm_stats_add(&h->ok, 1); break;
+	case SPM_STATS_REFUSED: spm_stats_add(&h->refused, 1); break;
+	case SPM_STATS_TIMEOUT: spm_stats_add(&h->timeouts, 1); break;
+	default: spm_stats_add(&h->failed, 1);
+	}
+	spm_stats_add(&h->buckets[spm_stats_bucket(us)], 1);
+	max = __atomic_load_n(&h->max_us, __ATOMIC_RELAXED);
+	while (us > max && !__atomic_compare_exchange_n(
+		       &h->max_us, &max, us, true, __ATOMIC_RELAXED,
+		       __ATOMIC_RELAXED))
+		;
+}
+
+/* A claim older than this (seconds) is a dead writer's: taken over. */
+#define SPM_STATS_CLAIM_STALE 2
+
+/* Write e unless another writer is at it (its error is as recent: this
+ * one is dropped).  Never waits. */
+static inline void spm_stats_write_error(spm_stats_error_t *e,
+					 const char *where, const char *text,
+					 int64_t now)
+{
+	uint32_t seq = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE), next;
+
+	if (seq & 1) {
+		uint32_t claimed = __atomic_load_n(&e->claimed, __ATOMIC_RELAXED);
+
+		if ((int64_t)(uint32_t)now - (int64_t)claimed < SPM_STATS_CLAIM_STALE)
+			return;
+		next = seq + 2;          /* still odd: the claim is ours */
+	} else {
+		next = seq + 1;
+	}
+	if (!__atomic_compare_exchange_n(&e->seq, &seq, next, false,
+					 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&e->claimed, (uint32_t)now, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	snprintf(e->where, sizeof(e->where), "%s", where ? where : "");
+	snprintf(e->text, sizeof(e->text), "%s", text ? text : "");
+	for (char *c = e->text; *c; c++)
+		if (*c == '\n' || *c == '\r')
+			*c = ' ';
+	e->time = now;
+	__atomic_store_n(&e->seq, next + 1, __ATOMIC_RELEASE);
+}
 
 /* Around a task's run function on a worker: spm_stats_error() from
  * Python then knows the hook; leave() returns whether it was called. */

@@ -294,6 +294,8 @@ typedef struct spm_spank_call {
 	 * in this context), -2 (this Slurm release has none) */
 	int (*prepend_argv)(void *sp, int argc, const char **argv);
 	char msg[1024];          /* out: why the hook failed (for the log) */
+	char where[256];         /* out: "file:line" of its exception in the
+				  * handler, or "" (stats' last error) */
 } spm_spank_call_t;
 
 /* The one list of every constant the C side and Python share: Python
@@ -460,9 +462,18 @@ extern const spm_hook_t spm_hooks[];
  * log-scale latency histogram; nothing else happens on the hot path.  The
  * CLI (slurmpy_plugins/_stats.py) reads the file with this same layout
  * (cffi), never talking to the daemon.  Change the layout: bump
- * SPM_STATS_VERSION. */
+ * SPM_STATS_VERSION.
+ *
+ * spank/python runs in short-lived processes, many at once: those of a
+ * node that run as root (slurmstepd, its `spank prolog|epilog`, slurmd)
+ * add into one file shared by all of them,
+ * <SlurmdSpoolDir>/slurmpy-stats/spank.<host>.shared (pid 0, daemon
+ * SPM_DAEMON_SLURMSTEPD; the same layout), by atomic adds on the mapping,
+ * with no lock: its size is fixed, whatever the number of processes.  A
+ * hook run as the job's user (srun, sbatch, salloc; task_init) writes
+ * nothing (spank_python.c). */
 #define SPM_STATS_MAGIC 0x5354415453504d53
-#define SPM_STATS_VERSION 1
+#define SPM_STATS_VERSION 2
 /* Latency histogram: SPM_STATS_SUB buckets per power of two of
  * (microseconds + 1): bucket e * SPM_STATS_SUB + s holds
  * [(SPM_STATS_SUB + s) << e, (SPM_STATS_SUB + s + 1) << e) / SPM_STATS_SUB
@@ -486,14 +497,32 @@ typedef struct spm_stats_hook {
 } spm_stats_hook_t;
 
 /* The last error of a hook.  seq is odd while it is being written (a
- * reader copies it again); time is Unix seconds (0: none yet). */
+ * reader copies it again); time is Unix seconds (0: none yet).  A writer
+ * claims the record by moving seq from even to odd (CAS), claimed being
+ * when (Unix seconds): one that finds it claimed for long (a writer killed
+ * in the middle, in the shared spank file) takes it over. */
 typedef struct spm_stats_error {
 	uint32_t seq;
-	uint32_t pad;
+	uint32_t claimed;
 	int64_t time;
 	char where[SPM_STATS_TEXT];   /* "file:line" in the handler, or "" */
 	char text[SPM_STATS_TEXT];    /* "ValueError: ...", one line */
 } spm_stats_error_t;
+
+/* jobcomp/python's spool and deliverer (dispatch_jobcomp.c, slurmctld).
+ * Its hooks' rows (job_end, job_start) count delivery attempts. */
+typedef struct spm_stats_jobcomp {
+	uint64_t spooled;        /* records appended to the spool */
+	uint64_t dropped;        /* records dropped (spool full, unwritable,
+				  * out of memory): lost */
+	uint64_t delivered;      /* records the handler took */
+	uint64_t retried;        /* failed attempts (each is retried) */
+	uint64_t backlog_bytes;  /* now: bytes of records not yet delivered */
+	uint64_t head_failures;  /* now: failed attempts of the record the
+				  * deliverer is on (0: none) */
+	int64_t head_failing_since; /* now: Unix time of its first failed
+				     * attempt (0: not failing) */
+} spm_stats_jobcomp_t;
 
 typedef struct spm_stats_file {
 	uint64_t magic;          /* SPM_STATS_MAGIC, written last */
@@ -512,6 +541,7 @@ typedef struct spm_stats_file {
 	uint64_t reloads[SPM_CTX_COUNT]; /* changed handlers taken (reload=) */
 	spm_stats_hook_t hooks[SPM_HOOK_COUNT];
 	spm_stats_error_t errors[SPM_HOOK_COUNT];
+	spm_stats_jobcomp_t jobcomp;
 } spm_stats_file_t;
 
 /* C services Python may call. */

@@ -4,8 +4,10 @@
  *
  * The hot path (spm_stats_call) is a handful of relaxed atomic adds on the
  * hook's counters and one histogram bucket, and a CAS loop on max_us only
- * when a call is the slowest yet: no lock, no system call.  The rare paths
- * (a hook's last error) take a seqlock the reader retries on.  Without the
+ * when a call is the slowest yet: no lock, no system call (spm.h's inline
+ * writers, shared with spank_python.c).  The rare paths (a hook's last
+ * error) claim a seqlock the reader retries on; a writer that finds it
+ * claimed drops its error rather than wait.  Without the
  * file (not slurmctld/slurmd, or it could not be made: logged once)
  * every function here returns at once.
  */
@@ -129,43 +131,18 @@ void spm_stats_open(const char *dir)
 	pthread_once(&open_once, _open);
 }
 
-static unsigned _bucket(uint64_t us)
+void spm_stats_call(int hook, int outcome, uint64_t us)
 {
-	uint64_t v = us + 1;
-	unsigned e = 63 - (unsigned)__builtin_clzll(v), s, b;
+	spm_stats_file_t *m = _stats();
 
-	s = e >= 2 ? (unsigned)(v >> (e - 2)) & 3 : (unsigned)(v << (2 - e)) & 3;
-	b = e * SPM_STATS_SUB + s;
-	return b < SPM_STATS_BUCKETS ? b : SPM_STATS_BUCKETS - 1;
+	if (!m || hook < 0 || hook >= SPM_HOOK_COUNT)
+		return;
+	spm_stats_count(&m->hooks[hook], outcome, us);
 }
 
 static void _add(uint64_t *counter)
 {
-	__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
-}
-
-void spm_stats_call(int hook, int outcome, uint64_t us)
-{
-	spm_stats_file_t *m = _stats();
-	spm_stats_hook_t *h;
-	uint64_t max;
-
-	if (!m || hook < 0 || hook >= SPM_HOOK_COUNT)
-		return;
-	h = &m->hooks[hook];
-	_add(&h->calls);
-	switch (outcome) {
-	case SPM_STATS_OK: _add(&h->ok); break;
-	case SPM_STATS_REFUSED: _add(&h->refused); break;
-	case SPM_STATS_TIMEOUT: _add(&h->timeouts); break;
-	default: _add(&h->failed);
-	}
-	_add(&h->buckets[_bucket(us)]);
-	max = __atomic_load_n(&h->max_us, __ATOMIC_RELAXED);
-	while (us > max && !__atomic_compare_exchange_n(
-		       &h->max_us, &max, us, true, __ATOMIC_RELAXED,
-		       __ATOMIC_RELAXED))
-		;
+	spm_stats_add(counter, 1);
 }
 
 void spm_stats_written_off(int hook)
@@ -192,30 +169,56 @@ void spm_stats_reload(int ctx)
 		_add(&m->reloads[spm_ctx_index(ctx)]);
 }
 
-/* Writers of one hook's error record take turns (rare: failures only). */
-static pthread_mutex_t error_mu = PTHREAD_MUTEX_INITIALIZER;
-
 void spm_stats_set_error(int hook, const char *where, const char *text)
 {
 	spm_stats_file_t *m = _stats();
-	spm_stats_error_t *e;
-	uint32_t seq;
 
 	if (!m || hook < 0 || hook >= SPM_HOOK_COUNT)
 		return;
-	e = &m->errors[hook];
-	pthread_mutex_lock(&error_mu);
-	seq = __atomic_load_n(&e->seq, __ATOMIC_RELAXED);
-	__atomic_store_n(&e->seq, seq + 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	snprintf(e->where, sizeof(e->where), "%s", where ? where : "");
-	snprintf(e->text, sizeof(e->text), "%s", text ? text : "");
-	for (char *c = e->text; *c; c++)
-		if (*c == '\n' || *c == '\r')
-			*c = ' ';
-	e->time = (int64_t)time(NULL);
-	__atomic_store_n(&e->seq, seq + 2, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&error_mu);
+	spm_stats_write_error(&m->errors[hook], where, text,
+			      (int64_t)time(NULL));
+}
+
+/* ---- jobcomp/python's spool ---- */
+
+void spm_stats_jc_spooled(void)
+{
+	spm_stats_file_t *m = _stats();
+
+	if (m)
+		_add(&m->jobcomp.spooled);
+}
+
+void spm_stats_jc_dropped(void)
+{
+	spm_stats_file_t *m = _stats();
+
+	if (m)
+		_add(&m->jobcomp.dropped);
+}
+
+void spm_stats_jc_attempt(bool delivered, uint64_t failures)
+{
+	spm_stats_file_t *m = _stats();
+
+	if (!m)
+		return;
+	_add(delivered ? &m->jobcomp.delivered : &m->jobcomp.retried);
+	if (delivered || failures <= 1)
+		__atomic_store_n(&m->jobcomp.head_failing_since,
+				 delivered ? 0 : (int64_t)time(NULL),
+				 __ATOMIC_RELAXED);
+	__atomic_store_n(&m->jobcomp.head_failures, delivered ? 0 : failures,
+			 __ATOMIC_RELAXED);
+}
+
+void spm_stats_jc_backlog(uint64_t bytes)
+{
+	spm_stats_file_t *m = _stats();
+
+	if (m)
+		__atomic_store_n(&m->jobcomp.backlog_bytes, bytes,
+				 __ATOMIC_RELAXED);
 }
 
 void spm_stats_error(int ctx, const char *where, const char *text)

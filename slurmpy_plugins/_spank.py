@@ -223,9 +223,10 @@ def _message(e: BaseException, roots: tuple[str, ...]) -> str:
     return f"{type(e).__name__}: {e} ({_loader.where(e, roots)})"
 
 
-def run(handler: Any, hook: str, spank: Spank, roots: tuple[str, ...] = ()) -> str | None:
+def run(handler: Any, hook: str, spank: Spank, roots: tuple[str, ...] = (),
+        sites: list[str] | None = None) -> str | None:
     """Call the hook; None when it returned, else the failure message (the
-    traceback is logged)."""
+    traceback is logged; its ``file:line`` appended to `sites`, for stats)."""
     method = getattr(handler, hook, None)
     if method is None:
         return None
@@ -233,6 +234,8 @@ def run(handler: Any, hook: str, spank: Spank, roots: tuple[str, ...] = ()) -> s
         method(spank)
     except BaseException as e:   # SystemExit too: a failed hook, never the process's exit
         log.error("%s raised:\n%s", hook, _loader.format_tb(e))
+        if sites is not None:
+            sites.append(_loader.where(e, roots))
         return f"{hook}: {_message(e, roots)}"
     return None
 
@@ -310,10 +313,14 @@ def call(ffi: Any, lib: Any, c: Any) -> int:
         handlers, sa = entry
         spank = Spank(_CBackend(ffi, c), context, sa.extra)
         msg = None
+        sites: list[str] = []
         for handler in handlers:          # in the line's order; the first failure ends it
-            msg = run(handler, hook, spank, sa.cfg.path)
+            msg = run(handler, hook, spank, sa.cfg.path, sites)
             if msg is not None:
                 break
+        if sites:
+            site = sites[-1].encode("utf-8", "backslashreplace")[:len(c.where) - 1]
+            ffi.memmove(c.where, site + b"\0", len(site) + 1)
     if msg is None:
         return int(lib.SPM_PY_OK)
     raw = msg.encode("utf-8", "backslashreplace")[:len(c.msg) - 1]

@@ -10,6 +10,13 @@ slurmpy-stats/<daemon>.<host>.<pid>.  Files of another host are left out;
 those of a daemon no longer running (its pid gone, or reused by another
 process) are reported as stale and their numbers not shown.
 
+spank/python's figures are the node's, not one process's: every root
+process of the node running its hooks (slurmstepd, slurmd) adds into
+<SlurmdSpoolDir>/slurmpy-stats/spank.<host>.shared, shown as the daemon
+"spank" (pid 0) with the figures since the file was made.  Hooks run in
+srun, sbatch and salloc, and task_init (run as the job's user), are not
+counted (see docs/admin.md).
+
 Percentiles come from the histogram: each is the upper bound of its
 bucket (a quarter of a power of two wide), capped at the maximum, so at
 most 25% above the true value.
@@ -34,6 +41,11 @@ ffi, lib = _abi.ffi, _abi.lib
 SUB, BUCKETS = int(lib.SPM_STATS_SUB), int(lib.SPM_STATS_BUCKETS)
 DAEMONS = {int(lib.SPM_DAEMON_SLURMCTLD): "slurmctld", int(lib.SPM_DAEMON_SLURMD): "slurmd"}
 COUNTERS = ("calls", "ok", "refused", "failed", "timeouts", "written_off")
+JOBCOMP = ("spooled", "dropped", "delivered", "retried", "backlog_bytes", "head_failures",
+           "head_failing_since")
+SPANK_NOTE = ("spank/python: counted in this node's root processes only (slurmstepd, "
+              "its job_prolog/job_epilog, slurmd's slurmd_exit); hooks run in srun, sbatch "
+              "and salloc, and task_init (run as the job's user), are not counted")
 
 
 def _s(c: Any) -> str:
@@ -96,6 +108,8 @@ class DaemonStats:
     release: str | None = None
     plugins: dict[str, dict[str, int]] = field(default_factory=dict)  # loads, reloads
     hooks: list[HookStats] = field(default_factory=list)
+    jobcomp: dict[str, int] | None = None    # jobcomp/python's spool (JOBCOMP)
+    notes: list[str] = field(default_factory=list)
 
 
 def _proc_start(pid: int) -> int | None:
@@ -148,8 +162,12 @@ def read_file(path: str) -> DaemonStats:
     out.pid, out.host = int(m.pid), _s(m.host)
     out.daemon = DAEMONS.get(int(m.daemon), out.daemon)
     out.started, out.release = int(m.started), _s(m.release)
-    start = _proc_start(out.pid)
-    if start is None or (m.proc_start and start != int(m.proc_start)):
+    shared = out.pid == 0 and int(m.daemon) == int(lib.SPM_DAEMON_SLURMSTEPD)
+    if shared:     # spank/python: the node's root processes, one file
+        out.daemon = "spank"
+        out.notes.append(SPANK_NOTE)
+    start = None if shared else _proc_start(out.pid)
+    if not shared and (start is None or (m.proc_start and start != int(m.proc_start))):
         out.state = "stale"
         out.why = f"pid {out.pid} is not running (the file of an earlier {out.daemon})"
         return out
@@ -173,8 +191,10 @@ def read_file(path: str) -> DaemonStats:
             p99_us=percentile(buckets, int(st.max_us), 0.99),
             max_us=int(st.max_us), last_error=last, buckets=buckets))
     for c in range(int(m.ctx_count)):
-        if m.loads[c] or m.reloads[c] or c in hooks_seen:
+        if (m.loads[c] or m.reloads[c] or c in hooks_seen) and not shared:
             out.plugins[PLUGIN[c]] = {"loads": int(m.loads[c]), "reloads": int(m.reloads[c])}
+    if "jobcomp/python" in out.plugins:
+        out.jobcomp = {k: int(getattr(m.jobcomp, k)) for k in JOBCOMP}
     return out
 
 
@@ -218,8 +238,24 @@ def table(stats: list[DaemonStats]) -> str:
             continue
         lines.append(f"{head}: Slurm {d.release}, up since "
                      f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(d.started or 0))}")
+        if d.daemon == "spank":
+            lines[-1] = (f"spank/python in this node's root processes ({d.path}): Slurm "
+                         f"{d.release}, counting since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(d.started or 0))}")
         for plugin, n in d.plugins.items():
             lines.append(f"  {plugin}: {n['loads']} load(s), {n['reloads']} reload(s)")
+        if d.jobcomp is not None:
+            j = d.jobcomp
+            line = (f"  jobcomp/python spool: {j['spooled']} spooled, {j['delivered']} delivered, "
+                    f"{j['retried']} failed attempt(s) retried, {j['dropped']} dropped, "
+                    f"{j['backlog_bytes']} byte(s) undelivered")
+            if j["head_failures"]:
+                since = time.strftime("%Y-%m-%d %H:%M:%S",
+                                      time.localtime(j["head_failing_since"]))
+                line += (f"; delivery held back by a record failing {j['head_failures']} "
+                         f"time(s) since {since}")
+            lines.append(line)
+        lines.extend(f"  note: {n}" for n in d.notes)
         if not d.hooks:
             lines.append("  no calls yet")
             continue
@@ -269,7 +305,8 @@ def openmetrics(stats: list[DaemonStats]) -> str:
         out.extend(samples)
 
     family("slurmpy_daemon_info", "gauge",
-           "A daemon of this host running slurmpy plugins (stale: its file outlived it).",
+           "A daemon of this host running slurmpy plugins (stale: its file outlived it; "
+           "daemon spank, pid 0: spank/python in the node's root processes).",
            [f"slurmpy_daemon_info{_labels(daemon=d.daemon, pid=d.pid, state=d.state)} 1"
             for d in stats])
     helps = {"calls": "Hook calls answered.", "ok": "Calls the handler answered successfully.",
@@ -309,6 +346,22 @@ def openmetrics(stats: list[DaemonStats]) -> str:
            [f"slurmpy_hook_last_error_timestamp_seconds"
             f"{_labels(daemon=d.daemon, pid=d.pid, plugin=h.plugin, hook=h.hook)} "
             f"{h.last_error['time']}" for d in running for h in d.hooks if h.last_error])
+    jc = [d for d in running if d.jobcomp is not None]
+    for key, typ, help_ in (
+            ("spooled", "counter", "Completion records appended to the spool."),
+            ("dropped", "counter", "Completion records dropped (spool full, unwritable): lost."),
+            ("delivered", "counter", "Completion records the handler took."),
+            ("retried", "counter", "Failed delivery attempts (each is retried)."),
+            ("backlog_bytes", "gauge", "Bytes of spooled records not yet delivered."),
+            ("head_failures", "gauge",
+             "Failed attempts of the record delivery is held back on (0: none)."),
+            ("head_failing_since", "gauge",
+             "When that record first failed (Unix time; 0: none failing).")):
+        name = f"slurmpy_jobcomp_{key}" + ("_timestamp_seconds" if key.endswith("since") else "")
+        family(name, typ, help_,
+               [f"{name}{'_total' if typ == 'counter' else ''}"
+                f"{_labels(daemon=d.daemon, pid=d.pid)} {d.jobcomp[key]}"  # type: ignore[index]
+                for d in jc])
     for key, help_ in (("loads", "Handler loads (boot, reconfigure)."),
                        ("reloads", "Changed handlers taken (reload=).")):
         family(f"slurmpy_plugin_{key}", "counter", help_,

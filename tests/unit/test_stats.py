@@ -101,3 +101,138 @@ def test_percentile_is_the_bucket_bound_capped_at_the_max():
     assert _stats.percentile(b, 10**9, 1.0) == 40958   # (5 << 15) / 4 - 2
     assert _stats.percentile(b, 30_000, 1.0) == 30_000
     assert _stats.percentile([0] * _stats.BUCKETS, 0, 0.5) is None
+
+
+JC_SO = PLUGIN_DIR / "jobcomp_python.so"
+
+LEDGER = """\
+import os
+from slurmpy_plugins import JobCompHandler
+
+DOWN, OUT = {down!r}, {out!r}
+
+
+class Ledger(JobCompHandler):
+    def job_end(self, job):
+        if os.path.exists(DOWN):
+            raise ConnectionError("the ledger is down")
+        with open(OUT, "a") as f:
+            f.write("%d\\n" % job.job_id)
+"""
+LEDGER_RAISE = LEDGER.splitlines().index('            raise ConnectionError("the ledger is down")') + 1
+
+
+def _jc_job(job_id: int, **kw):
+    d = dict(job_id=job_id, job_state=3 | (1 << 15), name=f"j{job_id}", user_id=1000,
+             user_name="alice", group_id=1000, account="phys", partition="debug",
+             submit_time=1_700_000_000 + job_id, start_time=1_700_000_100,
+             end_time=1_700_000_160, node_cnt=1, total_cpus=2, nodes="node1",
+             time_limit=0xFFFFFFFE, array_task_id=0xFFFFFFFE)
+    d.update(kw)
+    return d
+
+
+def test_jobcomp_publishes_its_spool_and_deliveries(make_host, handlers, capsys):
+    # the ledger is down for the first records: each attempt fails (its
+    # file:line is the last error), the deliverer retries the first one
+    # while the backlog grows; once it is up, all are delivered, in order,
+    # and the backlog is empty; a record too big for spool_max= is dropped
+    root = handlers.path.parent
+    down, out = root / "down.flag", root / "delivered.txt"
+    state = root / "state"
+    state.mkdir()
+    slurm_conf = root / "slurm.conf"
+    slurm_conf.write_text(f"StateSaveLocation={state}\nSlurmdSpoolDir={root}/spool-%n\n")
+    handlers.write("ledger", LEDGER.format(down=str(down), out=str(out)))
+    (root / "jobcomp_python.conf").write_text(
+        f"handler=ledger:Ledger\npath={handlers.path}\nspool_max=1\n")
+    down.write_text("")
+    h = make_host(so=JC_SO)
+    h.conf(slurm_conf=str(slurm_conf), state_save_location=str(state), cluster_name="testc")
+    h.load()
+    for i in (1, 2, 3):
+        assert h.jc_end(**_jc_job(i))["rc"] == 0
+    assert h.jc_end(**_jc_job(4, name="x" * (1200 * 1024)))["rc"] != 0   # > spool_max
+
+    def daemon():
+        [d] = json.loads(_cli(capsys, slurm_conf, "--json"))["daemons"]
+        return d
+
+    def failing():
+        d = daemon()
+        return d if d["jobcomp"]["head_failures"] >= 2 else None
+
+    d = wait_for(failing, timeout=30, what="two failed attempts of the first record")
+    jc = d["jobcomp"]
+    assert (jc["spooled"], jc["dropped"], jc["delivered"]) == (3, 1, 0)
+    assert jc["retried"] >= 2 and jc["backlog_bytes"] > 0
+    assert abs(jc["head_failing_since"] - __import__("time").time()) < 60
+    [end] = [x for x in d["hooks"] if x["hook"] == "job_end"]
+    assert end["plugin"] == "jobcomp/python" and end["ok"] == 0
+    assert end["failed"] == end["calls"] >= 2 and end["timeouts"] == 0
+    assert end["last_error"]["where"] == f"{handlers.path}/ledger.py:{LEDGER_RAISE}"
+    assert end["last_error"]["text"] == "ConnectionError: the ledger is down"
+    table = _cli(capsys, slurm_conf)
+    assert "jobcomp/python spool: 3 spooled, 0 delivered" in table
+    assert "delivery held back by a record failing" in table
+
+    down.unlink()
+    d = wait_for(lambda: (lambda d: d if d["jobcomp"]["delivered"] == 3 else None)(daemon()),
+                 timeout=60, what="the three records delivered")
+    jc = d["jobcomp"]
+    assert (jc["backlog_bytes"], jc["head_failures"], jc["head_failing_since"]) == (0, 0, 0)
+    assert out.read_text().split() == ["1", "2", "3"]
+    [end] = [x for x in d["hooks"] if x["hook"] == "job_end"]
+    assert end["ok"] == 3 and end["calls"] == end["ok"] + end["failed"]
+    assert end["failed"] == jc["retried"]
+    assert 0 < end["p50_us"] <= end["max_us"]
+    om = _cli(capsys, slurm_conf, "--openmetrics")
+    assert 'slurmpy_jobcomp_delivered_total{daemon="slurmctld",pid="%d"} 3' % d["pid"] in om
+    assert 'slurmpy_jobcomp_dropped_total{daemon="slurmctld",pid="%d"} 1' % d["pid"] in om
+    assert 'slurmpy_jobcomp_backlog_bytes{daemon="slurmctld",pid="%d"} 0' % d["pid"] in om
+    h.close()
+
+
+def _write_spank_file(path, **hooks):
+    """A spank.<host>.shared file as spank_python.c makes it (pid 0)."""
+    ffi, lib = _stats.ffi, _stats.lib
+    m = ffi.new("spm_stats_file_t *")
+    m.magic, m.version = lib.SPM_STATS_MAGIC, lib.SPM_STATS_VERSION
+    m.size, m.pid, m.daemon = ffi.sizeof("spm_stats_file_t"), 0, lib.SPM_DAEMON_SLURMSTEPD
+    m.started, m.ctx_count, m.hook_count = 1_700_000_000, lib.SPM_CTX_COUNT, lib.SPM_HOOK_COUNT
+    m.host, m.release = _stats._this_host().encode(), b"22.05.8"
+    for name, (ok, failed) in hooks.items():
+        h = m.hooks[getattr(lib, "SPM_HOOK_SP_" + name.upper())]
+        h.calls, h.ok, h.failed, h.max_us = ok + failed, ok, failed, 900
+        h.buckets[20] = ok + failed
+    e = m.errors[lib.SPM_HOOK_SP_USER_INIT]
+    e.time, e.where, e.text = 1_700_000_500, b"/etc/slurm/h/tag.py:12", b"RuntimeError: no"
+    path.write_bytes(bytes(ffi.buffer(m)))
+
+
+def test_the_nodes_shared_spank_file_is_read_as_such(tmp_path, capsys):
+    spool = tmp_path / "spool-n1"
+    (spool / "slurmpy-stats").mkdir(parents=True)
+    slurm_conf = tmp_path / "slurm.conf"
+    slurm_conf.write_text(f"StateSaveLocation={tmp_path}/state\n"
+                          f"SlurmdSpoolDir={tmp_path}/spool-%n\n")
+    path = spool / "slurmpy-stats" / f"spank.{_stats._this_host()}.shared"
+    _write_spank_file(path, user_init=(4, 1), task_exit=(5, 0))
+    [d] = json.loads(_cli(capsys, slurm_conf, "--json"))["daemons"]
+    assert (d["daemon"], d["pid"], d["state"], d["path"]) == ("spank", 0, "running", str(path))
+    assert d["plugins"] == {} and d["jobcomp"] is None
+    assert d["notes"] == [_stats.SPANK_NOTE] and "task_init" in d["notes"][0]
+    hooks = {x["hook"]: x for x in d["hooks"]}
+    assert set(hooks) == {"user_init", "task_exit"}
+    assert (hooks["user_init"]["calls"], hooks["user_init"]["failed"]) == (5, 1)
+    assert hooks["user_init"]["last_error"] == {
+        "where": "/etc/slurm/h/tag.py:12", "text": "RuntimeError: no", "time": 1_700_000_500}
+    table = _cli(capsys, slurm_conf)
+    assert "spank/python in this node's root processes" in table and "not counted" in table
+    om = _cli(capsys, slurm_conf, "--openmetrics")
+    assert ('slurmpy_hook_calls_total{daemon="spank",pid="0",plugin="spank/python",'
+            'hook="user_init"} 5') in om
+    # another release's layout: said, not misread
+    path.write_bytes(path.read_bytes()[:100])
+    [d] = json.loads(_cli(capsys, slurm_conf, "--json"))["daemons"]
+    assert d["state"] == "unreadable" and not d["hooks"]
