@@ -193,8 +193,9 @@ def read_file(path: str) -> DaemonStats:
     for c in range(int(m.ctx_count)):
         if (m.loads[c] or m.reloads[c] or c in hooks_seen) and not shared:
             out.plugins[PLUGIN[c]] = {"loads": int(m.loads[c]), "reloads": int(m.reloads[c])}
-    if "jobcomp/python" in out.plugins:
-        out.jobcomp = {k: int(getattr(m.jobcomp, k)) for k in JOBCOMP}
+    jc = {k: int(getattr(m.jobcomp, k)) for k in JOBCOMP}
+    if "jobcomp/python" in out.plugins or any(jc.values()):   # records spool before the boot
+        out.jobcomp = jc
     return out
 
 

@@ -125,7 +125,8 @@ def test_jobcomp_deliveries_retries_and_spool(jc_cluster):  # noqa: F811
     def ctld(daemons):
         mine = [d for d in daemons if d["daemon"] == "slurmctld" and d["pid"] == c.ctld_pid
                 and d["state"] == "running"]
-        return mine[0] if mine and mine[0]["jobcomp"]["delivered"] >= 2 else None
+        return mine[0] if mine and (mine[0]["jobcomp"] or {}).get("delivered", 0) >= 2 \
+            else None
 
     d = wait_stats(c, ctld, "two records delivered")
     jc = d["jobcomp"]

@@ -160,7 +160,7 @@ def test_jobcomp_publishes_its_spool_and_deliveries(make_host, handlers, capsys)
 
     def failing():
         d = daemon()
-        return d if d["jobcomp"]["head_failures"] >= 2 else None
+        return d if d["jobcomp"] and d["jobcomp"]["head_failures"] >= 2 else None
 
     d = wait_for(failing, timeout=30, what="two failed attempts of the first record")
     jc = d["jobcomp"]
