@@ -670,52 +670,30 @@ static bool _publishes(void)
 	return c == S_CTX_REMOTE || c == S_CTX_JOB_SCRIPT || c == S_CTX_SLURMD;
 }
 
-/* The file, mapped; NULL (nothing published) when it cannot be had
- * safely: not root, no SlurmdSpoolDir, a directory or file that is not
- * root's alone, or a file of another layout that cannot be replaced. */
-static spm_stats_file_t *_stats_map(void)
+/* The file in the directory dfd, mapped, or NULL; *replace: it is of
+ * another layout (another release's). */
+static spm_stats_file_t *_stats_map_at(int dfd, const char *name,
+				       const char *host, bool *replace)
 {
-	char dir[4200], path[4400], host[64] = "";
-	slurmd_conf_t **c;
 	spm_stats_file_t *m;
 	struct stat st;
-	int fd = -1;
+	int fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+			O_NOCTTY, 0600);
 
-	if (geteuid() != 0 || !_publishes())
-		return NULL;
-	c = (slurmd_conf_t **)dlsym(RTLD_DEFAULT, "conf");
-	if (!c || !*c || !(*c)->spooldir || (*c)->spooldir[0] != '/')
-		return NULL;
-	gethostname(host, sizeof(host) - 1);
-	for (char *h = host; *h; h++)
-		if (*h == '/' || *h == '.')
-			*h = *h == '.' ? '\0' : '_';
-	snprintf(dir, sizeof(dir), "%s/slurmpy-stats", (*c)->spooldir);
-	if (mkdir(dir, 0755) && errno != EEXIST)
-		return NULL;
-	if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || st.st_uid != 0 ||
-	    (st.st_mode & 022))
-		return NULL;
-	snprintf(path, sizeof(path), "%s/spank.%s.shared", dir, host);
-	for (int attempt = 0; attempt < 2; attempt++) {
-		fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
-			  O_NOCTTY, 0600);
-		if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) ||
-		    st.st_uid != 0 || (st.st_mode & 077) || st.st_nlink != 1)
-			goto fail;
-		if (st.st_size == 0 && ftruncate(fd, sizeof(*m)))
-			goto fail;
-		if (st.st_size == 0 || st.st_size == sizeof(*m))
-			break;
-		/* another release's layout: start a new file (processes of
-		 * that release keep the old one, unlinked) */
-		close(fd);
-		fd = -1;
-		if (attempt || unlink(path))
-			return NULL;
-	}
+	*replace = false;
 	if (fd < 0)
 		return NULL;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+	    (st.st_mode & 077) || st.st_nlink != 1 ||
+	    (st.st_size == 0 && ftruncate(fd, sizeof(*m)))) {
+		close(fd);
+		return NULL;
+	}
+	if (st.st_size != 0 && st.st_size != sizeof(*m)) {
+		close(fd);
+		*replace = true;
+		return NULL;
+	}
 	m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (m == MAP_FAILED)
@@ -742,13 +720,49 @@ static spm_stats_file_t *_stats_map(void)
 	}
 	if (m->version != SPM_STATS_VERSION || m->size != sizeof(*m)) {
 		munmap(m, sizeof(*m));
+		*replace = true;
 		return NULL;
 	}
 	return m;
-fail:
-	if (fd >= 0)
-		close(fd);
-	return NULL;
+}
+
+/* The file, mapped; NULL (nothing published) when it cannot be had
+ * safely: not root, no SlurmdSpoolDir, a directory or file that is not
+ * root's alone.  A file of another layout (a release before an upgrade)
+ * is replaced by a new one: its processes keep adding to the old inode,
+ * unlinked. */
+static spm_stats_file_t *_stats_map(void)
+{
+	char dir[4200], name[128], host[64] = "";
+	slurmd_conf_t **c;
+	spm_stats_file_t *m = NULL;
+	struct stat st;
+	bool replace;
+	int dfd;
+
+	if (geteuid() != 0 || !_publishes())
+		return NULL;
+	c = (slurmd_conf_t **)dlsym(RTLD_DEFAULT, "conf");
+	if (!c || !*c || !(*c)->spooldir || (*c)->spooldir[0] != '/')
+		return NULL;
+	gethostname(host, sizeof(host) - 1);
+	for (char *h = host; *h; h++)
+		if (*h == '/' || *h == '.')
+			*h = *h == '.' ? '\0' : '_';
+	snprintf(dir, sizeof(dir), "%s/slurmpy-stats", (*c)->spooldir);
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		return NULL;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return NULL;
+	snprintf(name, sizeof(name), "spank.%s.shared", host);
+	if (!fstat(dfd, &st) && st.st_uid == 0 && !(st.st_mode & 022)) {
+		m = _stats_map_at(dfd, name, host, &replace);
+		if (!m && replace && !unlinkat(dfd, name, 0))
+			m = _stats_map_at(dfd, name, host, &replace);
+	}
+	close(dfd);
+	return m;
 }
 
 /* This process's mapping, made once, in slurm_spank_init (as root, before

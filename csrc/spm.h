@@ -347,7 +347,9 @@ static inline void spm_stats_write_error(spm_stats_error_t *e,
 		if (*c == '\n' || *c == '\r')
 			*c = ' ';
 	e->time = now;
-	__atomic_store_n(&e->seq, next + 1, __ATOMIC_RELEASE);
+	/* released only if still ours (not taken over meanwhile) */
+	__atomic_compare_exchange_n(&e->seq, &next, next + 1, false,
+				    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
 }
 
 /* Around a task's run function on a worker: spm_stats_error() from

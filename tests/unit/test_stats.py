@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import stat
+import subprocess
 
 from slurmpy_plugins import _stats
 
@@ -236,3 +238,81 @@ def test_the_nodes_shared_spank_file_is_read_as_such(tmp_path, capsys):
     path.write_bytes(path.read_bytes()[:100])
     [d] = json.loads(_cli(capsys, slurm_conf, "--json"))["daemons"]
     assert d["state"] == "unreadable" and not d["hooks"]
+
+
+# spm.h's writers, shared by the daemons (stats.c) and the node's spank
+# processes (spank_python.c): a hook's last error under a claim (a fresh
+# one is respected: the newcomer's error is dropped; a stale one, a writer
+# killed in the middle, is taken over), and counters that processes add to
+# at once through one MAP_SHARED mapping, no lock, nothing lost.
+CLAIMS_C = r"""
+#include "spm.h"
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PROCS 4
+#define CALLS 20000
+
+int main(void)
+{
+	static spm_stats_error_t e;
+	spm_stats_file_t *m;
+
+	spm_stats_write_error(&e, "a.py:1", "first\nline", 1000);
+	printf("write %u %s|%s|%lld\n", e.seq, e.where, e.text, (long long)e.time);
+	e.seq = 3;                         /* a writer at it since 1999 */
+	e.claimed = 1999;
+	spm_stats_write_error(&e, "b.py:2", "second", 2000);
+	printf("fresh %u %s|%s|%lld\n", e.seq, e.where, e.text, (long long)e.time);
+	spm_stats_write_error(&e, "c.py:3", "third", 2001 + SPM_STATS_CLAIM_STALE);
+	printf("stale %u %s|%s|%lld\n", e.seq, e.where, e.text, (long long)e.time);
+
+	m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return 1;
+	for (int p = 0; p < PROCS; p++) {
+		if (fork() == 0) {
+			for (uint64_t i = 0; i < CALLS; i++) {
+				spm_stats_count(&m->hooks[0], i % 4, i % 1000);
+				if (i % 100 == 0)
+					spm_stats_write_error(&m->errors[0], "x.py:9", "boom", 5000);
+			}
+			_exit(0);
+		}
+	}
+	while (wait(NULL) > 0)
+		;
+	{
+		spm_stats_hook_t *h = &m->hooks[0];
+		uint64_t b = 0;
+
+		for (int i = 0; i < SPM_STATS_BUCKETS; i++)
+			b += h->buckets[i];
+		printf("shared %llu %llu %llu %llu %llu %llu %llu %u %s\n",
+		       (unsigned long long)h->calls, (unsigned long long)h->ok,
+		       (unsigned long long)h->refused, (unsigned long long)h->failed,
+		       (unsigned long long)h->timeouts, (unsigned long long)b,
+		       (unsigned long long)h->max_us, m->errors[0].seq & 1,
+		       m->errors[0].text);
+	}
+	return 0;
+}
+"""
+
+
+def test_error_claims_and_counters_shared_by_processes(tmp_path):
+    root = pathlib.Path(__file__).resolve().parents[2]
+    src, exe = tmp_path / "claims.c", tmp_path / "claims"
+    src.write_text(CLAIMS_C)
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-I", str(root / "csrc"), "-o", str(exe),
+                    str(src)], check=True)
+    out = dict(line.split(" ", 1) for line in
+               subprocess.run([str(exe)], check=True, capture_output=True,
+                              text=True).stdout.splitlines())
+    assert out["write"] == "2 a.py:1|first line|1000"
+    assert out["fresh"] == "3 a.py:1|first line|1000"       # dropped: not waited for
+    assert out["stale"] == "6 c.py:3|third|2003"            # taken over, released even
+    n = 4 * 20000
+    assert out["shared"].split() == [str(n), str(n // 4), str(n // 4), str(n // 4),
+                                     str(n // 4), str(n), "999", "0", "boom"]
