@@ -170,6 +170,15 @@ class Probe(SpankHandler):
 
     def exit(self, spank):
         pass
+
+    def local_user_init(self, spank):    # srun's: never counted
+        pass
+
+    def job_prolog(self, spank):
+        pass
+
+    def job_epilog(self, spank):
+        pass
 '''
 SPANK_RAISE = 'raise RuntimeError("the tag service says no")'
 
@@ -212,12 +221,14 @@ def _spank_steps(c, hdir, raise_, nobody) -> None:
         mine = [d for d in daemons if d["daemon"] == "spank"]
         assert len(mine) <= 1, mine
         h = hooks_of(mine[0]) if mine else {}
-        # slurmstepd's task_exit and exit hooks run after srun has returned
+        # slurmstepd's task_exit and exit, the job's job_epilog, run after
+        # srun has returned
         done = h.get("task_exit", {}).get("calls", 0) >= 5 and \
-            h.get("exit", {}).get("calls", 0) >= 3
+            h.get("exit", {}).get("calls", 0) >= 3 and \
+            h.get("job_epilog", {}).get("calls", 0) >= 4
         return mine[0] if done else None
 
-    d = wait_stats(c, spank, "the steps' task_exit and exit hooks")
+    d = wait_stats(c, spank, "the steps' task_exit, exit and job_epilog hooks")
     assert (d["pid"], d["state"]) == (0, "running")
     assert d["path"] == f"{c.spool_dir_of(c.NODE)}/slurmpy-stats/spank.{c.hostname}.shared"
     only_file(d)
@@ -237,6 +248,11 @@ def _spank_steps(c, hdir, raise_, nobody) -> None:
     assert h["task_exit"]["calls"] == 5 and h["task_exit"]["ok"] == 5, h["task_exit"]
     # exit runs in srun too: only slurmstepd's calls (one a step) are counted
     assert 3 <= h["exit"]["calls"] <= 4, h["exit"]
+    # one job a srun, nobody's too: its job_prolog and job_epilog, run as
+    # root in `slurmstepd spank prolog|epilog`
+    assert (h["job_prolog"]["calls"], h["job_prolog"]["ok"]) == (4, 4), h["job_prolog"]
+    assert (h["job_epilog"]["calls"], h["job_epilog"]["ok"]) == (4, 4), h["job_epilog"]
+    assert "local_user_init" not in h and "init" not in h
     assert d["notes"] and "not counted" in d["notes"][0]
     assert "not counted" in stats(c)
     fams = parse_openmetrics(stats(c, "--openmetrics"))
