@@ -14,8 +14,8 @@ spank/python's figures are the node's, not one process's: every root
 process of the node running its hooks (slurmstepd, slurmd) adds into
 <SlurmdSpoolDir>/slurmpy-stats/spank.<host>.shared, shown as the daemon
 "spank" (pid 0) with the figures since the file was made.  Hooks run in
-srun, sbatch and salloc, and task_init (run as the job's user), are not
-counted (see docs/admin.md).
+srun, sbatch and salloc, and task_init of a non-root user's job (run as
+that user), are not counted (see docs/admin.md).
 
 Percentiles come from the histogram: each is the upper bound of its
 bucket (a quarter of a power of two wide), capped at the maximum, so at
@@ -45,7 +45,8 @@ JOBCOMP = ("spooled", "dropped", "delivered", "retried", "backlog_bytes", "head_
            "head_failing_since")
 SPANK_NOTE = ("spank/python: counted in this node's root processes only (slurmstepd, "
               "its job_prolog/job_epilog, slurmd's slurmd_exit); hooks run in srun, sbatch "
-              "and salloc, and task_init (run as the job's user), are not counted")
+              "and salloc, and task_init of a non-root user's job (it runs as that user), "
+              "are not counted")
 
 
 def _s(c: Any) -> str:

@@ -4,7 +4,7 @@ prolog's file:line), jobcomp/python's deliveries and spool in slurmctld,
 and spank/python's hooks in the node's root processes (the one shared
 spank file; srun's and a non-root task's hooks not counted).  The
 command is run as an admin runs it: `python -m slurmpy_plugins stats`
-(the console script's entry point) with SLURM_CONF naming the test
+(the console script's own entry point, slurmpy_plugins.__main__:main) with SLURM_CONF naming the test
 cluster's slurm.conf; every wait is for the figures, with a deadline."""
 from __future__ import annotations
 

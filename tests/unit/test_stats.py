@@ -1,7 +1,9 @@
 """slurmpy-plugins stats against the C host: job_submit/python calls that
 succeed, refuse, raise and time out, then the numbers read back through
 the CLI's own code (slurmpy_plugins._stats) from the file the plugin maps
-under StateSaveLocation."""
+under StateSaveLocation; jobcomp/python's deliveries and spool; the reading
+of the node's shared spank file; spm.h's writers (error claims, counters
+added by several processes at once)."""
 from __future__ import annotations
 
 import json
