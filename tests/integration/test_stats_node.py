@@ -2,7 +2,8 @@
 slurmd's prep/python prolog and epilog (calls, successes, a failing
 prolog's file:line), jobcomp/python's deliveries and spool in slurmctld,
 and spank/python's hooks in the node's root processes (the one shared
-spank file; srun's and a non-root task's hooks not counted).  The
+spank file; a failure's file:line, a timeout; srun's and a non-root task's
+hooks not counted).  The
 command is run as an admin runs it: `python -m slurmpy_plugins stats`
 (the console script's own entry point, slurmpy_plugins.__main__:main) with SLURM_CONF naming the test
 cluster's slurm.conf; every wait is for the figures, with a deadline."""
@@ -151,10 +152,10 @@ def test_jobcomp_deliveries_retries_and_spool(jc_cluster):  # noqa: F811
 # ---- spank/python in the node's root processes ----
 
 SPANK = '''
-import os
+import os, time
 from slurmpy_plugins import SpankHandler
 
-RAISE = {raise_!r}
+RAISE, HANG = {raise_!r}, {hang!r}
 
 
 class Probe(SpankHandler):
@@ -166,7 +167,8 @@ class Probe(SpankHandler):
         pass
 
     def task_exit(self, spank):
-        pass
+        while os.path.exists(HANG):     # cut off at timeout=
+            time.sleep(0.05)
 
     def exit(self, spank):
         pass
@@ -192,20 +194,21 @@ def test_spank_hooks_of_the_nodes_root_processes_in_one_shared_file():
     # for its step's user_init, which starts Python as nobody)
     base = pathlib.Path(tempfile.mkdtemp(prefix="spm-stats-spank-"))
     os.chmod(base, 0o755)
-    hdir, raise_ = base / "handlers", base / "raise.flag"
-    write_handler(hdir, "probe", SPANK.format(raise_=str(raise_)))
+    hdir, raise_, hang = base / "handlers", base / "raise.flag", base / "hang.flag"
+    write_handler(hdir, "probe", SPANK.format(raise_=str(raise_), hang=str(hang)))
     c = Cluster(base / "cluster", plugin_dirs=[str(BUILD_PLUGINS)])
     try:
         (c.workdir / "plugstack.conf").write_text(
-            f"required {so} handler=probe:Probe path={hdir}\n")
+            f"required {so} handler=probe:Probe path={hdir} timeout=2\n")
         c.start()
-        _spank_steps(c, hdir, raise_, nobody)
+        _spank_steps(c, hdir, raise_, hang, nobody)
     finally:
+        hang.unlink(missing_ok=True)     # the cut-off task_exit's thread returns
         c.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _spank_steps(c, hdir, raise_, nobody) -> None:
+def _spank_steps(c, hdir, raise_, hang, nobody) -> None:
     for _ in range(2):      # root's steps of 2 tasks
         c.run("srun", "-n", "2", "true")
     # a step of a job of nobody's: its task_init runs as nobody (not counted)
@@ -216,6 +219,9 @@ def _spank_steps(c, hdir, raise_, nobody) -> None:
     raise_.write_text("")
     cp = c.run("srun", "true", check=False)
     assert "user_init failed" in cp.stderr, cp.stderr
+    raise_.unlink()
+    hang.write_text("")          # a task_exit cut off at timeout=2
+    c.run("srun", "true", check=False)
 
     def spank(daemons):
         mine = [d for d in daemons if d["daemon"] == "spank"]
@@ -223,9 +229,9 @@ def _spank_steps(c, hdir, raise_, nobody) -> None:
         h = hooks_of(mine[0]) if mine else {}
         # slurmstepd's task_exit and exit, the job's job_epilog, run after
         # srun has returned
-        done = h.get("task_exit", {}).get("calls", 0) >= 5 and \
-            h.get("exit", {}).get("calls", 0) >= 3 and \
-            h.get("job_epilog", {}).get("calls", 0) >= 4
+        done = h.get("task_exit", {}).get("calls", 0) >= 6 and \
+            h.get("exit", {}).get("calls", 0) >= 4 and \
+            h.get("job_epilog", {}).get("calls", 0) >= 5
         return mine[0] if done else None
 
     d = wait_stats(c, spank, "the steps' task_exit, exit and job_epilog hooks")
@@ -237,21 +243,24 @@ def _spank_steps(c, hdir, raise_, nobody) -> None:
         [os.path.basename(d["path"])]
     h = hooks_of(d)
     ui = h["user_init"]
-    assert (ui["calls"], ui["ok"], ui["failed"], ui["timeouts"]) == (4, 3, 1, 0), ui
+    assert (ui["calls"], ui["ok"], ui["failed"], ui["timeouts"]) == (5, 4, 1, 0), ui
     src = (hdir / "probe.py").read_text().splitlines()
     line = next(i for i, s in enumerate(src, 1) if SPANK_RAISE in s)
     assert ui["last_error"]["where"] == f"{hdir}/probe.py:{line}", ui["last_error"]
     assert "RuntimeError: the tag service says no" in ui["last_error"]["text"]
     assert 0 < ui["p50_us"] <= ui["max_us"]
-    # root's 4 tasks; nobody's task_init ran as nobody: not counted
-    assert (h["task_init"]["calls"], h["task_init"]["ok"]) == (4, 4), h["task_init"]
-    assert h["task_exit"]["calls"] == 5 and h["task_exit"]["ok"] == 5, h["task_exit"]
+    # root's 5 tasks; nobody's task_init ran as nobody: not counted
+    assert (h["task_init"]["calls"], h["task_init"]["ok"]) == (5, 5), h["task_init"]
+    te = h["task_exit"]
+    assert (te["calls"], te["ok"], te["timeouts"], te["written_off"]) == (6, 5, 1, 1), te
+    assert te["last_error"]["text"] == "task_exit did not return within timeout=2000 ms", te
+    assert te["max_us"] >= 2_000_000 - 10_000
     # exit runs in srun too: only slurmstepd's calls (one a step) are counted
-    assert 3 <= h["exit"]["calls"] <= 4, h["exit"]
+    assert 4 <= h["exit"]["calls"] <= 5, h["exit"]
     # one job a srun, nobody's too: its job_prolog and job_epilog, run as
     # root in `slurmstepd spank prolog|epilog`
-    assert (h["job_prolog"]["calls"], h["job_prolog"]["ok"]) == (4, 4), h["job_prolog"]
-    assert (h["job_epilog"]["calls"], h["job_epilog"]["ok"]) == (4, 4), h["job_epilog"]
+    assert (h["job_prolog"]["calls"], h["job_prolog"]["ok"]) == (5, 5), h["job_prolog"]
+    assert (h["job_epilog"]["calls"], h["job_epilog"]["ok"]) == (5, 5), h["job_epilog"]
     assert "local_user_init" not in h and "init" not in h
     assert d["notes"] and "not counted" in d["notes"][0]
     assert "not counted" in stats(c)
