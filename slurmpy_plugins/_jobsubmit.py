@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, cast
 
-from . import _context, _handlers, _jobdesc, _records
+from . import _chain, _context, _handlers, _jobdesc, _records
 from ._context import say
 
 ffi: Any = None
@@ -112,7 +112,8 @@ def call(ctx: _context.Context, hook: int, arena: Any, c_in: Any, c_out: Any, cu
     except _handlers.Reject as e:
         code = f" ({e.code_name or e.code})" if e.code is not None else ""
         say(ctx.ctx, lib.SPM_LOG_INFO, f"{_what(job, modify, submit_uid)} rejected by the "
-            f"handler{code}" + (f": {e.message}" if e.message else " (no message)"))
+            f"handler{code}" + (f": {e.message}" if e.message else " (no message)"),
+            _chain.prefix_of(e))
         _set_msg(arena, msg_out, messages + ([e.message] if e.message else []), always=True)
         if e.code is not None:
             code_out[0] = e.code

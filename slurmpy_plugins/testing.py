@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
-from . import _abi, _calls, _comprecord, _config, _context, _errno, _factors, _jobcomp, _jobdesc
+from . import _abi, _calls, _chain, _comprecord, _config, _context, _errno, _factors, _jobcomp, _jobdesc
 from . import _jobsubmit, _loader, _log, _plugins, _records, _spank
 from ._comprecord import CompletedJob
 from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler, SpankHandler
@@ -42,7 +42,7 @@ from ._records import JOB_STATES, Job, JobEnv, JobList
 
 __all__ = [
     "make_job", "make_env", "make_job_desc", "make_partition", "jobs_from_json",
-    "job_from_json", "env_from_json", "load_handler",
+    "job_from_json", "env_from_json", "load_handler", "load_handlers",
     "make_completed_job", "sbatch_defaults", "run_prep", "run_set", "run_update", "run_submit",
     "run_modify",
     "run_job_end", "run_job_start", "run_spank",
@@ -462,6 +462,23 @@ def load_handler(spec: str, *, path: str | Sequence[str], kind: str,
     return _loader.load(cfg, base, {0, os.getuid()}).instance
 
 
+def load_handlers(directory: str, *, kind: str, path: str | Sequence[str] = (),
+                  venv: str | None = None) -> Any:
+    """Load a ``handlers=<directory>`` set as the daemon does (every
+    ``*.py`` file in file-name order, each defining one handler class,
+    checked as the daemon checks it): one handler that runs them all, to
+    pass to run_prep(), run_submit() & co.  Raises _loader.HandlerError
+    with the daemon's message."""
+    base = _BASES[kind]
+    paths = (path,) if isinstance(path, str) else tuple(path)
+    params = f"handlers={directory}" + (f",path={':'.join(paths)}" if paths else "") + \
+        (f",venv={venv}" if venv else "")
+    ctx = _ctx_of(kind)
+    row = _context.PLUGIN[ctx]
+    cfg = _config.parse(params, conf_key=row.conf_source, conf_path=None)
+    return _loader.load(cfg, base, {0, os.getuid()}, tuple(_context.HOOKS[ctx].values())).instance
+
+
 def _ctx_of(kind: str) -> int:
     return _plugins.by_kind(_context.PLUGIN, kind).ctx
 
@@ -482,6 +499,9 @@ def _context_for(handler: Any, kind: str, *, timeout: float | None = None,
     c = _context.Context(ctx)
     module = sys.modules.get(type(handler).__module__)
     mfile = getattr(module, "__file__", None) or "?"
+    members = _chain.members_of(handler)
+    if members:      # load_handlers(): its directory is where errors point
+        mfile = os.path.dirname(members[0].path)
     c.cfg = _config.Config(conf_key=_context.PLUGIN[ctx].conf_source, module=type(handler).__module__,
                            cls=type(handler).__name__,
                            path=(os.path.dirname(mfile),) if mfile != "?" else (),
@@ -1150,9 +1170,14 @@ def run_spank(handler: Any, hook: str, *, options: Mapping[str, str | bool | Non
     cls = handler if isinstance(handler, type) else type(handler)
     if not issubclass(cls, SpankHandler):
         raise TypeError(f"{cls.__name__} is not a SpankHandler")
-    module_file = sys.modules[cls.__module__].__file__
-    if module_file:
-        _spank.check_declared(cls, module_file)
+    members = _chain.members_of(handler)
+    if members:      # load_handlers(): each file as spank_python.so reads it
+        for m in members:
+            _spank.check_declared(type(m.instance), m.path)
+    else:
+        module_file = sys.modules[cls.__module__].__file__
+        if module_file:
+            _spank.check_declared(cls, module_file)
     instance = handler() if isinstance(handler, type) else handler
     backend = _KitSpank(options or {}, list(cls.options), dict(env or {}), items)
     backend.hook, backend.task_argv = hook, None if argv is None else list(argv)
