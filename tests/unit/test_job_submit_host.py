@@ -253,7 +253,7 @@ def test_missing_conf_file_fails_closed_naming_it(make_host, handlers):
 
 @pytest.mark.parametrize("lines,error", [
     (["# site policy", "", "handler=policy:Policy", "timeuot=3"],
-     r"job_submit_python.conf:4: unknown key 'timeuot' (known keys: handler, path, venv, "
+     r"job_submit_python.conf:4: unknown key 'timeuot' (known keys: handler, handlers, path, venv, "
      r"timeout, workers, reload, on_failure)"),
     (["handler=policy:Policy", "timeout=0"],
      "job_submit_python.conf:2: timeout='0' must be a positive number of seconds"),
