@@ -19,6 +19,10 @@ import hostdriver
 
 from .conftest import REPO, wait_for
 
+# what the user sees when a handler raises (dispatch_job_submit.c _answer())
+GENERIC = ("job_submit/python: request refused: the site's job submission policy failed "
+           "(an administrator can find the error in slurmctld's log)")
+
 FIX = REPO / "tests" / "fixtures" / "slurm_json"
 
 
@@ -193,7 +197,7 @@ def test_job_submit_outcomes():
     out = kit.run_submit(Policy, kit.make_job_desc(name="no"), partitions=parts)
     assert (out.accepted, out.message, out.changes) == (False, "first\nnot this one", {})
     out = kit.run_submit(Policy, kit.make_job_desc(name="crash"), partitions=parts)
-    assert not out.accepted and out.message == kit._jobsubmit.GENERIC
+    assert not out.accepted and out.message == GENERIC
     assert any("KeyError" in line for line in out.log)
     out = kit.run_modify(Policy, kit.make_job_desc(bare=True, time_limit=90),
                          kit.make_job(job_id=8))
@@ -429,8 +433,9 @@ def test_on_failure_accept_in_the_kit():
 
     out = kit.run_submit(Crash, kit.make_job_desc(comment="orig"), on_failure="accept")
     assert (out.accepted, out.changes, out.message) == (True, {}, "looked")
-    assert out.log[-1] == ("error: job_submit/python: submit() for a job of uid 0: "
-                           "on_failure=accept: the request is accepted unchanged")
+    assert out.log[-1] == ("error: job_submit/python: submit() for a job of uid 0 failed "
+                           "(KeyError: 'ledger'); on_failure=accept: the request is accepted "
+                           "unchanged")
     assert not kit.run_submit(Crash, kit.make_job_desc()).accepted      # reject: the default
 
 
