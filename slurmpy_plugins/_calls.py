@@ -116,6 +116,7 @@ def sf_set(c: Context, arena: Any, job: Any, factor: Any, have: Any,
         value, note = _factors.check_set(value, rec.job_id)
     except _factors.FactorError as e:
         say(SITE_FACTOR, ERROR, f"{what}: {method_site(h.set)}: {e}; factor left unchanged")
+        c.call_failed(method_site(h.set), str(e))
         return int(lib.SPM_PY_FAILED)
     if note:
         say(SITE_FACTOR, lib.SPM_LOG_INFO, note)
@@ -176,12 +177,14 @@ def sf_update(c: Context, batch: Any, owner: Any, job_ids: Any, factors: Any, ca
         say(SITE_FACTOR, ERROR,
             f"{what}: {method_site(h.update)}: update() must return {shape} of int job id "
             f"to int factor; {e}; factors left unchanged")
+        c.call_failed(method_site(h.update), f"update() must return {shape}: {e}")
         return int(lib.SPM_PY_FAILED)
     if note:
         say(SITE_FACTOR, lib.SPM_LOG_INFO, f"update(): {note}")
     k = len(vals)
     if not k <= cap:   # never past C's arrays
         say(SITE_FACTOR, ERROR, f"{what}: {k} factors for room of {cap}; factors left unchanged")
+        c.call_failed(method_site(h.update), f"{k} factors for room of {cap}")
         return int(lib.SPM_PY_FAILED)
     if k:
         if not aligned:
