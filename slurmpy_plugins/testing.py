@@ -936,6 +936,7 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
             "utf-8", "backslashreplace")
 
     changes: dict[str, Any] = {}
+    why: str | None
     if timed_out:
         rc, why = lib.SPM_PY_EXCEPTION, ("the handler did not answer within its time limit "
                                          f"of {limit} ms")
@@ -949,7 +950,8 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
             after = _jobdesc._read(c_out, name, kind)
             if before != after:
                 changes[name] = after
-    what = f"modify() for JobId={job_id}" if hook == "modify" else f"submit() for a job of uid {uid}"
+    what = (f"modify() for JobId={job_id}" if hook == "modify"
+            else f"submit() for a job of uid {uid}")
     accepted, message, code = _js_answer(
         what, rc, why, text(call.msg), 0 if timed_out else int(call.code),
         job_id if hook == "modify" else None, on_failure == "accept", log)
@@ -1054,7 +1056,8 @@ def _jc_call(handler: Any, job: CompletedJob, event: str, timeout: float | None,
     retry = None if delivered else lib.SPM_JC_RETRY_FIRST_MS / 1000
     if not delivered:
         why = (f"the handler did not return within its time limit of {limit} ms" if timed_out
-               else "the handler raised, or is not loaded (see above)")
+               else "the handler is not loaded (see above)" if rc == lib.SPM_PY_UNLOADED
+               else "the handler raised, or the record is unreadable (see above)")
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JC_PREFIX,
                                  f"delivery of record {job.key} failed (attempt 1: {why}); it "
                                  "and the records after it are kept and retried in "
