@@ -96,8 +96,11 @@ static int _answer(int hook, const char *what, int status, const char *why,
 		   const char *msg, int code, struct job_descriptor *desc,
 		   const spm_js_call_t *call, char **err_msg)
 {
-	char text[512], line[512];
-	const char *logged = why;
+	bool unloaded = status == SPM_PY_UNLOADED;
+	const char *pre = unloaded ? "no usable handler (" : "";
+	const char *post = unloaded ? ")" : "";
+	char *text = NULL;
+	int rc;
 
 	if (status == SPM_PY_OK) {
 		spm_apply_jobdesc(desc, call->desc_in, call->desc_out);
@@ -114,27 +117,24 @@ static int _answer(int hook, const char *what, int status, const char *why,
 	}
 	/* the handler's lines before it failed still reach the user */
 	spm_set_err_msg(err_msg, msg);
-	if (status == SPM_PY_UNLOADED) {
-		snprintf(line, sizeof(line), "no usable handler (%s)", why);
-		logged = line;
-	}
 	if (spm_ctx_on_failure_accept(SPM_CTX_JOB_SUBMIT)) {
 		spm_logf(SPM_CTX_JOB_SUBMIT, SPM_LOG_ERROR,
-			 "%s failed (%s); on_failure=accept: the request is accepted unchanged",
-			 what, logged);
+			 "%s failed (%s%s%s); on_failure=accept: the request is accepted unchanged",
+			 what, pre, why, post);
 		return SLURM_SUCCESS;
 	}
-	spm_logf(SPM_CTX_JOB_SUBMIT, SPM_LOG_ERROR, "%s refused: %s", what,
-		 logged);
-	if (status == SPM_PY_UNLOADED)
-		snprintf(text, sizeof(text), JS_REFUSED " is not loaded (%s)",
-			 why);
+	spm_logf(SPM_CTX_JOB_SUBMIT, SPM_LOG_ERROR, "%s refused: %s%s%s", what,
+		 pre, why, post);
+	/* why may be Python's (a load error names files): no fixed size */
+	if (unloaded)
+		rc = asprintf(&text, JS_REFUSED " is not loaded (%s)", why);
 	else if (status == SPM_PY_FAILED)   /* the traceback is in the log */
-		snprintf(text, sizeof(text), JS_REFUSED
-			 " failed (an administrator can find the error in slurmctld's log)");
+		rc = asprintf(&text, JS_REFUSED " failed (an administrator can find the error in slurmctld's log)");
 	else
-		snprintf(text, sizeof(text), JS_REFUSED " failed (%s)", why);
-	spm_set_err_msg(err_msg, text);
+		rc = asprintf(&text, JS_REFUSED " failed (%s)", why);
+	spm_set_err_msg(err_msg, rc < 0 ? JS_REFUSED " failed" : text);
+	if (rc >= 0)
+		free(text);
 	return SLURM_ERROR;
 }
 

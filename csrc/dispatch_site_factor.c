@@ -70,7 +70,7 @@ static struct sf_call *_sf_new(int hook, uint32_t cap)
 }
 
 /* stats: the call's outcome; a failure Python did not report (the pool
- * could not run it, the bridge is not attached, a bad return value) or a
+ * could not run it, the bridge is not attached, no usable handler) or a
  * timeout is its hook's last error. */
 static void _count(struct sf_call *s, int rc, bool timed_out, uint64_t us)
 {

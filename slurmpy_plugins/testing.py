@@ -926,8 +926,10 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
     call.arena, call.desc_in, call.desc_out, call.parts = arena.ptr, c_in, c_out, c_parts
     call.current_arena = current_arena.ptr
     call.current = current._c if current is not None else ffi.NULL
-    rc, timed_out, log = _run("job_submit", lambda c: _jobsubmit.call(c, call, None), c,
-                              limit, log_level)
+    # the arenas' handles live as long as the call, which may outlive this
+    # function (timed out, it runs on until interrupted)
+    rc, timed_out, log = _run("job_submit", lambda c, keep=(arena, current_arena):
+                              _jobsubmit.call(c, call, None), c, limit, log_level)
     job_id = int(c_in.job_id)
     uid = int(submit_uid)
 
