@@ -370,9 +370,10 @@ SPM_EXPORT void spm_sf_reconfig(void);
 /* job_submit(): run the handler's submit() on a worker (fail fast while
  * one is stuck), wait at most the context's timeout, then write the
  * handler's changes back into *job_desc (only if it accepted) and its
- * message into *err_msg.  Returns SLURM_SUCCESS or SLURM_ERROR; on
- * failure (no handler, an exception, the timeout) it refuses with a
- * message, or accepts unchanged with on_failure=accept (logged). */
+ * message into *err_msg.  Returns SLURM_SUCCESS, Reject's code, or
+ * SLURM_ERROR; on failure (no handler, an exception, the timeout, no
+ * worker) it refuses with a message, or accepts unchanged with
+ * on_failure=accept (logged); a Reject always refuses. */
 SPM_EXPORT int spm_js_submit(struct job_descriptor *job_desc,
 			     uint32_t submit_uid, char **err_msg);
 
