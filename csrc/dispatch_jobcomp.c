@@ -574,13 +574,14 @@ static bool _deliver(const char *rec, uint32_t len, const char **why)
 	spm_task_init(&c->task, JC, _run, NULL, _release, 0);
 	c->task.ctx_timeout = true;
 	rc = spm_pool_call(&c->task, &timed_out);
-	spm_task_unref(&c->task);
-	if (rc == SPM_PY_OK)
-		return true;
+	/* static texts: valid after the task is gone */
 	*why = timed_out ? "the handler did not return within its time limit" :
-	       rc == SPM_PY_FAILED ? "the handler raised, or is not loaded (see above)" :
-	       "the Python bridge failed";
-	return false;
+	       rc == SPM_PY_FAILED ?
+	       "the handler raised, or the record is unreadable (see above)" :
+	       rc == SPM_PY_UNLOADED ? "the handler is not loaded (see above)" :
+	       spm_py_status_why(rc, &c->task);
+	spm_task_unref(&c->task);
+	return !timed_out && rc == SPM_PY_OK;
 }
 
 /* Read the record at off (end: the spool's size then).  Returns its

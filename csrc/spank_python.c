@@ -760,8 +760,11 @@ static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 			    name, timeout_ms);
 	} else {
 		b->call.msg[sizeof(b->call.msg) - 1] = '\0';
+		/* Python says why in msg for the handler's failures */
 		slurm_error("spank/python: %s failed: %s", name,
-			    b->call.msg[0] ? b->call.msg :
+			    rc == SPM_PY_FAILED || rc == SPM_PY_UNLOADED ?
+			    b->call.msg : rc == SPM_PY_UNATTACHED ?
+			    "the bridge is not attached (see the log)" :
 			    "the bridge failed (see the log)");
 	}
 	_box_unref(b);

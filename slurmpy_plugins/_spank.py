@@ -299,7 +299,8 @@ class _CBackend:
 
 
 def call(ffi: Any, lib: Any, c: Any) -> int:
-    """spm_py_spank(): SPM_PY_OK or SPM_PY_FAILED with c.msg filled."""
+    """spm_py_spank(): SPM_PY_OK, or SPM_PY_FAILED (a hook raised) or
+    SPM_PY_UNLOADED (the handler cannot load) with c.msg filled."""
     text = ffi.string(c.args).decode("utf-8", "surrogateescape")
     hook = HOOKS[c.hook - lib.SPM_HOOK_SP_INIT]
     context = ffi.string(c.context).decode()
@@ -314,8 +315,10 @@ def call(ffi: Any, lib: Any, c: Any) -> int:
             log.error("%s", e)
             entry = str(e)
         _loaded[text] = entry
+    status = int(lib.SPM_PY_FAILED)
     if isinstance(entry, str):
         msg: str | None = f"the handler cannot be loaded: {entry}"
+        status = int(lib.SPM_PY_UNLOADED)
     else:
         handlers, sa = entry
         spank = Spank(_CBackend(ffi, c), context, sa.extra)
@@ -328,4 +331,4 @@ def call(ffi: Any, lib: Any, c: Any) -> int:
         return int(lib.SPM_PY_OK)
     raw = msg.encode("utf-8", "backslashreplace")[:len(c.msg) - 1]
     ffi.memmove(c.msg, raw + b"\0", len(raw) + 1)
-    return int(lib.SPM_PY_FAILED)
+    return status

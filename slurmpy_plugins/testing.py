@@ -879,24 +879,41 @@ _JS_PREFIX = "job_submit/python"
 _SLURM_SUCCESS, _SLURM_ERROR = 0, -1     # slurm_errno.h
 
 
-def _js_failed(hook: str, job_id: int, why: str, accept: bool,
-               log: list[str]) -> tuple[bool, str | None]:
-    """csrc/dispatch_job_submit.c _failed(): a failure Python could not
-    answer (the timeout) refuses with a message, or with on_failure=accept
-    accepts unchanged; both logged.  Returns (accepted, message)."""
+_JS_REFUSED = "job_submit/python: request refused: the site's job submission policy"
+
+
+def _js_answer(what: str, status: int, why: str | None, msg: str | None, code: int,
+               modify_job_id: int | None, accept: bool,
+               log: list[str]) -> tuple[bool, str | None, int]:
+    """csrc/dispatch_job_submit.c _answer(), the one place the daemon
+    decides: from the call's status (SPM_PY_*; SPM_PY_EXCEPTION for the
+    timeout) apply on_failure= and build the refusal's text and log line.
+    Returns (accepted, message for the user, code for slurmctld)."""
+    def error(text: str) -> None:
+        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX, text))
+
+    if status == lib.SPM_PY_OK:
+        return True, msg, _SLURM_SUCCESS
+    if status == lib.SPM_PY_REFUSED:
+        if modify_job_id is not None:
+            log.append(_abi.log_line(lib.SPM_LOG_INFO, _JS_PREFIX,
+                                     f"modify() refused the update of JobId={modify_job_id}: "
+                                     f"{msg or ''}"))
+        return False, msg, code or _SLURM_ERROR
+    why = why or ""
+    logged = f"no usable handler ({why})" if status == lib.SPM_PY_UNLOADED else why
     if accept:
-        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX,
-                                 f"{hook}() failed ({why}); on_failure=accept: the request is "
-                                 "accepted unchanged"))
-        return True, None
-    if hook == "modify":
-        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX,
-                                 f"modify() for JobId={job_id} refused: {why}"))
+        error(f"{what} failed ({logged}); on_failure=accept: the request is accepted unchanged")
+        return True, msg, _SLURM_SUCCESS
+    error(f"{what} refused: {logged}")
+    if status == lib.SPM_PY_UNLOADED:
+        text = f"{_JS_REFUSED} is not loaded ({why})"
+    elif status == lib.SPM_PY_FAILED:
+        text = f"{_JS_REFUSED} failed (an administrator can find the error in slurmctld's log)"
     else:
-        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX,
-                                 f"submit() refused a request: {why}"))
-    return False, ("job_submit/python: request refused: the site's job submission policy "
-                   f"failed ({why})")
+        text = f"{_JS_REFUSED} failed ({why})"
+    # jobdesc.c spm_set_err_msg(): the handler's lines first, each call a line
+    return False, "\n".join(t for t in (msg, text) if t), _SLURM_ERROR
 
 
 def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit_uid: int,
@@ -909,7 +926,6 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
     c = _context_for(handler, "job_submit", timeout=timeout,
                      on_failure=_check_on_failure(on_failure))
     hooks = {v: k for k, v in _context.HOOKS[lib.SPM_CTX_JOB_SUBMIT].items()}
-    arena = _abi.Arena()
     c_in = ffi.new("spm_jobdesc_t *")      # the request as it came (yours is left alone)
     ffi.memmove(c_in, desc._c, ffi.sizeof("spm_jobdesc_t"))
     if current is not None and c_in.job_id == lib.SPM_NO_VAL:
@@ -924,22 +940,31 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
     for i, p in enumerate(parts):
         ffi.memmove(arr + i, p._c, ffi.sizeof("spm_part_t"))
     c_parts.count, c_parts.parts = len(parts), arr
-    msg = ffi.new("char **")
-    code_out = ffi.new("int *")
-    c_current = current._c if current is not None else ffi.NULL
-    rc, timed_out, log = _run("job_submit", lambda c: _jobsubmit.call(
-        c, hooks[hook], arena, c_in, c_out, _abi.Arena(), c_current, c_parts, submit_uid,
-        msg, code_out, None), c, limit, log_level)
+    call = ffi.new("spm_js_call_t *")
+    call.hook, call.submit_uid = hooks[hook], submit_uid
+    arena, current_arena = _abi.Arena(), _abi.Arena()   # kept alive here, for the call
+    call.arena, call.desc_in, call.desc_out, call.parts = arena.ptr, c_in, c_out, c_parts
+    call.current_arena = current_arena.ptr
+    call.current = current._c if current is not None else ffi.NULL
+    # the arenas' handles live as long as the call, which may outlive this
+    # function (timed out, it runs on until interrupted)
+    rc, timed_out, log = _run("job_submit", lambda c, keep=(arena, current_arena):
+                              _jobsubmit.call(c, call, None), c, limit, log_level)
     job_id = int(c_in.job_id)
-    accept = on_failure == "accept"
-    text = ffi.string(msg[0]).decode("utf-8", "backslashreplace") if msg[0] else None
+    uid = int(submit_uid)
+
+    def text(p: Any) -> str | None:
+        return None if timed_out or p == ffi.NULL else ffi.string(p).decode(
+            "utf-8", "backslashreplace")
+
     changes: dict[str, Any] = {}
-    code = _SLURM_ERROR
+    why: str | None
     if timed_out:
-        accepted, text = _js_failed(hook, job_id, "the handler did not answer within its "
-                                    f"time limit of {limit} ms", accept, log)
-    elif rc == lib.SPM_PY_OK:
-        accepted = True
+        rc, why = lib.SPM_PY_EXCEPTION, ("the handler did not answer within its time limit "
+                                         f"of {limit} ms")
+    else:
+        why = text(call.why)
+    if rc == lib.SPM_PY_OK:
         for name, kind in JobDesc._kinds.items():   # jobdesc.c writes back what differs
             if kind[0] in ("strv", "strl") and name in _jobdesc.READ_ONLY:
                 continue                            # never written back
@@ -947,20 +972,13 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
             after = _jobdesc._read(c_out, name, kind)
             if before != after:
                 changes[name] = after
-    elif text is not None:        # the handler refused, or failed (Python logged why)
-        accepted = False
-        code = int(code_out[0]) or _SLURM_ERROR   # Reject's code=, else SLURM_ERROR
-        if hook == "modify":
-            log.append(_abi.log_line(lib.SPM_LOG_INFO, _JS_PREFIX,
-                                     f"modify() refused the update of JobId={job_id}: {text}"))
-    else:
-        accepted, text = _js_failed(hook, job_id, "no worker could run the handler (one is "
-                                    "stuck past its time limit, or the handler is not loaded)",
-                                    accept, log)
-    if accepted:
-        code = _SLURM_SUCCESS
+    what = (f"modify() for JobId={job_id}" if hook == "modify"
+            else f"submit() for a job of uid {uid}")
+    accepted, message, code = _js_answer(
+        what, rc, why, text(call.msg), 0 if timed_out else int(call.code),
+        job_id if hook == "modify" else None, on_failure == "accept", log)
     # an empty message never reaches the user (jobdesc.c spm_set_err_msg())
-    return SubmitOutcome(accepted, text or None, changes, log, code,
+    return SubmitOutcome(accepted, message or None, changes if accepted else {}, log, code,
                          None if code in (_SLURM_SUCCESS, _SLURM_ERROR) else _errno.name_of(code))
 
 
@@ -1060,7 +1078,8 @@ def _jc_call(handler: Any, job: CompletedJob, event: str, timeout: float | None,
     retry = None if delivered else lib.SPM_JC_RETRY_FIRST_MS / 1000
     if not delivered:
         why = (f"the handler did not return within its time limit of {limit} ms" if timed_out
-               else "the handler raised, or is not loaded (see above)")
+               else "the handler is not loaded (see above)" if rc == lib.SPM_PY_UNLOADED
+               else "the handler raised, or the record is unreadable (see above)")
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JC_PREFIX,
                                  f"delivery of record {job.key} failed (attempt 1: {why}); it "
                                  "and the records after it are kept and retried in "
