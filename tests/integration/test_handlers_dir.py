@@ -260,3 +260,48 @@ def test_site_factors_of_the_files_add_up_then_are_clamped_once(cluster_factory,
     assert int(recs[small]["SITE"]) == 1234
     assert int(recs[big]["SITE"]) == 2**31 - 1
     c.wait_for_log(rf"JobId={big}: site factor {2**31 + 90} is out of range", timeout=10)
+
+
+# -- jobcomp ------------------------------------------------------------------
+
+def test_jobcomp_files_in_order_a_failing_file_gets_the_record_again(cluster_factory, tmp_path):
+    """A delivery succeeds when every file returned; one that raises fails
+    it, and the record comes again to every file (at least once)."""
+    hdir, lib = tmp_path / "jobcomp.d", tmp_path / "lib"
+    calls, flaky = tmp_path / "calls.jsonl", tmp_path / "failed-once"
+    write_handler(lib, "record", RECORD.format(calls=str(calls)))
+    hdir.mkdir(mode=0o755)
+    put(hdir, "10-ledger", '''
+        from slurmpy_plugins import JobCompHandler
+        from record import record
+
+        class Ledger(JobCompHandler):
+            def job_end(self, job):
+                record("10-ledger", "job_end", job_id=job.job_id, key=job.key)
+    ''')
+    put(hdir, "20-flaky", f'''
+        import os
+        from slurmpy_plugins import JobCompHandler
+        from record import record
+
+        class Flaky(JobCompHandler):
+            def job_end(self, job):
+                record("20-flaky", "job_end", job_id=job.job_id, key=job.key)
+                if not os.path.exists({str(flaky)!r}):
+                    open({str(flaky)!r}, "w").close()
+                    raise ConnectionError("archive unreachable marker-5517")
+    ''')
+    c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)], conf_extra=["JobCompType=jobcomp/python"])
+    conf = c.conf_path.parent / "jobcomp_python.conf"
+    conf.write_text(f"handlers={hdir}\npath={lib}\n")
+    os.chmod(conf, 0o644)
+    c.start()
+    jid = c.sbatch("-o", "/dev/null", wrap="true")
+    # 10, 20 (fails), then the retry: 10, 20 again
+    recs = wait_calls(calls, lambda r: len(r) >= 4, timeout=90)
+    assert [(r["file"], r["job_id"]) for r in recs] == [
+        ("10-ledger", jid), ("20-flaky", jid), ("10-ledger", jid), ("20-flaky", jid)]
+    assert len({r["key"] for r in recs}) == 1
+    c.wait_for_log(r"jobcomp/python\[20-flaky\]: job_end\(\) for JobId=\d+ .* failed at "
+                   r"\S+/20-flaky\.py:\d+: ConnectionError: archive unreachable marker-5517",
+                   timeout=30)
