@@ -572,19 +572,19 @@ static int _record_hook(const char *rec, uint32_t len)
 /* stats: one attempt's outcome; a failure Python did not report (its
  * file:line), or a timeout, is the hook's last error. */
 static void _count(int hook, const char *rec, uint32_t len, uint64_t t0,
-		   int rc, bool timed_out, bool py_failed, const char *why)
+		   bool ok, bool timed_out, bool py_failed, const char *why)
 {
 	char text[SPM_STATS_TEXT];
 	int klen;
 	const char *key = _key(rec, len, &klen);
 
-	if (rc != SPM_PY_OK && (timed_out || !py_failed)) {
+	if (!ok && (timed_out || !py_failed)) {
 		snprintf(text, sizeof(text), "%s() of record %.*s: %s",
 			 spm_hooks[hook].name, klen > 120 ? 120 : klen, key, why);
 		spm_stats_set_error(hook, "", text);
 	}
 	spm_stats_call(hook, timed_out ? SPM_STATS_TIMEOUT :
-		       rc == SPM_PY_OK ? SPM_STATS_OK : SPM_STATS_FAILED,
+		       ok ? SPM_STATS_OK : SPM_STATS_FAILED,
 		       spm_stats_us_since(t0));
 }
 
@@ -594,13 +594,13 @@ static bool _deliver(const char *rec, uint32_t len, const char **why)
 	struct jc_call *c = calloc(1, sizeof(*c));
 	int hook = _record_hook(rec, len);
 	uint64_t t0 = spm_now_us();
-	bool timed_out = false, py_failed;
+	bool timed_out = false, py_failed, ok;
 	int rc;
 
 	if (!c || !(c->rec = malloc(len + 1))) {
 		free(c);
 		*why = "out of memory";
-		_count(hook, rec, len, t0, SPM_PY_FAILED, false, false, *why);
+		_count(hook, rec, len, t0, false, false, false, *why);
 		return false;
 	}
 	memcpy(c->rec, rec, len);
@@ -612,13 +612,16 @@ static bool _deliver(const char *rec, uint32_t len, const char **why)
 	rc = spm_pool_call(&c->task, &timed_out);
 	/* read only when not timed out: the worker's until it returns */
 	py_failed = !timed_out && c->task.py_failed;
+	ok = !timed_out && rc == SPM_PY_OK;
+	/* static texts: valid after the task is gone */
+	*why = timed_out ? "the handler did not return within its time limit" :
+	       rc == SPM_PY_FAILED ?
+	       "the handler raised, or the record is unreadable (see above)" :
+	       rc == SPM_PY_UNLOADED ? "the handler is not loaded (see above)" :
+	       spm_py_status_why(rc, &c->task);
 	spm_task_unref(&c->task);
-	if (rc != SPM_PY_OK)
-		*why = timed_out ? "the handler did not return within its time limit" :
-		       rc == SPM_PY_FAILED ? "the handler raised, or is not loaded (see above)" :
-		       "the Python bridge failed";
-	_count(hook, rec, len, t0, rc, timed_out, py_failed, *why);
-	return rc == SPM_PY_OK;
+	_count(hook, rec, len, t0, ok, timed_out, py_failed, *why);
+	return ok;
 }
 
 /* Read the record at off (end: the spool's size then).  Returns its

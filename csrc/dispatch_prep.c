@@ -60,8 +60,10 @@ static int _run_prep(spm_task_t *task)
 {
 	struct prep_call *p = (struct prep_call *)task;
 
-	if (!p->arena)
-		return SPM_PY_FAILED;   /* the copy failed (logged) */
+	if (!p->arena) {        /* the copy failed (logged) */
+		snprintf(p->why, sizeof(p->why), "out of memory copying the job");
+		return SPM_PY_FAILED;
+	}
 	return spm_py_prep(p->hook, p->arena, p->job, p->env, p->why);
 }
 
@@ -107,8 +109,9 @@ static void _count(struct prep_call *p, int result, bool timed_out)
 	} else if (result != SPM_PY_OK && !p->task.py_failed) {
 		snprintf(text, sizeof(text), "%s for JobId=%u failed: %.200s",
 			 spm_hooks[p->hook].name, p->job_id,
-			 p->task.why ? p->task.why :
-			 p->why[0] ? p->why : "see the daemon's log");
+			 (result == SPM_PY_FAILED || result == SPM_PY_UNLOADED)
+			 && p->why[0] ? p->why :
+			 spm_py_status_why(result, &p->task));
 		spm_stats_set_error(p->hook, "", text);
 	}
 	spm_stats_call(p->hook, timed_out ? SPM_STATS_TIMEOUT :
@@ -207,9 +210,11 @@ SPM_EXPORT int spm_prep_slurmd(int hook, void *job_env, void *cred)
 		snprintf(p->why, sizeof(p->why),
 			 "%s timed out after %u ms", spm_hooks[hook].name,
 			 p->task.timeout_ms);
-	} else if (rc != SPM_PY_OK && !p->why[0]) {
-		snprintf(p->why, sizeof(p->why), "%s failed (see slurmd's log)",
-			 spm_hooks[hook].name);
+	} else if (rc != SPM_PY_OK && ((rc != SPM_PY_FAILED &&
+					  rc != SPM_PY_UNLOADED) || !p->why[0])) {
+		/* not the handler's failure (Python fills why for those) */
+		snprintf(p->why, sizeof(p->why), "%s failed: %s",
+			 spm_hooks[hook].name, spm_py_status_why(rc, &p->task));
 	}
 	/* Slurm drains the node for a failed prolog or epilog with a bare
 	 * "Prolog error"/"Epilog error" and keeps the reason of a node

@@ -70,8 +70,8 @@ static struct sf_call *_sf_new(int hook, uint32_t cap)
 }
 
 /* stats: the call's outcome; a failure Python did not report (the pool
- * could not run it, the bridge is not attached) or a timeout is its
- * hook's last error. */
+ * could not run it, the bridge is not attached, no usable handler) or a
+ * timeout is its hook's last error. */
 static void _count(struct sf_call *s, int rc, bool timed_out, uint64_t us)
 {
 	char text[SPM_STATS_TEXT];
@@ -83,8 +83,8 @@ static void _count(struct sf_call *s, int rc, bool timed_out, uint64_t us)
 		spm_stats_set_error(s->hook, "", text);
 	} else if (rc != SPM_PY_OK && !s->task.py_failed) {
 		snprintf(text, sizeof(text), "%s() failed: %s",
-			 spm_hooks[s->hook].name, s->task.why ? s->task.why :
-			 "the Python bridge is not attached");
+			 spm_hooks[s->hook].name,
+			 spm_py_status_why(rc, &s->task));
 		spm_stats_set_error(s->hook, "", text);
 	}
 	spm_stats_call(s->hook, timed_out ? SPM_STATS_TIMEOUT :

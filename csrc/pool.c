@@ -431,7 +431,7 @@ static uint64_t _reap_locked(struct pool *p, uint64_t now,
 			t->state = T_FINISHED;
 			if (t->barrier)
 				p->barriers--;
-			_answer_locked(p, t, late ? SPM_PY_EXCEPTION : SPM_PY_FAILED,
+			_answer_locked(p, t, late ? SPM_PY_EXCEPTION : SPM_PY_UNAVAILABLE,
 				       late, late ? NULL : fail_all, deliver);
 			/* The pool's reference, dropped outside p->mu (the
 			 * waiter, or the delivery list, holds its own). */
@@ -876,7 +876,7 @@ int spm_pool_call(spm_task_t *task, bool *timed_out)
 	if (task->fail_fast && p->stuck_cnt) {
 		_log_refused_locked(p, spm_now_ms());
 		pthread_mutex_unlock(&p->mu);
-		return SPM_PY_FAILED;
+		return SPM_PY_UNAVAILABLE;
 	}
 	spm_task_ref(task);         /* the pool's reference */
 	_enqueue_locked(p, task);
@@ -921,4 +921,23 @@ void spm_pool_wait(spm_task_t *task)
 	while (task->state != T_FINISHED)
 		pthread_cond_wait(&p->done_cv, &p->mu);
 	pthread_mutex_unlock(&p->mu);
+}
+
+const char *spm_py_status_why(int status, const spm_task_t *task)
+{
+	switch (status) {
+	case SPM_PY_UNAVAILABLE:
+		return task && task->why ? task->why :
+			"no worker thread can run it: one is stuck in the handler";
+	case SPM_PY_FAILED:
+		return "the handler failed (see the log)";
+	case SPM_PY_REFUSED:
+		return "the handler refused";
+	case SPM_PY_UNLOADED:
+		return "no usable handler (see the log)";
+	case SPM_PY_UNATTACHED:
+		return "the Python bridge is not attached";
+	default:
+		return "the Python bridge failed (see the log)";
+	}
 }

@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,13 +324,48 @@ static void _scan_one(const char *handler, const char *path)
 	free(src);
 }
 
+/* handlers=DIR: every *.py of DIR (not dot files: _loader.dir_listing's
+ * rule).  A directory that cannot be read: every hook is treated as
+ * defined, and Python's loader says why. */
+static void _scan_dir(const char *dir)
+{
+	char file[4096], *src;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	if (!d) {
+		hook_mask = ~0u;
+		return;
+	}
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+
+		if (e->d_name[0] == '.' || len < 4 ||
+		    strcmp(e->d_name + len - 3, ".py"))
+			continue;
+		snprintf(file, sizeof(file), "%s/%s", dir, e->d_name);
+		if (!(src = _read_file(file))) {
+			hook_mask = ~0u;
+			continue;
+		}
+		_scan_source(src, file);
+		free(src);
+	}
+	closedir(d);
+}
+
 /* Every handler= of the line (one line serves every handler a site
- * needs: SPANK loads the .so once), in order. */
+ * needs: SPANK loads the .so once), in order; or handlers=DIR. */
 static void _scan(int ac, char **av)
 {
 	const char *path = _arg(ac, av, "path");
+	const char *dir = _arg(ac, av, "handlers");
 	int n = 0;
 
+	if (dir) {
+		_scan_dir(dir);
+		return;
+	}
 	if (path)
 		for (int i = 0; i < ac; i++)
 			if (!strncmp(av[i], "handler=", 8)) {
@@ -338,7 +374,7 @@ static void _scan(int ac, char **av)
 			}
 	if (!n || !path)
 		slurm_error("spank/python: plugstack.conf needs handler=module:Class "
-			    "(one or more) and path=DIR");
+			    "(one or more) and path=DIR, or handlers=DIR");
 }
 
 /* ---- what Python calls back (spm_spank_call_t) ---- */
@@ -913,11 +949,16 @@ static int _run(spank_t sp, int hook, const char *name, int ac, char **av)
 	} else {
 		b->call.msg[sizeof(b->call.msg) - 1] = '\0';
 		b->call.where[sizeof(b->call.where) - 1] = '\0';
+		/* Python says why in msg for the handler's failures */
 		slurm_error("spank/python: %s failed: %s", name,
-			    b->call.msg[0] ? b->call.msg :
+			    rc == SPM_PY_FAILED || rc == SPM_PY_UNLOADED ?
+			    b->call.msg : rc == SPM_PY_UNATTACHED ?
+			    "the bridge is not attached (see the log)" :
 			    "the bridge failed (see the log)");
 		_publish(hook, SPM_STATS_FAILED, _now_us() - t0, b->call.where,
-			 b->call.msg[0] ? b->call.msg :
+			 rc == SPM_PY_FAILED || rc == SPM_PY_UNLOADED ?
+			 b->call.msg : rc == SPM_PY_UNATTACHED ?
+			 "the bridge is not attached (see the log)" :
 			 "the bridge failed (see the log)", false);
 	}
 	_box_unref(b);

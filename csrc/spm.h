@@ -182,8 +182,9 @@ void spm_pool_unhold(int ctx);
 /* Async: queue the task, taking over the caller's reference.  done() is
  * called exactly once, from a worker or the reaper (never from the calling
  * thread): with the run function's result, or with timed_out=true when
- * timeout_ms passed since submission first, or with SPM_PY_FAILED at once
- * when the pool is closed or all its workers are stuck. */
+ * timeout_ms passed since submission first, or with SPM_PY_UNAVAILABLE at
+ * once when the pool is closed or all its workers are stuck (task->why
+ * says which). */
 void spm_pool_submit(spm_task_t *task);
 
 /* Sync: queue the task and wait until it is answered, at most timeout_ms
@@ -191,11 +192,17 @@ void spm_pool_submit(spm_task_t *task);
  * the call struct, whatever happened).  Returns the run function's
  * result; SPM_PY_EXCEPTION with *timed_out set when the deadline passed
  * (the run function may still be running on a written-off worker: the
- * caller must not read what it writes); SPM_PY_FAILED when the pool could
- * not run it (or, for fail_fast, while a worker is stuck).  The caller
+ * caller must not read what it writes); SPM_PY_UNAVAILABLE when the pool
+ * could not run it (or, for fail_fast, while a worker is stuck).  The caller
  * first polls for the answer for up to 200 us, yielding the CPU between
  * looks (while the pool's recent calls answered that fast), then sleeps. */
 int spm_pool_call(spm_task_t *task, bool *timed_out);
+
+/* Why a call that was not timed out did not succeed, in words, for a
+ * status no handler answered (the handler's own failures, SPM_PY_FAILED
+ * and SPM_PY_UNLOADED, point to the log, where Python said more):
+ * SPM_PY_UNAVAILABLE gives the pool's reason (task->why). */
+const char *spm_py_status_why(int status, const spm_task_t *task);
 
 /* Wait, without limit, until the task's run function has returned (or
  * the task was answered without running).  For the boot thread only. */
@@ -447,9 +454,10 @@ SPM_EXPORT void spm_sf_reconfig(void);
 /* job_submit(): run the handler's submit() on a worker (fail fast while
  * one is stuck), wait at most the context's timeout, then write the
  * handler's changes back into *job_desc (only if it accepted) and its
- * message into *err_msg.  Returns SLURM_SUCCESS or SLURM_ERROR; on
- * failure (no handler, an exception, the timeout) it refuses with a
- * message, or accepts unchanged with on_failure=accept (logged). */
+ * message into *err_msg.  Returns SLURM_SUCCESS, Reject's code, or
+ * SLURM_ERROR; on failure (no handler, an exception, the timeout, no
+ * worker) it refuses with a message, or accepts unchanged with
+ * on_failure=accept (logged); a Reject always refuses. */
 SPM_EXPORT int spm_js_submit(struct job_descriptor *job_desc,
 			     uint32_t submit_uid, char **err_msg);
 

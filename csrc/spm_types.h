@@ -267,6 +267,34 @@ typedef struct spm_boot {
 	uint32_t on_failure_accept; /* out: job_submit: on_failure=accept */
 } spm_boot_t;
 
+/* job_submit: one submit() or modify() call (spm_py_js_call()).  C fills
+ * the in fields and owns the struct; everything Python writes (out, msg,
+ * why) is allocated in `arena`, freed with it by C after the call. */
+typedef struct spm_js_call {
+	int hook;                /* in: SPM_HOOK_JS_SUBMIT or SPM_HOOK_JS_MODIFY */
+	uint32_t submit_uid;     /* in: the uid making the request */
+	spm_arena_t *arena;      /* in: owns desc_in, desc_out, parts and
+				  * every out string */
+	spm_jobdesc_t *desc_in;  /* in: the request as it came (read only) */
+	spm_jobdesc_t *desc_out; /* in/out: a copy of *desc_in on entry; the
+				  * handler's changes (read by C on
+				  * SPM_PY_OK only) */
+	spm_arena_t *current_arena; /* in: owns current (NULL for submit()) */
+	spm_job_t *current;      /* in: modify(): the job's record; NULL for
+				  * submit() */
+	spm_partlist_t *parts;   /* in: slurmctld's partitions */
+	char *msg;               /* out: the handler's lines for the user
+				  * (log_user(), one a line; on
+				  * SPM_PY_REFUSED Reject's message last), or
+				  * NULL: none */
+	char *why;               /* out: on SPM_PY_FAILED / SPM_PY_UNLOADED,
+				  * the reason in one line, for the log
+				  * ("ValueError: boom"; the load error);
+				  * else NULL */
+	int code;                /* out: on SPM_PY_REFUSED, Reject's code (0:
+				  * none given, SLURM_ERROR) */
+} spm_js_call_t;
+
 /* spank/python: one hook call.  spank_python.c fills it on the thread
  * SPANK called; Python reads it and reaches SPANK only through these
  * functions (they wrap spank_get_item/getenv/setenv/unsetenv and the
@@ -424,12 +452,31 @@ extern const spm_hook_t spm_hooks[];
 #define SPM_PART_FLAG_NO_ROOT 0x0004
 #define SPM_PART_FLAG_ROOT_ONLY 0x0008
 
-/* Results of the Python entry points.  0 is never success: cffi returns 0
- * from an extern "Python" function that has no code attached (for instance
- * when the embedding init code failed), and that must fail closed. */
+/* Results of the Python entry points (and of spm_pool_call()).  0 is
+ * never success: cffi returns 0 from an extern "Python" function that has
+ * no code attached (for instance when the embedding init code failed), and
+ * that must fail closed.  A dispatcher decides on these codes alone, never
+ * on whether a message or reason was filled in:
+ *   OK          the hook ran and succeeded.
+ *   FAILED      the handler ran and failed: it raised (other than a
+ *               refusal), returned what the hook does not take, or its
+ *               answer could not be stored.
+ *   REFUSED     the handler ran and said no (job_submit's Reject): its
+ *               answer, never a failure (job_submit's on_failure= does not
+ *               apply).
+ *   UNLOADED    Python ran the call but there is no usable handler (it
+ *               failed to load; the reason was logged).
+ *   UNAVAILABLE nothing ran the call: the pool could not (closed, Python
+ *               not started, every worker stuck); only spm_pool_call()
+ *               returns it, with the task's why.
+ *   EXCEPTION   the bridge itself raised (cffi's error= value), or the
+ *               call's deadline passed (spm_pool_call() sets *timed_out). */
 #define SPM_PY_UNATTACHED 0
 #define SPM_PY_OK 1
 #define SPM_PY_FAILED 2
+#define SPM_PY_REFUSED 3
+#define SPM_PY_UNLOADED 4
+#define SPM_PY_UNAVAILABLE 5
 #define SPM_PY_EXCEPTION -1
 
 /* Slurm log levels used by spm_log() (log_level_t values, the same from

@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from build_ffi import errno_names  # noqa: E402
 
+from _generated import write_or_check  # noqa: E402  (scripts/, beside this file)
+
 TARGET = ROOT / "slurmpy_plugins" / "_slurm_errno.py"
 
 
@@ -82,14 +84,8 @@ def main(argv: list[str]) -> int:
     trees = [pathlib.Path(a) for a in argv if a != "--check"]
     if not trees:
         raise SystemExit(__doc__)
-    text = render(trees)
-    if check:
-        if TARGET.read_text() != text:
-            print(f"{TARGET} is out of date: run scripts/gen_errno.py", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text)
-    return 0
+    return write_or_check(TARGET, render(trees), check,
+                          "python scripts/gen_errno.py " + " ".join(map(str, trees)))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import pathlib
 import re
 import sys
 
+from _generated import write_or_check  # noqa: E402  (scripts/, beside this file)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "lua.md"
 JS_LUA = "src/plugins/job_submit/lua/job_submit_lua.c"
@@ -163,16 +165,8 @@ def main(argv: list[str]) -> int:
                 for n in sorted(ns):
                     print(f"{section} {n}")
         return 0
-    text = render(trees)
-    if check:
-        old = TARGET.read_text() if TARGET.exists() else ""
-        if old != text:
-            print(f"{TARGET} is not current: run python scripts/gen_lua_doc.py "
-                  + " ".join(map(str, trees)), file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text)
-    return 0
+    return write_or_check(TARGET, render(trees), check,
+                          "python scripts/gen_lua_doc.py " + " ".join(map(str, trees)))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ sys.path.insert(0, str(ROOT))
 from slurmpy_plugins import testing  # noqa: E402  (binds the records to the header)
 from slurmpy_plugins import Job, JobDesc, JobEnv, Partition  # noqa: E402
 
+from _generated import write_or_check  # noqa: E402  (scripts/, beside this file)
+
 TARGET = ROOT / "slurmpy_plugins" / "_fields.py"
 
 
@@ -77,14 +79,8 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is out of date: run python scripts/gen_typing.py", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text)
-    return 0
+    return write_or_check(TARGET, render(), "--check" in sys.argv,
+                          "python scripts/gen_typing.py")
 
 
 if __name__ == "__main__":

@@ -129,10 +129,22 @@ class LogSink:
 
 class _Arena:
     """What the kit passes where C passes an spm_arena_t: it keeps alive
-    the strings handed to C."""
+    the strings handed to C.  In a struct's spm_arena_t * field (as in
+    spm_js_call_t) it goes as `ptr`, a handle the stand-in's spm_arena_*
+    functions turn back into the arena."""
 
     def __init__(self) -> None:
         self.keep: list[Any] = []
+        self._handle = ffi.new_handle(self)
+        self.ptr = ffi.cast("spm_arena_t *", self._handle)
+
+
+def _arena(arena: Any) -> _Arena:
+    if isinstance(arena, _Arena):
+        return arena
+    obj = ffi.from_handle(ffi.cast("void *", arena))
+    assert isinstance(obj, _Arena)
+    return obj
 
 
 class _Lib:
@@ -189,12 +201,12 @@ class _Lib:
 
     def spm_arena_strdup(self, arena: Any, s: bytes) -> Any:
         p = ffi.new("char[]", s)
-        arena.keep.append(p)
+        _arena(arena).keep.append(p)
         return p
 
     def spm_arena_strv(self, arena: Any, n: int) -> Any:
         p = ffi.new("char *[]", n + 1)
-        arena.keep.append(p)
+        _arena(arena).keep.append(p)
         return p
 
     def spm_set_hooks(self, ctx: int, hooks: int) -> None:

@@ -14,7 +14,8 @@ the other plugins' records or dispatch.
 Every entry point names ``error=-1`` (SPM_PY_EXCEPTION) so that an
 exception escaping the bridge itself is a failure, never SLURM_SUCCESS;
 handler exceptions are caught, logged with their traceback, and reported as
-SPM_PY_FAILED.
+SPM_PY_FAILED (a refusal, job_submit's Reject, as SPM_PY_REFUSED; no usable
+handler as SPM_PY_UNLOADED).
 """
 from __future__ import annotations
 
@@ -128,12 +129,10 @@ def spm_py_sf_reconfig() -> int:
 
 
 @_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)
-def spm_py_js_call(hook: int, arena: Any, c_in: Any, c_out: Any, current_arena: Any, current: Any,
-                   parts: Any, submit_uid: int, msg: Any, code: Any) -> int:
+def spm_py_js_call(call: Any) -> int:
     _log.set_prefix(_context.PREFIX[JOB_SUBMIT])
     _need(JOB_SUBMIT)
-    return _jobsubmit.call(context(JOB_SUBMIT), hook, arena, c_in, c_out,
-                           current_arena, current, parts, submit_uid, msg, code, _own)
+    return _jobsubmit.call(context(JOB_SUBMIT), call, _own)
 
 
 @_extern(error=lib.SPM_PY_EXCEPTION, onerror=_onerror)

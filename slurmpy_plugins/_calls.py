@@ -53,20 +53,21 @@ def one_line(text: str, size: int) -> bytes:
     return b[:size - 4].decode("utf-8", "ignore").encode() + b"..."
 
 
-def _failed(why: Any, text: str) -> int:
-    """SPM_PY_FAILED, with text in the caller's why[SPM_WHY_SIZE], cut so
-    that the drain reason "prep/python: <text>" (drain.c) fits slurmdbd's
-    255 bytes."""
+def _failed(why: Any, text: str, status: int | None = None) -> int:
+    """status (SPM_PY_FAILED by default), with text in the caller's
+    why[SPM_WHY_SIZE], cut so that the drain reason "prep/python: <text>"
+    (drain.c) fits slurmdbd's 255 bytes."""
     if why is not None and why != ffi.NULL:
         b = one_line(text, lib.SPM_WHY_SIZE - len(f"{PREFIX[lib.SPM_CTX_PREP]}: "))
         ffi.memmove(why, b + b"\0", len(b) + 1)
-    return int(lib.SPM_PY_FAILED)
+    return int(lib.SPM_PY_FAILED if status is None else status)
 
 
 def prep(c: Context, hook: int, arena: Any, job: Any, env: Any, why: Any,
          own: Callable[[Any], Any] | None) -> int:
-    """spm_py_prep: SPM_PY_OK (the hook succeeded) or SPM_PY_FAILED with
-    the failure in one line in why (slurmd drains the node with it)."""
+    """spm_py_prep: SPM_PY_OK (the hook succeeded), or SPM_PY_FAILED (it
+    failed) or SPM_PY_UNLOADED (no usable handler) with the failure in one
+    line in why (slurmd drains the node with it)."""
     PREP, ERROR = lib.SPM_CTX_PREP, lib.SPM_LOG_ERROR
     name = HOOKS[PREP][hook]
     loaded = c.loaded
@@ -74,7 +75,7 @@ def prep(c: Context, hook: int, arena: Any, job: Any, env: Any, why: Any,
         jid = job.job_id if job else env.job_id
         say(PREP, ERROR, f"{name} for JobId={jid} failed: no usable handler ({c.error})")
         c.call_failed("", f"no usable handler: {c.error}")
-        return _failed(why, f"no usable handler: {c.error}")
+        return _failed(why, f"no usable handler: {c.error}", lib.SPM_PY_UNLOADED)
     rec = _records.Job(job, None) if job else _records.JobEnv(env, None)
     method = getattr(loaded.instance, name)
     try:
@@ -103,7 +104,7 @@ def sf_set(c: Context, arena: Any, job: Any, factor: Any, have: Any,
     what = f"set() for JobId={rec.job_id}"
     h = c.handler(what)
     if h is None:
-        return int(lib.SPM_PY_FAILED)
+        return int(lib.SPM_PY_UNLOADED)
     try:
         value = h.set(rec)
     except BaseException as e:
@@ -115,6 +116,7 @@ def sf_set(c: Context, arena: Any, job: Any, factor: Any, have: Any,
         value, note = _factors.check_set(value, rec.job_id)
     except _factors.FactorError as e:
         say(SITE_FACTOR, ERROR, f"{what}: {method_site(h.set)}: {e}; factor left unchanged")
+        c.call_failed(method_site(h.set), str(e))
         return int(lib.SPM_PY_FAILED)
     if note:
         say(SITE_FACTOR, lib.SPM_LOG_INFO, note)
@@ -146,7 +148,7 @@ def sf_update(c: Context, batch: Any, owner: Any, job_ids: Any, factors: Any, ca
     what = f"update() over {batch.count} pending jobs"
     h = c.handler(what)
     if h is None:
-        return int(lib.SPM_PY_FAILED)
+        return int(lib.SPM_PY_UNLOADED)
     assert c.loaded is not None
     jobs = _records.JobList(batch, owner, c.loaded.fields)
     try:
@@ -175,12 +177,14 @@ def sf_update(c: Context, batch: Any, owner: Any, job_ids: Any, factors: Any, ca
         say(SITE_FACTOR, ERROR,
             f"{what}: {method_site(h.update)}: update() must return {shape} of int job id "
             f"to int factor; {e}; factors left unchanged")
+        c.call_failed(method_site(h.update), f"update() must return {shape}: {e}")
         return int(lib.SPM_PY_FAILED)
     if note:
         say(SITE_FACTOR, lib.SPM_LOG_INFO, f"update(): {note}")
     k = len(vals)
     if not k <= cap:   # never past C's arrays
         say(SITE_FACTOR, ERROR, f"{what}: {k} factors for room of {cap}; factors left unchanged")
+        c.call_failed(method_site(h.update), f"{k} factors for room of {cap}")
         return int(lib.SPM_PY_FAILED)
     if k:
         if not aligned:
@@ -193,7 +197,7 @@ def sf_update(c: Context, batch: Any, owner: Any, job_ids: Any, factors: Any, ca
 
 def sf_reconfig(c: Context) -> int:
     if c.loaded is None:
-        return int(lib.SPM_PY_FAILED)
+        return int(lib.SPM_PY_UNLOADED)
     try:
         c.loaded.instance.reconfig()
     except BaseException as e:

@@ -23,7 +23,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
-from . import _abi, _config, _context, _habits, _loader, _plugins, _slurmconf, _spank
+from . import _abi, _chain, _config, _context, _habits, _loader, _plugins, _slurmconf, _spank
 
 __all__ = ["check", "main"]
 
@@ -76,7 +76,8 @@ class PluginReport:
     params: str | None
     loaded: bool = False
     handler: str | None = None
-    module_file: str | None = None
+    module_file: str | None = None   # the handler's file, or the handlers= directory
+    files: list[str] = field(default_factory=list)        # handlers=: its files, in order
     hooks: dict[str, str] = field(default_factory=dict)   # name -> what Slurm does
     error: str | None = None     # the daemon's "handler not loaded: ..." text
     traceback: str | None = None
@@ -129,7 +130,7 @@ def _check_plugin(row: _plugins.Row, conf: _slurmconf.SlurmConf,
             cfg = _config.parse(params, conf_key=conf_key, conf_path=conf.path,
                                 keys=row.py.conf_keys)
         rep.handler = cfg.handler
-        loaded = _loader.load(cfg, base, trusted)
+        loaded = _loader.load(cfg, base, trusted, tuple(row.hooks.values()))
     except (_config.ConfigError, _loader.HandlerError) as e:
         rep.error = "handler not loaded: " + _context.refusal(plugin, e)
         cause = e.__cause__
@@ -138,6 +139,7 @@ def _check_plugin(row: _plugins.Row, conf: _slurmconf.SlurmConf,
         return rep, None
     rep.loaded = True
     rep.module_file = loaded.module_file
+    rep.files = [m.name for m in loaded.members]
     rep.hooks = {n: ACTIONS[n] for n in _overridden(loaded.instance, base)}
     return rep, loaded.instance
 
@@ -186,8 +188,9 @@ def _check_plugstack(row: _plugins.Row, conf: _slurmconf.SlurmConf, trusted: set
                                handler=cfg.handler)
             reps.append(rep)
             try:
-                loaded = _loader.load(cfg, row.base, trusted)
-                _spank.check_declared(type(loaded.instance), loaded.module_file)
+                loaded = _loader.load(cfg, row.base, trusted, _spank.HOOKS)
+                for m in loaded.members or (loaded,):
+                    _spank.check_declared(type(m.instance), getattr(m, "path", loaded.module_file))
                 for o in type(loaded.instance).options:
                     if o.name in options:
                         raise _loader.HandlerError(
@@ -202,6 +205,7 @@ def _check_plugstack(row: _plugins.Row, conf: _slurmconf.SlurmConf, trusted: set
                 continue
             rep.loaded = True
             rep.module_file = loaded.module_file
+            rep.files = [m.name for m in loaded.members]
             rep.hooks = {n: ACTIONS[n] for n in _overridden(loaded.instance, row.base)}
     return reps
 
@@ -301,7 +305,14 @@ def check(path: str, jobs: list[Any] | None = None) -> Report:
                 report.notes += _prep_notes(rep)
             if instance is not None:
                 hooks = list(rep.hooks)
-                found = _habits.read_hooks(instance, hooks, rep.plugin)
+                found = _habits.Findings()
+                for one in [m.instance for m in _chain.members_of(instance)] or [instance]:
+                    mine = [h for h in hooks if h in _overridden(one, row.base)]
+                    f1 = _habits.read_hooks(one, mine, rep.plugin)
+                    found.problems += f1.problems
+                    found.notes += f1.notes
+                    found.bad_sig |= f1.bad_sig
+                    found.returned |= f1.returned
                 if row.kind in ("job_submit", "site_factor"):
                     runnable = [h for h in hooks if h not in found.bad_sig]
                     found2 = _habits.run_samples(row.kind, instance, runnable, rep.plugin,
@@ -325,8 +336,12 @@ def _print_text(report: Report, out: TextIO) -> None:
     for p in report.plugins:
         source = p.conf_key if p.params is None else f"{p.conf_key}={p.params}"
         print(f"\n{p.plugin} ({source})", file=out)
-        if p.loaded:
+        if p.loaded and p.files:
+            print(f"  OK: handlers from {p.module_file}, in this order: {', '.join(p.files)}",
+                  file=out)
+        elif p.loaded:
             print(f"  OK: handler {p.handler} from {p.module_file}", file=out)
+        if p.loaded:
             if not p.hooks:
                 print("  hooks: none overridden (the plugin does nothing)", file=out)
             for name, what in p.hooks.items():

@@ -6,6 +6,9 @@ Grammar of the slurm.conf keys: comma-separated ``key=value`` items::
     handler=<module>:<Class>[,path=<dir>[:<dir>...]][,venv=<dir>]
     [,timeout=<seconds>][,workers=<n>][,reload=<seconds>]
 
+or, instead of handler=, ``handlers=<dir>``: every ``*.py`` file in <dir>, in
+file-name order, defines one handler class (_loader.load_dir, _chain).
+
 job_submit_python.conf (beside slurm.conf) has the same keys, one
 ``key=value`` per line, blank lines and ``#`` comment lines ignored, plus
 ``on_failure=reject|accept``.  jobcomp_python.conf: the same, without
@@ -24,10 +27,10 @@ import re
 
 __all__ = ["ConfigError", "Config", "parse", "parse_file"]
 
-KEYS = ("handler", "path", "venv", "timeout", "workers", "reload")
+KEYS = ("handler", "handlers", "path", "venv", "timeout", "workers", "reload")
 FILE_KEYS = KEYS + ("on_failure",)
 # jobcomp_python.conf: one deliverer (no workers=), and its spool
-JC_KEYS = ("handler", "path", "venv", "timeout", "reload", "spool", "spool_max")
+JC_KEYS = ("handler", "handlers", "path", "venv", "timeout", "reload", "spool", "spool_max")
 ON_FAILURE = ("reject", "accept")
 _MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _CLASS_RE = re.compile(r"^[A-Za-z_]\w*$")
@@ -50,10 +53,20 @@ class Config:
     on_failure: str = "reject"    # job_submit only: "reject" or "accept"
     spool: str | None = None      # jobcomp only: the spool directory (None: the default)
     spool_max: int | None = None  # jobcomp only: the spool's size bound in MiB
+    # handlers=<dir> (instead of handler=; module and cls are then ""): a
+    # directory of handler files, each its own class, run in file-name order
+    handlers: str | None = None
 
     @property
     def handler(self) -> str:
-        return f"{self.module}:{self.cls}"
+        """What log lines name: ``module:Class`` or ``handlers=<dir>``."""
+        return f"handlers={self.handlers}" if self.handlers else f"{self.module}:{self.cls}"
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """The site's directories, where an error's file:line is looked
+        for (_loader.where): path= and the handlers= directory."""
+        return self.path + ((self.handlers,) if self.handlers else ())
 
 
 # The most timeout= and reload= accept: one day.  (The C side keeps the
@@ -106,7 +119,8 @@ def parse_file(path: str, text: str, *, conf_path: str | None,
             continue
         _add_item(seen, item, f"{path}:{n}", keys)
     if not seen:
-        raise ConfigError(f"{path}: no settings: it needs handler=<module>:<Class>")
+        raise ConfigError(f"{path}: no settings: it needs handler=<module>:<Class> "
+                          "(or handlers=<directory>)")
     return _build(seen, conf_key=path, conf_path=conf_path)
 
 
@@ -130,19 +144,34 @@ def _build(items: dict[str, tuple[str, str]], *, conf_key: str,
            conf_path: str | None) -> Config:
     seen = {k: v for k, (v, _) in items.items()}
     at = {k: w for k, (_, w) in items.items()}
-    if "handler" not in seen:
-        raise ConfigError(f"{conf_key}: handler=<module>:<Class> is required")
-    module, sep, cls = seen["handler"].partition(":")
-    if not sep or not _MODULE_RE.match(module) or not _CLASS_RE.match(cls):
-        raise ConfigError(
-            f"{at['handler']}: handler={seen['handler']!r} must be <module>:<Class>, "
-            "for example handler=site_prep:Handler")
+    handlers = seen.get("handlers")
+    module = cls = ""
+    if handlers is not None:
+        if "handler" in seen:
+            raise ConfigError(f"{at['handlers']}: handler= and handlers= are both given "
+                              f"(handler= at {at['handler']}): give one, handler=<module>:<Class> "
+                              "or handlers=<directory of handler files>")
+        if not handlers or not os.path.isabs(handlers):
+            raise ConfigError(f"{at['handlers']}: handlers={handlers!r} must be an absolute "
+                              "directory (of handler files, run in file-name order)")
+        handlers = os.path.normpath(handlers)
+    elif "handler" not in seen:
+        raise ConfigError(f"{conf_key}: handler=<module>:<Class> (or handlers=<directory>) "
+                          "is required")
+    else:
+        module, sep, cls = seen["handler"].partition(":")
+        if not sep or not _MODULE_RE.match(module) or not _CLASS_RE.match(cls):
+            raise ConfigError(
+                f"{at['handler']}: handler={seen['handler']!r} must be <module>:<Class>, "
+                "for example handler=site_prep:Handler")
 
     if "path" in seen:
         dirs = tuple(seen["path"].split(":"))
         for d in dirs:
             if not d or not os.path.isabs(d):
                 raise ConfigError(f"{at['path']}: path entry {d!r} must be an absolute directory")
+    elif handlers is not None:
+        dirs = ()          # handlers= files import only what path= (or venv=) adds
     elif conf_path:
         dirs = (os.path.dirname(os.path.abspath(conf_path)),)
     else:
@@ -190,4 +219,4 @@ def _build(items: dict[str, tuple[str, str]], *, conf_key: str,
 
     return Config(conf_key=conf_key, module=module, cls=cls, path=dirs, venv=venv,
                   timeout=timeout, workers=workers, reload=reload, on_failure=on_failure,
-                  spool=spool, spool_max=spool_max)
+                  spool=spool, spool_max=spool_max, handlers=handlers)

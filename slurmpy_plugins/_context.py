@@ -12,7 +12,7 @@ import time
 import traceback
 from typing import Any
 
-from . import _config, _loader, _log, _plugins
+from . import _chain, _config, _loader, _log, _plugins
 
 __all__ = ["Context", "context", "install", "say"]
 
@@ -71,8 +71,10 @@ def refusal(plugin: str, e: Exception) -> str:
     return f"{e}; every {plugin} hook fails until it is fixed"
 
 
-def say(ctx: int, level: int, msg: str) -> None:
-    prefix = PREFIX[ctx].encode()
+def say(ctx: int, level: int, msg: str, prefix_: str | None = None) -> None:
+    """Log `msg` (each line) with the plugin's prefix, or `prefix_` (a
+    handlers= file's own, ``prep/python[20-gpu]``)."""
+    prefix = (prefix_ or PREFIX[ctx]).encode()
     for line in msg.splitlines() or [""]:
         lib.spm_log(level, prefix, line.encode("utf-8", "backslashreplace"))
 
@@ -200,7 +202,7 @@ class Context:
         interrupted (TimeoutError at its next bytecode; one blocked in C
         runs on until it returns, and no other load starts meanwhile)."""
         if not bounded or not self.load_limit:
-            return _loader.load(cfg, BASE[self.ctx], self.trusted)
+            return self._load_now(cfg)
         if self.abandoned_load is not None and self.abandoned_load.is_alive():
             raise _loader.HandlerError(
                 f"a load of {cfg.handler} given up on earlier is still running (an import "
@@ -210,7 +212,7 @@ class Context:
         def run() -> None:
             _log.set_prefix(PREFIX[self.ctx])
             try:
-                box["loaded"] = _loader.load(cfg, BASE[self.ctx], self.trusted)
+                box["loaded"] = self._load_now(cfg)
             except BaseException as e:  # handed to the waiting thread
                 box["error"] = e
 
@@ -230,6 +232,19 @@ class Context:
             raise box["error"]
         loaded: _loader.Loaded = box["loaded"]
         return loaded
+
+    def _load_now(self, cfg: _config.Config) -> _loader.Loaded:
+        """One load: the handler, or the handlers= directory's files (each
+        file that did not change since the running set keeps its handler,
+        when the settings that load them are the same)."""
+        hooks = tuple(HOOKS[self.ctx].values())
+        if not cfg.handlers:
+            return _loader.load(cfg, BASE[self.ctx], self.trusted, hooks)
+        prev, running = self.loaded, self.cfg
+        same = (prev is not None and running is not None and running.handlers == cfg.handlers
+                and running.path == cfg.path and running.venv == cfg.venv)
+        return _loader.load_dir(cfg, BASE[self.ctx], self.trusted, hooks,
+                                prev if same else None)[0]
 
     def _try_load(self, initial: bool, bounded: bool = False) -> bool:
         assert self.cfg is not None
@@ -254,6 +269,13 @@ class Context:
         assert self.cfg is not None
         if not initial:
             lib.spm_stats_reload(self.ctx)
+        for note in loaded.notes:
+            say(self.ctx, lib.SPM_LOG_ERROR, note)
+        if loaded.members:
+            say(self.ctx, lib.SPM_LOG_INFO, f"{verb} handlers from {loaded.module_file}: "
+                f"{', '.join(m.name for m in loaded.members)}, in this order (hooks: "
+                f"{', '.join(self.hook_names()) or 'none'})")
+            return
         say(self.ctx, lib.SPM_LOG_INFO, f"{verb} handler {self.cfg.handler} from "
             f"{loaded.module_file} (hooks: {', '.join(self.hook_names()) or 'none'})")
 
@@ -300,7 +322,7 @@ class Context:
             if self.loaded is None:
                 self._try_load(initial=True, bounded=bounded)
             else:
-                sig = _loader.file_signature(self.loaded.module_file)
+                sig = _loader.current_signature(self.cfg, self.loaded)
                 if sig == self.loaded.signature or sig == self.refused_signature:
                     return
                 if not self._try_load(initial=False, bounded=bounded):
@@ -361,11 +383,12 @@ class Context:
         return self.loaded.instance
 
     def report(self, what: str, exc: BaseException) -> None:
-        roots = self.cfg.path if self.cfg else ()
+        roots = self.cfg.roots if self.cfg else ()
         site = _loader.where(exc, roots)
+        by = _chain.prefix_of(exc)
         say(self.ctx, lib.SPM_LOG_ERROR,
-            f"{what} failed at {site}: {type(exc).__name__}: {exc}")
-        say(self.ctx, lib.SPM_LOG_ERROR, _loader.format_tb(exc))
+            f"{what} failed at {site}: {type(exc).__name__}: {exc}", by)
+        say(self.ctx, lib.SPM_LOG_ERROR, _loader.format_tb(exc), by)
         self.call_failed(site, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     def call_failed(self, site: str, text: str) -> None:

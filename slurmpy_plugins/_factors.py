@@ -60,8 +60,11 @@ def check_set(value: Any, job_id: int) -> tuple[int | None, str | None]:
     return clamped, (clamp_note(job_id, value) if clamped != value else None)
 
 
-def check_update(result: Any, cap: int) -> tuple[array.array[int], array.array[int], str | None]:
+def check_update(result: Any, cap: int, clamp: bool = True
+                 ) -> tuple[array.array[int], array.array[int], str | None]:
     """update()'s answer -> (job ids, factors, clamp warning or None).
+    clamp=False: the factors as given (a handlers= directory's, added up
+    before the one clamp).
 
     The mapping is read once, into a private dict (a handler's own thread
     cannot change it under us), and every count is checked against `cap`,
@@ -85,7 +88,9 @@ def check_update(result: Any, cap: int) -> tuple[array.array[int], array.array[i
         raise FactorError(f"job id {bad} is out of range")
     ids = array.array("I", keys)
     note = None
-    if snap and (min(values) < FACTOR_MIN or max(values) > FACTOR_MAX):
+    if not clamp:
+        vals = array.array("q", values)
+    elif snap and (min(values) < FACTOR_MIN or max(values) > FACTOR_MAX):
         out = [(j, v) for j, v in snap.items() if v < FACTOR_MIN or v > FACTOR_MAX]
         note = clamp_note(out[0][0], out[0][1], len(out))
         vals = array.array("q", map(_clamp, values))
@@ -122,12 +127,14 @@ def in_batch_order(result: Any, count: int, job_ids: Callable[[], list[Any]]) ->
     return vals
 
 
-def check_aligned(result: Any, count: int, job_ids: Callable[[], Any]) -> tuple[Any, str | None]:
+def check_aligned(result: Any, count: int, job_ids: Callable[[], Any],
+                  clamp: bool = True) -> tuple[Any, str | None]:
     """update()'s answer as one factor per job of the batch, in batch order
     -> (int64 factors, with KEEP for None; clamp warning or None).
     Accepts a list/tuple of int or None, or any 1-D buffer of integers
     (array.array, memoryview, numpy array).  `job_ids()` gives the batch's
-    job ids, for the warning.  Raises FactorError."""
+    job ids, for the warning.  clamp=False: the factors as given.  Raises
+    FactorError."""
     if isinstance(result, (str, bytes, bytearray)):
         raise FactorError(f"got {describe(result)}")
     try:
@@ -165,7 +172,7 @@ def check_aligned(result: Any, count: int, job_ids: Callable[[], Any]) -> tuple[
     else:
         seq = vals
     note = None
-    if count:
+    if count and clamp:
         if vals is None and has_none:
             lo = min((v for v in seq if v != KEEP), default=None)
         else:

@@ -130,12 +130,16 @@ def read_hooks(instance: Any, hooks: list[str], plugin: str) -> Findings:
 
 
 def _handler_line(exc: BaseException, module_file: str | None) -> str:
-    """"file:line: " of the handler's innermost frame in the traceback."""
+    """"file:line: " of the handler's innermost frame in the traceback
+    (module_file: the handler's file, or a handlers= directory: any file
+    in it)."""
     where = ""
     if module_file:
         real = os.path.realpath(module_file)
+        is_dir = os.path.isdir(real)
         for fr in traceback.extract_tb(exc.__traceback__):
-            if os.path.realpath(fr.filename) == real:
+            found = os.path.realpath(fr.filename)
+            if found == real or (is_dir and os.path.dirname(found) == real):
                 where = f"{fr.filename}:{fr.lineno}: "
     return where
 

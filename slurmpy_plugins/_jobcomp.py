@@ -16,13 +16,13 @@ from ._comprecord import CompletedJob, RecordError, parse
 from ._context import say
 
 lib: Any = None
-OK = FAILED = 0
+OK = FAILED = UNLOADED = 0
 
 
 def install(lib_: Any) -> None:
-    global lib, OK, FAILED
+    global lib, OK, FAILED, UNLOADED
     lib = lib_
-    OK, FAILED = int(lib.SPM_PY_OK), int(lib.SPM_PY_FAILED)
+    OK, FAILED, UNLOADED = int(lib.SPM_PY_OK), int(lib.SPM_PY_FAILED), int(lib.SPM_PY_UNLOADED)
     _comprecord.NO_VAL, _comprecord.INFINITE = int(lib.SPM_NO_VAL), int(lib.SPM_INFINITE)
 
 
@@ -31,11 +31,12 @@ def _what(job: CompletedJob) -> str:
 
 
 def deliver(ctx: _context.Context, job: CompletedJob) -> int:
-    """Call the hook of `job.event`.  OK: delivered; FAILED: kept and
-    retried (logged here, with the traceback)."""
+    """Call the hook of `job.event`.  OK: delivered; FAILED (it raised) or
+    UNLOADED (no usable handler): kept and retried (logged here, with the
+    traceback)."""
     h = ctx.handler(_what(job))
     if h is None:
-        return FAILED
+        return UNLOADED
     try:
         if job.event == "start":
             h.job_start(job)

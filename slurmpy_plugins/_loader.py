@@ -35,7 +35,7 @@ from ._config import Config
 from ._handlers import SiteFactorHandler
 
 __all__ = ["HandlerError", "Loaded", "load", "where", "file_signature", "check_safe",
-           "format_tb"]
+           "format_tb", "dir_listing", "current_signature"]
 
 
 class HandlerError(Exception):
@@ -48,6 +48,10 @@ class Loaded:
     module_file: str
     signature: tuple[Any, ...]
     fields: tuple[str, ...] | None = None    # SiteFactorHandler.fields, checked
+    # handlers=<dir>: its handler files, in order (instance runs them,
+    # _chain.build); module_file is the directory, signature its listing
+    members: tuple[Any, ...] = ()
+    notes: tuple[str, ...] = ()     # load_dir: files refused or dropped by a reload
 
 
 def where(exc: BaseException, roots: tuple[str, ...] = ()) -> str:
@@ -57,6 +61,10 @@ def where(exc: BaseException, roots: tuple[str, ...] = ()) -> str:
     source line."""
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}"
+    from ._chain import SITE
+    site = getattr(exc, SITE, None)
+    if isinstance(site, str):
+        return site
     tb = traceback.extract_tb(exc.__traceback__)
     dirs = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
     mine = [f for f in tb if dirs and os.path.abspath(f.filename).startswith(dirs)]
@@ -477,11 +485,17 @@ def _handler_spec(cfg: Config, trusted: set[int]) -> Any:
     return spec
 
 
-def load(cfg: Config, base: type, trusted_uids: set[int]) -> Loaded:
+def load(cfg: Config, base: type, trusted_uids: set[int],
+         hooks: tuple[str, ...] = ()) -> Loaded:
     """Import cfg.module afresh (without touching the running handler),
     check and instantiate cfg.cls.  Raises HandlerError, and nothing else:
     every failure to load is the handler's error (the daemons and `check`
-    report it as such), never an exception out of the loader."""
+    report it as such), never an exception out of the loader.  With
+    handlers=<dir>: load_dir() with no previous set (`hooks`: the plugin's
+    hook names, from the plugin table)."""
+    if cfg.handlers:
+        loaded, _ = load_dir(cfg, base, trusted_uids, hooks, None)
+        return loaded
     found: list[str] = []
     try:
         return _load(cfg, base, trusted_uids, found)
@@ -553,3 +567,161 @@ def _instantiate(cfg: Config, base: type, code: Any, module: Any, origin: str) -
     except BaseException as e:
         raise HandlerError(f"{where(e, cfg.path)}: {cfg.handler}() failed: "
                            f"{type(e).__name__}: {e}") from e
+
+
+# -- handlers=<dir> -----------------------------------------------------
+
+HANDLER_SUFFIX = ".py"
+
+
+def dir_listing(directory: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """The handler files of a handlers= directory, in the order they run
+    (file name, as sorted() orders str): ((name, file_signature()), ...).
+    Names starting with "." (editors' and rsync's temporary files) are not
+    handler files.  A directory that cannot be listed: (("", ("missing",
+    errno)),), a change like any other."""
+    try:
+        names = sorted(n for n in os.listdir(directory)
+                       if n.endswith(HANDLER_SUFFIX) and not n.startswith("."))
+    except OSError as e:
+        return (("", ("missing", e.errno)),)
+    return tuple((n, file_signature(os.path.join(directory, n))) for n in names)
+
+
+def current_signature(cfg: Config, loaded: Loaded) -> tuple[Any, ...]:
+    """What tells that the running handler's files changed: the handler
+    file's signature, or the handlers= directory's listing."""
+    if cfg.handlers:
+        return dir_listing(cfg.handlers)
+    return file_signature(loaded.module_file)
+
+
+def _stem(name: str) -> str:
+    return name[:-len(HANDLER_SUFFIX)]
+
+
+def _load_member(cfg: Config, base: type, trusted: Any, kind: str, name: str) -> Any:
+    """One handler file: checked, read from the checked descriptor, run as
+    a module of its own (``<kind>_handlers.<stem>`` in sys.modules), its
+    one subclass of `base` instantiated.  Raises HandlerError naming the
+    file (and its line)."""
+    from ._chain import Member
+    assert cfg.handlers is not None
+    path = os.path.join(cfg.handlers, name)
+    source, st = read_trusted(path, trusted, "handler file")
+    try:
+        code = _compile(source, path)
+    except SyntaxError as e:
+        raise HandlerError(f"{where(e)}: syntax error: {e.msg}") from e
+    modname = f"{kind}_handlers.{_stem(name)}"
+    spec = importlib.util.spec_from_loader(modname, loader=None, origin=path)
+    module = importlib.util.module_from_spec(spec)   # type: ignore[arg-type]
+    module.__file__ = path
+    previous = sys.modules.get(modname)
+    sys.modules[modname] = module
+    try:
+        try:
+            exec(code, module.__dict__)
+        except BaseException as e:  # any import-time failure, even SystemExit
+            raise HandlerError(f"{where(e, cfg.roots)}: loading {path} failed: "
+                               f"{type(e).__name__}: {e}") from e
+        classes = [v for v in vars(module).values()
+                   if isinstance(v, type) and issubclass(v, base) and v is not base
+                   and v.__module__ == modname]
+        if len(classes) != 1:
+            found = (f"{len(classes)}: {', '.join(c.__name__ for c in classes)}" if classes
+                     else "none")
+            raise HandlerError(
+                f"{path}: a handler file defines exactly one subclass of "
+                f"slurmpy_plugins.{base.__name__} (found {found}); shared code belongs in "
+                "a module on path=")
+        cls = classes[0]
+        try:
+            instance = cls()
+        except BaseException as e:
+            raise HandlerError(f"{where(e, cfg.roots)}: {path}: {cls.__name__}() failed: "
+                               f"{type(e).__name__}: {e}") from e
+        if issubclass(cls, SiteFactorHandler):
+            try:
+                from . import _records
+                _records.declared_fields(cls.fields)
+            except ValueError as e:
+                raise HandlerError(f"{path}: {cls.__name__}.fields: {e}") from None
+    except BaseException:
+        if previous is None:
+            sys.modules.pop(modname, None)
+        else:
+            sys.modules[modname] = previous
+        raise
+    return Member(name=name, path=path, instance=instance, signature=_signature_of(st),
+                  prefix=f"{kind}/python[{_stem(name)}]")
+
+
+def load_dir(cfg: Config, base: type, trusted_uids: set[int], hooks: tuple[str, ...],
+             previous: Loaded | None) -> tuple[Loaded, list[str]]:
+    """handlers=<dir>: every handler file, each loaded and checked on its
+    own.  Returns the new set and what was refused or dropped (one message
+    each, for the log).
+
+    With no previous set (boot, or nothing was running) every file must
+    load: one that does not is the HandlerError (naming every file that
+    failed), and the plugin fails closed, as it does for a handler= that
+    does not load.  With a previous set, a file that did not change keeps
+    its handler, a changed file that does not load keeps its previous
+    version (a new one is not added), a removed file's handler is dropped;
+    a directory left with no handler files is refused whole."""
+    try:
+        return _load_dir(cfg, base, trusted_uids, hooks, previous)
+    except HandlerError:
+        raise
+    except Exception as e:
+        raise HandlerError(f"handlers directory {cfg.handlers}: loading failed: "
+                           f"{type(e).__name__}: {e}") from e
+
+
+def _load_dir(cfg: Config, base: type, trusted: set[int], hooks: tuple[str, ...],
+              previous: Loaded | None) -> tuple[Loaded, list[str]]:
+    from . import _chain
+    directory = cfg.handlers
+    assert directory is not None
+    if not hooks:
+        raise HandlerError(f"handlers={directory}: the plugin's hooks are unknown (internal)")
+    from ._plugins import PLUGINS
+    kind = next((p.kind for p in PLUGINS if p.base is base), base.__name__)
+    _prepare_path(cfg, trusted)
+    check_dir(directory, trusted, "handlers directory")
+    listing = dir_listing(directory)
+    if listing and listing[0][0] == "":
+        raise HandlerError(f"handlers directory {directory}: cannot be listed")
+    if not listing:
+        raise HandlerError(f"handlers directory {directory} has no handler files (*.py)"
+                           + ("; the previous handlers keep running" if previous else ""))
+    old = {m.name: m for m in (previous.members if previous else ())}
+    members, errors, notes = [], [], []
+    for name, sig in listing:
+        kept = old.pop(name, None)
+        if kept is not None and kept.signature == sig:
+            members.append(kept)
+            continue
+        try:
+            members.append(_load_member(cfg, base, trusted, kind, name))
+        except HandlerError as e:
+            if previous is None:
+                errors.append(e)
+            elif kept is not None:
+                members.append(kept)
+                notes.append(f"changed handler file {name} refused, its previous version "
+                             f"keeps running: {e}")
+            else:
+                notes.append(f"new handler file {name} refused, not run until it loads: {e}")
+    for name in old:
+        notes.append(f"handler file {name} removed from {directory}: its handler no longer runs")
+    if errors:
+        first = errors[0]
+        more = "".join(f"; {e}" for e in errors[1:])
+        raise HandlerError(f"{first}{more}") from first.__cause__
+    instance = _chain.build(base, hooks, tuple(members))
+    return Loaded(instance=instance, module_file=directory, signature=listing,
+                  fields=getattr(instance, "fields", None) if isinstance(
+                      instance, SiteFactorHandler) else None,
+                  members=tuple(members), notes=tuple(notes)), notes

@@ -48,7 +48,8 @@ PLUGINS: tuple[Plugin, ...] = (
            "JobCompType", False),
     # spank: its arguments are its plugstack.conf line (PlugStackConfig
     # names that file; not a key that selects it: check reads the line).
-    Plugin("spank", SpankHandler, ("handler", "path", "timeout"), ("run_spank",), "PlugStackConfig",
+    Plugin("spank", SpankHandler, ("handler", "handlers", "path", "timeout"), ("run_spank",),
+           "PlugStackConfig",
            False),
 )
 

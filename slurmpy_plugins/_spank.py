@@ -23,7 +23,7 @@ log = logging.getLogger("slurmpy_plugins.spank")
 
 # What the plugstack.conf line reads itself; every other key=value is the
 # handler's own (Spank.args).
-KEYS = ("handler", "path", "timeout")
+KEYS = ("handler", "handlers", "path", "timeout")
 # Keys of the other plugins that spank/python does not implement: refused,
 # never passed on silently as the handler's own.
 UNSUPPORTED = ("venv", "workers", "reload")
@@ -73,10 +73,19 @@ def parse_args(args: Sequence[str]) -> SpankArgs:
             items[key] = (value, where)
         else:
             extra[key] = value
+    if "handlers" in items:
+        if handlers:
+            raise _config.ConfigError(f"{where}: handler= and handlers= are both given: give "
+                                      "handler=<module>:<Class> (one or more) or "
+                                      "handlers=<directory of handler files>")
+        # one set: every file of the directory, in file-name order
+        return SpankArgs(cfgs=(_config._build(items, conf_key=where, conf_path=None),),
+                         extra=extra)
     if "path" not in items:
         raise _config.ConfigError(f"{where}: path=DIR is required (the handler's directory)")
     if not handlers:
-        raise _config.ConfigError(f"{where}: handler=<module>:<Class> is required")
+        raise _config.ConfigError(f"{where}: handler=<module>:<Class> (or handlers=<directory>) "
+                                  "is required")
     # _build checks each handler= and timeout= as for the other plugins
     cfgs = tuple(_config._build({**items, "handler": (h, where)}, conf_key=where, conf_path=None)
                  for h in handlers)
@@ -293,7 +302,8 @@ class _CBackend:
 
 
 def call(ffi: Any, lib: Any, c: Any) -> int:
-    """spm_py_spank(): SPM_PY_OK or SPM_PY_FAILED with c.msg filled."""
+    """spm_py_spank(): SPM_PY_OK, or SPM_PY_FAILED (a hook raised) or
+    SPM_PY_UNLOADED (the handler cannot load) with c.msg filled."""
     text = ffi.string(c.args).decode("utf-8", "surrogateescape")
     hook = HOOKS[c.hook - lib.SPM_HOOK_SP_INIT]
     context = ffi.string(c.context).decode()
@@ -302,20 +312,23 @@ def call(ffi: Any, lib: Any, c: Any) -> int:
         try:
             sa = parse_args([a for a in text.split("\n") if a])
             trusted = {0, int(c.slurm_user_id)}
-            entry = ([_loader.load(cfg, SpankHandler, trusted).instance for cfg in sa.cfgs], sa)
+            entry = ([_loader.load(cfg, SpankHandler, trusted, HOOKS).instance
+                      for cfg in sa.cfgs], sa)
         except (_config.ConfigError, _loader.HandlerError) as e:
             log.error("%s", e)
             entry = str(e)
         _loaded[text] = entry
+    status = int(lib.SPM_PY_FAILED)
     if isinstance(entry, str):
         msg: str | None = f"the handler cannot be loaded: {entry}"
+        status = int(lib.SPM_PY_UNLOADED)
     else:
         handlers, sa = entry
         spank = Spank(_CBackend(ffi, c), context, sa.extra)
         msg = None
         sites: list[str] = []
         for handler in handlers:          # in the line's order; the first failure ends it
-            msg = run(handler, hook, spank, sa.cfg.path, sites)
+            msg = run(handler, hook, spank, sa.cfg.roots, sites)
             if msg is not None:
                 break
         if sites:
@@ -325,4 +338,4 @@ def call(ffi: Any, lib: Any, c: Any) -> int:
         return int(lib.SPM_PY_OK)
     raw = msg.encode("utf-8", "backslashreplace")[:len(c.msg) - 1]
     ffi.memmove(c.msg, raw + b"\0", len(raw) + 1)
-    return int(lib.SPM_PY_FAILED)
+    return status

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
-from . import _abi, _calls, _comprecord, _config, _context, _errno, _factors, _jobcomp, _jobdesc
+from . import _abi, _calls, _chain, _comprecord, _config, _context, _errno, _factors, _jobcomp, _jobdesc
 from . import _jobsubmit, _loader, _log, _plugins, _records, _spank
 from ._comprecord import CompletedJob
 from ._handlers import JobSubmitHandler, PrEpHandler, SiteFactorHandler, SpankHandler
@@ -42,7 +42,7 @@ from ._records import JOB_STATES, Job, JobEnv, JobList
 
 __all__ = [
     "make_job", "make_env", "make_job_desc", "make_partition", "jobs_from_json",
-    "job_from_json", "env_from_json", "load_handler",
+    "job_from_json", "env_from_json", "load_handler", "load_handlers",
     "make_completed_job", "sbatch_defaults", "run_prep", "run_set", "run_update", "run_submit",
     "run_modify",
     "run_job_end", "run_job_start", "run_spank",
@@ -462,6 +462,23 @@ def load_handler(spec: str, *, path: str | Sequence[str], kind: str,
     return _loader.load(cfg, base, {0, os.getuid()}).instance
 
 
+def load_handlers(directory: str, *, kind: str, path: str | Sequence[str] = (),
+                  venv: str | None = None) -> Any:
+    """Load a ``handlers=<directory>`` set as the daemon does (every
+    ``*.py`` file in file-name order, each defining one handler class,
+    checked as the daemon checks it): one handler that runs them all, to
+    pass to run_prep(), run_submit() & co.  Raises _loader.HandlerError
+    with the daemon's message."""
+    base = _BASES[kind]
+    paths = (path,) if isinstance(path, str) else tuple(path)
+    params = f"handlers={directory}" + (f",path={':'.join(paths)}" if paths else "") + \
+        (f",venv={venv}" if venv else "")
+    ctx = _ctx_of(kind)
+    row = _context.PLUGIN[ctx]
+    cfg = _config.parse(params, conf_key=row.conf_source, conf_path=None)
+    return _loader.load(cfg, base, {0, os.getuid()}, tuple(_context.HOOKS[ctx].values())).instance
+
+
 def _ctx_of(kind: str) -> int:
     return _plugins.by_kind(_context.PLUGIN, kind).ctx
 
@@ -482,6 +499,9 @@ def _context_for(handler: Any, kind: str, *, timeout: float | None = None,
     c = _context.Context(ctx)
     module = sys.modules.get(type(handler).__module__)
     mfile = getattr(module, "__file__", None) or "?"
+    members = _chain.members_of(handler)
+    if members:      # load_handlers(): its directory is where errors point
+        mfile = os.path.dirname(members[0].path)
     c.cfg = _config.Config(conf_key=_context.PLUGIN[ctx].conf_source, module=type(handler).__module__,
                            cls=type(handler).__name__,
                            path=(os.path.dirname(mfile),) if mfile != "?" else (),
@@ -859,24 +879,41 @@ _JS_PREFIX = "job_submit/python"
 _SLURM_SUCCESS, _SLURM_ERROR = 0, -1     # slurm_errno.h
 
 
-def _js_failed(hook: str, job_id: int, why: str, accept: bool,
-               log: list[str]) -> tuple[bool, str | None]:
-    """csrc/dispatch_job_submit.c _failed(): a failure Python could not
-    answer (the timeout) refuses with a message, or with on_failure=accept
-    accepts unchanged; both logged.  Returns (accepted, message)."""
+_JS_REFUSED = "job_submit/python: request refused: the site's job submission policy"
+
+
+def _js_answer(what: str, status: int, why: str | None, msg: str | None, code: int,
+               modify_job_id: int | None, accept: bool,
+               log: list[str]) -> tuple[bool, str | None, int]:
+    """csrc/dispatch_job_submit.c _answer(), the one place the daemon
+    decides: from the call's status (SPM_PY_*; SPM_PY_EXCEPTION for the
+    timeout) apply on_failure= and build the refusal's text and log line.
+    Returns (accepted, message for the user, code for slurmctld)."""
+    def error(text: str) -> None:
+        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX, text))
+
+    if status == lib.SPM_PY_OK:
+        return True, msg, _SLURM_SUCCESS
+    if status == lib.SPM_PY_REFUSED:
+        if modify_job_id is not None:
+            log.append(_abi.log_line(lib.SPM_LOG_INFO, _JS_PREFIX,
+                                     f"modify() refused the update of JobId={modify_job_id}: "
+                                     f"{msg or ''}"))
+        return False, msg, code or _SLURM_ERROR
+    why = why or ""
+    logged = f"no usable handler ({why})" if status == lib.SPM_PY_UNLOADED else why
     if accept:
-        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX,
-                                 f"{hook}() failed ({why}); on_failure=accept: the request is "
-                                 "accepted unchanged"))
-        return True, None
-    if hook == "modify":
-        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX,
-                                 f"modify() for JobId={job_id} refused: {why}"))
+        error(f"{what} failed ({logged}); on_failure=accept: the request is accepted unchanged")
+        return True, msg, _SLURM_SUCCESS
+    error(f"{what} refused: {logged}")
+    if status == lib.SPM_PY_UNLOADED:
+        text = f"{_JS_REFUSED} is not loaded ({why})"
+    elif status == lib.SPM_PY_FAILED:
+        text = f"{_JS_REFUSED} failed (an administrator can find the error in slurmctld's log)"
     else:
-        log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JS_PREFIX,
-                                 f"submit() refused a request: {why}"))
-    return False, ("job_submit/python: request refused: the site's job submission policy "
-                   f"failed ({why})")
+        text = f"{_JS_REFUSED} failed ({why})"
+    # jobdesc.c spm_set_err_msg(): the handler's lines first, each call a line
+    return False, "\n".join(t for t in (msg, text) if t), _SLURM_ERROR
 
 
 def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit_uid: int,
@@ -889,7 +926,6 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
     c = _context_for(handler, "job_submit", timeout=timeout,
                      on_failure=_check_on_failure(on_failure))
     hooks = {v: k for k, v in _context.HOOKS[lib.SPM_CTX_JOB_SUBMIT].items()}
-    arena = _abi.Arena()
     c_in = ffi.new("spm_jobdesc_t *")      # the request as it came (yours is left alone)
     ffi.memmove(c_in, desc._c, ffi.sizeof("spm_jobdesc_t"))
     if current is not None and c_in.job_id == lib.SPM_NO_VAL:
@@ -904,22 +940,31 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
     for i, p in enumerate(parts):
         ffi.memmove(arr + i, p._c, ffi.sizeof("spm_part_t"))
     c_parts.count, c_parts.parts = len(parts), arr
-    msg = ffi.new("char **")
-    code_out = ffi.new("int *")
-    c_current = current._c if current is not None else ffi.NULL
-    rc, timed_out, log = _run("job_submit", lambda c: _jobsubmit.call(
-        c, hooks[hook], arena, c_in, c_out, _abi.Arena(), c_current, c_parts, submit_uid,
-        msg, code_out, None), c, limit, log_level)
+    call = ffi.new("spm_js_call_t *")
+    call.hook, call.submit_uid = hooks[hook], submit_uid
+    arena, current_arena = _abi.Arena(), _abi.Arena()   # kept alive here, for the call
+    call.arena, call.desc_in, call.desc_out, call.parts = arena.ptr, c_in, c_out, c_parts
+    call.current_arena = current_arena.ptr
+    call.current = current._c if current is not None else ffi.NULL
+    # the arenas' handles live as long as the call, which may outlive this
+    # function (timed out, it runs on until interrupted)
+    rc, timed_out, log = _run("job_submit", lambda c, keep=(arena, current_arena):
+                              _jobsubmit.call(c, call, None), c, limit, log_level)
     job_id = int(c_in.job_id)
-    accept = on_failure == "accept"
-    text = ffi.string(msg[0]).decode("utf-8", "backslashreplace") if msg[0] else None
+    uid = int(submit_uid)
+
+    def text(p: Any) -> str | None:
+        return None if timed_out or p == ffi.NULL else ffi.string(p).decode(
+            "utf-8", "backslashreplace")
+
     changes: dict[str, Any] = {}
-    code = _SLURM_ERROR
+    why: str | None
     if timed_out:
-        accepted, text = _js_failed(hook, job_id, "the handler did not answer within its "
-                                    f"time limit of {limit} ms", accept, log)
-    elif rc == lib.SPM_PY_OK:
-        accepted = True
+        rc, why = lib.SPM_PY_EXCEPTION, ("the handler did not answer within its time limit "
+                                         f"of {limit} ms")
+    else:
+        why = text(call.why)
+    if rc == lib.SPM_PY_OK:
         for name, kind in JobDesc._kinds.items():   # jobdesc.c writes back what differs
             if kind[0] in ("strv", "strl") and name in _jobdesc.READ_ONLY:
                 continue                            # never written back
@@ -927,20 +972,13 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
             after = _jobdesc._read(c_out, name, kind)
             if before != after:
                 changes[name] = after
-    elif text is not None:        # the handler refused, or failed (Python logged why)
-        accepted = False
-        code = int(code_out[0]) or _SLURM_ERROR   # Reject's code=, else SLURM_ERROR
-        if hook == "modify":
-            log.append(_abi.log_line(lib.SPM_LOG_INFO, _JS_PREFIX,
-                                     f"modify() refused the update of JobId={job_id}: {text}"))
-    else:
-        accepted, text = _js_failed(hook, job_id, "no worker could run the handler (one is "
-                                    "stuck past its time limit, or the handler is not loaded)",
-                                    accept, log)
-    if accepted:
-        code = _SLURM_SUCCESS
+    what = (f"modify() for JobId={job_id}" if hook == "modify"
+            else f"submit() for a job of uid {uid}")
+    accepted, message, code = _js_answer(
+        what, rc, why, text(call.msg), 0 if timed_out else int(call.code),
+        job_id if hook == "modify" else None, on_failure == "accept", log)
     # an empty message never reaches the user (jobdesc.c spm_set_err_msg())
-    return SubmitOutcome(accepted, text or None, changes, log, code,
+    return SubmitOutcome(accepted, message or None, changes if accepted else {}, log, code,
                          None if code in (_SLURM_SUCCESS, _SLURM_ERROR) else _errno.name_of(code))
 
 
@@ -1040,7 +1078,8 @@ def _jc_call(handler: Any, job: CompletedJob, event: str, timeout: float | None,
     retry = None if delivered else lib.SPM_JC_RETRY_FIRST_MS / 1000
     if not delivered:
         why = (f"the handler did not return within its time limit of {limit} ms" if timed_out
-               else "the handler raised, or is not loaded (see above)")
+               else "the handler is not loaded (see above)" if rc == lib.SPM_PY_UNLOADED
+               else "the handler raised, or the record is unreadable (see above)")
         log.append(_abi.log_line(lib.SPM_LOG_ERROR, _JC_PREFIX,
                                  f"delivery of record {job.key} failed (attempt 1: {why}); it "
                                  "and the records after it are kept and retried in "
@@ -1150,9 +1189,14 @@ def run_spank(handler: Any, hook: str, *, options: Mapping[str, str | bool | Non
     cls = handler if isinstance(handler, type) else type(handler)
     if not issubclass(cls, SpankHandler):
         raise TypeError(f"{cls.__name__} is not a SpankHandler")
-    module_file = sys.modules[cls.__module__].__file__
-    if module_file:
-        _spank.check_declared(cls, module_file)
+    members = _chain.members_of(handler)
+    if members:      # load_handlers(): each file as spank_python.so reads it
+        for m in members:
+            _spank.check_declared(type(m.instance), m.path)
+    else:
+        module_file = sys.modules[cls.__module__].__file__
+        if module_file:
+            _spank.check_declared(cls, module_file)
     instance = handler() if isinstance(handler, type) else handler
     backend = _KitSpank(options or {}, list(cls.options), dict(env or {}), items)
     backend.hook, backend.task_argv = hook, None if argv is None else list(argv)

@@ -345,6 +345,29 @@ def test_one_line_serves_two_handlers(cluster_factory, tmp_path):
     assert cp.stdout == "" and "the tag service says no" in cp.stderr, cp
 
 
+def test_handlers_dir_runs_every_file_in_order(cluster_factory, tmp_path):
+    """handlers=DIR: the same two handlers as files of one directory; their
+    options come from each file's text (no Python in srun --help)."""
+    so = BUILD_PLUGINS / "spank_python.so"
+    hdir = tmp_path / "spank.d"
+    calls, raise_, imports = tmp_path / "calls.jsonl", tmp_path / "raise.flag", tmp_path / "i"
+    write_handler(hdir, "10-tag", HANDLER.format(calls=str(calls), raise_=str(raise_),
+                                                 imports=str(imports)))
+    write_handler(hdir, "20-second", SECOND_HANDLER)
+    c = cluster_factory(plugin_dirs=[str(BUILD_PLUGINS)])
+    (c.workdir / "plugstack.conf").write_text(f"required {so} handlers={hdir}\n")
+    c.start()
+    out = c.run("srun", "--help").stdout
+    assert "--spm-tag=TAG" in out and "--spm-second=X" in out, out
+    assert not imports.exists()
+    cp = c.run("srun", "--spm-tag=a", "--spm-second=b", "printenv", "SPM_SECOND")
+    assert cp.stdout.strip() == "tag-a+b"
+    raise_.write_text("")
+    cp = c.run("srun", "--spm-tag=a", "--spm-second=b", "printenv", "SPM_SECOND", check=False)
+    assert cp.stdout == "" and "the tag service says no" in cp.stderr, cp
+    assert "10-tag.py" in cp.stderr, cp.stderr
+
+
 # srun as an ordinary user: local_user_init runs in srun (Python starts
 # there, as the user) and nowhere else.  The same trust checks as in the
 # daemons, and an isolated interpreter: nothing from the user's PYTHON*

@@ -253,7 +253,7 @@ def test_missing_conf_file_fails_closed_naming_it(make_host, handlers):
 
 @pytest.mark.parametrize("lines,error", [
     (["# site policy", "", "handler=policy:Policy", "timeuot=3"],
-     r"job_submit_python.conf:4: unknown key 'timeuot' (known keys: handler, path, venv, "
+     r"job_submit_python.conf:4: unknown key 'timeuot' (known keys: handler, handlers, path, venv, "
      r"timeout, workers, reload, on_failure)"),
     (["handler=policy:Policy", "timeout=0"],
      "job_submit_python.conf:2: timeout='0' must be a positive number of seconds"),
@@ -316,7 +316,68 @@ def test_on_failure_accept_accepts_unchanged_and_logs(make_host, handlers):
     policy(handlers, "while True:\n    pass\n")
     res = h.js_submit(comment="orig")
     assert res["rc"] == 0 and res["desc"]["comment"] == "orig"
-    assert "submit() failed (the handler did not answer within its time limit" in h.log()
+    assert ("failed (the handler did not answer within its time limit of 500 ms); "
+            "on_failure=accept: the request is accepted unchanged") in h.log()
+
+
+GENERIC = ("job_submit/python: request refused: the site's job submission policy failed "
+           "(an administrator can find the error in slurmctld's log)")
+
+
+def test_a_failure_is_never_the_handlers_refusal(make_host, handlers):
+    """A handler's refusal (Reject: SPM_PY_REFUSED) and its failure
+    (SPM_PY_FAILED) have statuses of their own: dispatch_job_submit.c logs
+    and answers each as what it is, not by whether a message came back.
+    (job_modify() has an err_msg from 23.02 on: the user's text is checked
+    on submit().)"""
+    h = start(make_host, handlers)
+    policy(handlers, "self.log_user('checked')\nraise KeyError('ledger')\n")
+    res = h.js_submit()
+    assert (res["rc"], res["err_msg"]) == (-1, "checked\n" + GENERIC)
+    assert ("error: job_submit/python: submit() for a job of uid 0 refused: "
+            "KeyError: 'ledger'") in h.log()
+    policy(handlers, "self.log_user('checked')\nraise KeyError('ledger')\n", name="modify")
+    assert h.js_modify({"job_id": 42}, comment="c")["rc"] == -1
+    log = h.log()
+    assert "error: job_submit/python: modify() for JobId=42 refused: KeyError: 'ledger'" in log
+    assert "refused the update" not in log               # not logged as its refusal
+    policy(handlers, "self.log_user('checked')\nraise Reject('not now')\n", name="modify")
+    assert h.js_modify({"job_id": 42}, comment="c")["rc"] == -1
+    assert "modify() refused the update of JobId=42: checked\nnot now" in h.log()
+    assert "modify() for JobId=42 refused: " not in h.log()[len(log):]
+
+
+def test_on_failure_accept_applies_to_failures_never_to_a_refusal(make_host, handlers):
+    """on_failure=accept: a Reject (with or without a message) still
+    refuses, with its code; a raise, a timeout and a handler that cannot
+    load accept the request unchanged, each logged with its reason."""
+    h = start(make_host, handlers, extra=["on_failure=accept", "timeout=0.5"])
+    policy(handlers, "job.comment = 'changed'\nraise Reject('')\n")
+    res = h.js_submit(comment="orig")
+    assert (res["rc"], res["err_msg"], res["desc"]["comment"]) == (-1, None, "orig")
+    policy(handlers, "raise Reject('no account', code='ESLURM_INVALID_ACCOUNT')\n")
+    res = h.js_submit(comment="orig")
+    assert (res["rc"], res["err_msg"]) == (2045, "no account")
+    assert "accepted unchanged" not in h.log()
+    policy(handlers, "self.log_user('looked')\nraise KeyError('ledger')\n")
+    res = h.js_submit(comment="orig")
+    assert (res["rc"], res["err_msg"], res["desc"]["comment"]) == (0, "looked", "orig")
+    assert ("submit() for a job of uid 0 failed (KeyError: 'ledger'); on_failure=accept: "
+            "the request is accepted unchanged") in h.log()
+    policy(handlers, "while True:\n    pass\n")
+    res = h.js_submit(comment="orig")
+    assert (res["rc"], res["err_msg"], res["desc"]["comment"]) == (0, None, "orig")
+    assert ("submit() for a job of uid 0 failed (the handler did not answer within its time "
+            "limit of 500 ms); on_failure=accept: the request is accepted unchanged") in h.log()
+
+
+def test_on_failure_accept_with_no_usable_handler(make_host, handlers):
+    h = start(make_host, handlers, source="import nonexistent_module_xyz\n",
+              extra=["on_failure=accept"])
+    res = h.js_submit(comment="orig")
+    assert (res["rc"], res["err_msg"], res["desc"]["comment"]) == (0, None, "orig")
+    assert "submit() for a job of uid 0 failed (no usable handler (" in h.log()
+    assert "nonexistent_module_xyz" in h.log()
 
 
 def test_changed_file_reloads_and_a_broken_change_keeps_the_last_good(make_host, handlers):

@@ -19,6 +19,10 @@ import hostdriver
 
 from .conftest import REPO, wait_for
 
+# what the user sees when a handler raises (dispatch_job_submit.c _answer())
+GENERIC = ("job_submit/python: request refused: the site's job submission policy failed "
+           "(an administrator can find the error in slurmctld's log)")
+
 FIX = REPO / "tests" / "fixtures" / "slurm_json"
 
 
@@ -193,7 +197,7 @@ def test_job_submit_outcomes():
     out = kit.run_submit(Policy, kit.make_job_desc(name="no"), partitions=parts)
     assert (out.accepted, out.message, out.changes) == (False, "first\nnot this one", {})
     out = kit.run_submit(Policy, kit.make_job_desc(name="crash"), partitions=parts)
-    assert not out.accepted and out.message == kit._jobsubmit.GENERIC
+    assert not out.accepted and out.message == GENERIC
     assert any("KeyError" in line for line in out.log)
     out = kit.run_modify(Policy, kit.make_job_desc(bare=True, time_limit=90),
                          kit.make_job(job_id=8))
@@ -410,6 +414,65 @@ def test_job_submit_timeout_and_on_failure_in_the_kit_match_the_c_host(
     assert kit.run_submit(cls, kit.make_job_desc(name="ok"), **kw).changes == {"comment": "changed"}
 
 
+FAIL_POLICY = """\
+from slurmpy_plugins import JobSubmitHandler, Reject
+class P(JobSubmitHandler):
+    def submit(self, job, uid):
+        job.comment = "changed"
+        self.log_user("looked")
+        if job.name == "reject":
+            raise Reject("no budget", code="ESLURM_INVALID_ACCOUNT")
+        {}["ledger"]
+    def modify(self, job, current, uid):
+        job.comment = "changed"
+        self.log_user("looked")
+        {}["ledger"]
+"""
+
+
+@pytest.mark.parametrize("on_failure", ["reject", "accept"])
+def test_job_submit_refusal_and_failure_in_the_kit_match_the_c_host(
+        make_host, handlers, on_failure):
+    """A Reject (always refused, with its code) and a raise (refused, or
+    accepted unchanged with on_failure=accept), in the real plugin and in
+    the kit: the same answer, code, message and dispatch_job_submit.c's log
+    line; a failure is never logged as the handler's refusal."""
+    from .test_job_submit_host import JS_SO
+    path = handlers.write("kit_fail", FAIL_POLICY)
+    (handlers.path.parent / "job_submit_python.conf").write_text(
+        f"handler=kit_fail:P\npath={handlers.path}\non_failure={on_failure}\n")
+    slurm_conf = handlers.path.parent / "slurm.conf"
+    slurm_conf.write_text("# not read by the host\n")
+    h = make_host(so=JS_SO)
+    h.conf(slurm_conf=str(slurm_conf))
+    h.load()
+    host = [h.js_submit(name="reject", comment="orig"), h.js_submit(name="x", comment="orig"),
+            h.js_modify(dict(job_id=7), comment="orig")]
+    cls = _import_file(path, "kit_fail").P
+    kit_out = [kit.run_submit(cls, kit.make_job_desc(name="reject", comment="orig"),
+                              submit_uid=0, on_failure=on_failure),
+               kit.run_submit(cls, kit.make_job_desc(name="x", comment="orig"), submit_uid=0,
+                              on_failure=on_failure),
+               kit.run_modify(cls, kit.make_job_desc(bare=True, comment="orig"),
+                              kit.make_job(job_id=7), submit_uid=0, on_failure=on_failure)]
+    accept = on_failure == "accept"
+    assert [o.accepted for o in kit_out] == [False, accept, accept]
+    assert kit_out[0].code == 2045 and kit_out[0].message == "looked\nno budget"
+    assert kit_out[1].message == ("looked" if accept else "looked\n" + GENERIC)
+    for i, (res, out) in enumerate(zip(host, kit_out)):
+        assert res["rc"] == out.code and res["desc"]["comment"] == "orig"
+        assert out.changes == {}
+        if i < 2 or hostdriver.slurm_at_least(23, 2):   # 22.05: modify has no err_msg
+            assert out.message == (res["err_msg"] or None)
+    for out in kit_out[1:]:
+        end = ("failed (KeyError: 'ledger'); on_failure=accept: the request is accepted unchanged"
+               if accept else "refused: KeyError: 'ledger'")
+        (line,) = [x for x in out.log if x.endswith(end)]
+        assert _log_lines(h, line.removeprefix("error: ")) == [line], (line, h.log())
+    assert not any("refused the update" in x for x in kit_out[2].log)
+    assert "refused the update" not in h.log()
+
+
 def test_kit_timeout_and_on_failure_values_are_checked_as_the_daemon_checks_them():
     with pytest.raises(ValueError, match="timeout='0' must be a positive number of seconds"):
         kit.run_submit(Policy, kit.make_job_desc(), timeout=0)
@@ -429,8 +492,9 @@ def test_on_failure_accept_in_the_kit():
 
     out = kit.run_submit(Crash, kit.make_job_desc(comment="orig"), on_failure="accept")
     assert (out.accepted, out.changes, out.message) == (True, {}, "looked")
-    assert out.log[-1] == ("error: job_submit/python: submit() for a job of uid 0: "
-                           "on_failure=accept: the request is accepted unchanged")
+    assert out.log[-1] == ("error: job_submit/python: submit() for a job of uid 0 failed "
+                           "(KeyError: 'ledger'); on_failure=accept: the request is accepted "
+                           "unchanged")
     assert not kit.run_submit(Crash, kit.make_job_desc()).accepted      # reject: the default
 
 

@@ -4,6 +4,7 @@ factor the host finds in the job record afterwards as the oracle.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -142,6 +143,34 @@ def test_set_wrong_type_leaves_the_factor_unchanged(make_host, handlers,
             % (path, shown)) in h.log()
     # and the next job is fine
     assert set_factor(h, 4, "4")["site_factor"] == NICE_OFFSET + 4
+
+
+def test_a_failure_is_its_hooks_last_error_in_stats(make_host, handlers, capsys):
+    """A set() that returns what set() does not take fails (SPM_PY_FAILED):
+    its stats say why (Python's reason), not "the Python bridge is not
+    attached"."""
+    from slurmpy_plugins import _stats
+    state = handlers.path.parent / "state"
+    state.mkdir()
+    slurm_conf = handlers.path.parent / "slurm.conf"
+    slurm_conf.write_text(f"StateSaveLocation={state}\n")
+    handlers.write("sf", HANDLER)
+    h = make_host("sf")
+    h.conf(site_factor_params=handlers.params("sf:H"), slurm_conf=str(slurm_conf),
+           state_save_location=str(state))
+    h.load()
+    set_factor(h, 3, "'12'", site_factor=NICE_OFFSET + 9)
+
+    def last_error():
+        assert _stats.main([str(slurm_conf), "--json"]) == 0
+        [d] = json.loads(capsys.readouterr().out)["daemons"]
+        [sub] = [x for x in d["hooks"] if x["hook"] == "set"]
+        return sub["failed"], sub["last_error"]
+
+    failed, err = last_error()
+    assert failed == 1
+    assert err["where"] == f"{handlers.path / 'sf.py'}:8"
+    assert err["text"] == "set() returned '12' (str); expected an int or None"
 
 
 @pytest.mark.parametrize("ret,stored,shown", [
