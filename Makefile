@@ -56,6 +56,10 @@ $(VENV)/.deps-ok: pyproject.toml Makefile $(VENV)/.python-request
 	  echo '$(PYTHON)' > $(VENV)/.python-request; \
 	fi
 	$(PY) -m pip install -q --disable-pip-version-check 'cffi>=1.16' 'setuptools>=65' 'pytest>=7' 'hypothesis>=6'
+	@# the checkout's root on the venv's path: bench/ and examples/demo.py import
+	@# the shared harness (tests.harness) and bench.parts without editing sys.path
+	purelib=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  echo '$(CURDIR)' > $$purelib/slurmpy-checkout.pth
 	test -n "$(SLURM_SRC)" || scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src >/dev/null
 	touch $@
 
@@ -182,7 +186,7 @@ unit-24.11: trixie-root
 ## built once, reused by every later run and target).  Our plugins and the C
 ## test host build against that release's configured source into
 ## build/<version>/ and link its libslurmfull; the harness runs the prefix's
-## daemons and client commands (SLURM_PREFIX, tests/slurmpaths.py).  The demo
+## daemons and client commands (SLURM_PREFIX, tests/harness/slurmpaths.py).  The demo
 ## installs the plugins into the prefix's own PluginDir (lib/slurm), as a site
 ## would.  The host's Python serves.
 SLURMPY_CACHE  ?= /var/cache/slurmpy

@@ -35,10 +35,9 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from hostdriver import Host  # noqa: E402
-from slurmcluster import Cluster  # noqa: E402
+from tests.harness.hostdriver import Host  # noqa: E402
+from tests.harness.slurmcluster import Cluster  # noqa: E402
 
 PLUGINS = ROOT / "build" / "plugins"
 JC_SO = PLUGINS / "jobcomp_python.so"

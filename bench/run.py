@@ -19,7 +19,7 @@ Parts
  2. site_factor update() over 100,000 pending jobs via the host's
     bench_update (snapshot, hand-off, Python, applying factors) vs the host's
     C baseline loop.
- 3. A real slurmctld+slurmd (tests/slurmcluster.py): 1,000 `sbatch
+ 3. A real slurmctld+slurmd (tests/harness/slurmcluster.py): 1,000 `sbatch
     --wrap=true` jobs with (a) no PrEp work, (b) prep/script with trivial
     PrologSlurmctld/EpilogSlurmctld shell scripts, (c) prep/python with
     trivial prolog/epilog_slurmctld handlers: jobs/s and the prolog stage
@@ -73,10 +73,9 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-import hostdriver  # noqa: E402
-from hostdriver import Host  # noqa: E402
+from tests.harness import hostdriver  # noqa: E402
+from tests.harness.hostdriver import Host  # noqa: E402
 
 PLUGINS = ROOT / "build" / "plugins"
 SLURM_LIBDIR = hostdriver.SLURM_LIBDIR
@@ -730,7 +729,7 @@ def isolated_latency(c, k: int, gap: float) -> list[float]:
 
 def run_cluster(kind: str, n: int, cpus: int, tmp: pathlib.Path, idx: int,
                 iso_n: int = 0) -> dict:
-    from slurmcluster import Cluster
+    from tests.harness.slurmcluster import Cluster
     work = tmp / f"cluster-{idx}-{kind}"
     work.mkdir(parents=True)
     os.chmod(work, 0o755)
@@ -902,7 +901,7 @@ def run_steps(kind: str, n: int, hold: float, tmp: pathlib.Path, idx: int) -> di
     RPCs, slurmd forking slurmstepd, which loads the plugins, `true`, the
     step's end), then one `srun sleep` step whose slurmstepd (and the batch
     step's) the bench samples for VmRSS, threads and what is mapped."""
-    from slurmcluster import Cluster
+    from tests.harness.slurmcluster import Cluster
     work = tmp / f"steps-{idx}-{kind}"
     work.mkdir(parents=True)
     os.chmod(work, 0o755)
@@ -1170,7 +1169,7 @@ def run_jsubmit(mode: str, n: int, n_probe: int, clients: int, tmp: pathlib.Path
     n `sbatch --hold` from `clients` threads (submissions/s over the whole
     burst), then n_probe more with uprobes on the plugin's job_submit() and
     on slurmctld's job_submit_plugin_submit(), which wraps the plugins."""
-    from slurmcluster import Cluster
+    from tests.harness.slurmcluster import Cluster
     work = tmp / f"js-{idx}-{mode}"
     work.mkdir(parents=True)
     os.chmod(work, 0o755)

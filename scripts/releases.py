@@ -150,7 +150,7 @@ def _inputs_mtime(b, with_plugins=True):
         for p in (REPO / d).rglob("*"):
             if p.is_file() and "__pycache__" not in p.parts:
                 newest = max(newest, p.stat().st_mtime)
-    for f in ("tests/hostdriver.py", "tests/conftest.py"):
+    for f in ("tests/harness/hostdriver.py", "tests/conftest.py"):
         p = REPO / f
         if p.exists():
             newest = max(newest, p.stat().st_mtime)

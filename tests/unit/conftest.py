@@ -1,5 +1,5 @@
 """Fixtures for the unit tests that drive build/plugins/*.so through the C
-test host (tests/host/spm_host.c, tests/hostdriver.py).
+test host (tests/host/spm_host.c, tests/harness/hostdriver.py).
 
 * ``handlers``: a handler directory (root-owned, 0755) that the loader
   accepts, with ``write(module, source)`` (0644 files, atomic os.replace)
@@ -23,7 +23,6 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import textwrap
 import time
 
@@ -31,10 +30,9 @@ import pytest
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
-sys.path.insert(0, str(TESTS))
 
-import hostdriver  # noqa: E402
-from hostdriver import Host  # noqa: E402
+from tests.harness import hostdriver
+from tests.harness.hostdriver import Host
 
 PLUGIN_DIR = pathlib.Path(os.environ.get("SPM_PLUGIN_DIR",
                                          REPO / "build" / "plugins"))

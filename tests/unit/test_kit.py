@@ -15,7 +15,7 @@ from slurmpy_plugins import (JobDesc, JobSubmitHandler, PrEpHandler, Reject,
                              SiteFactorHandler)
 from slurmpy_plugins import testing as kit
 
-import hostdriver
+from tests.harness import hostdriver
 
 from .conftest import REPO, wait_for
 

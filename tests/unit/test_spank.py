@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from hostdriver import SLURM_LIBDIR
+from tests.harness.hostdriver import SLURM_LIBDIR
 
 from .conftest import ASAN
 from slurmpy_plugins import SpankOption, _loader, _spank, testing

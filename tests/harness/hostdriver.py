@@ -1,7 +1,7 @@
 """Python driver for tests/host/spm_host: a fake slurmctld/slurmd that loads
 one Slurm plugin .so and calls its exported symbols with synthetic records.
 
-    from hostdriver import Host
+    from tests.harness.hostdriver import Host
     with Host("/usr/lib/x86_64-linux-gnu/slurm-wlm/prep_script.so") as h:
         h.conf(prolog_slurmctld="/path/to/script")
         h.load()
@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # tests/
 HOST_DIR = os.path.join(HERE, "host")
 HOST_SRC = os.path.join(HOST_DIR, "spm_host.c")
 BUILD_SH = os.path.join(HOST_DIR, "build.sh")
