@@ -12,8 +12,11 @@ PLUGINDIR  ?= /usr/lib/x86_64-linux-gnu/slurm-wlm
 SLURM_SRC  ?= $(shell test -x scripts/slurm-src.sh && dpkg-query -W slurmctld >/dev/null 2>&1 && scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src 2>/dev/null)
 CFLAGS     ?= -O2 -g
 PYTEST_ARGS ?=
-# test files/dirs instead of the target's default (tests, tests/unit, ...)
+# test files/dirs instead of the target's default (tests, tests/host tests/python, ...)
 TESTS ?=
+# what `make unit`, `make asan` and `make releases` run: tests/host (the C host,
+# the build, Slurm's source, root) and tests/python (the package alone)
+UNIT_TESTS := tests/host tests/python
 # extra `python -m venv` options (the trixie root uses Debian's cffi/pytest/
 # hypothesis: --system-site-packages)
 VENV_ARGS  ?=
@@ -123,7 +126,8 @@ deb: install-check build
 deb-24.11: trixie-root
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) deb
 
-## test: unit tests (C host, no daemons) + integration tests (real slurmctld/slurmd)
+## test: unit tests (tests/host: C host, no daemons; tests/python) + integration tests
+## (real slurmctld/slurmd)
 # The tests use the plugins and the C host of this BUILD (build/ unless told).
 TEST_ENV = SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(abspath $(PLUGINS)) \
            SPM_HOST_BUILD_DIR=$(abspath $(BUILD))/host
@@ -136,7 +140,7 @@ test: build
 	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),tests)
 
 unit: build
-	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
+	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),$(UNIT_TESTS))
 
 ## releases: libslurmpy, the plugins and the C test host built against each
 ## Slurm release from 22.05.8 to 26.05.3 (scripts/slurm-release.sh configures
@@ -228,7 +232,7 @@ asan: $(VENV)/.deps-ok
 	$(MAKE) build BUILD=$(BUILD)/asan SLURM_SRC=$(SLURM_SRC) \
 	  SPM_CFLAGS="$(ASAN_FLAGS)" SPM_LDFLAGS="-fsanitize=address,undefined"
 	SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(BUILD)/asan/plugins SPM_TEST_ASAN=1 \
-	  $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
+	  $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),$(UNIT_TESTS))
 
 ## typecheck: mypy --strict over the package and the examples' handlers, from a
 ## throwaway venv (build/typecheck-venv; mypy is not a project dependency)
