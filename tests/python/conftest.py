@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import pwd
 import textwrap
 import time
 
@@ -28,6 +29,14 @@ import pytest
 
 REPO = pathlib.Path(os.environ.get("SPM_SOURCE_TREE")
                     or pathlib.Path(__file__).resolve().parents[2])
+
+
+#: The user the tests run as: root under make test, nobody under make
+#: test-python.  The slurm.conf the check tests write names it SlurmUser, so
+#: that check trusts the handler files it owns (the daemon trusts root and
+#: SlurmUser); the kit's requests are this user's.
+USER = pwd.getpwuid(os.geteuid()).pw_name
+UID = os.geteuid()
 
 
 def pytest_configure(config):

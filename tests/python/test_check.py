@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from .conftest import USER
+
 
 def run_check(*args) -> subprocess.CompletedProcess:
     env = dict(os.environ)
@@ -20,7 +22,7 @@ def run_check(*args) -> subprocess.CompletedProcess:
 
 def slurm_conf(tmp_path, lines: list[str]):
     p = tmp_path / "slurm.conf"
-    p.write_text("ClusterName=test  # a comment\nSlurmUser=root\n" + "\n".join(lines) + "\n"
+    p.write_text(f"ClusterName=test  # a comment\nSlurmUser={USER}\n" + "\n".join(lines) + "\n"
                  "NodeName=node1 CPUs=2\nPartitionName=debug Nodes=node1 Default=YES\n")
     return p
 

@@ -8,6 +8,8 @@ import pytest
 from slurmpy_plugins import JobSubmitHandler, Reject
 from slurmpy_plugins import testing as kit
 
+from .conftest import UID
+
 
 class Policy(JobSubmitHandler):
     def submit(self, job, submit_uid):
@@ -28,7 +30,7 @@ def test_the_kits_outcome_carries_the_code():
     out = kit.run_submit(Policy, kit.make_job_desc(account="byname"))
     assert (out.accepted, out.message, out.code, out.code_name) == \
         (False, "first\naccount byname has no allocation", 2045, "ESLURM_INVALID_ACCOUNT")
-    assert ("job_submit/python: submit() for a job of uid 0 rejected by the handler "
+    assert (f"job_submit/python: submit() for a job of uid {UID} rejected by the handler "
             "(ESLURM_INVALID_ACCOUNT): account byname has no allocation") in out.log
     out = kit.run_submit(Policy, kit.make_job_desc(account="bynumber"))
     assert (out.code, out.code_name, out.message) == (2045, "ESLURM_INVALID_ACCOUNT",

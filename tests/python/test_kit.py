@@ -15,7 +15,7 @@ from slurmpy_plugins import (JobDesc, JobSubmitHandler, PrEpHandler, Reject,
 from slurmpy_plugins import testing as kit
 
 
-from .conftest import REPO
+from .conftest import REPO, UID
 
 FIX = REPO / "tests" / "fixtures" / "slurm_json"
 
@@ -286,7 +286,7 @@ def test_on_failure_accept_in_the_kit():
 
     out = kit.run_submit(Crash, kit.make_job_desc(comment="orig"), on_failure="accept")
     assert (out.accepted, out.changes, out.message) == (True, {}, "looked")
-    assert out.log[-1] == ("error: job_submit/python: submit() for a job of uid 0: "
+    assert out.log[-1] == (f"error: job_submit/python: submit() for a job of uid {UID}: "
                            "on_failure=accept: the request is accepted unchanged")
     assert not kit.run_submit(Crash, kit.make_job_desc()).accepted      # reject: the default
 

@@ -12,6 +12,8 @@ import pytest
 
 from slurmpy_plugins import SpankOption, _loader, _spank, testing
 
+from .conftest import USER
+
 
 # -- the kit ------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ def _check(tmp_path, plugstack: str, module: str = KIT_HANDLER) -> tuple[int, di
     os.chmod(d / "site_spank.py", 0o644)
     (tmp_path / "plugstack.conf").write_text(plugstack.format(d=d))
     conf = tmp_path / "slurm.conf"
-    conf.write_text("ClusterName=test\nSlurmUser=root\n"
+    conf.write_text(f"ClusterName=test\nSlurmUser={USER}\n"
                     f"PlugStackConfig={tmp_path / 'plugstack.conf'}\n"
                     "NodeName=node1 CPUs=2\nPartitionName=debug Nodes=node1 Default=YES\n")
     cp = subprocess.run([sys.executable, "-m", "slurmpy_plugins", "check", str(conf), "--json"],
