@@ -162,7 +162,7 @@ def run_cluster(tmp: pathlib.Path, kind: str, n: int, idx: int, *, n_probe: int 
                 uprobes=None, libdir: str | None = None) -> dict:
     """One cluster with JobCompType=jobcomp/<kind>: n `true` jobs from 4
     submitters (jobs/s, slurmctld CPU per job); then, given n_probe and
-    the Uprobes class of bench/run.py, n_probe more jobs with uprobes on
+    the Uprobes class of bench/parts/common.py, n_probe more jobs with uprobes on
     the jobcomp calls inside slurmctld (probe_targets): wall us per call."""
     work = tmp / f"cluster-{kind}-{idx}"
     hold = work / "never"
