@@ -205,6 +205,23 @@ def build_tools(parts: set[str]) -> dict:
             "slurm_src": src}
 
 
+def bench_host() -> str:
+    """build/bench/bench_host: the C test host with the verbs only the bench
+    uses (bench/bench_host.c, sharing tests/host/spm_host.h), built by the
+    host's own build.sh when older than its sources."""
+    out = BUILD / "bench_host"
+    srcs = [ROOT / "tests" / "host" / n for n in ("spm_host.c", "spm_host.h", "build.sh")]
+    srcs.append(HERE / "bench_host.c")
+    if out.exists() and out.stat().st_mtime >= max(p.stat().st_mtime for p in srcs):
+        return str(out)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(ROOT / "tests" / "host" / "build.sh"), slurm_src(), str(out) + ".tmp"],
+                   check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, EXTRA_SRC=str(HERE / "bench_host.c")))
+    os.replace(str(out) + ".tmp", out)
+    return str(out)
+
+
 def handler_dir(base: pathlib.Path, files: dict[str, str]) -> pathlib.Path:
     """A handler directory the loader accepts: root-owned 0755, files 0644."""
     d = base / "handlers"

@@ -13,8 +13,8 @@ import time
 
 from tests.harness.hostdriver import Host
 
-from .common import (ForeignCPU, PLUGINS, SLURM_LIBDIR, Uprobes, _probes_ready, handler_dir,
-                     log, med, pct, proc_cpu_s)
+from .common import (ForeignCPU, PLUGINS, SLURM_LIBDIR, Uprobes, _probes_ready, bench_host,
+                     handler_dir, log, med, pct, proc_cpu_s)
 
 
 # --------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def run_jsubmit(mode: str, n: int, n_probe: int, clients: int, tmp: pathlib.Path
 def js_host(tmp: pathlib.Path, n: int = 2000) -> dict:
     """job_submit() of job_submit_python.so in the C test host, the bench
     policy, no slurmctld and no sbatch around it: the plugin's own wall time
-    per call (spm_host bench_js), calls back to back, 200 us apart (the
+    per call (bench_host's bench_js: bench/bench_host.c), calls back to back, 200 us apart (the
     worker's CPU still polling in the guest's idle loop) and 2 ms apart (as
     between sbatch RPCs: the CPU has gone idle)."""
     work = tmp / "js-host"
@@ -173,7 +173,7 @@ def js_host(tmp: pathlib.Path, n: int = 2000) -> dict:
     (work / "job_submit_python.conf").write_text(f"handler=bench_policy:Policy\npath={hdir}\n")
     out = {}
     with Host(str(PLUGINS / "job_submit_python.so"), daemon="slurmctld", debug=3,
-              timeout=120) as h:
+              timeout=120, binary=bench_host()) as h:
         h.conf(slurm_conf=str(work / "slurm.conf"))
         h.load()
         for i in range(4):
