@@ -126,6 +126,7 @@ def build_release(args, ver, kind):
     host = host_dir / "spm_host"
     newest = max(HOST_SH.stat().st_mtime,
                  (REPO / "tests" / "host" / "spm_host.c").stat().st_mtime,
+                 (REPO / "tests" / "host" / "spm_host.h").stat().st_mtime,
                  (REPO / "csrc" / "compat.h").stat().st_mtime)
     if not host.exists() or host.stat().st_mtime < newest:
         env = dict(os.environ, SLURM_LIBDIR=str(libdir))

@@ -28,6 +28,7 @@ import time
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # tests/
 HOST_DIR = os.path.join(HERE, "host")
 HOST_SRC = os.path.join(HOST_DIR, "spm_host.c")
+HOST_H = os.path.join(HOST_DIR, "spm_host.h")
 BUILD_SH = os.path.join(HOST_DIR, "build.sh")
 SLURM_LIBDIR = os.environ.get("SLURM_LIBDIR",
                               "/usr/lib/x86_64-linux-gnu/slurm-wlm")
@@ -217,7 +218,7 @@ def ensure_built(asan=False, slurm_src=None):
     out = host_binary(asan)
     if os.environ.get("SPM_HOST_ASAN" if asan else "SPM_HOST"):
         return out              # externally provided, never rebuilt
-    src_mtime = max(os.path.getmtime(HOST_SRC), os.path.getmtime(BUILD_SH))
+    src_mtime = max(os.path.getmtime(p) for p in (HOST_SRC, HOST_H, BUILD_SH))
     if os.path.exists(out) and os.path.getmtime(out) >= src_mtime:
         return out
     os.makedirs(os.path.dirname(out), exist_ok=True)
