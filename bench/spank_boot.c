@@ -7,7 +7,7 @@
  * runs the hook: the per-step cost of bench/spank.py's "spank/python,
  * setenv in user_init" row, less the step itself.
  *
- * Built by tests/unit/test_spank.py (test_boot_imports_only_spank) and by
+ * Built by tests/host/test_spank_host.py (test_boot_imports_only_spank) and by
  * hand:
  *
  *   gcc -O2 -Wall -I csrc -I $SLURM_SRC -o build/plugins/spank_boot \

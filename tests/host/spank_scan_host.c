@@ -1,6 +1,6 @@
 /*
  * spank_scan_host.c - runs spank_python.c's slurm_spank_init() outside
- * Slurm (tests/unit/test_spank.py): SPANK's functions are stubs that print
+ * Slurm (tests/host/test_spank_host.py): SPANK's functions are stubs that print
  * what the plugin registers, then the hooks it would run Python for.
  * Usage: spank_scan_host handler=m:C path=DIR ...
  */
