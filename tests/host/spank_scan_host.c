@@ -13,59 +13,20 @@ void slurm_error(const char *fmt, ...)
 	(void)fmt;
 }
 
-spank_context_t spank_context(void)
+/* each option registered: one line, OPT name arginfo usage has_arg */
+static void _print_option(struct spank_option *opt)
 {
-	return S_CTX_LOCAL;
-}
-
-spank_err_t spank_option_register(spank_t sp, struct spank_option *opt)
-{
-	(void)sp;
 	printf("OPT\t%s\t%s\t", opt->name, opt->arginfo ? opt->arginfo : "-");
 	for (const char *c = opt->usage; *c; c++)   /* one line per option */
 		printf(*c == '\n' ? "\\n" : *c == '\\' ? "\\\\" : "%c", *c);
 	printf("\t%d\n", opt->has_arg);
-	return ESPANK_SUCCESS;
 }
 
-spank_err_t spank_option_getopt(spank_t sp, struct spank_option *opt, char **optarg)
-{
-	(void)sp; (void)opt; (void)optarg;
-	return ESPANK_NOT_AVAIL;
-}
-
-spank_err_t spank_get_item(spank_t sp, spank_item_t item, ...)
-{
-	(void)sp; (void)item;
-	return ESPANK_NOT_AVAIL;
-}
-
-spank_err_t spank_getenv(spank_t sp, const char *var, char *buf, int len)
-{
-	(void)sp; (void)var; (void)buf; (void)len;
-	return ESPANK_NOT_AVAIL;
-}
-
-spank_err_t spank_setenv(spank_t sp, const char *var, const char *val, int overwrite)
-{
-	(void)sp; (void)var; (void)val; (void)overwrite;
-	return ESPANK_NOT_AVAIL;
-}
-
-spank_err_t spank_unsetenv(spank_t sp, const char *var)
-{
-	(void)sp; (void)var;
-	return ESPANK_NOT_AVAIL;
-}
-
-#if SPM_SPANK_HAS_PREPEND_ARGV   /* compat.h: 23.11+ */
-/* 23.11+: spank_python.c's prepend_argv calls it */
-spank_err_t spank_prepend_task_argv(spank_t sp, int argc, const char *argv[])
-{
-	(void)sp; (void)argc; (void)argv;
-	return ESPANK_NOT_AVAIL;
-}
-#endif
+#define SPANK_STUB_CONTEXT S_CTX_LOCAL
+#define SPANK_STUB_GETENV_RC ESPANK_NOT_AVAIL
+#define SPANK_STUB_SETENV_RC ESPANK_NOT_AVAIL
+#define SPANK_STUB_REGISTER(opt) _print_option(opt)
+#include "spank_stubs.h"
 
 int main(int argc, char **argv)
 {

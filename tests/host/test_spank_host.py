@@ -33,8 +33,12 @@ def c_reader(tmp_path_factory):
     subprocess.run(["gcc", "-Wall", "-Werror", "-I", str(ROOT / "csrc"), "-I", SLURM_SRC,
                     "-o", str(exe), str(ROOT / "tests/host/spank_scan_host.c")], check=True)
 
-    def read(directory: pathlib.Path, module: str = "m") -> tuple[list[SpankOption], set[str]]:
-        out = subprocess.run([str(exe), f"handler={module}:H", f"path={directory}"],
+    def read(directory: pathlib.Path, module: str | None = "m"
+             ) -> tuple[list[SpankOption], set[str]]:
+        """module None: the line is handlers=<directory>."""
+        args = ([f"handler={module}:H", f"path={directory}"] if module
+                else [f"handlers={directory}"])
+        out = subprocess.run([str(exe), *args],
                              check=True, capture_output=True, text=True).stdout
         opts, hooks = [], set()
         for line in out.splitlines():
@@ -219,3 +223,23 @@ def test_package_names_are_imported_on_first_use():
     ''')
     r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+
+
+def test_handlers_dir_every_files_options_and_hooks_without_python(c_reader, tmp_path):
+    """handlers=DIR: spank_python.so reads every *.py of the directory (not
+    dot files), as Python's loader will load them."""
+    d = tmp_path / "spank.d"
+    d.mkdir()
+    (d / "10-a.py").write_text("class A(SpankHandler):\n"
+                               "    options = [SpankOption('alpha', arg='A')]\n"
+                               "    def user_init(self, spank): ...\n")
+    (d / "20-b.py").write_text("class B(SpankHandler):\n"
+                               "    options = [SpankOption('beta')]\n"
+                               "    def task_exit(self, spank): ...\n")
+    (d / ".30-c.py").write_text("class C(SpankHandler):\n"
+                                "    options = [SpankOption('hidden')]\n"
+                                "    def exit(self, spank): ...\n")
+    (d / "notes.txt").write_text("SpankOption('txt')\n")
+    opts, hooks = c_reader(d, module=None)
+    assert sorted(o.name for o in opts) == ["alpha", "beta"]
+    assert hooks == {"user_init", "task_exit"}
