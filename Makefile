@@ -12,8 +12,14 @@ PLUGINDIR  ?= /usr/lib/x86_64-linux-gnu/slurm-wlm
 SLURM_SRC  ?= $(shell test -x scripts/slurm-src.sh && dpkg-query -W slurmctld >/dev/null 2>&1 && scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src 2>/dev/null)
 CFLAGS     ?= -O2 -g
 PYTEST_ARGS ?=
-# test files/dirs instead of the target's default (tests, tests/unit, ...)
+# test files/dirs instead of the target's default (tests, tests/host tests/python, ...)
 TESTS ?=
+# what `make unit`, `make asan` and `make releases` run: tests/host (the C host,
+# the build, Slurm's source, root) and tests/python (the package alone)
+UNIT_TESTS := tests/host tests/python
+# WHEEL_TEST=0: `make test` leaves out test-python (the release targets do:
+# the wheel does not depend on the Slurm release)
+WHEEL_TEST ?= 1
 # extra `python -m venv` options (the trixie root uses Debian's cffi/pytest/
 # hypothesis: --system-site-packages)
 VENV_ARGS  ?=
@@ -30,7 +36,7 @@ APT_PKGS := slurmctld slurmd slurm-client libslurm-dev libmunge-dev dpkg-dev gcc
 CSRC_CORE := $(wildcard csrc/*.c) csrc/jobdesc_fields.h csrc/spm_plugins.h \
              csrc/spm.h csrc/compat.h csrc/spm_types.h csrc/spm_bridge.h csrc/libslurmpy.map build_ffi.py
 
-.PHONY: all deps build install install-check test unit integration demo bench asan clean FORCE releases \
+.PHONY: all deps build install install-check test unit integration demo bench asan clean FORCE releases test-python \
         trixie-root test-24.11 unit-24.11 demo-24.11 typecheck wheel deb deb-24.11
 
 all: build
@@ -56,6 +62,10 @@ $(VENV)/.deps-ok: pyproject.toml Makefile $(VENV)/.python-request
 	  echo '$(PYTHON)' > $(VENV)/.python-request; \
 	fi
 	$(PY) -m pip install -q --disable-pip-version-check 'cffi>=1.16' 'setuptools>=65' 'pytest>=7' 'hypothesis>=6'
+	@# the checkout's root on the venv's path: bench/ and examples/demo.py import
+	@# the shared harness (tests.harness) and bench.parts without editing sys.path
+	purelib=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  echo '$(CURDIR)' > $$purelib/slurmpy-checkout.pth
 	test -n "$(SLURM_SRC)" || scripts/slurm-src.sh $(CURDIR)/$(BUILD)/slurm-src >/dev/null
 	touch $@
 
@@ -119,7 +129,8 @@ deb: install-check build
 deb-24.11: trixie-root
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) run $(TRIXIE_MAKE) deb
 
-## test: unit tests (C host, no daemons) + integration tests (real slurmctld/slurmd)
+## test: unit tests (tests/host: C host, no daemons; tests/python) + integration tests
+## (real slurmctld/slurmd), then test-python (a whole run only)
 # The tests use the plugins and the C host of this BUILD (build/ unless told).
 TEST_ENV = SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(abspath $(PLUGINS)) \
            SPM_HOST_BUILD_DIR=$(abspath $(BUILD))/host
@@ -130,9 +141,16 @@ SLURM_VERSION = $(shell sed -n 's/^\#define SLURM_VERSION_STRING "\(.*\)"/\1/p' 
 JUNIT = $(if $(TESTS)$(PYTEST_ARGS),,--junitxml=$(BUILD)/junit-$(SLURM_VERSION).xml)
 test: build
 	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),tests)
+	$(if $(TESTS)$(PYTEST_ARGS)$(filter-out 1,$(WHEEL_TEST)),,$(MAKE) --no-print-directory test-python)
 
 unit: build
-	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
+	$(TEST_ENV) $(PY) -m pytest -ra $(JUNIT) $(PYTEST_ARGS) $(or $(TESTS),$(UNIT_TESTS))
+
+## test-python: the wheel (make wheel) installed in a fresh venv and tests/python
+## run against it as an unprivileged user (nobody; SPM_TEST_USER=), HOME under
+## /tmp: no build, no Slurm, no root (scripts/test-python.sh)
+test-python: wheel
+	scripts/test-python.sh "$$(ls -t dist/slurmpy_plugins-*.whl | head -1)" $(PYTHON)
 
 ## releases: libslurmpy, the plugins and the C test host built against each
 ## Slurm release from 22.05.8 to 26.05.3 (scripts/slurm-release.sh configures
@@ -161,7 +179,7 @@ TRIXIE_ROOT ?= /var/tmp/slurmpy-trixie/root
 TRIXIE_SLURM_SRC := /usr/src/slurm-24.11.5
 # (no SLURM_BUILD_PKGS there: the root builds no Slurm)
 TRIXIE_MAKE = make -C $(CURDIR) VENV=.venv/trixie VENV_ARGS=--system-site-packages \
-              SLURM_SRC=$(TRIXIE_SLURM_SRC) PYTHON=/usr/bin/python3 SLURM_BUILD_PKGS=
+              SLURM_SRC=$(TRIXIE_SLURM_SRC) PYTHON=/usr/bin/python3 SLURM_BUILD_PKGS= WHEEL_TEST=0
 trixie-root:
 	scripts/trixie-root.sh -r $(TRIXIE_ROOT) setup >/dev/null
 
@@ -182,7 +200,7 @@ unit-24.11: trixie-root
 ## built once, reused by every later run and target).  Our plugins and the C
 ## test host build against that release's configured source into
 ## build/<version>/ and link its libslurmfull; the harness runs the prefix's
-## daemons and client commands (SLURM_PREFIX, tests/slurmpaths.py).  The demo
+## daemons and client commands (SLURM_PREFIX, tests/harness/slurmpaths.py).  The demo
 ## installs the plugins into the prefix's own PluginDir (lib/slurm), as a site
 ## would.  The host's Python serves.
 SLURMPY_CACHE  ?= /var/cache/slurmpy
@@ -212,7 +230,7 @@ $(RELEASE_TARGETS): slurm-build-deps $(VENV)/.deps-ok
 	$(MAKE) --no-print-directory $$what BUILD=$(BUILD)/$$rel SLURM_SRC=$$cache/src \
 	  SLURM_PREFIX=$$cache/prefix SLURM_LIBDIR=$$cache/prefix/lib/slurm \
 	  PLUGINDIR=$$cache/prefix/lib/slurm SLURMCTLD=$$cache/prefix/sbin/slurmctld \
-	  PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)'
+	  PYTEST_ARGS='$(PYTEST_ARGS)' TESTS='$(TESTS)' WHEEL_TEST=0
 
 ## demo: a throwaway single-node cluster on loopback running the example handlers
 demo: install
@@ -224,7 +242,7 @@ asan: $(VENV)/.deps-ok
 	$(MAKE) build BUILD=$(BUILD)/asan SLURM_SRC=$(SLURM_SRC) \
 	  SPM_CFLAGS="$(ASAN_FLAGS)" SPM_LDFLAGS="-fsanitize=address,undefined"
 	SLURM_SRC=$(SLURM_SRC) SPM_PLUGIN_DIR=$(BUILD)/asan/plugins SPM_TEST_ASAN=1 \
-	  $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),tests/unit)
+	  $(PY) -m pytest -ra $(PYTEST_ARGS) $(or $(TESTS),$(UNIT_TESTS))
 
 ## typecheck: mypy --strict over the package and the examples' handlers, from a
 ## throwaway venv (build/typecheck-venv; mypy is not a project dependency)

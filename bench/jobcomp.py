@@ -35,10 +35,9 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from hostdriver import Host  # noqa: E402
-from slurmcluster import Cluster  # noqa: E402
+from tests.harness.hostdriver import Host  # noqa: E402
+from tests.harness.slurmcluster import Cluster  # noqa: E402
 
 PLUGINS = ROOT / "build" / "plugins"
 JC_SO = PLUGINS / "jobcomp_python.so"
@@ -163,7 +162,7 @@ def run_cluster(tmp: pathlib.Path, kind: str, n: int, idx: int, *, n_probe: int 
                 uprobes=None, libdir: str | None = None) -> dict:
     """One cluster with JobCompType=jobcomp/<kind>: n `true` jobs from 4
     submitters (jobs/s, slurmctld CPU per job); then, given n_probe and
-    the Uprobes class of bench/run.py, n_probe more jobs with uprobes on
+    the Uprobes class of bench/parts/common.py, n_probe more jobs with uprobes on
     the jobcomp calls inside slurmctld (probe_targets): wall us per call."""
     work = tmp / f"cluster-{kind}-{idx}"
     hold = work / "never"

@@ -26,7 +26,6 @@ import time
 import cffi
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from slurmpy_plugins import PrEpHandler, _context, _factors, _log, _records  # noqa: E402
 

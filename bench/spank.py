@@ -33,9 +33,8 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from slurmcluster import Cluster  # noqa: E402
+from tests.harness.slurmcluster import Cluster  # noqa: E402
 
 PLUGINS = pathlib.Path(os.environ.get("SPM_PLUGIN_DIR") or ROOT / "build" / "plugins")
 SLURM_SRC = os.environ.get("SLURM_SRC", "")

@@ -7,7 +7,7 @@
  * runs the hook: the per-step cost of bench/spank.py's "spank/python,
  * setenv in user_init" row, less the step itself.
  *
- * Built by tests/unit/test_spank.py (test_boot_imports_only_spank) and by
+ * Built by tests/host/test_spank_host.py (test_boot_imports_only_spank) and by
  * hand:
  *
  *   gcc -O2 -Wall -I csrc -I $SLURM_SRC -o build/plugins/spank_boot \
@@ -32,54 +32,11 @@
 /* slurm_conf, slurm_error, log_var: libslurmfull's (libslurmpy.so needs
  * them from the process, as from a slurmstepd). */
 
-spank_context_t spank_context(void)
-{
-	return S_CTX_REMOTE;
-}
-
-spank_err_t spank_option_register(spank_t sp, struct spank_option *opt)
-{
-	(void)sp; (void)opt;
-	return ESPANK_SUCCESS;
-}
-
-spank_err_t spank_option_getopt(spank_t sp, struct spank_option *opt, char **optarg)
-{
-	(void)sp; (void)opt; (void)optarg;
-	return ESPANK_NOT_AVAIL;
-}
-
-spank_err_t spank_get_item(spank_t sp, spank_item_t item, ...)
-{
-	(void)sp; (void)item;
-	return ESPANK_NOT_AVAIL;
-}
-
-spank_err_t spank_getenv(spank_t sp, const char *var, char *buf, int len)
-{
-	(void)sp; (void)var; (void)buf; (void)len;
-	return ESPANK_ENV_NOEXIST;
-}
-
-spank_err_t spank_setenv(spank_t sp, const char *var, const char *val, int overwrite)
-{
-	(void)sp; (void)var; (void)val; (void)overwrite;
-	return ESPANK_SUCCESS;
-}
-
-spank_err_t spank_unsetenv(spank_t sp, const char *var)
-{
-	(void)sp; (void)var;
-	return ESPANK_SUCCESS;
-}
-
-#if SPM_SPANK_HAS_PREPEND_ARGV   /* compat.h: 23.11+ */
-spank_err_t spank_prepend_task_argv(spank_t sp, int argc, const char *argv[])
-{
-	(void)sp; (void)argc; (void)argv;
-	return ESPANK_NOT_AVAIL;
-}
-#endif
+/* the remote context; setenv succeeds (the benchmarked hook sets one) */
+#define SPANK_STUB_CONTEXT S_CTX_REMOTE
+#define SPANK_STUB_GETENV_RC ESPANK_ENV_NOEXIST
+#define SPANK_STUB_SETENV_RC ESPANK_SUCCESS
+#include "../tests/host/spank_stubs.h"
 
 #include <sys/resource.h>
 

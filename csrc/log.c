@@ -30,7 +30,7 @@ SPM_EXPORT const spm_hook_t spm_hooks[SPM_HOOK_COUNT] = { SPM_HOOK_TABLE };
 #undef SPM_HOOK_ROW
 
 /* One row per SPM_CTX_* and per SPM_HOOK_* (a gap or a row given twice is
- * caught by tests/unit/test_plugin_table.py). */
+ * caught by tests/host/test_plugin_table.py). */
 #define SPM_PLUGIN_KEY(...) + 1
 #define SPM_PLUGIN_FILE(...) + 1
 _Static_assert(0 SPM_PLUGIN_TABLE == SPM_CTX_COUNT,

@@ -12,7 +12,7 @@
  *           slurmpy_plugins/spm_plugins.h);
  *   _plugins.py holds the Python side (base class, conf keys, kit entry
  *           points) and checks it against this table at bind();
- * tests/unit/test_plugin_table.py compiles log.c and checks that what the
+ * tests/host/test_plugin_table.py compiles log.c and checks that what the
  * C compiler makes of this table is what _abi.py parses and what
  * _plugins.py expects.
  *

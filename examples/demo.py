@@ -14,8 +14,7 @@ import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-from slurmcluster import SLURM_PLUGIN_DIR, SLURM_VERSION, Cluster  # noqa: E402
+from tests.harness.slurmcluster import SLURM_PLUGIN_DIR, SLURM_VERSION, Cluster  # noqa: E402
 
 PLUGINDIR = os.environ.get("PLUGINDIR", SLURM_PLUGIN_DIR)
 

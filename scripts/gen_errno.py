@@ -7,7 +7,7 @@ The names come from each tree's slurm/slurm_errno.h (build_ffi.py's
 errno_names(), the same reading the build does) and the values from the C
 compiler, for every Slurm source tree given; a name must have one value in
 all of them (Slurm keeps the numbers: clients and daemons of different
-releases talk to each other).  tests/unit/test_errno.py checks that the
+releases talk to each other).  tests/host/test_job_submit_codes.py checks that the
 table holds every code of the release under test, with the value it has
 there.
 

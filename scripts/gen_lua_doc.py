@@ -7,7 +7,7 @@ The names are read from the C source of each Slurm tree given
 (src/plugins/job_submit/lua/job_submit_lua.c and src/lua/slurm_lua.c), so
 the table cannot miss one; the counterparts come from
 slurmpy_plugins/_lua.py, the one table ``slurmpy-plugins check`` hints
-from.  tests/unit/test_lua_doc.py checks that docs/lua.md has every name
+from.  tests/host/test_lua_doc.py checks that docs/lua.md has every name
 of the release under test.
 
     python scripts/gen_lua_doc.py SLURM_SRC...           # rewrite docs/lua.md
@@ -120,7 +120,7 @@ def render(trees: list[pathlib.Path]) -> str:
         "is `modify()`'s `Job`, `self.partitions` the `{name: Partition}` of the call.",
         "A name that is not in every release says in which it is.",
         "`slurmpy-plugins check` gives the same hints when a handler uses a Lua name",
-        "(`tests/unit/test_lua_doc.py` checks this file has every name of the release",
+        "(`tests/host/test_lua_doc.py` checks this file has every name of the release",
         "under test).",
         "",
         "In Lua, `slurm_job_submit(job_desc, part_list, submit_uid)` returns",

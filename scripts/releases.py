@@ -1,6 +1,6 @@
 """make releases: build the plugins, libslurmpy and the C test host against
-every Slurm release the project supports, run the unit suite (tests/unit,
-in the C host) against each, and print one table.
+every Slurm release the project supports, run the unit suite (tests/host,
+in the C host, and tests/python) against each, and print one table.
 
     python scripts/releases.py --base-src DIR [--tarballs DIR] [--only VER ...]
 
@@ -13,10 +13,11 @@ deps` made (--base-src), libslurmfull is Debian's, and the plugins and host
 are `make build`'s (build/plugins, build/host), so nothing is built twice.
 Its unit suite is not run again when build/junit-22.05.8.xml (what a whole
 `make unit` or `make test` writes) is from a run that started after every
-file the suite depends on last changed: its tests/unit results are shown.
+file the suite depends on last changed: its tests/host and tests/python
+results are shown.
 The same holds for a release whose whole `make test-X` ran first (--reuse
-VER=FILE: 24.11.5 in the trixie root, 25.11.7, 26.05.3): its tests/unit
-results against the same sources, with that release's own build.
+VER=FILE: 24.11.5 in the trixie root, 25.11.7, 26.05.3): its tests/host and
+tests/python results against the same sources, with that release's own build.
 Nor is any release's when its results from an earlier run of this script
 (build/releases/<version>/unit.xml) are current in the same sense (--rerun:
 run them all the same): .ci/run runs the tarball releases' suites early,
@@ -125,6 +126,7 @@ def build_release(args, ver, kind):
     host = host_dir / "spm_host"
     newest = max(HOST_SH.stat().st_mtime,
                  (REPO / "tests" / "host" / "spm_host.c").stat().st_mtime,
+                 (REPO / "tests" / "host" / "spm_host.h").stat().st_mtime,
                  (REPO / "csrc" / "compat.h").stat().st_mtime)
     if not host.exists() or host.stat().st_mtime < newest:
         env = dict(os.environ, SLURM_LIBDIR=str(libdir))
@@ -146,11 +148,11 @@ def _inputs_mtime(b, with_plugins=True):
     """Newest mtime of what a unit run depends on (with_plugins: the
     release's plugins built here too, when the reused run ran on them)."""
     newest = 0.0
-    for d in ("csrc", "slurmpy_plugins", "tests/unit", "tests/host"):
+    for d in ("csrc", "slurmpy_plugins", "tests/host", "tests/python", "tests/harness"):
         for p in (REPO / d).rglob("*"):
             if p.is_file() and "__pycache__" not in p.parts:
                 newest = max(newest, p.stat().st_mtime)
-    for f in ("tests/hostdriver.py", "tests/conftest.py"):
+    for f in ("tests/harness/hostdriver.py", "tests/conftest.py"):
         p = REPO / f
         if p.exists():
             newest = max(newest, p.stat().st_mtime)
@@ -159,8 +161,8 @@ def _inputs_mtime(b, with_plugins=True):
     return newest
 
 
-def parse_junit(path, prefix="tests.unit."):
-    """Counts of the testcases under tests/unit (a `make test` file also
+def parse_junit(path, prefix=("tests.host.", "tests.python.")):
+    """Counts of the testcases under tests/host and tests/python (a `make test` file also
     has the integration tests), and when the run started."""
     root = ET.parse(path).getroot()
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
@@ -226,7 +228,7 @@ def unit_suite(args, b):
     with open(b["out"] / "unit.log", "w") as f:
         rc = subprocess.run([str(REPO / args.venv / "bin" / "python"), "-m", "pytest",
                              "-ra", "-p", "no:cacheprovider", f"--junitxml={xml}",
-                             "tests/unit"],
+                             "tests/host", "tests/python"],
                             stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env).returncode
     dt = time.monotonic() - t0
     if not xml.exists():

@@ -146,7 +146,7 @@ cmd_configure() {
 # What the C unit-test host (tests/host) links and loads, built in a tree
 # configured above, into CACHE/<key>/hostlib/ (symlinks into the tree):
 # libslurmfull.so, and Slurm's own prep/script and site_factor/none plugins
-# (site_factor/example from 23.11; tests/unit/test_host_smoke.py runs them).  src/api/Makefile builds what
+# (site_factor/example from 23.11; tests/host/test_host_smoke.py runs them).  src/api/Makefile builds what
 # libslurmfull.la links in itself (its convenience libs have
 # `cd dir && make lib` rules: src/common, src/interfaces, ...); its linker
 # script is a target of its own that libslurmfull.la does not depend on.

@@ -6,7 +6,7 @@ What C knows comes from C's table (csrc/spm_plugins.h: name, conf source,
 hooks, default time limit, daemons, default workers) through ``lib``: the
 daemon's compiled spm_plugins[]/spm_hooks[], or the test kit's parse of the
 same text (_abi).  :func:`rows` joins the two and refuses a mismatch with an
-error naming both files; tests/unit/test_plugin_table.py ties them further
+error naming both files; tests/host/test_plugin_table.py ties them further
 (the C compiler's table against _abi's parse, hooks against base classes,
 kit entry points against the testing module).
 """

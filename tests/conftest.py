@@ -6,15 +6,12 @@ test modules (or a conftest.py next to them).
 
 from __future__ import annotations
 
-import pathlib
 import signal
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from slurmcluster import Cluster  # noqa: E402
+from tests.harness.slurmcluster import Cluster
 
 
 def pytest_configure(config):

@@ -6,7 +6,9 @@
 #        of the SAME version as the installed libslurmfull), OUT (default
 #        <repo>/build/host/spm_host, or .../spm_host.asan with --asan),
 #        SLURM_LIBDIR (default /usr/lib/x86_64-linux-gnu/slurm-wlm),
-#        CC (default cc), CFLAGS (extra flags, appended last).
+#        CC (default cc), CFLAGS (extra flags, appended last),
+#        EXTRA_SRC (more C files compiled in, that add verbs through
+#        spm_host.h: bench/bench_host.c builds the bench's host this way).
 #
 # Normal build (what this runs):
 #   cc -std=gnu11 -g -O2 -Wall -Wextra -Wno-unused-parameter \
@@ -43,6 +45,7 @@ fi
 SLURM_LIBDIR=${SLURM_LIBDIR:-/usr/lib/x86_64-linux-gnu/slurm-wlm}
 CC=${CC:-cc}
 EXTRA_CFLAGS=${CFLAGS:-}
+EXTRA_SRC=${EXTRA_SRC:-}
 
 if [ ! -f "$SLURM_SRC/config.h" ] || [ ! -f "$SLURM_SRC/slurm/slurm.h" ]; then
 	echo "build.sh: $SLURM_SRC is not a configured Slurm source tree" \
@@ -67,5 +70,5 @@ set -x
 $CC -std=gnu11 -g $opt -Wall -Wextra -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare -pthread $san \
 	-DHAVE_CONFIG_H -I"$SLURM_SRC" -I"$SLURM_SRC/slurm" $EXTRA_CFLAGS \
-	-o "$OUT" "$here/spm_host.c" -rdynamic \
+	-o "$OUT" "$here/spm_host.c" $EXTRA_SRC -rdynamic \
 	-L"$SLURM_LIBDIR" -lslurmfull -Wl,-rpath,"$SLURM_LIBDIR" -ldl -lpthread

@@ -53,6 +53,8 @@
 #include "src/slurmctld/slurmctld.h"
 #include "src/slurmd/slurmd/slurmd.h"
 
+#include "spm_host.h"	/* what bench/bench_host.c shares */
+
 #define HOST_NAME "spm_host"
 
 /* ------------------------------------------------------------------------ */
@@ -216,9 +218,6 @@ slurmd_conf_t *conf = NULL;
 /* Host state                                                                */
 /* ------------------------------------------------------------------------ */
 
-enum family { FAM_NONE = 0, FAM_PREP, FAM_SITE_FACTOR, FAM_JOB_SUBMIT,
-	      FAM_JOBCOMP };
-
 static struct {
 	const char *plugin;
 	const char *daemon;
@@ -253,6 +252,12 @@ static struct {
 	void *jc_start;
 	void *jc_get_jobs;
 } plug;
+
+/* for verbs outside this file (spm_host.h) */
+host_js_submit_fn host_js_submit(void)
+{
+	return plug.js_submit;
+}
 
 static bool quit_requested = false;
 
@@ -299,7 +304,7 @@ static uint64_t scripts_started = 0;
 /* Small utilities                                                           */
 /* ------------------------------------------------------------------------ */
 
-static uint64_t now_ns(void)
+uint64_t now_ns(void)
 {
 	struct timespec ts;
 
@@ -318,14 +323,14 @@ static void *xmalloc_checked(size_t n)	/* host-private memory */
 	return p;
 }
 
-static void out_begin(void)
+void out_begin(void)
 {
 	pthread_mutex_lock(&out_lock);
 }
 
-static void out_printf(const char *fmt, ...)
+void out_printf(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
-static void out_printf(const char *fmt, ...)
+void out_printf(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -346,7 +351,7 @@ static void out_str(const char *key, const char *s)
 		fprintf(stdout, "%02x", *p);
 }
 
-static void out_end(void)
+void out_end(void)
 {
 	fputc('\n', stdout);
 	fflush(stdout);
@@ -354,9 +359,9 @@ static void out_end(void)
 }
 
 /* Host-generated text only; anything user-supplied is made printable. */
-static void out_error(const char *verb, const char *fmt, ...)
+void out_error(const char *verb, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-static void out_error(const char *verb, const char *fmt, ...)
+void out_error(const char *verb, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -621,7 +626,6 @@ static const field_t dconf_fields[] = {
 	SS(hostname), SS(logfile), SS(tmp_fs),
 };
 
-#define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
 #define MAX_FIELDS 256
 
 typedef struct {
@@ -1071,7 +1075,7 @@ static void emit_deadlock(const char *kind, const char *what,
  * than --deadlock-ms, is reported and the lock is bypassed.  Every call must
  * be paired with job_lock_drop().  Returns 0 (locked) or 1 (bypassed).
  */
-static int job_lock_take(const char *kind, const char *what, uint32_t job_id)
+int job_lock_take(const char *kind, const char *what, uint32_t job_id)
 {
 	struct timespec ts;
 	int rc, how;
@@ -1101,7 +1105,7 @@ static int job_lock_take(const char *kind, const char *what, uint32_t job_id)
 	return how != LK_TAKEN;
 }
 
-static void job_lock_drop(void)
+void job_lock_drop(void)
 {
 	if (tl_lock_depth <= 0) {	/* plugin called unlock too often */
 		error("%s: unlock of job lock that is not held", HOST_NAME);
@@ -1722,17 +1726,8 @@ static void cmd_load_common(const char *verb, bool now)
 /* Option parsing for non-field commands                                     */
 /* ------------------------------------------------------------------------ */
 
-typedef struct {
-	const char *key;
-	char kind;		/* 'u' unsigned, 'w' bare word */
-	bool required;
-	uint64_t u;
-	const char *w;
-	bool present;
-} kopt_t;
-
-static int parse_opts(const char *verb, int argc, char **argv, kopt_t *o,
-		      size_t n)
+/* kopt_t: spm_host.h */
+int parse_opts(const char *verb, int argc, char **argv, kopt_t *o, size_t n)
 {
 	for (int i = 0; i < argc; i++) {
 		char *eq = strchr(argv[i], '=');
@@ -1783,7 +1778,7 @@ static int no_args(const char *verb, int argc)
 	return 0;
 }
 
-static int need_family(const char *verb, enum family fam)
+int need_family(const char *verb, enum family fam)
 {
 	if (!plug.handle) {
 		out_error(verb, "not_loaded");
@@ -1799,7 +1794,7 @@ static int need_family(const char *verb, enum family fam)
 	return 0;
 }
 
-static int need_sym(const char *verb, const void *p, const char *sym)
+int need_sym(const char *verb, const void *p, const char *sym)
 {
 	if (!p) {
 		out_error(verb, "missing_symbol %s", sym);
@@ -2571,7 +2566,7 @@ static void cmd_parts_clear(const char *verb, int argc, char **argv)
 /* Free a request built here (slurm_free_job_desc_msg() would start the
  * select plugin, which reads slurm.conf): every member in desc_fields is
  * all the plugin may have set. */
-static void desc_free(job_desc_msg_t *d)
+void desc_free(job_desc_msg_t *d)
 {
 	for (size_t i = 0; i < NFIELDS(desc_fields); i++)
 		field_release(&desc_fields[i], d);
@@ -2737,61 +2732,6 @@ static void cmd_js(const char *verb, int argc, char **argv)
 	job_lock_drop();
 	xfree(err_msg);
 	desc_free(desc);
-}
-
-static int _cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* bench_js n=N [gap_us=G]: N job_submit() calls on a fresh request each
- * (name only, as sbatch --wrap leaves the rest unset), G us of sleep
- * between calls (the caller's CPU idles, as between sbatch RPCs); prints
- * the median, p10 and p90 wall time of one call in ns. */
-static void cmd_bench_js(const char *verb, int argc, char **argv)
-{
-	kopt_t o[] = { { "n", 'u', true }, { "gap_us", 'u' } };
-	uint64_t n, *dt;
-	char *err_msg = NULL;
-	int failed = 0;
-
-	if (parse_opts(verb, argc, argv, o, NFIELDS(o)) ||
-	    need_family(verb, FAM_JOB_SUBMIT) ||
-	    need_sym(verb, (void *) plug.js_submit, "job_submit"))
-		return;
-	n = o[0].u;
-	if (!n || n > 1000000) {
-		out_error(verb, "n must be 1..1000000");
-		return;
-	}
-	dt = xcalloc(n, sizeof(*dt));
-	for (uint64_t i = 0; i < n; i++) {
-		job_desc_msg_t *desc = xmalloc(sizeof(*desc));
-		uint64_t t0;
-
-		slurm_init_job_desc_msg(desc);
-		desc->name = xstrdup("bench");
-		desc->site_factor = NO_VAL;
-		if (o[1].present && o[1].u)
-			usleep(o[1].u);
-		job_lock_take("lock_deadlock", verb, 0);
-		t0 = now_ns();
-		if (plug.js_submit(desc, 0, &err_msg))
-			failed++;
-		dt[i] = now_ns() - t0;
-		job_lock_drop();
-		xfree(err_msg);
-		desc_free(desc);
-	}
-	qsort(dt, n, sizeof(*dt), _cmp_u64);
-	out_begin();
-	out_printf("ok %s n=%" PRIu64 " failed=%d med_ns=%" PRIu64 " p10_ns=%"
-		   PRIu64 " p90_ns=%" PRIu64, verb, n, failed, dt[n / 2],
-		   dt[n / 10], dt[n * 9 / 10]);
-	out_end();
-	xfree(dt);
 }
 
 static void cmd_stats(const char *verb, int argc, char **argv)
@@ -3011,11 +2951,8 @@ static void cmd_in_thread(const char *verb, int argc, char **argv)
 	pthread_join(tid, NULL);
 }
 
-typedef struct {
-	const char *verb;
-	void (*fn)(const char *verb, int argc, char **argv);
-} command_t;
-
+/* command_t: spm_host.h (a program built on this host adds verbs in
+ * spm_host_extra_commands: bench/bench_host.c) */
 static const command_t commands[] = {
 	{ "conf", cmd_conf },
 	{ "dconf", cmd_dconf },
@@ -3044,7 +2981,6 @@ static const command_t commands[] = {
 	{ "jobs_clear", cmd_jobs_clear },
 	{ "bench_update", cmd_bench_update },
 	{ "bench_call", cmd_bench_call },
-	{ "bench_js", cmd_bench_js },
 	{ "stats", cmd_stats },
 	{ "mem", cmd_mem },
 	{ "mark", cmd_mark },
@@ -3062,6 +2998,11 @@ static void dispatch(int argc, char **argv)
 	for (size_t i = 0; i < NFIELDS(commands); i++)
 		if (!strcmp(commands[i].verb, argv[0])) {
 			commands[i].fn(commands[i].verb, argc - 1, argv + 1);
+			return;
+		}
+	for (const command_t *c = spm_host_extra_commands; c && c->verb; c++)
+		if (!strcmp(c->verb, argv[0])) {
+			c->fn(c->verb, argc - 1, argv + 1);
 			return;
 		}
 	out_error("-", "unknown command %.64s", argv[0]);

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from slurmdbd import APT_PACKAGES, SlurmDBD
+from tests.harness.slurmdbd import APT_PACKAGES, SlurmDBD
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # the build under test: build/plugins, or another ($SPM_PLUGIN_DIR, set by

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import pytest
 
-from slurmcluster import TERMINAL_JOB_STATES
+from tests.harness.slurmcluster import TERMINAL_JOB_STATES
 
 from .conftest import BUILD_PLUGINS
 

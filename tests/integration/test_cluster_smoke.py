@@ -1,4 +1,4 @@
-"""Smoke tests for the tests/slurmcluster.py harness against a real Slurm.
+"""Smoke tests for the tests/harness/slurmcluster.py harness against a real Slurm.
 
 No slurmpy_plugins code is involved: these pin down how stock Slurm 22.05
 (Debian 12 packages) behaves in this environment, which is what the Python
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from slurmcluster import (SLURM_PLUGIN_DIR, Cluster, JobStateError, job_re,
+from tests.harness.slurmcluster import (SLURM_PLUGIN_DIR, Cluster, JobStateError, job_re,
                           parse_kv_line, slurm_at_least)
 
 # No skips: without root or the Slurm packages these tests must fail loudly.

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from slurmcluster import SLURM_PLUGIN_DIR, slurm_at_least
+from tests.harness.slurmcluster import SLURM_PLUGIN_DIR, slurm_at_least
 
 from .conftest import BUILD_PLUGINS, read_calls, write_handler
 

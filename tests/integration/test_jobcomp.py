@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from slurmcluster import slurm_at_least
+from tests.harness.slurmcluster import slurm_at_least
 
 from .conftest import BUILD_PLUGINS, read_calls, wait_calls, write_handler
 

@@ -1,5 +1,5 @@
 """prep/python on clusters of several nodes (several slurmd on this machine,
-see tests/slurmcluster.py ``nodes=``), on every release we test.
+see tests/harness/slurmcluster.py ``nodes=``), on every release we test.
 
 - A 4-node job calls prolog() and epilog() once on each node, in that
   node's daemon, and the handler knows which node it runs on
@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from slurmcluster import TERMINAL_JOB_STATES, slurm_at_least
+from tests.harness.slurmcluster import TERMINAL_JOB_STATES, slurm_at_least
 
 from .conftest import BUILD_PLUGINS, RECORDING_HANDLER, read_calls, wait_calls, write_handler
 

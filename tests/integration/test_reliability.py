@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from slurmcluster import slurm_at_least
+from tests.harness.slurmcluster import slurm_at_least
 
 from .conftest import read_calls, wait_calls, write_handler, RECORDING_HANDLER, ALL_HOOKS_BODY
 

@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from slurmcluster import Cluster, slurm_at_least
+from tests.harness.slurmcluster import Cluster, slurm_at_least
 
 from .conftest import BUILD_PLUGINS, read_calls, wait_calls, write_handler
 

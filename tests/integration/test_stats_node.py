@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from slurmcluster import Cluster
+from tests.harness.slurmcluster import Cluster
 
 from .conftest import BUILD_PLUGINS, write_handler
 from .test_jobcomp import HANDLER as LEDGER, jc_cluster  # noqa: F401  (the fixture)

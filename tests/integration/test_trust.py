@@ -33,8 +33,8 @@ import time
 
 import pytest
 
-from daemonproc import pid_alive
-from slurmcluster import TERMINAL_JOB_STATES, Cluster, slurm_at_least
+from tests.harness.daemonproc import pid_alive
+from tests.harness.slurmcluster import TERMINAL_JOB_STATES, Cluster, slurm_at_least
 
 from .conftest import BUILD_PLUGINS, RECORDING_HANDLER, read_calls, write_handler
 

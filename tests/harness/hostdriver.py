@@ -1,7 +1,7 @@
 """Python driver for tests/host/spm_host: a fake slurmctld/slurmd that loads
 one Slurm plugin .so and calls its exported symbols with synthetic records.
 
-    from hostdriver import Host
+    from tests.harness.hostdriver import Host
     with Host("/usr/lib/x86_64-linux-gnu/slurm-wlm/prep_script.so") as h:
         h.conf(prolog_slurmctld="/path/to/script")
         h.load()
@@ -25,9 +25,10 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # tests/
 HOST_DIR = os.path.join(HERE, "host")
 HOST_SRC = os.path.join(HOST_DIR, "spm_host.c")
+HOST_H = os.path.join(HOST_DIR, "spm_host.h")
 BUILD_SH = os.path.join(HOST_DIR, "build.sh")
 SLURM_LIBDIR = os.environ.get("SLURM_LIBDIR",
                               "/usr/lib/x86_64-linux-gnu/slurm-wlm")
@@ -217,7 +218,7 @@ def ensure_built(asan=False, slurm_src=None):
     out = host_binary(asan)
     if os.environ.get("SPM_HOST_ASAN" if asan else "SPM_HOST"):
         return out              # externally provided, never rebuilt
-    src_mtime = max(os.path.getmtime(HOST_SRC), os.path.getmtime(BUILD_SH))
+    src_mtime = max(os.path.getmtime(p) for p in (HOST_SRC, HOST_H, BUILD_SH))
     if os.path.exists(out) and os.path.getmtime(out) >= src_mtime:
         return out
     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -296,7 +296,7 @@ def test_declared_rows_refuse_undeclared_fields(make_host, handlers):
 
 
 def test_check_reports_a_bad_declared_field_like_the_daemon(make_host, handlers, tmp_path):
-    from .test_check import run_check, slurm_conf
+    from tests.python.test_check import run_check, slurm_conf
     handlers.write("paths_chk", "from slurmpy_plugins import SiteFactorHandler\n"
                    "class H(SiteFactorHandler):\n"
                    "    fields = ('acount',)\n"

@@ -231,7 +231,7 @@ START_HANDLER = HANDLER + """
 
 
 def test_job_start_from_25_05_and_only_when_the_handler_has_it(make_host, handlers, tmp_path):
-    from hostdriver import HostError, slurm_at_least
+    from tests.harness.hostdriver import HostError, slurm_at_least
     h = start(make_host, handlers, tmp_path)
     if not slurm_at_least(25, 5):
         # up to 24.11 Slurm has no record_job_start: the plugin exports none

@@ -1,5 +1,5 @@
 """Smoke tests for the plugin unit-test host (tests/host/spm_host.c) and its
-driver (tests/hostdriver.py), run against Slurm's own stock plugins
+driver (tests/harness/hostdriver.py), run against Slurm's own stock plugins
 prep_script.so and site_factor_none.so, plus a few tiny C plugins built here
 to prove the host's failure detection (version check, deadlocks, stale
 pointers, job_list export)."""
@@ -7,15 +7,13 @@ pointers, job_list export)."""
 import os
 import pathlib
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import hostdriver  # noqa: E402
-from hostdriver import (NICE_OFFSET, SLURM_VERSION_NUMBER, Host,  # noqa: E402
+from tests.harness import hostdriver
+from tests.harness.hostdriver import (NICE_OFFSET, SLURM_VERSION_NUMBER, Host,
                         HostDied, HostError, HostTimeout, PluginLoadError)
 
 LIBDIR = pathlib.Path(hostdriver.SLURM_LIBDIR)

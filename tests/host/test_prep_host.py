@@ -18,8 +18,8 @@ import pytest
 from .conftest import (ENV_FIELDS, HOST_NODE_NAME, JOB_FIELDS, NICE_OFFSET, WAIT_FAILED,
                        WAIT_KILLED, compare_record, expected_job,
                        expected_jobenv, wait_for)
-import hostdriver  # noqa: E402
-from hostdriver import INFINITE, NO_VAL
+from tests.harness import hostdriver  # noqa: E402
+from tests.harness.hostdriver import INFINITE, NO_VAL
 
 CTLD_HOOKS = ("prolog_slurmctld", "epilog_slurmctld")
 SLURMD_HOOKS = ("prolog", "epilog")

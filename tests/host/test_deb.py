@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-import hostdriver
-from slurmpaths import SLURM_PLUGIN_DIR
+from tests.harness import hostdriver
+from tests.harness.slurmpaths import SLURM_PLUGIN_DIR
 
 from .conftest import PLUGIN_DIR, REPO
 

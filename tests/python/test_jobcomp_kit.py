@@ -12,7 +12,6 @@ from slurmpy_plugins import CompletedJob, ConfigError, JobCompHandler, _compreco
 from slurmpy_plugins.testing import JobCompOutcome, make_completed_job, run_job_end, run_job_start
 
 from .test_check import run_check, slurm_conf
-from .test_jobcomp_host import JC_SO
 
 
 class Ledger(JobCompHandler):
@@ -120,21 +119,3 @@ def test_check_lists_the_jobcomp_hooks_and_its_trap(handlers, tmp_path):
     assert p["plugin"] == "jobcomp/python" and list(p["hooks"]) == ["job_end", "job_start"]
     assert "job.key" in p["hooks"]["job_end"]
     assert any("JobCompParams=enable_job_start" in t for t in out["traps"])
-
-
-def test_check_jobcomp_reports_the_daemons_own_message(make_host, handlers, tmp_path):
-    handlers.write("ledger", "from slurmpy_plugins import JobCompHandler\n"
-                             "class Ledger(JobCompHandler):\n    pass\n")
-    conf = slurm_conf(handlers.path.parent, ["JobCompType=jobcomp/python"])
-    (handlers.path.parent / "jobcomp_python.conf").write_text(
-        f"handler=ledger:Ledger\npath={handlers.path}\nworkers=2\n")
-    h = make_host(so=JC_SO)
-    h.conf(slurm_conf=str(conf), state_save_location=str(tmp_path))
-    h.load()
-    h.wait_booted()
-    cp = run_check(str(conf), "--json")
-    assert cp.returncode == 1, cp
-    (p,) = json.loads(cp.stdout)["plugins"]
-    assert p["plugin"] == "jobcomp/python" and p["loaded"] is False
-    assert "unknown key 'workers'" in p["error"]
-    assert "jobcomp/python: " + p["error"] in h.log(), (p["error"], h.log())

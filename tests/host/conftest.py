@@ -1,10 +1,11 @@
-"""Fixtures for the unit tests that drive build/plugins/*.so through the C
-test host (tests/host/spm_host.c, tests/hostdriver.py).
+"""Fixtures for the tests that drive build/plugins/*.so through the C test
+host (tests/host/spm_host.c, tests/harness/hostdriver.py), and for the other
+tests that need the build, a configured Slurm source tree, the checkout's
+sources (csrc/, scripts/, docs/) or root.  The tests that need none of
+these are in tests/python.
 
-* ``handlers``: a handler directory (root-owned, 0755) that the loader
-  accepts, with ``write(module, source)`` (0644 files, atomic os.replace)
-  and an ``out`` directory where handlers dump what they saw as JSON.
-  ``spmtest_rec.py`` (see RECORDER) is always present in it.
+* ``handlers``: a handler directory (root-owned here, 0755) that the loader
+  accepts: tests/python/conftest.py's, see there.
 * ``make_host``: starts spm_host on prep_python.so or site_factor_python.so
   and closes it (quit + deadlock / unexpected-callback check) at teardown.
 
@@ -15,26 +16,23 @@ host executable is instrumented).  With an ASan+UBSan build of the plugins:
     make build BUILD=build/asan SLURM_SRC=$PWD/build/slurm-src/slurm-wlm-22.05.8 \
         SPM_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
         SPM_LDFLAGS="-fsanitize=address,undefined"
-    SPM_PLUGIN_DIR=build/asan/plugins SPM_TEST_ASAN=1 .venv/bin/python -m pytest -q tests/unit
+    SPM_PLUGIN_DIR=build/asan/plugins SPM_TEST_ASAN=1 .venv/bin/python -m pytest -q tests/host
 """
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import shutil
-import sys
-import textwrap
 import time
 
 import pytest
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
-sys.path.insert(0, str(TESTS))
 
-import hostdriver  # noqa: E402
-from hostdriver import Host  # noqa: E402
+from tests.harness import hostdriver
+from tests.harness.hostdriver import Host
+from tests.python.conftest import RECORDER, HandlerDir, handlers  # noqa: F401
 
 PLUGIN_DIR = pathlib.Path(os.environ.get("SPM_PLUGIN_DIR",
                                          REPO / "build" / "plugins"))
@@ -68,88 +66,7 @@ def pytest_collection_modifyitems(config, items):
     if any(pathlib.Path(str(i.fspath)).parent == here for i in items):
         why = _missing_prereqs()
         if why:
-            raise pytest.UsageError(f"unit tests cannot run: {why}")
-
-
-# A helper module handlers import to dump what they saw.
-RECORDER = '''\
-import json, os, threading
-
-def plain(rec):
-    """A record (Job / JobEnv) as JSON-able data."""
-    d = rec.as_dict()
-    if "state_flags" in d:
-        d["state_flags"] = sorted(d["state_flags"])
-    return d
-
-def dump(path, obj):
-    """Write obj as JSON, atomically (readers never see half a file)."""
-    tmp = "%s.tmp.%d" % (path, threading.get_ident())
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-def append(path, obj):
-    """Append one JSON line (for counting calls)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(obj) + "\\n")
-'''
-
-
-class HandlerDir:
-    """A loader-acceptable handler directory plus an output directory."""
-
-    def __init__(self, root: pathlib.Path) -> None:
-        self.path = root / "handlers"
-        self.path.mkdir(mode=0o755)
-        os.chmod(self.path, 0o755)
-        self.out = root / "out"
-        self.out.mkdir(mode=0o755)
-        self.write("spmtest_rec", RECORDER)
-
-    def write(self, module: str, source: str, mode: int = 0o644,
-              mtime_bump: bool = True) -> pathlib.Path:
-        """Write <module>.py with `source` (dedented; {out} is replaced by
-        the output directory) atomically with os.replace."""
-        path = self.path / (module + ".py")
-        text = textwrap.dedent(source).replace("{out}", str(self.out))
-        tmp = self.path / (".%s.tmp" % module)
-        tmp.write_text(text)
-        os.chmod(tmp, mode)
-        if mtime_bump and path.exists():
-            # a replacement must look different even on coarse clocks
-            st = path.stat()
-            t = max(time.time(), st.st_mtime + 1)
-            os.utime(tmp, (t, t))
-        os.replace(tmp, path)
-        return path
-
-    def params(self, handler: str, **keys) -> str:
-        """A PrEpParameters-style string with path= set to this dir."""
-        items = ["handler=%s" % handler, "path=%s" % self.path]
-        items += ["%s=%s" % (k, v) for k, v in keys.items()]
-        return ",".join(items)
-
-    def read(self, name: str, timeout: float = 10.0):
-        """Wait for out/<name> and return its JSON content."""
-        p = self.out / name
-        deadline = time.monotonic() + timeout
-        while not p.exists():
-            if time.monotonic() > deadline:
-                raise AssertionError("handler never wrote %s" % p)
-            time.sleep(0.01)
-        return json.loads(p.read_text())
-
-    def lines(self, name: str):
-        p = self.out / name
-        if not p.exists():
-            return []
-        return [json.loads(x) for x in p.read_text().splitlines() if x]
-
-
-@pytest.fixture
-def handlers(tmp_path):
-    return HandlerDir(tmp_path)
+            raise pytest.UsageError(f"host tests cannot run: {why}")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from slurmpy_plugins import _chain, _config, _loader
 from slurmpy_plugins import testing as kit
 
-from .conftest import REPO
+from .conftest import USER
 
 
 class HandlersDir(pathlib.PosixPath):
@@ -332,10 +332,10 @@ def test_check_lists_the_files_in_order(hdir, tmp_path):
     hdir.put("10-a.py", prep_file("A", "def prolog(self, env): pass\n"))
     hdir.put("20-b.py", prep_file("B", "def epilog_slurmctld(self, job): pass\n"))
     conf = tmp_path / "slurm.conf"
-    conf.write_text("ClusterName=test\nSlurmUser=root\nPrEpPlugins=prep/python\n"
+    conf.write_text(f"ClusterName=test\nSlurmUser={USER}\nPrEpPlugins=prep/python\n"
                     f"PrEpParameters=handlers={hdir}\nEpilog=/bin/true\n"
                     "NodeName=node1 CPUs=2\nPartitionName=debug Nodes=node1 Default=YES\n")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ)
     cp = subprocess.run([sys.executable, "-m", "slurmpy_plugins", "check", str(conf), "--json"],
                         capture_output=True, text=True, env=env, timeout=60, cwd="/")
     assert cp.returncode == 0, cp
