@@ -516,9 +516,9 @@ extern const spm_hook_t spm_hooks[];
  * add into one file shared by all of them,
  * <SlurmdSpoolDir>/slurmpy-stats/spank.<host>.shared (pid 0, daemon
  * SPM_DAEMON_SLURMSTEPD; the same layout), by atomic adds on the mapping,
- * with no lock: its size is fixed, whatever the number of processes.  A
- * hook run as the job's user (srun, sbatch, salloc; task_init) writes
- * nothing (spank_python.c). */
+ * with no lock: its size is fixed, whatever the number of processes.
+ * srun, sbatch and salloc, and task_init in a task that has become a
+ * non-root user, write nothing (spank_python.c). */
 #define SPM_STATS_MAGIC 0x5354415453504d53
 #define SPM_STATS_VERSION 2
 /* Latency histogram: SPM_STATS_SUB buckets per power of two of
