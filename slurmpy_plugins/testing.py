@@ -948,8 +948,12 @@ def _js_call(handler: Any, hook: str, desc: JobDesc, current: Job | None, submit
     call.current = current._c if current is not None else ffi.NULL
     # the arenas' handles live as long as the call, which may outlive this
     # function (timed out, it runs on until interrupted)
-    rc, timed_out, log = _run("job_submit", lambda c, keep=(arena, current_arena):
-                              _jobsubmit.call(c, call, None), c, limit, log_level)
+    keep = (arena, current_arena)
+
+    def run(ctx: _context.Context) -> int:
+        keep             # referenced: the closure holds the arenas while the call runs
+        return int(_jobsubmit.call(ctx, call, None))
+    rc, timed_out, log = _run("job_submit", run, c, limit, log_level)
     job_id = int(c_in.job_id)
     uid = int(submit_uid)
 
