@@ -652,6 +652,11 @@ void spm_stats_error(int ctx, const char *where, const char *text);
 /* stats: Python took a changed handler (reload=) of a context. */
 void spm_stats_reload(int ctx);
 
+/* stats: the path of this daemon's stats file ("" when it has none).
+ * Python publishes a handlers= directory's per-file figures beside it
+ * (<path>.files-<plugin kind>, slurmpy_plugins/_stats.py). */
+const char *spm_stats_path(void);
+
 /* Python reloaded a context's handler: publish the hooks it overrides. */
 void spm_set_hooks(int ctx, uint32_t hooks);
 

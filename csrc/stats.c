@@ -29,6 +29,7 @@
 static spm_stats_file_t *stats;     /* NULL: no stats in this process */
 static pthread_once_t open_once = PTHREAD_ONCE_INIT;
 static char open_dir[PATH_MAX];
+static char stats_path[PATH_MAX + 128];   /* set once, before `stats` */
 
 /* The call a pool worker is running: its hook (-1: none) and whether
  * Python reported it failed (spm_stats_error). */
@@ -114,6 +115,7 @@ static void _open(void)
 	m->hook_count = SPM_HOOK_COUNT;
 	memcpy(m->host, host, sizeof(m->host));
 	snprintf(m->release, sizeof(m->release), "%s", spm_slurm_release());
+	snprintf(stats_path, sizeof(stats_path), "%s", path);
 	/* the reader takes the file once it sees the magic */
 	__atomic_store_n(&m->magic, (uint64_t)SPM_STATS_MAGIC, __ATOMIC_RELEASE);
 	__atomic_store_n(&stats, m, __ATOMIC_RELEASE);
@@ -159,6 +161,11 @@ void spm_stats_load(int ctx)
 
 	if (m)
 		_add(&m->loads[spm_ctx_index(ctx)]);
+}
+
+const char *spm_stats_path(void)
+{
+	return _stats() ? stats_path : "";
 }
 
 void spm_stats_reload(int ctx)

@@ -218,6 +218,9 @@ class _Lib:
     def spm_stats_reload(self, ctx: int) -> None:
         pass
 
+    def spm_stats_path(self) -> Any:
+        return ffi.NULL   # the kit publishes no stats files
+
     def spm_lazy_load(self, lazy: Any, job: Any) -> int:
         # the kit's records are full copies (strings_loaded = 1)
         raise RuntimeError("the kit's records have no lazy strings")

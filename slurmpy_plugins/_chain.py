@@ -22,6 +22,8 @@ None fails with a TypeError whose file:line is that handler's method.
 """
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -29,9 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import _log
-from ._handlers import PrEpHandler, SiteFactorHandler
+from ._handlers import PrEpHandler, Reject, SiteFactorHandler
 
-__all__ = ["Member", "Figures", "build", "members_of", "figures", "prefix_of", "SITE", "PREFIX"]
+__all__ = ["Member", "Figures", "build", "members_of", "figures", "prefix_of", "publish",
+           "SITE", "PREFIX", "FILES_SUFFIX"]
+
+# <daemon's stats file><FILES_SUFFIX><plugin kind>: a handlers= set's
+# figures, per file (publish(); read by _stats.read_file)
+FILES_SUFFIX = ".files-"
 
 # the attribute a failure's exception carries when its file:line is not
 # in its traceback (a prep hook's wrong return value): _loader.where reads it
@@ -43,17 +50,20 @@ PREFIX = "_slurmpy_prefix"
 
 @dataclass
 class Figures:
-    """One handler file's figures, per hook: calls, failures, total and
-    max time (ns).  Updated under the member's lock (hooks of one plugin
+    """One handler file's figures, per hook: calls, failures, refusals
+    (job_submit's Reject: an answer, not a failure), total and max time
+    (ns), and the last failure's text.  Updated under the member's lock (hooks of one plugin
     run on several workers at once)."""
     calls: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    refusals: dict[str, int] = field(default_factory=dict)   # job_submit's Reject
     total_ns: dict[str, int] = field(default_factory=dict)
     max_ns: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {hook: {"calls": n, "failures": self.failures.get(hook, 0),
+                       "refusals": self.refusals.get(hook, 0),
                        "total_us": self.total_ns.get(hook, 0) // 1000,
                        "max_us": self.max_ns.get(hook, 0) // 1000}
                 for hook, n in sorted(self.calls.items())}
@@ -78,13 +88,16 @@ class Member:
         before = _log.prefix()
         _log.set_prefix(self.prefix)
         t0 = time.perf_counter_ns()
-        failed = True
+        outcome = None     # None: returned; else the figure it counts in
         try:
-            result = getattr(self.instance, hook)(*args)
-            failed = False
-            return result
+            return getattr(self.instance, hook)(*args)
+        except Reject as e:
+            _tag(e, PREFIX, self.prefix)
+            outcome = self.figures.refusals
+            raise
         except BaseException as e:
             _tag(e, PREFIX, self.prefix)
+            outcome = self.figures.failures
             with self.lock:
                 self.figures.last_error = f"{hook}: {type(e).__name__}: {e}"
             raise
@@ -94,8 +107,8 @@ class Member:
             f = self.figures
             with self.lock:
                 f.calls[hook] = f.calls.get(hook, 0) + 1
-                if failed:
-                    f.failures[hook] = f.failures.get(hook, 0) + 1
+                if outcome is not None:
+                    outcome[hook] = outcome.get(hook, 0) + 1
                 f.total_ns[hook] = f.total_ns.get(hook, 0) + dt
                 if dt > f.max_ns.get(hook, 0):
                     f.max_ns[hook] = dt
@@ -247,3 +260,26 @@ def figures(instance: Any) -> Mapping[str, dict[str, Any]]:
             out[m.name] = {"path": m.path, "hooks": m.figures.as_dict(),
                            "last_error": m.figures.last_error}
     return out
+
+
+def publish(path: str, plugin: str, directory: str, instance: Any,
+            previous: str | None) -> str:
+    """Write the per-file figures of `instance` (a build() instance) to
+    `path` (beside the daemon's stats file), as one JSON object, unless they
+    are what `previous` (the text last written) holds.  Written as the
+    stats file is: mode 0600, by the daemon, replaced whole (rename), never
+    through a symlink.  Returns the text written (or `previous`)."""
+    text = json.dumps({"plugin": plugin, "directory": directory,
+                       "files": figures(instance)}, sort_keys=True)
+    if text == previous:
+        return text
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return text

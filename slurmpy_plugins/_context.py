@@ -6,6 +6,7 @@ embedded library; every constant comes from lib (csrc/spm_types.h).
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -122,6 +123,8 @@ class Context:
         self.refused_settings_sig: tuple[Any, ...] | None = None
         self.conf_path: str | None = None
         self.default_timeout_ms = 0
+        # handlers=: the per-file figures last published (publish_files)
+        self.published: str | None = None
 
     # -- loading --------------------------------------------------------
     def boot(self, boot: Any) -> int:
@@ -399,6 +402,34 @@ class Context:
                             text.encode("utf-8", "backslashreplace")[:1024])
 
 
+def publish_files(c: Context) -> None:
+    """handlers=: the per-file figures beside the daemon's stats file (only
+    when they changed); the file goes when the plugin no longer runs a
+    handlers= set."""
+    p = lib.spm_stats_path()
+    base = ffi.string(p).decode("utf-8", "surrogateescape") if p else ""
+    if not base:
+        return
+    path = f"{base}{_chain.FILES_SUFFIX}{PLUGIN[c.ctx].kind}"
+    loaded = c.loaded
+    if loaded is None or not loaded.members:
+        if c.published is not None:
+            c.published = None
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        return
+    try:
+        c.published = _chain.publish(path, PREFIX[c.ctx], loaded.module_file, loaded.instance,
+                                     c.published)
+    except OSError as e:
+        if c.published != "":        # said once, until a write succeeds again
+            say(c.ctx, lib.SPM_LOG_ERROR, f"stats: cannot write {path}: {e.strerror}; the "
+                "handler files' figures are not published")
+        c.published = ""
+
+
 def _reload_loop(c: Context) -> None:
     """One plugin's changed handler file, noticed within `reload=` seconds,
     calls or not (a prep plugin gets no call on `scontrol reconfigure` in
@@ -408,6 +439,10 @@ def _reload_loop(c: Context) -> None:
         time.sleep(min(c.reload_interval() or 1.0, 1.0))
         try:
             c.maybe_reload(bounded=True)
+        except Exception:
+            internal_error(*sys.exc_info())
+        try:
+            publish_files(c)
         except Exception:
             internal_error(*sys.exc_info())
 

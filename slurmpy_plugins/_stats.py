@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import _abi, _slurmconf
+from . import _abi, _chain, _slurmconf
 
 __all__ = ["DaemonStats", "collect", "main", "openmetrics", "percentile"]
 
@@ -110,6 +110,8 @@ class DaemonStats:
     plugins: dict[str, dict[str, int]] = field(default_factory=dict)  # loads, reloads
     hooks: list[HookStats] = field(default_factory=list)
     jobcomp: dict[str, int] | None = None    # jobcomp/python's spool (JOBCOMP)
+    # handlers=<dir>: per plugin, {"directory": ..., "files": {name: figures}}
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -194,10 +196,27 @@ def read_file(path: str) -> DaemonStats:
     for c in range(int(m.ctx_count)):
         if (m.loads[c] or m.reloads[c] or c in hooks_seen) and not shared:
             out.plugins[PLUGIN[c]] = {"loads": int(m.loads[c]), "reloads": int(m.reloads[c])}
+    if not shared:
+        _read_files(out)
     jc = {k: int(getattr(m.jobcomp, k)) for k in JOBCOMP}
     if "jobcomp/python" in out.plugins or any(jc.values()):   # records spool before the boot
         out.jobcomp = jc
     return out
+
+
+def _read_files(out: DaemonStats) -> None:
+    """The per-file figures a handlers= set publishes beside the daemon's
+    file (_chain.publish): out.files, or a note naming a file unreadable."""
+    for p in sorted(glob.glob(glob.escape(out.path + _chain.FILES_SUFFIX) + "*")):
+        if p.endswith(".tmp"):
+            continue
+        try:
+            with open(p, "rb") as f:
+                data = json.loads(f.read())
+            out.files[str(data["plugin"])] = {"directory": str(data["directory"]),
+                                              "files": dict(data["files"])}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            out.notes.append(f"{p}: unreadable ({type(e).__name__}: {e})")
 
 
 def _glob_dir(d: str) -> str:
@@ -269,6 +288,17 @@ def table(stats: list[DaemonStats]) -> str:
         for r in rows:
             lines.append("  " + "  ".join(v.ljust(w) if i == 0 else v.rjust(w)
                                           for i, (v, w) in enumerate(zip(r, widths))))
+        for plugin, fs in d.files.items():
+            lines.append(f"  {plugin} handlers from {fs['directory']}, per file:")
+            for name, f in fs["files"].items():
+                for hook, n in f["hooks"].items():
+                    mean = n["total_us"] / n["calls"] / 1000 if n["calls"] else 0.0
+                    refused = f", {n['refusals']} refused" if n.get("refusals") else ""
+                    lines.append(f"    {name} {hook}: {n['calls']} call(s), {n['failures']} "
+                                 f"failed{refused}, mean {mean:.3f} ms, max "
+                                 f"{n['max_us'] / 1000:.3f} ms")
+                if f.get("last_error"):
+                    lines.append(f"    {name} last error: {f['last_error']}")
         for h in d.hooks:
             if h.last_error:
                 e = h.last_error
@@ -364,6 +394,20 @@ def openmetrics(stats: list[DaemonStats]) -> str:
                [f"{name}{'_total' if typ == 'counter' else ''}"
                 f"{_labels(daemon=d.daemon, pid=d.pid)} {d.jobcomp[key]}"  # type: ignore[index]
                 for d in jc])
+    per_file = [(d, plugin, name, hook, n) for d in running
+                for plugin, fs in d.files.items() for name, f in fs["files"].items()
+                for hook, n in f["hooks"].items()]
+    for key, typ, help_ in (
+            ("calls", "counter", "Calls of one handlers= file's hook."),
+            ("failures", "counter", "Those that raised (or answered wrongly)."),
+            ("refusals", "counter", "Those that refused (job_submit's Reject)."),
+            ("total_us", "counter", "Time in that file's hook, microseconds."),
+            ("max_us", "gauge", "That file's slowest call of the hook, microseconds.")):
+        name = f"slurmpy_handler_file_{key}"
+        family(name, typ, help_,
+               [f"{name}{'_total' if typ == 'counter' else ''}"
+                f"{_labels(daemon=d.daemon, pid=d.pid, plugin=p, file=fn, hook=h)} {n.get(key, 0)}"
+                for d, p, fn, h, n in per_file])
     for key, help_ in (("loads", "Handler loads (boot, reconfigure)."),
                        ("reloads", "Changed handlers taken (reload=).")):
         family(f"slurmpy_plugin_{key}", "counter", help_,

@@ -3,13 +3,16 @@ files, run in file-name order, each loaded, checked and reloaded on its
 own, with its own log prefix and its errors' file:line."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import textwrap
+import time
 
 import pytest
 
 from .conftest import BUILD_PLUGINS, read_calls, wait_calls, write_handler
+from .test_stats import _stats, parse_openmetrics
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +121,29 @@ def test_job_submit_runs_the_files_in_order_and_the_first_reject_stops(js_dir_cl
     c.wait_for_log(r"job_submit/python\[20-check\]: submit\(\) for a job of uid \d+ rejected "
                    r"by the handler: jobs named forbidden", timeout=10)
     assert [r["file"] for r in read_calls(calls)][3:] == ["10-defaults", "20-check"]
+    # each file's own figures, in slurmpy-plugins stats (published within a
+    # second by the plugin's reload thread)
+    deadline = time.monotonic() + 30
+    while True:
+        (d,) = [d for d in json.loads(_stats(c, "--json"))["daemons"]
+                if d["daemon"] == "slurmctld" and d["state"] == "running"]
+        fs = d["files"].get("job_submit/python", {}).get("files", {})
+        if fs.get("30-last.py", {}).get("hooks", {}).get("submit", {}).get("calls") == 1 and \
+                fs["10-defaults.py"]["hooks"]["submit"]["calls"] == 2:
+            break
+        assert time.monotonic() < deadline, d
+        time.sleep(0.2)
+    assert d["files"]["job_submit/python"]["directory"] == str(c.handler_dir)
+    check = fs["20-check.py"]["hooks"]["submit"]
+    assert (check["calls"], check["failures"], check["refusals"]) == (2, 0, 1)
+    assert fs["20-check.py"]["last_error"] is None
+    text = _stats(c)
+    assert "job_submit/python handlers from" in text
+    assert "20-check.py submit: 2 call(s), 0 failed, 1 refused" in text
+    om = parse_openmetrics(_stats(c, "--openmetrics"))
+    assert ("slurmpy_handler_file_refusals_total", "20-check.py") in {
+        (n, re.search(r'file="([^"]*)"', lab).group(1))
+        for n, lab, v in om["slurmpy_handler_file_refusals"] if v == 1}
 
 
 def test_job_submit_files_reload_each_on_its_own(js_dir_cluster):
