@@ -65,9 +65,16 @@ def bench_calls(host: Host, hook: str, n: int, reps: int, window: int = 0) -> di
 
 
 def run_host_prep(so: str, daemon: str, params: str, hook: str, n: int,
-                  reps: int, window: int = 0) -> dict:
+                  reps: int, window: int = 0, stats_dir: str | None = None) -> dict:
+    """stats_dir: the daemon's StateSaveLocation (slurmctld) or SlurmdSpoolDir
+    (slurmd), where it publishes its stats file; None: no stats file (no
+    such directory), as in the other rows."""
     with Host(so, daemon=daemon, debug=3, timeout=120) as h:
         h.conf(prep_params=params)
+        if stats_dir and daemon == "slurmctld":
+            h.conf(state_save_location=stats_dir)
+        elif stats_dir:
+            h.slurmd_conf(spooldir=stats_dir)
         h.load()
         if daemon == "slurmctld":
             h.callbacks()
@@ -103,6 +110,28 @@ def part_calls(tools: dict, tmp: pathlib.Path, n: int, reps: int, n_spawn: int) 
         out[name] = run_host_prep(so, daemon, params, hook, n, reps, window)
         out[name].update(hook=hook, daemon=daemon, params=params,
                          plugin=os.path.basename(so))
+    # Publishing stats (slurmpy-plugins stats) must not slow a hook: the
+    # same calls with and without the daemon's stats file, alternating one
+    # run each so that the machine's drift falls on both alike.
+    for hook, daemon in (("prolog_slurmctld", "slurmctld"), ("prolog", "slurmd")):
+        pair: dict[str, list[dict]] = {"off": [], "on": []}
+        for r in range(reps):
+            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                sdir = tmp / f"stats-{daemon}-{r}" if mode == "on" else None
+                if sdir is not None:
+                    sdir.mkdir(mode=0o755, exist_ok=True)
+                log(f"calls: stats {mode}, {hook}, run {r + 1} of {reps} ({n:,})")
+                one = run_host_prep(str(PREP_SO), daemon, py, hook, n, 1,
+                                    stats_dir=str(sdir) if sdir else None)
+                if sdir is not None and not list((sdir / "slurmpy-stats").glob(f"{daemon}.*")):
+                    raise RuntimeError(f"calls: stats on, but no stats file under {sdir}")
+                pair[mode].append(one)
+        out[f"stats_{daemon}"] = {
+            "hook": hook, "n": n, "reps": reps,
+            "off_ns": med([x["total_ns"] for x in pair["off"]]),
+            "on_ns": med([x["total_ns"] for x in pair["on"]]),
+            "off_runs": [x["total_ns"] for x in pair["off"]],
+            "on_runs": [x["total_ns"] for x in pair["on"]]}
     log(f"calls: /bin/true x {n_spawn:,} (posix_spawn, fork+execve)")
     cp = subprocess.run([tools["spawn"], str(n_spawn)], check=True,
                         capture_output=True, text=True)

@@ -3,7 +3,7 @@ targets, from the results dict the parts returned."""
 from __future__ import annotations
 
 
-from .common import (T_CALL_NS, T_SPAWN_RATIO, T_UPDATE_MS, T_UPDATE_STRETCH_MS,
+from .common import (T_CALL_NS, T_SPAWN_RATIO, T_STATS_RATIO, T_UPDATE_MS, T_UPDATE_STRETCH_MS,
                      UPDATE_HANDLERS, fmt_ns, verdict)
 from .cluster import report_cluster
 from .steps import report_steps
@@ -108,6 +108,18 @@ def report(res: dict) -> tuple[str, list[dict]]:
                spawn / pa >= T_SPAWN_RATIO, f"{spawn / pa:.0f}x")
         target("1d sync >= 300x cheaper than spawn", f"{spawn / ps:.0f}x", "300x",
                spawn / ps >= T_SPAWN_RATIO, f"{spawn / ps:.0f}x")
+        for daemon, letter in (("slurmctld", "e"), ("slurmd", "f")):
+            st = c.get(f"stats_{daemon}")
+            if not st:
+                continue
+            ratio = st["on_ns"] / st["off_ns"]
+            lines.append(f"   stats file published ({daemon}, {st['hook']}, {st['reps']} "
+                         f"alternating runs each): total/N {fmt_ns(st['on_ns'])} with, "
+                         f"{fmt_ns(st['off_ns'])} without ({ratio:.3f}x; runs with: "
+                         f"{', '.join(fmt_ns(x) for x in st['on_runs'])}; without: "
+                         f"{', '.join(fmt_ns(x) for x in st['off_runs'])})")
+            target(f"1{letter} stats publishing, {daemon}: <= {T_STATS_RATIO}x without",
+                   f"{ratio:.3f}x", f"{T_STATS_RATIO}x", ratio <= T_STATS_RATIO, f"{ratio:.3f}x")
         lines.append("")
     if "update" in res:
         u = res["update"]
