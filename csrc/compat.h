@@ -36,7 +36,7 @@
  *            prepend_argv in task_init)                  SPM_SPANK_HAS_PREPEND_ARGV
  *   23.02    part_record_t.allow_uids gains             spm_compat_part_uids()
  *            allow_uids_cnt (was 0-terminated)
- *   23.11    job_desc_msg_t.id (identity_t): the user    spm_compat_desc_user_name()
+ *   23.11    job_desc_msg_t.id (identity_t): the user    spm_compat_desc_identity_name()
  *            name job_submit/lua reads first
  *   25.11    job_env_t.jobid/step_id and                 SPM_ENV_JOB_ID_MEMBER,
  *            job_desc_msg_t.job_id become a              SPM_DESC_JOB_ID_MEMBER,
@@ -260,19 +260,22 @@ static inline int spm_compat_env_user(spm_arena_t *a, job_env_t *e,
 #include "src/common/xmalloc.h"
 #include "src/common/xstring.h"
 
-/* The name of the request's user, xmalloc'd (NULL if unknown), as
- * job_submit/lua's "user_name" reads it: the identity the request came
- * with (23.11+), else uid_to_string_or_null(user_id). */
-static inline char *spm_compat_desc_user_name(job_desc_msg_t *d)
+/* The name of the request's user as the identity it came with holds it
+ * (23.11+; the request's memory: do not free), or NULL when there is none
+ * (22.05, 23.02, or no identity): then job_submit/lua's "user_name" is
+ * uid_to_string_or_null(user_id), which snapshot.c looks up (cached). */
+static inline const char *spm_compat_desc_identity_name(job_desc_msg_t *d)
 {
 #if SPM_SLURM_AT_LEAST(23, 11)
 	if (d->id) {
 		identity_t *id = d->id;
 
-		return xstrdup(id->pw_name);
+		return id->pw_name;
 	}
+#else
+	(void)d;
 #endif
-	return uid_to_string_or_null(d->user_id);
+	return NULL;
 }
 
 /* A partition's uid filter as job_submit/lua's _user_can_use_part() reads

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "slurm/slurm.h"
@@ -656,17 +657,30 @@ uint32_t spm_job_id(struct job_record *job_ptr)
  * are held by the caller, and are taken before assoc_mgr's everywhere in
  * slurmctld).  Without accounting assoc_mgr has no users: both stay NULL.
  */
+static void **acct_db_conn_p;         /* slurmctld's, or NULL (not slurmctld) */
+static uint16_t *accounting_enforce_p;
+static pthread_once_t assoc_once = PTHREAD_ONCE_INIT;
+
+static void _assoc_symbols(void)
+{
+	acct_db_conn_p = dlsym(RTLD_DEFAULT, "acct_db_conn");
+	accounting_enforce_p = dlsym(RTLD_DEFAULT, "accounting_enforce");
+}
+
 static void _assoc_defaults(job_desc_msg_t *d, spm_jobdesc_t *out,
 			    spm_arena_t *a, int *oom)
 {
-	void **db_conn = dlsym(RTLD_DEFAULT, "acct_db_conn");
-	uint16_t *enforce = dlsym(RTLD_DEFAULT, "accounting_enforce");
+	void **db_conn;
+	uint16_t *enforce;
 	assoc_mgr_lock_t locks = { .assoc = READ_LOCK, .qos = READ_LOCK,
 				   .user = READ_LOCK };
 	slurmdb_user_rec_t user;
 	slurmdb_assoc_rec_t assoc;
 	slurmdb_qos_rec_t qos;
 
+	pthread_once(&assoc_once, _assoc_symbols);   /* once: dlsym walks every object */
+	db_conn = acct_db_conn_p;
+	enforce = accounting_enforce_p;
 	if (!db_conn || !enforce || d->user_id == NO_VAL)
 		return;                 /* not slurmctld */
 	assoc_mgr_lock(&locks);
@@ -696,6 +710,52 @@ static void _assoc_defaults(job_desc_msg_t *d, spm_jobdesc_t *out,
 			*oom = 1;
 	}
 	assoc_mgr_unlock(&locks);
+}
+
+/*
+ * job.user_name when the request carries no identity (22.05, 23.02): what
+ * job_submit/lua reads, uid_to_string_or_null(user_id), remembered per uid
+ * for UID_TTL seconds (NULL, an unknown uid, too).  Every job_submit call
+ * takes it (Lua looks it up only when the script reads it), and one NSS
+ * lookup (files: open and parse /etc/passwd) costs tens of microseconds
+ * under slurmctld's locks.  Copied into `a` under the cache's lock.
+ */
+#define UID_SLOTS 256
+#define UID_TTL 60
+static struct {
+	uid_t uid;
+	char *name;          /* xmalloc'd, or NULL: no such user */
+	time_t at;           /* 0: an empty slot */
+} uid_slots[UID_SLOTS];
+static pthread_mutex_t uid_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int _user_name(uid_t uid, spm_arena_t *a, char **out)
+{
+	unsigned i = (unsigned)uid % UID_SLOTS;
+	time_t now = time(NULL);
+	char *name;
+	int rc = 0;
+
+	pthread_mutex_lock(&uid_mu);
+	if (uid_slots[i].at && uid_slots[i].uid == uid &&
+	    now - uid_slots[i].at < UID_TTL) {
+		if (uid_slots[i].name &&
+		    !(*out = spm_arena_strdup(a, uid_slots[i].name)))
+			rc = -1;
+		pthread_mutex_unlock(&uid_mu);
+		return rc;
+	}
+	pthread_mutex_unlock(&uid_mu);
+	name = uid_to_string_or_null(uid);      /* outside the lock: NSS may block */
+	if (name && !(*out = spm_arena_strdup(a, name)))
+		rc = -1;
+	pthread_mutex_lock(&uid_mu);
+	xfree(uid_slots[i].name);
+	uid_slots[i].uid = uid;
+	uid_slots[i].name = name;
+	uid_slots[i].at = now ? now : 1;
+	pthread_mutex_unlock(&uid_mu);
+	return rc;
 }
 
 spm_jobdesc_t *spm_snapshot_jobdesc(struct job_descriptor *desc,
@@ -733,10 +793,13 @@ spm_jobdesc_t *spm_snapshot_jobdesc(struct job_descriptor *desc,
 	out->argv = _copy_strv(a, d->argv, d->argc, &oom);
 	out->argv_size = out->argv ? d->argc : 0;
 	{
-		char *name = spm_compat_desc_user_name(d);
+		const char *name = spm_compat_desc_identity_name(d);
 
-		S(user_name, name);
-		xfree(name);
+		if (name)
+			S(user_name, name);
+		else if (d->user_id != NO_VAL &&
+			 _user_name(d->user_id, a, &out->user_name))
+			oom = 1;
 	}
 	_assoc_defaults(d, out, a, &oom);
 	return oom ? NULL : out;

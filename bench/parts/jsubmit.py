@@ -53,7 +53,6 @@ return slurm.SUCCESS
 """
 
 T_JS_THROUGHPUT = 0.95    # job_submit/python submissions/s >= 0.95 x no plugin
-T_JS_VS_LUA = 2.0         # job_submit/python per-call cost <= 2 x job_submit/lua's
 T_JS_LAT_VS_LUA = 1.05    # sbatch latency with job_submit/python <= 1.05 x with lua (p50, p99)
 
 
@@ -325,16 +324,19 @@ def report_jsubmit(lines: list, target, js: dict) -> None:
     target("7a job_submit/python subm/s >= 0.95 x none", f"{ratio:.3f} x none", "0.95",
            ratio >= T_JS_THROUGHPUT,
            f"{ratio:.3f}; lua {js['lua']['per_s'] / js['none']['per_s']:.3f}")
-    for sfx, name in (("", f"7b python per-call <= 2 x lua, {js['clients']} clients"),
-                      ("_1", "7c python per-call <= 2 x lua, one client")):
+    # The per-call cost is reported, with no target (issue 24): the thread
+    # hand-off that bounds a hung handler is the price of timeout=.
+    for sfx, name in (("", f"{js['clients']} clients"), ("_1", "one client")):
         py = js["python"].get("plugin" + sfx + "_med_us")
         lu = js["lua"].get("plugin" + sfx + "_med_us")
         floor = js["none"].get("wrap" + sfx + "_med_us")
         if py is not None and lu is not None and floor is not None:
             pn, ln = py - floor, lu - floor
-            r2 = pn / max(ln, 0.01)
-            target(name, f"{pn:.1f} vs {ln:.1f} us", "2x", r2 <= T_JS_VS_LUA,
-                   f"{r2:.2f}x net of probes; raw {py:.1f} vs {lu:.1f} us")
+            lines.append(f"   per call, {name}: python {pn:.1f} us, lua {ln:.1f} us net of the "
+                         f"probes ({pn / max(ln, 0.01):.2f}x; raw {py:.1f} vs {lu:.1f} us); no "
+                         "target: the hand-off to a worker that bounds a hung handler "
+                         "(timeout=) is most of it")
         else:
-            target(name, "not measured", "2x", False, js.get("probe_error") or "no probe data")
+            lines.append(f"   per call, {name}: not measured "
+                         f"({js.get('probe_error') or 'no probe data'})")
     lines.append("")

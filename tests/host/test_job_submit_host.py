@@ -687,3 +687,9 @@ R.dump(OUT + '/seen.json', [job.argv, job.user_name, job.default_account,
     assert acct is None and qos is None
     assert errs == [f"job.{f} is read-only (set by Slurm)"
                     for f in ("argv", "user_name", "default_account", "default_qos")]
+    # the lookup is remembered per uid (snapshot.c): an unknown uid stays
+    # None, and the known one keeps its name, call after call
+    for u, want in ((3987654, None), (uid, pwd.getpwuid(uid).pw_name), (3987654, None),
+                    (uid, pwd.getpwuid(uid).pw_name)):
+        assert h.js_submit(name="x", script="#!/bin/sh\ntrue\n", user_id=u)["rc"] == 0
+        assert handlers.read("seen.json")[1] == want, u
