@@ -13,7 +13,7 @@
  *     call in ns:
  *     ok bench_js n= failed= med_ns= p10_ns= p90_ns=
  *
- * bench_update and bench_call stay in the test host: the host suite uses
+ * update_many and call_many stay in the test host: the host suite uses
  * them too (test_memory, test_host_smoke, test_prep_host,
  * test_site_factor_host).
  */

@@ -17,7 +17,7 @@ Parts
     handler vs bench/noop_prep.c (a C no-op prep plugin built the same way)
     vs starting /bin/true (bench/spawn_true.c, posix_spawn+waitpid in C).
  2. site_factor update() over 100,000 pending jobs via the host's
-    bench_update (snapshot, hand-off, Python, applying factors) vs the host's
+    update_many (snapshot, hand-off, Python, applying factors) vs the host's
     C baseline loop.
  3. A real slurmctld+slurmd (tests/harness/slurmcluster.py): 1,000 `sbatch
     --wrap=true` jobs with (a) no PrEp work, (b) prep/script with trivial

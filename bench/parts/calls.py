@@ -11,15 +11,15 @@ from tests.harness.hostdriver import Host
 from .common import NOOP_PREP, PREP_SO, _cpu_split, handler_dir, log, med, thread_cpu
 
 
-def bench_calls(host: Host, hook: str, n: int, reps: int, window: int = 0) -> dict:
-    """reps x bench_call(hook, n).  Per run: wall ns/call in the hook (the
+def timed_calls(host: Host, hook: str, n: int, reps: int, window: int = 0) -> dict:
+    """reps x call_many(hook, n).  Per run: wall ns/call in the hook (the
     host's loop around the call: the time a slurmctld thread spends in it,
     under the job lock), wall total/N (including the wait for the async
     callbacks), CPU ns/call of the calling (main) thread net of the host's
     own record set-up (a mode=baseline run of the same size), and CPU
     ns/call of every other thread (workers, callbacks).
 
-    window > 0: the n calls go as n/window bench_calls of `window` calls
+    window > 0: the n calls go as n/window call_many requests of `window` calls
     each, every one waiting for its callbacks, so that at most `window`
     calls are outstanding (a scheduler pass starts tens to hundreds of
     jobs, not 100,000); the figures are the sums over the batches."""
@@ -31,15 +31,15 @@ def bench_calls(host: Host, hook: str, n: int, reps: int, window: int = 0) -> di
     def one(mode):
         us_calls = us_total = cbs = asyncs = 0
         for _ in range(batches):
-            r = host.bench_call(hook, size, mode=mode, timeout=300)
+            r = host.call_many(hook, size, mode=mode, timeout=300)
             if not r.get("waited") or (r["async"] and r["callbacks"] < r["async"]):
-                raise RuntimeError(f"bench_call {hook}: callbacks missing: {r}")
+                raise RuntimeError(f"call_many {hook}: callbacks missing: {r}")
             us_calls += r["us_calls"]
             us_total += r["us_total"]
             asyncs += r["async"]
         return us_calls, us_total, asyncs
 
-    host.bench_call(hook, min(size, 2000), timeout=120)          # warm up
+    host.call_many(hook, min(size, 2000), timeout=120)          # warm up
     runs = []
     for _ in range(reps):
         # the host's own cost (building and freeing the records, its loop):
@@ -79,7 +79,7 @@ def run_host_prep(so: str, daemon: str, params: str, hook: str, n: int,
         if daemon == "slurmctld":
             h.callbacks()
         h.required()      # prep/python boots Python here, as in slurmctld
-        res = bench_calls(h, hook, n, reps, window)
+        res = timed_calls(h, hook, n, reps, window)
         res["plugin_log_errors"] = [l for l in h.log().splitlines() if "error" in l.lower()][:5]
     return res
 

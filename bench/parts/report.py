@@ -55,11 +55,11 @@ def report(res: dict) -> tuple[str, list[dict]]:
         fork = c["spawn_fork_exec"]["ns"]
         n = c["python_async"]["n"]
         reps = c["python_async"]["reps"]
-        lines.append(f"1. Bridge cost per hook call (spm_host bench_call; {reps} runs x {n:,} "
+        lines.append(f"1. Bridge cost per hook call (spm_host call_many; {reps} runs x {n:,} "
                      "calls; figures are total/N per run, median of the runs)")
         w = c.get("python_async_win", {}).get("window") or 1000
-        lines.append(f"   (all {n:,} in one bench_call: tens of thousands of async calls queue up; "
-                     f"'<= {w:,} outstanding': {n // w:,} bench_calls of {w:,}, each waiting "
+        lines.append(f"   (all {n:,} in one call_many: tens of thousands of async calls queue up; "
+                     f"'<= {w:,} outstanding': {n // w:,} call_many requests of {w:,}, each waiting "
                      "for its callbacks)")
         lines.append("   call loop: wall/N of the host's loop (take job lock, call hook, drop "
                      "lock: what a slurmctld thread spends);")
@@ -124,7 +124,7 @@ def report(res: dict) -> tuple[str, list[dict]]:
     if "update" in res:
         u = res["update"]
         sizes = u["sizes"]
-        lines.append("2. site_factor update() (spm_host bench_update: snapshot + hand-off + Python + "
+        lines.append("2. site_factor update() (spm_host update_many: snapshot + hand-off + Python + "
                      "copies asked for + apply; median of 3 runs, 2 at 1M; ms and us/job)")
         lines.append("   the 3-field handlers read account, num_cpus, submit_time of every job and "
                      "return a factor for each (bench/run.py SITE_FACTOR)")

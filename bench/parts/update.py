@@ -1,4 +1,4 @@
-"""Part 2: site_factor update() over pending jobs via the host's bench_update,
+"""Part 2: site_factor update() over pending jobs via the host's update_many,
 against the host's C baseline loop."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .common import (SF_SO, SITE_FACTOR, UPDATE_HANDLERS, _cpu_split, handler_di
 # --------------------------------------------------------------------------
 
 def part_update(tmp: pathlib.Path, sizes: tuple, reps: int) -> dict:
-    """Each handler in its own host: bench_update at every size (reps runs
+    """Each handler in its own host: update_many at every size (reps runs
     each, 1M jobs: 2), the host's peak RSS (VmHWM) after the largest, and
     the host's C loop as the floor."""
     hdir = handler_dir(tmp / "sf", {"bench_sf.py": SITE_FACTOR})
@@ -26,7 +26,7 @@ def part_update(tmp: pathlib.Path, sizes: tuple, reps: int) -> dict:
             h.conf(site_factor_params=f"handler=bench_sf:{'Empty' if cls == 'baseline' else cls},"
                    f"path={hdir}")
             h.load()
-            h.bench_update(1000, mode=mode)                 # boot + warm up
+            h.update_many(1000, mode=mode)                 # boot + warm up
             per = {}
             for n in sizes:
                 k = reps if n < 1_000_000 else min(reps, 2)
@@ -34,7 +34,7 @@ def part_update(tmp: pathlib.Path, sizes: tuple, reps: int) -> dict:
                 runs = []
                 for _ in range(k):
                     c0 = thread_cpu(h.proc.pid)
-                    r = h.bench_update(n, mode=mode, timeout=600)
+                    r = h.update_many(n, mode=mode, timeout=600)
                     _, worker = _cpu_split(h.proc.pid, c0, thread_cpu(h.proc.pid))
                     # the worker thread runs only Python (update() and the
                     # bridge around it, and the per-field copies it asks

@@ -573,12 +573,12 @@ class Host:
 
     # -- benchmarks / misc -------------------------------------------------
 
-    def bench_update(self, n, mode="plugin", keep=False, timeout=None):
-        return self.request("bench_update", "n=%d" % n, "mode=%s" % mode,
+    def update_many(self, n, mode="plugin", keep=False, timeout=None):
+        return self.request("update_many", "n=%d" % n, "mode=%s" % mode,
                             "keep=%d" % bool(keep), timeout=timeout)
 
-    def bench_call(self, hook, n, mode="plugin", timeout=30.0):
-        return self.request("bench_call", "hook=%s" % hook, "n=%d" % n,
+    def call_many(self, hook, n, mode="plugin", timeout=30.0):
+        return self.request("call_many", "hook=%s" % hook, "n=%d" % n,
                             "mode=%s" % mode,
                             "timeout_ms=%d" % int(timeout * 1000),
                             timeout=timeout + self.timeout)

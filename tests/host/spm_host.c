@@ -2305,7 +2305,7 @@ static int get_mode(const char *verb, kopt_t *o, bool *baseline)
 	return -1;
 }
 
-static void cmd_bench_update(const char *verb, int argc, char **argv)
+static void cmd_update_many(const char *verb, int argc, char **argv)
 {
 	kopt_t o[] = { { "n", 'u', true }, { "mode", 'w' }, { "keep", 'u' } };
 	void (*volatile fn)(void);
@@ -2357,7 +2357,7 @@ static void cmd_bench_update(const char *verb, int argc, char **argv)
 	out_end();
 }
 
-static void cmd_bench_call(const char *verb, int argc, char **argv)
+static void cmd_call_many(const char *verb, int argc, char **argv)
 {
 	kopt_t o[] = { { "hook", 'w', true }, { "n", 'u', true },
 		       { "mode", 'w' }, { "timeout_ms", 'u' } };
@@ -2979,8 +2979,8 @@ static const command_t commands[] = {
 	{ "jc_reconfig", cmd_jc_reconfig },
 	{ "js_modify", cmd_js },
 	{ "jobs_clear", cmd_jobs_clear },
-	{ "bench_update", cmd_bench_update },
-	{ "bench_call", cmd_bench_call },
+	{ "update_many", cmd_update_many },
+	{ "call_many", cmd_call_many },
 	{ "stats", cmd_stats },
 	{ "mem", cmd_mem },
 	{ "mark", cmd_mark },

@@ -329,11 +329,11 @@ def test_site_factor_none(host_bin):
             assert h.site_reconfig()["slurm_warn"] == 0
         assert h.jobs_clear()["removed"] == 3
         assert h.site_update() == {}
-        b = h.bench_update(2000)
+        b = h.update_many(2000)
         assert b["n"] == 2000 and b["changed"] == 0
-        base = h.bench_update(2000, mode="baseline")
+        base = h.update_many(2000, mode="baseline")
         assert base["changed"] == 2000
-        bc = h.bench_call("site_set", 1000)
+        bc = h.call_many("site_set", 1000)
         assert bc["n"] == 1000 and bc["async"] == 0
         with pytest.raises(HostError, match="wrong_family"):
             h.required()
@@ -508,7 +508,7 @@ def test_worker_thread_callbacks(host_bin, tmp_path):
         assert sorted(c["job_id"] for c in cbs) == [1, 2, 3]
         assert all(c["thread"] == "other" and c["deadlock"] == 0 and
                    c["expected"] == 1 for c in cbs)
-        b = h.bench_call("prolog_slurmctld", 200)
+        b = h.call_many("prolog_slurmctld", 200)
         assert b["async"] == 200 and b["callbacks"] == 200 and b["waited"]
     with Host(so, deadlock_ms=300, fail_on_deadlock=False,
               strict_callbacks=False) as h:
@@ -551,7 +551,7 @@ def test_job_list_export_for_site_factor_plugins(host_bin, tmp_path):
         h.jobs_add(job_id=11, job_state="RUNNING", site_factor=5)
         assert h.site_update() == {10: NICE_OFFSET + 10, 11: 5}
         assert h.site_update(_thread=True) == {10: NICE_OFFSET + 10, 11: 5}
-        assert h.bench_update(500)["changed"] == 500
+        assert h.update_many(500)["changed"] == 500
         assert h.unload()["fini_rc"] == 7
 
 
@@ -605,8 +605,8 @@ def test_asan_smoke_site_factor_none(host_bin_asan):
         h.site_set(job_id=1, account="a", qos="q", spank_job_env=["X=1"])
         h.jobs_add(job_id=2, name="n")
         h.site_update()
-        h.bench_update(1000, keep=True)
-        h.bench_call("site_set", 100)
+        h.update_many(1000, keep=True)
+        h.call_many("site_set", 100)
     assert h.returncode == 0 and not h.sanitizer_report()
 
 

@@ -651,7 +651,7 @@ def test_bench_many_async_calls(make_host, handlers):
     """A burst of 500 calls through the host's timed loop: every one is
     answered (the host counts callbacks and waits for all of them)."""
     h = start(make_host, handlers, source=_handler_with(CTLD_HOOKS))
-    b = h.bench_call("prolog_slurmctld", 500, timeout=60)
+    b = h.call_many("prolog_slurmctld", 500, timeout=60)
     assert b["async"] == 500 and b["callbacks"] == 500 and b["waited"] == 1
     st = h.stats()
     assert st["pending"] == 0 and st["unexpected"] == 0

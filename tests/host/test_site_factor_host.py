@@ -396,7 +396,7 @@ def test_update_exception_changes_nothing(make_host, handlers):
 def test_update_with_many_jobs(make_host, handlers):
     h = start(make_host, handlers)
     n = 3000
-    b = h.bench_update(n, keep=True, timeout=60)
+    b = h.update_many(n, keep=True, timeout=60)
     assert b["n"] == n
     update_returns(handlers, "{j.job_id: j.job_id % 1000 - 500 for j in jobs}")
     got = h.site_update()
