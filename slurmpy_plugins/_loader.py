@@ -530,19 +530,20 @@ def _load(cfg: Config, base: type, trusted_uids: set[int], found: list[str]) -> 
             sys.modules[spec.name] = previous
         raise
     return Loaded(instance=instance, module_file=spec.origin, signature=signature,
-                  fields=_declared_fields(cfg, type(instance), spec.origin))
+                  fields=_declared_fields(type(instance), spec.origin, cfg.handler))
 
 
-def _declared_fields(cfg: Config, cls: type, origin: str) -> tuple[str, ...] | None:
+def _declared_fields(cls: type, origin: str, label: str) -> tuple[str, ...] | None:
     """A SiteFactorHandler's `fields`, checked now (at load), so that a
-    misspelled name is a load error naming it, not a failure in update()."""
+    misspelled name is a load error naming it (`origin`: `label`.fields),
+    not a failure in update(); as the JobList takes them: job_id first."""
     if not issubclass(cls, SiteFactorHandler):
         return None
     try:
         from . import _records   # site_factor only: other plugins' loads import no records
         return _records.declared_fields(cls.fields)
     except ValueError as e:
-        raise HandlerError(f"{origin}: {cfg.handler}.fields: {e}") from None
+        raise HandlerError(f"{origin}: {label}.fields: {e}") from None
 
 
 def _instantiate(cfg: Config, base: type, code: Any, module: Any, origin: str) -> Any:
@@ -641,12 +642,7 @@ def _load_member(cfg: Config, base: type, trusted: Any, kind: str, name: str) ->
         except BaseException as e:
             raise HandlerError(f"{where(e, cfg.roots)}: {path}: {cls.__name__}() failed: "
                                f"{type(e).__name__}: {e}") from e
-        if issubclass(cls, SiteFactorHandler):
-            try:
-                from . import _records
-                _records.declared_fields(cls.fields)
-            except ValueError as e:
-                raise HandlerError(f"{path}: {cls.__name__}.fields: {e}") from None
+        _declared_fields(cls, path, cls.__name__)
     except BaseException:
         if previous is None:
             sys.modules.pop(modname, None)
@@ -722,6 +718,5 @@ def _load_dir(cfg: Config, base: type, trusted: set[int], hooks: tuple[str, ...]
         raise HandlerError(f"{first}{more}") from first.__cause__
     instance = _chain.build(base, hooks, tuple(members))
     return Loaded(instance=instance, module_file=directory, signature=listing,
-                  fields=getattr(instance, "fields", None) if isinstance(
-                      instance, SiteFactorHandler) else None,
+                  fields=_declared_fields(type(instance), directory, cfg.handler),
                   members=tuple(members), notes=tuple(notes)), notes

@@ -507,7 +507,7 @@ def _context_for(handler: Any, kind: str, *, timeout: float | None = None,
                            path=(os.path.dirname(mfile),) if mfile != "?" else (),
                            timeout=timeout, on_failure=on_failure)
     try:
-        fields = _loader._declared_fields(c.cfg, type(handler), mfile)
+        fields = _loader._declared_fields(type(handler), mfile, c.cfg.handler)
     except _loader.HandlerError as e:
         c.loaded, c.error = None, _context.refusal(_context.PREFIX[ctx], e)
         return c

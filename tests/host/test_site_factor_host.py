@@ -761,3 +761,26 @@ def test_repr_of_an_update_job_does_not_load_its_strings(make_host, handlers):
     assert got == {"before": "<Job 12 PENDING>", "loaded": "<Job 11 'first' PENDING>",
                    "after": "<Job 12 'second' PENDING>", "late": "closed",
                    "full": "<Job 13 'third' PENDING>"}
+
+
+def test_handlers_dir_update_reads_each_files_declared_fields(make_host, handlers):
+    """handlers=DIR whose files declare different `fields`: in the plugin
+    (as slurmctld runs it, not only in the kit) each file's update() reads
+    job_id and its own field, and the factors add up."""
+    d = handlers.path.parent / "sf.d"
+    d.mkdir(mode=0o755)
+    for name, field, k in (("10-acct", "account", 100), ("20-prio", "priority", 1)):
+        p = d / f"{name}.py"
+        p.write_text("from slurmpy_plugins import SiteFactorHandler\n"
+                     "class F(SiteFactorHandler):\n"
+                     f"    fields = ({field!r},)\n"
+                     "    def update(self, jobs):\n"
+                     f"        return {{j.job_id: {k} * len(str(j.{field})) for j in jobs}}\n")
+        os.chmod(p, 0o644)
+    h = make_host("sf")
+    h.conf(site_factor_params=f"handlers={d}")
+    h.load()
+    h.jobs_add(job_id=11, account="ab", job_state="PENDING", priority=7)
+    h.jobs_add(job_id=12, account="abcd", job_state="PENDING", priority=1234)
+    assert h.site_update() == {11: NICE_OFFSET + 200 + 1, 12: NICE_OFFSET + 400 + 4}, h.log()
+    assert "error" not in h.log()
