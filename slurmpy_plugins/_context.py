@@ -247,7 +247,7 @@ class Context:
         same = (prev is not None and running is not None and running.handlers == cfg.handlers
                 and running.path == cfg.path and running.venv == cfg.venv)
         return _loader.load_dir(cfg, BASE[self.ctx], self.trusted, hooks,
-                                prev if same else None)[0]
+                                prev if same else None)
 
     def _try_load(self, initial: bool, bounded: bool = False) -> bool:
         assert self.cfg is not None

@@ -494,8 +494,7 @@ def load(cfg: Config, base: type, trusted_uids: set[int],
     handlers=<dir>: load_dir() with no previous set (`hooks`: the plugin's
     hook names, from the plugin table)."""
     if cfg.handlers:
-        loaded, _ = load_dir(cfg, base, trusted_uids, hooks, None)
-        return loaded
+        return load_dir(cfg, base, trusted_uids, hooks, None)
     found: list[str] = []
     try:
         return _load(cfg, base, trusted_uids, found)
@@ -654,10 +653,10 @@ def _load_member(cfg: Config, base: type, trusted: Any, kind: str, name: str) ->
 
 
 def load_dir(cfg: Config, base: type, trusted_uids: set[int], hooks: tuple[str, ...],
-             previous: Loaded | None) -> tuple[Loaded, list[str]]:
+             previous: Loaded | None) -> Loaded:
     """handlers=<dir>: every handler file, each loaded and checked on its
-    own.  Returns the new set and what was refused or dropped (one message
-    each, for the log).
+    own.  Returns the new set; its `notes` say what was refused or dropped
+    (one message each, for the log).
 
     With no previous set (boot, or nothing was running) every file must
     load: one that does not is the HandlerError (naming every file that
@@ -676,7 +675,7 @@ def load_dir(cfg: Config, base: type, trusted_uids: set[int], hooks: tuple[str, 
 
 
 def _load_dir(cfg: Config, base: type, trusted: set[int], hooks: tuple[str, ...],
-              previous: Loaded | None) -> tuple[Loaded, list[str]]:
+              previous: Loaded | None) -> Loaded:
     from . import _chain
     directory = cfg.handlers
     assert directory is not None
@@ -719,4 +718,4 @@ def _load_dir(cfg: Config, base: type, trusted: set[int], hooks: tuple[str, ...]
     instance = _chain.build(base, hooks, tuple(members))
     return Loaded(instance=instance, module_file=directory, signature=listing,
                   fields=_declared_fields(type(instance), directory, cfg.handler),
-                  members=tuple(members), notes=tuple(notes)), notes
+                  members=tuple(members), notes=tuple(notes))

@@ -134,13 +134,14 @@ def test_reload_keeps_unchanged_files_and_the_last_good_version(hdir):
     cfg = _config.parse(f"handlers={hdir}", conf_key="PrEpParameters", conf_path=None)
     hooks = ("prolog", "epilog", "prolog_slurmctld", "epilog_slurmctld")
     base = kit._BASES["prep"]
-    first, notes = _loader.load_dir(cfg, base, {0, os.getuid()}, hooks, None)
-    assert notes == []
+    first = _loader.load_dir(cfg, base, {0, os.getuid()}, hooks, None)
+    assert first.notes == ()
     a_member = first.members[0]
     # 20-b changes for the worse, 30-c is new and broken, 10-a is unchanged
     hdir.put("20-b.py", "def broken(:\n")
     hdir.put("30-c.py", "x = 1\n")
-    second, notes = _loader.load_dir(cfg, base, {0, os.getuid()}, hooks, first)
+    second = _loader.load_dir(cfg, base, {0, os.getuid()}, hooks, first)
+    notes = second.notes
     assert second.members[0] is a_member
     assert second.members[1] is first.members[1]
     assert [m.name for m in second.members] == ["10-a.py", "20-b.py"]
@@ -154,9 +155,10 @@ def test_reload_keeps_unchanged_files_and_the_last_good_version(hdir):
     os.unlink(a)
     os.unlink(hdir / "30-c.py")
     hdir.put("20-b.py", prep_file("B", "def prolog(self, env): pass\n"))
-    third, notes = _loader.load_dir(cfg, base, {0, os.getuid()}, hooks, second)
+    third = _loader.load_dir(cfg, base, {0, os.getuid()}, hooks, second)
     assert [m.name for m in third.members] == ["20-b.py"]
-    assert notes == [f"handler file 10-a.py removed from {hdir}: its handler no longer runs"]
+    assert third.notes == (f"handler file 10-a.py removed from {hdir}: its handler no longer "
+                           "runs",)
     os.unlink(hdir / "20-b.py")
     with pytest.raises(_loader.HandlerError, match="previous handlers keep running"):
         _loader.load_dir(cfg, base, {0, os.getuid()}, hooks, third)
