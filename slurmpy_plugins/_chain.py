@@ -30,7 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import _factors, _log
+# _factors is imported where a factor is checked, not here: _context imports
+# this module, and a spank/python process must not import the other
+# plugins' modules (tests/host/test_spank_host.py::test_boot_imports_only_spank).
+from . import _log
 from ._handlers import PrEpHandler, Reject, SiteFactorHandler
 
 __all__ = ["Member", "Figures", "build", "members_of", "figures", "prefix_of", "publish",
@@ -139,7 +142,8 @@ def _in_order(hook: str, members: tuple[Member, ...], prep: bool) -> Callable[..
         for m in members:
             result = m.call(hook, *args)
             if prep and result is not None:
-                e = TypeError(f"{hook}() returned {_factors.describe(result)}; a hook returns None "
+                from ._factors import describe
+                e = TypeError(f"{hook}() returned {describe(result)}; a hook returns None "
                               "to succeed and raises to fail")
                 _tag(e, SITE, _site(getattr(m.instance, hook)))
                 _tag(e, PREFIX, m.prefix)
@@ -149,10 +153,11 @@ def _in_order(hook: str, members: tuple[Member, ...], prep: bool) -> Callable[..
 
 
 def _to_int(value: Any, what: str, method: Any) -> int | None:
+    from ._factors import _is_int, describe
     if value is None:
         return None
-    if not _factors._is_int(type(value)):
-        e = TypeError(f"{what} returned {_factors.describe(value)}; expected an int or None")
+    if not _is_int(type(value)):
+        e = TypeError(f"{what} returned {describe(value)}; expected an int or None")
         _tag(e, SITE, _site(method))
         raise e
     return int(value)
@@ -174,6 +179,7 @@ def _update(members: tuple[Member, ...]) -> Callable[..., list[int | None] | Non
     """update(): per job, the sum of the factors given, by batch index
     (None: no handler gave one, the job keeps its factor)."""
     def update(self: Any, jobs: Any) -> list[int | None] | None:
+        from . import _factors
         sums: list[int | None] | None = None
         index: dict[int, int] | None = None
         for m in members:
